@@ -1,0 +1,1 @@
+"""Subcommands of the `jaxseg` CLI, one module each (see `jaxseg.cli`)."""
