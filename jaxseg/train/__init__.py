@@ -1,0 +1,1 @@
+"""Training loops (SFT, GRPO) and their state: checkpoints, metrics, progress."""
