@@ -19,6 +19,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("jaxseg.commands.info", "versions, devices and optional components"),
     "demo": ("jaxseg.commands.demo", "end-to-end demo on the embedded default"),
+    "bench": ("jaxseg.commands.bench", "list and run benchmarks (jaxseg vs reference, same run)"),
     "sweep": ("jaxseg.commands.sweep", "expand a config's sweep into runs; print or run them"),
 }
 
