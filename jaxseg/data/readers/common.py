@@ -1,0 +1,76 @@
+"""Shared reader steps: JSON loading and frame-list checks, each failing with file + field."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jaxseg.data.readers.errors import DataFormatError
+from jaxseg.data.readers.images import image_size
+from jaxseg.data.readers.records import frame_number
+
+
+def load_json(path: str | Path, what: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataFormatError(path, what, "file is missing") from None
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, what, f"invalid JSON ({exc})") from None
+
+
+def videos_of(meta: Any, path: str | Path) -> dict[str, Any]:
+    """`meta["videos"]`, the top level of every meta_expressions.json."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("videos"), dict):
+        raise DataFormatError(path, "videos", 'missing: expected {"videos": {name: {...}}}')
+    return meta["videos"]
+
+
+def field_of(mapping: Any, key: str, path: str | Path, field: str) -> Any:
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise DataFormatError(path, f"{field}.{key}", "is missing")
+    return mapping[key]
+
+
+def frame_files(
+    frames_dir: str | Path,
+    names: Sequence[str],
+    *,
+    meta_path: str | Path,
+    field: str,
+    extension: str = ".jpg",
+    verify: bool = True,
+) -> tuple[tuple[str, ...], tuple[int, ...], int, int]:
+    """(paths, absolute frame ids, height, width) of a video's frames.
+
+    verify=True opens every frame header: a missing file, a non-image, or a frame whose
+    size differs from the first frame is an error naming that frame.
+    """
+    if not isinstance(names, (list, tuple)) or len(names) == 0:
+        raise DataFormatError(meta_path, field, "empty video: no frames listed")
+    paths = tuple(os.path.join(str(frames_dir), f"{name}{extension}") for name in names)
+    ids = tuple(frame_number(str(n), i) for i, n in enumerate(names))
+    height, width = image_size(paths[0], field=f"frame {names[0]} of {field}")
+    if verify:
+        for name, path in zip(names[1:], paths[1:]):
+            size = image_size(path, field=f"frame {name} of {field}")
+            if size != (height, width):
+                raise DataFormatError(
+                    path,
+                    "frame",
+                    f"size {list(size)} differs from the first frame's [{height}, {width}]",
+                )
+    return paths, ids, height, width
+
+
+def listed_frames(frames_dir: str | Path, extension: str = ".jpg") -> list[str]:
+    """Sorted frame stems in a folder (for layouts whose meta file lists no frames)."""
+    if not os.path.isdir(frames_dir):
+        return []
+    return sorted(
+        name[: -len(extension)] for name in os.listdir(frames_dir) if name.endswith(extension)
+    )
