@@ -1,0 +1,300 @@
+"""Meta's SAM2.1 video predictor (`sam2==1.1.0`, PyTorch) behind the MaskBackend interface.
+
+Runs inside the sidecar process only (`python -m jaxseg.segmenter.sidecar`): importing this
+module imports torch and sam2, which initialises hydra's global state, so it must never be
+imported by the JAX process (see /work/shared/reference/sam2_eval.md, A3, A9).
+
+Only torchvision-free sam2 modules are used (`sam2.build_sam`, `sam2.sam2_video_predictor`);
+`sam2.utils.transforms` / `SAM2ImagePredictor` need torchvision, which is not installed.
+
+How requests map onto SAM2 (sam2_eval.md A4, A5):
+- frames arrive in memory, so `init_state` gets them through a shim replacing
+  `load_video_frames` with the same preprocessing as sam2's JPEG loader (PIL bicubic resize to
+  image_size x image_size, /255, ImageNet mean/std);
+- each object is prompted on the keyframe (`add_new_points_or_box`, or `add_new_mask`), then
+  `propagate_in_video` runs forward from the keyframe and/or with `reverse=True`;
+- batching: requests on the same (video, keyframe, direction) become objects of ONE inference
+  state. SAM2 1.1.0 tracks each object independently (per-object memory, batch size 1 per
+  object) and shares only the per-frame image-encoder features, so this is exact and runs the
+  image encoder once per frame for the whole group instead of once per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from jaxseg.segmenter.interface import (
+    InvalidRequestError,
+    MaskRequest,
+    MaskResult,
+    RequestTimeoutError,
+    UnknownVideoError,
+    VideoHandle,
+    covered_frames,
+    empty_result,
+    handle_for,
+    validate_request,
+)
+
+CONFIGS = {
+    "t": "configs/sam2.1/sam2.1_hiera_t.yaml",
+    "s": "configs/sam2.1/sam2.1_hiera_s.yaml",
+    "b+": "configs/sam2.1/sam2.1_hiera_b+.yaml",
+    "l": "configs/sam2.1/sam2.1_hiera_l.yaml",
+}
+
+# CI-sized hiera-t (sam2_eval.md A3): 4 hiera blocks, 1 memory-attention layer. A global-attention
+# block may not open a stage (q-pool block), hence global_att_blocks=[3] with stages [1,1,2,1].
+TINY_OVERRIDES = [
+    "++model.image_encoder.trunk.stages=[1,1,2,1]",
+    "++model.image_encoder.trunk.global_att_blocks=[3]",
+    "++model.memory_attention.num_layers=1",
+]
+
+IMG_MEAN = (0.485, 0.456, 0.406)
+IMG_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Sam2Config:
+    """model: t/s/b+/l (SAM2.1 hiera sizes) or "tiny" (CI-sized t, random init, no checkpoint).
+
+    checkpoint: a SAM2.1 `.pt` (loaded with torch.load(weights_only=True)); required unless
+    model == "tiny" or random_init is set (random weights at full size, for timing only).
+    image_size: None keeps the config's 1024 (256 for "tiny"); must be a multiple of 16.
+    fill_hole_area: 0 by default because the hole filler needs sam2's CUDA `_C` extension,
+    which the PyPI wheel does not ship (without it sam2 warns and skips the step anyway).
+    """
+
+    model: str = "t"
+    checkpoint: str | None = None
+    device: str = "cpu"
+    image_size: int | None = None
+    random_init: bool = False
+    seed: int = 0
+    num_threads: int | None = None
+    bf16: bool = False
+    fill_hole_area: int = 0
+    max_videos: int = 8
+    extra_overrides: list[str] = field(default_factory=list)
+
+    def hydra(self) -> tuple[str, list[str]]:
+        if self.model not in (*CONFIGS, "tiny"):
+            raise InvalidRequestError(
+                f"sam2.model: {self.model!r} is not one of {[*CONFIGS, 'tiny']}"
+            )
+        overrides: list[str] = []
+        size = self.image_size
+        if self.model == "tiny":
+            overrides += TINY_OVERRIDES
+            size = size or 256
+        if size is not None:
+            if size % 16 or size < 64:
+                raise InvalidRequestError(f"sam2.image_size: {size} is not a multiple of 16 >= 64")
+            f = size // 16
+            overrides += [
+                f"++model.image_size={size}",
+                f"++model.memory_attention.layer.self_attention.feat_sizes=[{f},{f}]",
+                f"++model.memory_attention.layer.cross_attention.feat_sizes=[{f},{f}]",
+            ]
+        cfg = CONFIGS["t" if self.model == "tiny" else self.model]
+        return cfg, overrides + list(self.extra_overrides)
+
+
+def build_predictor(cfg: Sam2Config):
+    """Build a SAM2VideoPredictor; weights from cfg.checkpoint or seeded random init."""
+    import sam2.sam2_video_predictor as svp
+    from sam2.build_sam import build_sam2_video_predictor
+
+    svp.tqdm = lambda it, **_kw: it  # no per-propagation progress bars in the sidecar log
+
+    if cfg.checkpoint is None and not (cfg.model == "tiny" or cfg.random_init):
+        raise InvalidRequestError(
+            f"sam2.checkpoint: model {cfg.model!r} needs a checkpoint path "
+            "(e.g. sam2.1_hiera_tiny.pt); set random_init for random weights"
+        )
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    config_file, overrides = cfg.hydra()
+    torch.manual_seed(cfg.seed)
+    predictor = build_sam2_video_predictor(
+        config_file, ckpt_path=None, device=cfg.device, hydra_overrides_extra=overrides
+    )
+    # build_sam2_video_predictor appends fill_hole_area=8 after our overrides, so set it here.
+    predictor.fill_hole_area = int(cfg.fill_hole_area)
+    if cfg.checkpoint is not None:
+        load_checkpoint(predictor, cfg.checkpoint)
+    return predictor
+
+
+def load_checkpoint(model: torch.nn.Module, path: str) -> None:
+    """Strict load of a SAM2 `.pt` (a dict with a "model" state dict), as sam2's own loader."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise InvalidRequestError(f"sam2.checkpoint: no such file {path!r}") from e
+    if not isinstance(blob, dict) or "model" not in blob:
+        raise InvalidRequestError(f"sam2.checkpoint: {path!r} has no 'model' state dict")
+    missing, unexpected = model.load_state_dict(blob["model"], strict=False)
+    if missing or unexpected:
+        raise InvalidRequestError(
+            f"sam2.checkpoint: {path!r} does not match the config: "
+            f"missing {list(missing)[:5]}..., unexpected {list(unexpected)[:5]}..."
+        )
+
+
+def preprocess_frames(frames: np.ndarray, image_size: int) -> torch.Tensor:
+    """[T, H, W, 3] uint8 -> [T, 3, S, S] float32, bit-identical to sam2's JPEG loader
+    (`sam2.utils.misc._load_img_as_tensor` + normalisation) given the decoded frames."""
+    t = frames.shape[0]
+    images = torch.zeros(t, 3, image_size, image_size, dtype=torch.float32)
+    for n in range(t):
+        img = np.array(Image.fromarray(frames[n]).resize((image_size, image_size))) / 255.0
+        images[n] = torch.from_numpy(img).permute(2, 0, 1)
+    images -= torch.tensor(IMG_MEAN, dtype=torch.float32)[:, None, None]
+    images /= torch.tensor(IMG_STD, dtype=torch.float32)[:, None, None]
+    return images
+
+
+@contextlib.contextmanager
+def _frames_loader(images: torch.Tensor, height: int, width: int):
+    """Make `init_state` take in-memory frames (sam2_eval.md A5, option 1)."""
+    import sam2.sam2_video_predictor as svp
+
+    def load(**_kw):
+        return images, height, width
+
+    orig = svp.load_video_frames
+    svp.load_video_frames = load
+    try:
+        yield
+    finally:
+        svp.load_video_frames = orig
+
+
+class Sam2Backend:
+    """MaskBackend over SAM2VideoPredictor. Not thread-safe: the sidecar calls it from one thread."""
+
+    name = "sam2"
+
+    def __init__(self, cfg: Sam2Config | None = None):
+        self.cfg = cfg or Sam2Config(model="tiny")
+        self.predictor = build_predictor(self.cfg)
+        self._states: OrderedDict[str, dict] = OrderedDict()
+
+    @property
+    def image_size(self) -> int:
+        return int(self.predictor.image_size)
+
+    def register_video(self, frames: np.ndarray, video_id: str | None = None) -> VideoHandle:
+        handle = handle_for(frames, video_id)
+        if handle.video_id in self._states:
+            self._states.move_to_end(handle.video_id)
+            return handle
+        images = preprocess_frames(frames, self.image_size)
+        with _frames_loader(images.to(self.cfg.device), handle.height, handle.width):
+            state = self.predictor.init_state(video_path="<in-memory>")
+        self._states[handle.video_id] = state
+        while len(self._states) > self.cfg.max_videos:
+            self._states.popitem(last=False)
+        return handle
+
+    def _state(self, handle: VideoHandle) -> dict:
+        state = self._states.get(handle.video_id)
+        if state is None:
+            raise UnknownVideoError(handle.video_id)
+        shape = (state["num_frames"], state["video_height"], state["video_width"])
+        if shape != handle.shape:
+            raise InvalidRequestError(
+                f"request.video: handle shape {handle.shape} != registered {shape}"
+            )
+        self._states.move_to_end(handle.video_id)
+        return state
+
+    def segment(
+        self, requests: Sequence[MaskRequest], deadline: float | None = None
+    ) -> list[MaskResult]:
+        """deadline: time.monotonic() value after which a group is abandoned (RequestTimeoutError)."""
+        for i, r in enumerate(requests):
+            validate_request(r, f"requests[{i}]")
+        for r in requests:  # fail before any work if a video is missing
+            self._state(r.video)
+        results: list[MaskResult | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, r in enumerate(requests):
+            if r.prompts:
+                groups[(r.video.video_id, r.keyframe, r.direction)].append(i)
+            else:
+                results[i] = empty_result(r, self.name)
+        for (_, keyframe, direction), idx in groups.items():
+            group = [requests[i] for i in idx]
+            for i, res in zip(idx, self._run_group(group, keyframe, direction, deadline)):
+                results[i] = res
+        return results  # type: ignore[return-value]
+
+    def _autocast(self):
+        if self.cfg.bf16:
+            return torch.autocast(torch.device(self.cfg.device).type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _run_group(
+        self, group: list[MaskRequest], keyframe: int, direction: str, deadline: float | None
+    ) -> list[MaskResult]:
+        state = self._state(group[0].video)
+        pred = self.predictor
+        t, h, w = group[0].video.shape
+        slots = [(ri, pi) for ri, r in enumerate(group) for pi in range(len(r.prompts))]
+        masks = np.zeros((len(slots), t, h, w), dtype=bool)
+        pred.reset_state(state)
+        with torch.inference_mode(), self._autocast():
+            for slot, (ri, pi) in enumerate(slots):
+                p = group[ri].prompts[pi]
+                if p.mask is not None:
+                    pred.add_new_mask(state, keyframe, slot, np.asarray(p.mask, bool))
+                else:
+                    pred.add_new_points_or_box(
+                        state,
+                        frame_idx=keyframe,
+                        obj_id=slot,
+                        points=None if p.points is None else np.asarray(p.points, np.float32),
+                        labels=None if p.point_labels is None else np.asarray(p.point_labels),
+                        box=None if p.box is None else np.asarray(p.box, np.float32),
+                    )
+            passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
+            for reverse in passes:
+                for frame_idx, obj_ids, logits in pred.propagate_in_video(
+                    state, start_frame_idx=keyframe, reverse=reverse
+                ):
+                    order = [int(o) for o in obj_ids]
+                    masks[order, frame_idx] = (logits[:, 0] > 0.0).cpu().numpy()
+                    if deadline is not None and time.monotonic() > deadline:
+                        pred.reset_state(state)
+                        raise RequestTimeoutError(
+                            f"propagation of {len(group)} request(s) passed its deadline "
+                            f"at frame {frame_idx}"
+                        )
+        pred.reset_state(state)
+        out, start = [], 0
+        for r in group:
+            n = len(r.prompts)
+            out.append(
+                MaskResult(
+                    obj_ids=tuple(p.obj_id for p in r.prompts),
+                    object_masks=masks[start : start + n],
+                    covered=covered_frames(t, keyframe, direction),
+                    backend=self.name,
+                )
+            )
+            start += n
+        return out
+
+    def close(self) -> None:
+        self._states.clear()

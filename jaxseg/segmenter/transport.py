@@ -1,0 +1,285 @@
+"""Wire format between the JAX process and the segmenter sidecar.
+
+A message is  MAGIC | u32 header_len | u64 payload_len | header (UTF-8 JSON) | payload,
+where the header's "arrays" list describes raw numpy arrays laid out in the payload. No pickle:
+a peer cannot make the other side execute code, and a malformed message is a ProtocolError that
+is answered with an error reply instead of a hang. Frames do not travel in messages at all: the
+client writes each clip once into `multiprocessing.shared_memory` and sends its name
+(see `SharedFrames`); masks come back bit-packed in the payload (1 bit per pixel).
+
+The socket lives in a fresh 0700 directory and is itself chmod 0600 (created under umask 0177),
+so only the owning user can talk to the sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+from multiprocessing import resource_tracker, shared_memory
+from typing import Any
+
+import numpy as np
+
+from jaxseg.segmenter.interface import (
+    InvalidRequestError,
+    MaskRequest,
+    MaskResult,
+    ObjectPrompt,
+    VideoHandle,
+)
+
+MAGIC = b"JXS1"
+_PREFIX = struct.Struct("!4sIQ")
+MAX_HEADER_BYTES = 16 << 20
+MAX_PAYLOAD_BYTES = 8 << 30
+_DTYPES = {"bool", "uint8", "int32", "int64", "float32", "float64"}
+
+Arrays = dict[str, np.ndarray]
+
+
+class ProtocolError(RuntimeError):
+    """The byte stream is not a valid message (framing lost: the connection must be closed)."""
+
+
+def encode(header: dict[str, Any], arrays: Arrays | None = None) -> list[bytes | memoryview]:
+    """Return the message as buffers for `sock.sendmsg`-style gathering (no payload copy)."""
+    header = dict(header)
+    descs, bufs, offset = [], [], 0
+    for name, a in (arrays or {}).items():
+        a = np.ascontiguousarray(a)
+        if a.dtype.name not in _DTYPES:
+            raise TypeError(f"array {name!r}: dtype {a.dtype} not allowed on the wire")
+        descs.append(
+            {"name": name, "dtype": a.dtype.name, "shape": list(a.shape), "offset": offset}
+        )
+        bufs.append(memoryview(a).cast("B"))
+        offset += a.nbytes
+    header["arrays"] = descs
+    hb = json.dumps(header, separators=(",", ":")).encode()
+    return [_PREFIX.pack(MAGIC, len(hb), offset), hb, *bufs]
+
+
+def send_message(sock: socket.socket, header: dict[str, Any], arrays: Arrays | None = None) -> None:
+    for buf in encode(header, arrays):
+        sock.sendall(buf)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytearray:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise EOFError(f"connection closed after {got} of {n} bytes")
+        got += k
+    return buf
+
+
+def recv_message(sock: socket.socket) -> tuple[dict[str, Any], Arrays]:
+    """Read one message. EOFError on a clean close before a message; ProtocolError on garbage."""
+    prefix = _recv_exact(sock, _PREFIX.size)
+    magic, hlen, plen = _PREFIX.unpack(prefix)
+    if magic != MAGIC:
+        raise ProtocolError(f"bad magic {bytes(magic)!r} (expected {MAGIC!r})")
+    if hlen > MAX_HEADER_BYTES or plen > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"message too large: header {hlen} B, payload {plen} B")
+    try:
+        header = json.loads(bytes(_recv_exact(sock, hlen)))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProtocolError(f"header is not JSON: {e}") from e
+    payload = _recv_exact(sock, plen) if plen else bytearray()
+    if not isinstance(header, dict):
+        raise ProtocolError("header must be a JSON object")
+    arrays: Arrays = {}
+    try:
+        for d in header.pop("arrays", []):
+            if d["dtype"] not in _DTYPES:
+                raise ProtocolError(f"array {d['name']!r}: dtype {d['dtype']!r} not allowed")
+            dt = np.dtype(d["dtype"])
+            shape = tuple(int(s) for s in d["shape"])
+            count = int(np.prod(shape, dtype=np.int64))
+            start = int(d["offset"])
+            if start < 0 or start + count * dt.itemsize > plen:
+                raise ProtocolError(f"array {d['name']!r} runs past the payload")
+            arrays[str(d["name"])] = np.frombuffer(payload, dt, count, start).reshape(shape)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ProtocolError(f"bad array descriptor: {e!r}") from e
+    return header, arrays
+
+
+# ---------------------------------------------------------------------------- shared memory
+
+
+class SharedFrames:
+    """A clip [T, H, W, 3] uint8 written once into POSIX shared memory by the client.
+
+    The client owns (and finally unlinks) the block; the sidecar attaches, copies what it needs
+    and detaches, so a sidecar crash leaks nothing and a restarted sidecar can re-read it.
+    """
+
+    def __init__(self, frames: np.ndarray, video_id: str):
+        self.video_id = video_id
+        self.shape = tuple(frames.shape)
+        self.shm = shared_memory.SharedMemory(create=True, size=max(frames.nbytes, 1))
+        np.ndarray(frames.shape, np.uint8, buffer=self.shm.buf)[...] = frames
+
+    @property
+    def name(self) -> str:
+        return self.shm.name
+
+    def close(self) -> None:
+        try:
+            self.shm.close()
+            self.shm.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def read_shared_frames(name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Attach to a client's block, copy the frames out, detach (the client keeps ownership)."""
+    shm = shared_memory.SharedMemory(name=name)
+    try:
+        # Python 3.11 registers attached blocks with this process's resource tracker, which
+        # would unlink the client's block when the sidecar exits; the client owns it.
+        resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
+        need = int(np.prod(shape)) if shape else 0
+        if len(shape) != 4 or shape[-1] != 3 or need > shm.size:
+            raise InvalidRequestError(f"shm {name}: shape {shape} does not fit {shm.size} bytes")
+        return np.ndarray(shape, np.uint8, buffer=shm.buf).copy()
+    finally:
+        shm.close()
+
+
+# ---------------------------------------------------------------------------- requests / results
+
+
+def handle_to_wire(h: VideoHandle) -> dict[str, Any]:
+    return {"video_id": h.video_id, "shape": list(h.shape)}
+
+
+def handle_from_wire(d: dict[str, Any], where: str) -> VideoHandle:
+    try:
+        t, hh, ww = (int(s) for s in d["shape"])
+        return VideoHandle(str(d["video_id"]), t, hh, ww)
+    except (KeyError, TypeError, ValueError) as e:
+        raise InvalidRequestError(f"{where}.video: {e!r}") from e
+
+
+def requests_to_wire(requests: list[MaskRequest]) -> tuple[list[dict[str, Any]], Arrays]:
+    """Header entries for each request; point / label / mask arrays go in the payload."""
+    reqs, arrays = [], {}
+    for i, r in enumerate(requests):
+        prompts = []
+        for j, p in enumerate(r.prompts):
+            d: dict[str, Any] = {"obj_id": int(p.obj_id)}
+            if p.box is not None:
+                d["box"] = [float(v) for v in p.box]
+            if p.points is not None:
+                arrays[f"{i}.{j}.points"] = np.asarray(p.points, np.float32)
+                arrays[f"{i}.{j}.labels"] = np.asarray(p.point_labels, np.int32)
+            if p.mask is not None:
+                arrays[f"{i}.{j}.mask"] = np.asarray(p.mask, bool)
+            prompts.append(d)
+        reqs.append(
+            {
+                "video": handle_to_wire(r.video),
+                "keyframe": int(r.keyframe),
+                "direction": r.direction,
+                "prompts": prompts,
+            }
+        )
+    return reqs, arrays
+
+
+def requests_from_wire(reqs: Any, arrays: Arrays) -> list[MaskRequest]:
+    if not isinstance(reqs, list):
+        raise InvalidRequestError("requests: expected a list")
+    out = []
+    for i, d in enumerate(reqs):
+        where = f"requests[{i}]"
+        if not isinstance(d, dict):
+            raise InvalidRequestError(f"{where}: expected an object")
+        try:
+            prompts = []
+            for j, p in enumerate(d["prompts"]):
+                box = p.get("box")
+                prompts.append(
+                    ObjectPrompt(
+                        obj_id=int(p["obj_id"]),
+                        box=None if box is None else tuple(float(v) for v in box),
+                        points=arrays.get(f"{i}.{j}.points"),
+                        point_labels=arrays.get(f"{i}.{j}.labels"),
+                        mask=arrays.get(f"{i}.{j}.mask"),
+                    )
+                )
+            keyframe = d["keyframe"]
+            if not isinstance(keyframe, int):
+                raise InvalidRequestError(f"{where}.keyframe: expected an int, got {keyframe!r}")
+            out.append(
+                MaskRequest(
+                    video=handle_from_wire(d["video"], where),
+                    keyframe=keyframe,
+                    prompts=tuple(prompts),
+                    direction=d.get("direction", "both"),
+                )
+            )
+        except KeyError as e:
+            raise InvalidRequestError(f"{where}: missing field {e.args[0]!r}") from e
+        except (TypeError, ValueError, AttributeError) as e:
+            if isinstance(e, InvalidRequestError):
+                raise
+            raise InvalidRequestError(f"{where}: {e}") from e
+    return out
+
+
+def results_to_wire(results: list[MaskResult]) -> tuple[list[dict[str, Any]], Arrays]:
+    meta, arrays = [], {}
+    for i, r in enumerate(results):
+        meta.append(
+            {
+                "obj_ids": [int(o) for o in r.obj_ids],
+                "shape": list(r.object_masks.shape),
+                "backend": r.backend,
+            }
+        )
+        arrays[f"{i}.masks"] = np.packbits(r.object_masks, axis=None)
+        arrays[f"{i}.covered"] = np.asarray(r.covered, bool)
+    return meta, arrays
+
+
+def results_from_wire(meta: list[dict[str, Any]], arrays: Arrays) -> list[MaskResult]:
+    out = []
+    for i, m in enumerate(meta):
+        shape = tuple(m["shape"])
+        n = int(np.prod(shape))
+        masks = np.unpackbits(arrays[f"{i}.masks"], count=n).reshape(shape).view(bool)
+        out.append(
+            MaskResult(
+                obj_ids=tuple(m["obj_ids"]),
+                object_masks=masks,
+                covered=arrays[f"{i}.covered"].copy(),
+                backend=m["backend"],
+            )
+        )
+    return out
+
+
+def make_private_socket_dir() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="jaxseg-sidecar-")  # mkdtemp creates it 0700
+
+
+def bind_private_socket(path: str) -> socket.socket:
+    """Bind a Unix socket that is 0600 from the moment it exists (umask, then chmod to be sure)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return sock
