@@ -1,0 +1,1 @@
+"""Model ports, one folder per model (bonsai-style): config, layers, weights, sharding."""

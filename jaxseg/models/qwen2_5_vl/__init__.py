@@ -1,0 +1,47 @@
+"""Qwen2.5-VL in Flax nnx, numerically the function of transformers'
+`Qwen2_5_VLForConditionalGeneration` (pinned transformers 5.23).
+
+    from jaxseg.models.qwen2_5_vl import from_pretrained, save_pretrained
+    model = from_pretrained("ckpt_dir", dtype=jnp.bfloat16)          # HF safetensors dir
+    logits = model(input_ids, attention_mask=..., pixel_values=..., image_grid_thw=...,
+                   pixel_values_videos=..., video_grid_thw=..., second_per_grid_ts=...)
+    save_pretrained(model, "out_dir", reference_dir="ckpt_dir")      # transformers loads it
+
+Under jit, compute the host-side pieces first (`vision_layout`, `get_rope_index`) and use
+`embed_and_merge` + `decode` (which also takes a preallocated `KVCache`).
+"""
+
+from .config import ConfigError, Qwen2_5_VLConfig, TextConfig, VisionConfig
+from .model import (
+    Qwen2_5_VLForConditionalGeneration,
+    merge_features,
+    token_log_probs,
+)
+from .rope import get_rope_index, mm_token_type_ids_from_input_ids, text_position_ids
+from .sharding import DEFAULT_RULES, logical_to_mesh_spec, model_shardings, shard_model
+from .text import KVCache
+from .vision_layout import VisionLayout, vision_layout
+from .weights import WeightsError, from_pretrained, save_pretrained
+
+__all__ = [
+    "DEFAULT_RULES",
+    "ConfigError",
+    "KVCache",
+    "Qwen2_5_VLConfig",
+    "Qwen2_5_VLForConditionalGeneration",
+    "TextConfig",
+    "VisionConfig",
+    "VisionLayout",
+    "WeightsError",
+    "from_pretrained",
+    "get_rope_index",
+    "logical_to_mesh_spec",
+    "merge_features",
+    "mm_token_type_ids_from_input_ids",
+    "model_shardings",
+    "save_pretrained",
+    "shard_model",
+    "text_position_ids",
+    "token_log_probs",
+    "vision_layout",
+]

@@ -1,0 +1,114 @@
+"""Small nnx building blocks whose parameters carry logical sharding axes.
+
+Parameters are created with `out_sharding=<logical axes>` and `eager_sharding=False`, so the
+metadata is there for `sharding.py` (logical -> mesh axes) but nothing is placed at creation:
+the model builds and runs unsharded on one CPU without a mesh.
+
+Numerics follow transformers' Qwen2.5-VL modules exactly (see each docstring).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Axes = tuple[str | None, ...]
+
+
+def param(rngs: nnx.Rngs | None, init, shape, dtype, axes: Axes) -> nnx.Param:
+    """A Param holding `init(key, shape, dtype)` with logical axes `axes` (not placed)."""
+    key = rngs.params() if rngs is not None else jax.random.key(0)
+    return nnx.Param(init(key, shape, dtype), out_sharding=axes, eager_sharding=False)
+
+
+_normal = nnx.initializers.normal(0.02)  # transformers' initializer_range
+_zeros = nnx.initializers.zeros
+_ones = nnx.initializers.ones
+
+
+class Linear(nnx.Module):
+    """y = x @ kernel (+ bias). `kernel [in, out]` is the transpose of torch's `weight [out, in]`."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        use_bias: bool,
+        axes: Axes,
+        dtype: jnp.dtype,
+        param_dtype: jnp.dtype,
+        rngs: nnx.Rngs,
+    ):
+        self.kernel = param(rngs, _normal, (in_features, out_features), param_dtype, axes)
+        self.bias = (
+            param(rngs, _zeros, (out_features,), param_dtype, (axes[1],)) if use_bias else None
+        )
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = jnp.matmul(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+
+class RMSNorm(nnx.Module):
+    """transformers' Qwen2_5_VLRMSNorm: normalise in float32, cast to the input dtype, then
+    multiply by the weight (so in bf16 the product is bf16 * bf16, not float32)."""
+
+    def __init__(self, size: int, *, eps: float, param_dtype: jnp.dtype, axes: Axes = ("norm",)):
+        self.weight = param(None, _ones, (size,), param_dtype, axes)
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        variance = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+        normed = (x32 * jax.lax.rsqrt(variance + self.eps)).astype(x.dtype)
+        return self.weight[...] * normed
+
+
+class Embed(nnx.Module):
+    """Token embedding `[vocab, hidden]`; `attend` is the tied lm_head (x @ embedding.T)."""
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        features: int,
+        *,
+        dtype: jnp.dtype,
+        param_dtype: jnp.dtype,
+        rngs: nnx.Rngs,
+    ):
+        self.embedding = param(
+            rngs, _normal, (num_embeddings, features), param_dtype, ("vocab", "embed")
+        )
+        self.dtype = dtype
+
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        return jnp.take(self.embedding[...], ids, axis=0).astype(self.dtype)
+
+    def attend(self, x: jax.Array) -> jax.Array:
+        return jnp.matmul(x.astype(self.dtype), self.embedding[...].astype(self.dtype).T)
+
+
+def gated_mlp(x: jax.Array, gate: Linear, up: Linear, down: Linear) -> jax.Array:
+    """down(silu(gate(x)) * up(x)), Qwen2MLP / Qwen2_5_VLMLP."""
+    return down(jax.nn.silu(gate(x)) * up(x))
+
+
+def masked_softmax_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float
+) -> jax.Array:
+    """Eager attention as transformers computes it.
+
+    q `[B, Lq, H, D]`, k/v `[B, Lk, H, D]` (kv heads already repeated), mask broadcastable to
+    `[B, H, Lq, Lk]` (True = attend). Scores in the input dtype, masked with the dtype's minimum
+    (finite, so fully-masked pad rows give a uniform softmax rather than NaN, as in HF), softmax
+    in float32, cast back, then weighted sum. Returns `[B, Lq, H, D]`.
+    """
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) * jnp.asarray(scale, q.dtype)
+    scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
+    probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(q.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)

@@ -1,0 +1,162 @@
+"""Host-side (numpy) index arrays that make the vision tower jit-friendly.
+
+transformers computes the window permutation, `cu_seqlens` and rotary ids from `grid_thw` with
+Python loops on every forward (`vision_utils.get_vision_window_index` etc.). Here they are
+computed once on host, in the data pipeline if wanted, and passed to the jitted tower as a
+`VisionLayout` pytree. Attention boundaries become per-token segment ids (attend iff
+`seg_q == seg_k`), so there is no loop over windows inside jit (jax_anchors.md §3.2).
+
+Layout of the tower's working sequence (window order):
+
+1. The processor emits patches in merge-block order: every `spatial_merge_unit` (4)
+   consecutive rows are one merged token.
+2. Merged tokens are permuted by `window_index` so each attention window (4x4 merged tokens for
+   the released models; partial at the right/bottom edge) is contiguous.
+3. Windowed layers attend within a window; full layers (`fullatt_block_indexes`) attend within
+   one temporal slice (one `temporal_patch_size` group of frames) of one image/video.
+4. After the merger the merged tokens are put back with `reverse_index = argsort(window_index)`.
+
+Optional padding (`pad_to`) appends pad patches with segment id -1 (they only see each other), so
+inputs of different sizes can share one compiled shape; the first `num_merged_tokens` outputs are
+the real features.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flax import struct
+
+from .config import VisionConfig
+
+PAD_SEGMENT = -1
+
+
+@struct.dataclass
+class VisionLayout:
+    """Index arrays for one call of the vision tower (all int32).
+
+    window_index `[M]`: merged-token order inside the tower (original index at each slot).
+    reverse_index `[M]`: `argsort(window_index)`, restores processor order after the merger.
+    rotary_ids `[N, 2]`: (h, w) patch coordinates, already in window order.
+    window_segment_ids `[N]`: attention window of each slot (windowed layers).
+    full_segment_ids `[N]`: temporal slice of each slot (full-attention layers).
+    N = patches (incl. padding), M = N / spatial_merge_unit.
+    """
+
+    window_index: np.ndarray
+    reverse_index: np.ndarray
+    rotary_ids: np.ndarray
+    window_segment_ids: np.ndarray
+    full_segment_ids: np.ndarray
+    num_patches: int = struct.field(pytree_node=False, default=0)  # without padding
+
+    @property
+    def padded_patches(self) -> int:
+        return int(self.rotary_ids.shape[0])
+
+
+def _check_grid(grid_thw: np.ndarray, merge: int) -> np.ndarray:
+    grid = np.asarray(grid_thw, dtype=np.int64).reshape(-1, 3)
+    if grid.size == 0:
+        raise ValueError("grid_thw is empty")
+    if (grid <= 0).any():
+        raise ValueError(f"grid_thw must be positive, got {grid.tolist()}")
+    if (grid[:, 1:] % merge).any():
+        raise ValueError(
+            f"grid_thw h and w must be multiples of spatial_merge_size={merge}, got {grid.tolist()}"
+        )
+    return grid
+
+
+def rotary_position_ids(grid_thw: np.ndarray, merge: int) -> np.ndarray:
+    """(h, w) coordinate of every patch in processor (merge-block) order, `[N, 2]`.
+
+    transformers `vision_utils.get_vision_position_ids`: reshape (h/m, m, w/m, m), swap the
+    middle axes, repeat for each temporal slice."""
+    out = []
+    for t, h, w in _check_grid(grid_thw, merge):
+        hpos, wpos = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        shape = (h // merge, merge, w // merge, merge)
+        hpos = hpos.reshape(shape).transpose(0, 2, 1, 3).reshape(-1)
+        wpos = wpos.reshape(shape).transpose(0, 2, 1, 3).reshape(-1)
+        out.append(np.tile(np.stack([hpos, wpos], axis=-1), (t, 1)))
+    return np.concatenate(out, axis=0)
+
+
+def window_index_and_cu_seqlens(
+    grid_thw: np.ndarray, config: VisionConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """`window_index [M]` and `cu_window_seqlens` exactly as transformers'
+    `get_vision_window_index` (including the always-added padding to a multiple of the window,
+    and `unique_consecutive` on the boundaries)."""
+    merge = config.spatial_merge_size
+    win = config.merger_window
+    unit = config.spatial_merge_unit
+    window_index: list[np.ndarray] = []
+    cu = [0]
+    offset = 0
+    for t, h, w in _check_grid(grid_thw, merge):
+        gh, gw = h // merge, w // merge
+        index = np.arange(t * gh * gw).reshape(t, gh, gw)
+        pad_h = win - gh % win
+        pad_w = win - gw % win
+        nwh, nww = (gh + pad_h) // win, (gw + pad_w) // win
+        padded = np.pad(index, ((0, 0), (0, pad_h), (0, pad_w)), constant_values=-100)
+        padded = padded.reshape(t, nwh, win, nww, win).transpose(0, 1, 3, 2, 4)
+        padded = padded.reshape(t, nwh * nww, win, win)
+        seqlens = (padded != -100).sum(axis=(2, 3)).reshape(-1)
+        flat = padded.reshape(-1)
+        window_index.append(flat[flat != -100] + offset)
+        cu.extend((np.cumsum(seqlens) * unit + cu[-1]).tolist())
+        offset += t * gh * gw
+    cu_arr = np.asarray(cu, dtype=np.int64)
+    keep = np.concatenate([[True], cu_arr[1:] != cu_arr[:-1]])
+    return np.concatenate(window_index), cu_arr[keep]
+
+
+def full_attention_cu_seqlens(grid_thw: np.ndarray) -> np.ndarray:
+    """Boundaries of the full-attention segments: one per temporal slice (`h * w` patches)."""
+    grid = np.asarray(grid_thw, dtype=np.int64).reshape(-1, 3)
+    lengths = np.repeat(grid[:, 1] * grid[:, 2], grid[:, 0])
+    return np.concatenate([[0], np.cumsum(lengths)])
+
+
+def _segments_from_cu(cu: np.ndarray, n: int) -> np.ndarray:
+    return np.searchsorted(cu[1:], np.arange(n), side="right").astype(np.int32)
+
+
+def vision_layout(
+    grid_thw: np.ndarray, config: VisionConfig, pad_to: int | None = None
+) -> VisionLayout:
+    """Builds the `VisionLayout` of one tower call over the images (or videos) in `grid_thw`.
+
+    `pad_to`: total patch count to pad to (a multiple of spatial_merge_unit, >= the real count).
+    """
+    merge, unit = config.spatial_merge_size, config.spatial_merge_unit
+    grid = _check_grid(grid_thw, merge)
+    n = int((grid[:, 0] * grid[:, 1] * grid[:, 2]).sum())
+    window_index, cu_window = window_index_and_cu_seqlens(grid, config)
+    # Patch-level permutation: slot p of the working sequence holds original patch perm[p].
+    perm = (window_index[:, None] * unit + np.arange(unit)[None, :]).reshape(-1)
+    rotary = rotary_position_ids(grid, merge)[perm]
+    # Slots keep their temporal slice under the permutation (windows never cross slices), so
+    # the position-based cu_seqlens of transformers and the slice of each patch agree.
+    window_seg = _segments_from_cu(cu_window, n)
+    full_seg = _segments_from_cu(full_attention_cu_seqlens(grid), n)
+
+    n_pad = n if pad_to is None else int(pad_to)
+    if n_pad < n or n_pad % unit:
+        raise ValueError(
+            f"pad_to={pad_to} must be >= {n} patches and a multiple of spatial_merge_unit={unit}"
+        )
+    extra = n_pad - n
+    m, m_pad = n // unit, n_pad // unit
+    window_index = np.concatenate([window_index, np.arange(m, m_pad)])
+    return VisionLayout(
+        window_index=window_index.astype(np.int32),
+        reverse_index=np.argsort(window_index, kind="stable").astype(np.int32),
+        rotary_ids=np.concatenate([rotary, np.zeros((extra, 2), np.int64)]).astype(np.int32),
+        window_segment_ids=np.concatenate([window_seg, np.full(extra, PAD_SEGMENT, np.int32)]),
+        full_segment_ids=np.concatenate([full_seg, np.full(extra, PAD_SEGMENT, np.int32)]),
+        num_patches=n,
+    )
