@@ -1,0 +1,374 @@
+"""Sampling a scene and running its 2-D dynamics.
+
+The scene is *planned* (who enters, exits, stops, collides, passes in front of whom) and then
+*simulated* frame by frame with simple physics (wall bounces, elastic collisions). The plan
+only steers the simulation; what really happened is read back from the simulated states and
+the rendered masks by `scene_graph.py`, and queries are checked against that, never against
+the plan. A planned event that the physics spoiled simply yields no query.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from jaxseg.data.synth.shapes import circumradius
+from jaxseg.data.synth.world import COLOUR_NAMES, SHAPES, SIZE_NAMES, SIZES, SynthConfig
+
+# Shapes that cover a smaller object when centred on it (large inscribed radius).
+_OCCLUDER_SHAPES = ("circle", "square", "hexagon", "diamond")
+
+
+@dataclasses.dataclass
+class Scene:
+    """Simulated states. Positions are object centres in px, x right and y down.
+
+    pos [T, N, 2] float; radius [T, N] px; colour, size [T, N] indices into
+    COLOUR_NAMES / SIZE_NAMES; depth [N] (larger is nearer the camera, all distinct);
+    collisions: (frame, i, j) contacts logged by the physics.
+    """
+
+    size: int
+    shapes: list[str]
+    depth: np.ndarray
+    pos: np.ndarray
+    radius: np.ndarray
+    colour: np.ndarray
+    size_class: np.ndarray
+    collisions: list[tuple[int, int, int]]
+    plan: dict
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.pos.shape[0])
+
+    @property
+    def num_objects(self) -> int:
+        return len(self.shapes)
+
+
+@dataclasses.dataclass
+class _Obj:
+    shape: str
+    colour: int
+    size_class: int
+    static: bool = False
+    enter_t: int | None = None
+    exit_t: int | None = None
+    stop_t: int | None = None
+    start_t: int | None = None
+    colour_t: int | None = None
+    size_t: int | None = None
+    # runtime state
+    status: str = "inside"  # parked_in | entering | inside | leaving | gone
+    anchored: bool = False
+
+
+def _sample_appearance(rng: np.random.Generator, n: int, cfg: SynthConfig) -> list[_Obj]:
+    objs: list[_Obj] = []
+    for _ in range(n):
+        shape = str(rng.choice(SHAPES))
+        colour = int(rng.integers(len(COLOUR_NAMES)))
+        if objs and rng.random() < cfg.distractor_prob:
+            shape = objs[int(rng.integers(len(objs)))].shape
+        if objs and rng.random() < cfg.distractor_prob:
+            colour = objs[int(rng.integers(len(objs)))].colour
+        objs.append(_Obj(shape=shape, colour=colour, size_class=int(rng.integers(len(SIZE_NAMES)))))
+    return objs
+
+
+def _sample_roles(rng: np.random.Generator, objs: list[_Obj], T: int, cfg: SynthConfig) -> None:
+    for o in objs:
+        o.static = bool(rng.random() < cfg.p_static)
+        if not o.static and rng.random() < cfg.p_enter:
+            o.enter_t = int(rng.integers(1, max(2, T // 2)))
+        first_in = o.enter_t or 0
+        if not o.static and rng.random() < cfg.p_exit:
+            lo = max(T // 3, first_in + 4)
+            if lo < T - 4:
+                o.exit_t = int(rng.integers(lo, T - 4))
+        last_in = o.exit_t if o.exit_t is not None else T - 1
+        if not o.static and rng.random() < cfg.p_stop and first_in + 3 < last_in - 2:
+            o.stop_t = int(rng.integers(first_in + 3, last_in - 2))
+            o.exit_t = None  # a stopped object stays
+        elif not o.static and o.enter_t is None and rng.random() < cfg.p_start and 2 < last_in - 3:
+            o.start_t = int(rng.integers(2, last_in - 3))
+        if rng.random() < cfg.p_colour_change and first_in + 2 < last_in - 1:
+            o.colour_t = int(rng.integers(first_in + 2, last_in - 1))
+        if rng.random() < cfg.p_size_change and first_in + 2 < last_in - 1:
+            o.size_t = int(rng.integers(first_in + 2, last_in - 1))
+
+
+def _plan_interactions(
+    rng: np.random.Generator, objs: list[_Obj], T: int, cfg: SynthConfig
+) -> dict:
+    """Pick a colliding pair and an (occluder, occludee) pair; adjust roles to make room."""
+    plan: dict = {"collision": None, "occlusion": None, "stop_after_collision": None}
+    n = len(objs)
+    lo, hi = max(4, T // 4), max(5, (3 * T) // 4)
+    if n >= 2 and rng.random() < cfg.p_collision:
+        tc = int(rng.integers(lo, hi))
+        movers = [
+            i
+            for i, o in enumerate(objs)
+            if not o.static
+            and (o.enter_t is None or o.enter_t < tc - 5)
+            and (o.exit_t is None or o.exit_t > tc + 2)
+            and (o.start_t is None or o.start_t < tc - 4)
+        ]
+        if len(movers) >= 2:
+            i, j = (int(k) for k in rng.choice(movers, size=2, replace=False))
+            for k in (i, j):
+                if objs[k].stop_t is not None and objs[k].stop_t <= tc + 1:
+                    objs[k].stop_t = None
+            plan["collision"] = {"frame": tc, "objects": [i, j]}
+            if rng.random() < cfg.p_stop_after_collision and tc + 3 < T - 2:
+                k = (i, j)[int(rng.integers(2))]
+                objs[k].stop_t = None
+                objs[k].exit_t = None
+                plan["stop_after_collision"] = {"object": k, "delay": int(rng.integers(2, 4))}
+    if n >= 2 and rng.random() < cfg.p_occlusion:
+        to = int(rng.integers(lo, hi))
+        busy = set(plan["collision"]["objects"]) if plan["collision"] else set()
+        occluders = [
+            i
+            for i, o in enumerate(objs)
+            if i not in busy
+            and not o.static
+            and (o.enter_t is None or o.enter_t < to - 4)
+            and (o.exit_t is None or o.exit_t > to + 2)
+            and (o.stop_t is None or o.stop_t > to + 2)
+            and (o.start_t is None or o.start_t < to - 4)
+        ]
+        if occluders:
+            oi = int(rng.choice(occluders))
+            occludees = [
+                i for i, o in enumerate(objs) if i not in busy and i != oi and o.enter_t is None
+            ]
+            if occludees:
+                vi = int(rng.choice(occludees))
+                v, o = objs[vi], objs[oi]
+                # the occludee rests (predictable position); the occluder is bigger and "fat"
+                v.static, v.exit_t, v.stop_t, v.start_t = True, None, None, None
+                v.size_class = 0 if v.size_class == 2 else v.size_class
+                o.size_class = max(o.size_class, v.size_class + 1)
+                o.shape = (
+                    o.shape if o.shape in _OCCLUDER_SHAPES else str(rng.choice(_OCCLUDER_SHAPES))
+                )
+                o.size_t = None if o.size_t is not None and o.size_t <= to + 2 else o.size_t
+                v.size_t = None if v.size_t is not None and v.size_t <= to + 2 else v.size_t
+                # depth: the occluder in front of the occludee, fixed below
+                plan["occlusion"] = {"frame": to, "occluder": oi, "occludee": vi}
+    return plan
+
+
+def _nominal_radius(size_class: int, side: int) -> float:
+    return SIZES[SIZE_NAMES[size_class]] * side
+
+
+def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
+    """Sample a scene from `rng` and simulate it. Deterministic given the rng state."""
+    S = cfg.size
+    T = int(rng.integers(cfg.frames[0], cfg.frames[1] + 1))
+    N = int(rng.integers(cfg.objects[0], cfg.objects[1] + 1))
+    objs = _sample_appearance(rng, N, cfg)
+    _sample_roles(rng, objs, T, cfg)
+    plan = _plan_interactions(rng, objs, T, cfg)
+
+    depth = rng.permutation(N)
+    if plan["occlusion"]:
+        oi, vi = plan["occlusion"]["occluder"], plan["occlusion"]["occludee"]
+        if depth[oi] < depth[vi]:
+            depth[oi], depth[vi] = depth[vi], depth[oi]
+
+    # colour / size schedules
+    colour = np.zeros((T, N), np.int64)
+    size_class = np.zeros((T, N), np.int64)
+    for i, o in enumerate(objs):
+        colour[:, i] = o.colour
+        size_class[:, i] = o.size_class
+        if o.colour_t is not None:
+            new = (o.colour + 1 + int(rng.integers(len(COLOUR_NAMES) - 1))) % len(COLOUR_NAMES)
+            colour[o.colour_t :, i] = new
+        if o.size_t is not None:
+            others = [k for k in range(len(SIZE_NAMES)) if k != o.size_class]
+            size_class[o.size_t :, i] = int(rng.choice(others))
+    radius = np.vectorize(lambda k: _nominal_radius(int(k), S))(size_class).astype(np.float64)
+    reach = np.array([circumradius(o.shape) for o in objs])  # contact radius per unit radius
+
+    vmin, vmax = cfg.speed[0] * S, cfg.speed[1] * S
+
+    def random_velocity() -> np.ndarray:
+        a = rng.uniform(0, 2 * math.pi)
+        return rng.uniform(vmin, vmax) * np.array([math.cos(a), math.sin(a)])
+
+    # initial placement: inside objects spread out, entering objects parked outside
+    pos = np.zeros((T, N, 2))
+    vel = np.zeros((N, 2))
+    p0 = np.zeros((N, 2))
+    placed: list[int] = []
+    for i, o in enumerate(objs):
+        r = radius[0, i] * reach[i]
+        if o.enter_t is not None:
+            side = int(rng.integers(4))
+            along = rng.uniform(0.25 * S, 0.75 * S)
+            speed = rng.uniform(0.5 * (vmin + vmax), vmax)
+            inward = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]][side], float)
+            tang = np.array([inward[1], inward[0]]) * rng.uniform(-0.3, 0.3)
+            d = inward + tang
+            d /= np.linalg.norm(d)
+            edge = [(0.0, along), (S, along), (along, 0.0), (along, S)][side]
+            # one step before enter_t the footprint is just outside the frame
+            p0[i] = np.array(edge) - inward * (r + 0.75) - d * 0.0
+            vel[i] = d * speed
+            o.status = "parked_in"
+            continue
+        for _ in range(60):
+            cand = rng.uniform(r + 1, S - r - 1, size=2)
+            if all(np.linalg.norm(cand - p0[k]) > r + radius[0, k] * reach[k] + 2 for k in placed):
+                break
+        p0[i] = cand
+        placed.append(i)
+        if o.static or o.start_t is not None:
+            o.anchored = True
+        else:
+            vel[i] = random_velocity()
+
+    no_collide = set()
+    if plan["occlusion"]:
+        no_collide.add(frozenset((plan["occlusion"]["occluder"], plan["occlusion"]["occludee"])))
+    collisions: list[tuple[int, int, int]] = []
+    heading = {"collision": False, "occlusion": False}
+    pending_stop: dict[int, int] = {}
+
+    def reach_px(t: int, i: int) -> float:
+        return radius[t, i] * reach[i]
+
+    def inside(t: int, i: int, p: np.ndarray) -> bool:
+        r = reach_px(t, i)
+        return bool(r <= p[0] <= S - r and r <= p[1] <= S - r)
+
+    def outside(t: int, i: int, p: np.ndarray) -> bool:
+        r = reach_px(t, i)
+        return bool(p[0] < -r or p[0] > S + r or p[1] < -r or p[1] > S + r)
+
+    p = p0.copy()
+    pos[0] = p
+    for t in range(T - 1):
+        # -- controls applied at frame t (they shape the move t -> t+1)
+        for i, o in enumerate(objs):
+            if o.status == "parked_in" and o.enter_t is not None and t >= o.enter_t - 1:
+                o.status = "entering"
+            if o.stop_t is not None and t == o.stop_t and o.status == "inside":
+                vel[i] = 0.0
+                o.anchored = True
+            if pending_stop.get(i) == t and o.status == "inside":
+                vel[i] = 0.0
+                o.anchored = True
+            if o.start_t is not None and t == o.start_t and o.status == "inside":
+                o.anchored = False
+                vel[i] = random_velocity()
+            if o.exit_t is not None and t == o.exit_t and o.status == "inside":
+                # head for the nearest border fast enough to be gone by the last frame
+                dists = [p[i, 0], S - p[i, 0], p[i, 1], S - p[i, 1]]
+                k = int(np.argmin(dists))
+                out = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]][k], float)
+                need = (dists[k] + reach_px(t, i) + 2) / max(1, T - 2 - t)
+                vel[i] = out * max(need, float(np.linalg.norm(vel[i])), vmin)
+                o.anchored = False
+                o.status = "leaving"
+        col = plan["collision"]
+        if col and not heading["collision"]:
+            i, j = col["objects"]
+            if objs[i].status == "inside" and objs[j].status == "inside":
+                gap = np.linalg.norm(p[j] - p[i]) - reach_px(t, i) - reach_px(t, j)
+                steps = col["frame"] - t
+                if steps >= 1 and gap / (2 * vmax) >= steps - 1:
+                    n = (p[j] - p[i]) / max(1e-9, float(np.linalg.norm(p[j] - p[i])))
+                    v = max(gap / (2 * steps), 0.3)
+                    vel[i], vel[j] = n * v, -n * v
+                    objs[i].anchored = objs[j].anchored = False
+                    heading["collision"] = True
+        occ = plan["occlusion"]
+        if occ and not heading["occlusion"]:
+            oi, vi = occ["occluder"], occ["occludee"]
+            if objs[oi].status == "inside":
+                dist = float(np.linalg.norm(p[vi] - p[oi]))
+                steps = occ["frame"] - t
+                if steps >= 1 and dist / vmax >= steps - 1:
+                    vel[oi] = (p[vi] - p[oi]) / steps
+                    objs[oi].anchored = False
+                    heading["occlusion"] = True
+        # -- move
+        for i, o in enumerate(objs):
+            if o.status in ("parked_in", "gone") or o.anchored:
+                continue
+            p[i] = p[i] + vel[i]
+        # -- walls (only objects that are fully inside bounce)
+        for i, o in enumerate(objs):
+            if o.status != "inside" or o.anchored:
+                continue
+            r = reach_px(t + 1, i)
+            for ax in (0, 1):
+                if p[i, ax] < r and vel[i, ax] < 0:
+                    p[i, ax] = 2 * r - p[i, ax]
+                    vel[i, ax] = -vel[i, ax]
+                elif p[i, ax] > S - r and vel[i, ax] > 0:
+                    p[i, ax] = 2 * (S - r) - p[i, ax]
+                    vel[i, ax] = -vel[i, ax]
+        # -- collisions between objects that are fully inside
+        for i in range(N):
+            for j in range(i + 1, N):
+                oi_, oj_ = objs[i], objs[j]
+                if oi_.status != "inside" or oj_.status != "inside":
+                    continue
+                if frozenset((i, j)) in no_collide or (oi_.anchored and oj_.anchored):
+                    continue
+                d = p[j] - p[i]
+                dist = float(np.linalg.norm(d))
+                if dist >= reach_px(t + 1, i) + reach_px(t + 1, j) + 0.5 or dist < 1e-9:
+                    continue
+                n = d / dist
+                rel = float(np.dot(vel[j] - vel[i], n))
+                if rel >= 0:  # already separating
+                    continue
+                if oi_.anchored:
+                    vel[j] -= 2 * np.dot(vel[j], n) * n
+                elif oj_.anchored:
+                    vel[i] -= 2 * np.dot(vel[i], n) * n
+                else:  # equal masses: exchange the normal components
+                    vi_n, vj_n = np.dot(vel[i], n), np.dot(vel[j], n)
+                    vel[i] += (vj_n - vi_n) * n
+                    vel[j] += (vi_n - vj_n) * n
+                collisions.append((t + 1, i, j))
+                sac = plan["stop_after_collision"]
+                if sac and col and {i, j} == set(col["objects"]) and sac["object"] in (i, j):
+                    pending_stop.setdefault(sac["object"], t + 1 + sac["delay"])
+        # -- status updates
+        for i, o in enumerate(objs):
+            if o.status == "entering" and inside(t + 1, i, p[i]):
+                o.status = "inside"
+            elif o.status == "leaving" and outside(t + 1, i, p[i]):
+                o.status = "gone"
+        pos[t + 1] = p
+
+    plan_json = {
+        "objects": [dataclasses.asdict(o) | {"colour": COLOUR_NAMES[o.colour]} for o in objs],
+        **plan,
+    }
+    for entry in plan_json["objects"]:
+        for key in ("status", "anchored", "size_class"):
+            entry.pop(key, None)
+    return Scene(
+        size=S,
+        shapes=[o.shape for o in objs],
+        depth=np.asarray(depth),
+        pos=pos,
+        radius=radius,
+        colour=colour,
+        size_class=size_class,
+        collisions=collisions,
+        plan=plan_json,
+    )
