@@ -1,0 +1,96 @@
+"""`jaxseg eval`: score predicted masks against a benchmark on disk.
+
+    jaxseg eval --pred PRED_DIR --data DATA_DIR [--format revos] [--split valid]
+                [--skip-bad] [--workers N] [--out results.json]
+
+Predictions use the community submission layout `PRED_DIR/<video>/<exp_id>/<frame>.png`
+(any non-zero pixel is foreground). Prints J, F, J&F and R per subset with the benchmark's
+own averaging convention and writes everything, per-expression scores included, to JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from jaxseg.data.readers import READERS
+
+    parser.add_argument(
+        "--pred", required=True, type=Path, help="predictions <video>/<exp>/<frame>.png"
+    )
+    parser.add_argument(
+        "--data", required=True, type=Path, help="benchmark root in its native layout"
+    )
+    parser.add_argument(
+        "--format", default="revos", choices=sorted(READERS), help="benchmark layout"
+    )
+    parser.add_argument(
+        "--split", default=None, help="split name (default: the benchmark's eval split)"
+    )
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="count and warn about bad data / predictions instead of stopping at the first",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="scoring processes")
+    parser.add_argument("--out", type=Path, default=None, help="write results JSON here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jaxseg.data.readers import DataFormatError, read_dataset
+    from jaxseg.eval.aggregate import format_table, summarize
+    from jaxseg.eval.scoring import score_all
+
+    if not args.pred.is_dir():
+        print(f"error: --pred {args.pred} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        index = read_dataset(args.format, args.data, args.split, skip_bad=args.skip_bad)
+        if len(index) and not index[0].has_masks:
+            print(f"error: {args.data} ({args.format}) has no ground-truth masks", file=sys.stderr)
+            return 2
+        scores, bad_predictions = score_all(
+            index, args.pred, skip_bad=args.skip_bad, workers=args.workers
+        )
+    except DataFormatError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    summary = summarize(scores, args.format)
+    missing = sum(s.status == "missing" for s in scores)
+    print(f"{args.format}: {len(scores)} expressions scored from {args.pred}")
+    print(format_table(summary))
+    if missing:
+        print(f"{missing} expressions had no prediction folder and scored 0 (benchmark rule)")
+    skipped = index.skipped + bad_predictions
+    if skipped:
+        print(f"{len(skipped)} bad items skipped (--skip-bad): first: {skipped[0]}")
+    if args.out is not None:
+        result = {
+            "format": args.format,
+            "data": str(args.data),
+            "pred": str(args.pred),
+            "split": args.split,
+            "summary": summary,
+            "missing_predictions": missing,
+            "skipped": [str(e) for e in skipped],
+            "expressions": [s.as_dict() for s in scores],
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(_finite(result), indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _finite(obj):
+    """JSON has no NaN: write null."""
+    if isinstance(obj, float):
+        return None if obj != obj else obj
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
