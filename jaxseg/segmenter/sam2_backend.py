@@ -38,7 +38,6 @@ from jaxseg.segmenter.interface import (
     RequestTimeoutError,
     UnknownVideoError,
     VideoHandle,
-    covered_frames,
     empty_result,
     handle_for,
     validate_request,
@@ -253,6 +252,7 @@ class Sam2Backend:
         t, h, w = group[0].video.shape
         slots = [(ri, pi) for ri, r in enumerate(group) for pi in range(len(r.prompts))]
         masks = np.zeros((len(slots), t, h, w), dtype=bool)
+        visited = np.zeros(t, dtype=bool)  # frames SAM2 actually yielded
         pred.reset_state(state)
         with torch.inference_mode(), self._autocast():
             for slot, (ri, pi) in enumerate(slots):
@@ -274,6 +274,7 @@ class Sam2Backend:
                     state, start_frame_idx=keyframe, reverse=reverse
                 ):
                     order = [int(o) for o in obj_ids]
+                    visited[frame_idx] = True
                     masks[order, frame_idx] = (logits[:, 0] > 0.0).cpu().numpy()
                     if deadline is not None and time.monotonic() > deadline:
                         pred.reset_state(state)
@@ -289,7 +290,7 @@ class Sam2Backend:
                 MaskResult(
                     obj_ids=tuple(p.obj_id for p in r.prompts),
                     object_masks=masks[start : start + n],
-                    covered=covered_frames(t, keyframe, direction),
+                    covered=visited.copy(),
                     backend=self.name,
                 )
             )

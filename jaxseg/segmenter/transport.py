@@ -113,6 +113,9 @@ def recv_message(sock: socket.socket) -> tuple[dict[str, Any], Arrays]:
 # ---------------------------------------------------------------------------- shared memory
 
 
+_CREATED_HERE: set[str] = set()  # blocks this process owns (tracked by its own tracker)
+
+
 class SharedFrames:
     """A clip [T, H, W, 3] uint8 written once into POSIX shared memory by the client.
 
@@ -125,6 +128,7 @@ class SharedFrames:
         self.shape = tuple(frames.shape)
         self.shm = shared_memory.SharedMemory(create=True, size=max(frames.nbytes, 1))
         np.ndarray(frames.shape, np.uint8, buffer=self.shm.buf)[...] = frames
+        _CREATED_HERE.add(self.shm._name)  # noqa: SLF001
 
     @property
     def name(self) -> str:
@@ -136,6 +140,7 @@ class SharedFrames:
             self.shm.unlink()
         except FileNotFoundError:
             pass
+        _CREATED_HERE.discard(self.shm._name)  # noqa: SLF001
 
 
 def read_shared_frames(name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -144,7 +149,8 @@ def read_shared_frames(name: str, shape: tuple[int, ...]) -> np.ndarray:
     try:
         # Python 3.11 registers attached blocks with this process's resource tracker, which
         # would unlink the client's block when the sidecar exits; the client owns it.
-        resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
+        if shm._name not in _CREATED_HERE:  # noqa: SLF001
+            resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
         need = int(np.prod(shape)) if shape else 0
         if len(shape) != 4 or shape[-1] != 3 or need > shm.size:
             raise InvalidRequestError(f"shm {name}: shape {shape} does not fit {shm.size} bytes")

@@ -1,0 +1,169 @@
+"""Host-callback bridge: jitted JAX code asks a MaskBackend for masks and gets arrays back.
+
+Frames never go through the callback: clips are registered on the host once (`add_video`), and
+the traced code passes only a clip index, the keyframe and per-object boxes / clicks. Inside
+the callback the request goes to the backend (normally the SAM2 sidecar client, wrapped in
+the LRU cache), so the JAX process never imports torch.
+
+Uses `jax.pure_callback` (propagation is a deterministic function of its inputs; the cache
+keeps it so) with vmap_method="broadcast_all": under `jax.vmap` the host function receives the
+whole batch at once and sends it as ONE backend call, which is what lets a GRPO group share the
+SAM2 image encoder. `io_callback=True` switches to `jax.experimental.io_callback` (unordered)
+for callers that want the call kept even when its result is unused.
+
+Bad per-request inputs never raise inside the callback (JAX treats exceptions there as
+undefined behaviour): an out-of-range clip index or keyframe sets `ok=False` and gives empty
+masks, and an object whose box is not finite or has x1 <= x0 / y1 <= y0 is treated as absent.
+Backend failures (sidecar gone after its retries) do raise; they are real errors.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import io_callback as _io_callback
+
+from jaxseg.segmenter.interface import (
+    DIRECTIONS,
+    InvalidRequestError,
+    MaskBackend,
+    MaskRequest,
+    ObjectPrompt,
+    VideoHandle,
+)
+
+
+class BridgeMasks(NamedTuple):
+    """union: [..., T, H, W] bool; objects: [..., N, T, H, W] bool; ok: [...] bool."""
+
+    union: jax.Array
+    objects: jax.Array
+    ok: jax.Array
+
+
+class MaskBridge:
+    """All clips added to one bridge share a shape [T, H, W] (outputs are static-shaped)."""
+
+    def __init__(self, backend: MaskBackend, *, io_callback: bool = False):
+        self.backend = backend
+        self.io_callback = io_callback
+        self.handles: list[VideoHandle] = []
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        if not self.handles:
+            raise InvalidRequestError("MaskBridge: add_video() a clip before tracing")
+        return self.handles[0].shape
+
+    def add_video(self, frames: np.ndarray, video_id: str | None = None) -> int:
+        """Register a clip [T, H, W, 3] uint8 with the backend; returns its index for JAX code."""
+        handle = self.backend.register_video(frames, video_id)
+        if self.handles and handle.shape != self.shape:
+            raise InvalidRequestError(
+                f"MaskBridge.add_video: clip shape {handle.shape} != bridge shape {self.shape}"
+            )
+        self.handles.append(handle)
+        return len(self.handles) - 1
+
+    def __call__(
+        self,
+        video_index: jax.Array,
+        keyframe: jax.Array,
+        boxes: jax.Array,
+        box_valid: jax.Array | None = None,
+        points: jax.Array | None = None,
+        point_labels: jax.Array | None = None,
+        *,
+        direction: str = "both",
+    ) -> BridgeMasks:
+        """video_index, keyframe: int [...]; boxes: float [..., N, 4] (x0, y0, x1, y1 px);
+        box_valid: bool [..., N] (absent objects); points: float [..., N, P, 2];
+        point_labels: int [..., N, P] (1 positive, 0 negative, -1 padding)."""
+        if direction not in DIRECTIONS:
+            raise InvalidRequestError(f"direction: {direction!r} is not one of {DIRECTIONS}")
+        video_index = jnp.asarray(video_index, jnp.int32)
+        keyframe = jnp.asarray(keyframe, jnp.int32)
+        boxes = jnp.asarray(boxes, jnp.float32)
+        lead = keyframe.shape
+        n = boxes.shape[-2]
+        if box_valid is None:
+            box_valid = jnp.ones((*lead, n), bool)
+        if points is None:
+            points = jnp.zeros((*lead, n, 0, 2), jnp.float32)
+            point_labels = jnp.zeros((*lead, n, 0), jnp.int32)
+        t, h, w = self.shape
+        out_shape = (
+            jax.ShapeDtypeStruct((*lead, t, h, w), jnp.bool_),
+            jax.ShapeDtypeStruct((*lead, n, t, h, w), jnp.bool_),
+            jax.ShapeDtypeStruct(lead, jnp.bool_),
+        )
+        args = (
+            video_index,
+            keyframe,
+            boxes,
+            jnp.asarray(box_valid, bool),
+            jnp.asarray(points, jnp.float32),
+            jnp.asarray(point_labels, jnp.int32),
+        )
+        host = functools.partial(self._host, direction=direction)
+        if self.io_callback:
+            out = _io_callback(host, out_shape, *args, ordered=False)
+        else:
+            out = jax.pure_callback(host, out_shape, *args, vmap_method="broadcast_all")
+        return BridgeMasks(*out)
+
+    def _host(self, video_index, keyframe, boxes, box_valid, points, point_labels, *, direction):
+        keyframe = np.asarray(keyframe)
+        lead = keyframe.shape
+        b_count = int(np.prod(lead, dtype=np.int64))
+        vi = np.broadcast_to(np.asarray(video_index), lead).reshape(b_count)
+        kf = keyframe.reshape(b_count)
+        n = np.asarray(boxes).shape[-2]
+        boxes = np.asarray(boxes, np.float64).reshape(b_count, n, 4)
+        valid = np.asarray(box_valid, bool).reshape(b_count, n)
+        pts = np.asarray(points, np.float32)
+        p_count = pts.shape[-2]
+        pts = pts.reshape(b_count, n, p_count, 2)
+        labels = np.asarray(point_labels, np.int32).reshape(b_count, n, p_count)
+        t, h, w = self.shape
+        objects = np.zeros((b_count, n, t, h, w), bool)
+        ok = np.zeros(b_count, bool)
+        reqs, slots = [], []
+        for b in range(b_count):
+            if not (0 <= vi[b] < len(self.handles) and 0 <= kf[b] < t):
+                continue
+            ok[b] = True
+            prompts = []
+            for j in range(n):
+                if not valid[b, j]:
+                    continue
+                bx = boxes[b, j]
+                has_box = bool(np.isfinite(bx).all() and bx[2] > bx[0] and bx[3] > bx[1])
+                keep = labels[b, j] >= 0
+                has_pts = bool(keep.any() and np.isfinite(pts[b, j][keep]).all())
+                if not (has_box or has_pts):
+                    continue
+                prompts.append(
+                    ObjectPrompt(
+                        obj_id=j,
+                        box=tuple(float(v) for v in bx) if has_box else None,
+                        points=pts[b, j][keep] if has_pts else None,
+                        point_labels=labels[b, j][keep] if has_pts else None,
+                    )
+                )
+            if prompts:
+                reqs.append(MaskRequest(self.handles[vi[b]], int(kf[b]), tuple(prompts), direction))
+                slots.append(b)
+        if reqs:
+            for b, res in zip(slots, self.backend.segment(reqs)):
+                objects[b, list(res.obj_ids)] = res.object_masks
+        union = objects.any(axis=1)
+        return (
+            union.reshape(*lead, t, h, w),
+            objects.reshape(*lead, n, t, h, w),
+            ok.reshape(lead),
+        )
