@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("jaxseg.commands.bench", "list and run benchmarks (jaxseg vs reference, same run)"),
     "sweep": ("jaxseg.commands.sweep", "expand a config's sweep into runs; print or run them"),
     "eval": ("jaxseg.commands.eval", "score predicted masks on a benchmark (J, F, J&F, R)"),
+    "data": ("jaxseg.commands.data", "dataset tools: synth (generate), show (example page)"),
 }
 
 
