@@ -23,8 +23,10 @@
 [code bug] In both R_p functions of the released code the large-improvement branch
 (delta > 0.1 -> min(10 (delta - 0.05), 2); delta > 0.2 -> min(5 (delta - 0.1), 2)) is
 overwritten by the next `if` (not `elif`), so the bonus is capped at 0.5. The intended
-caps are the default here; `shipped=True` reproduces the released behaviour. Maximum
-total: 9.0 intended, 6.0 shipped; minimum -5.5.
+caps are the default here; `shipped=True` reproduces the released behaviour. Bounds
+(sums of per-term bounds, as in seeds_methods.md): max 9.0 intended, 6.0 shipped; min
+-5.5. They are not jointly attainable: the R_m maximum needs video IoU >= 0.9, which
+leaves keyframe-vs-mask no room above +0.
 """
 
 from __future__ import annotations

@@ -81,12 +81,14 @@ def revseg_reward(
     gt_boxes_at_keyframe,
     combine: str = "product",
 ) -> float:
-    """Total ReVSeg reward: r_f * r_t * r_s (in [0, 1]) or r_f + r_t + r_s (in [0, 3])."""
+    """Total ReVSeg reward: r_f * r_t * r_s (in [0, 1]) or r_f + r_t + r_s (in [0, 3]).
+
+    keyframe None (round 1 unparseable) gives r_t = r_s = 0; gt_boxes_at_keyframe are the
+    GT boxes at `keyframe`.
+    """
+    if combine not in ("product", "sum"):
+        raise ValueError(f"combine must be 'product' or 'sum', got {combine!r}")
     r_f = format_reward(turns)
     r_t = keyframe_reward(keyframe, gt_box_areas)
-    r_s = spatial_reward(pred_box, gt_boxes_at_keyframe) if r_t > 0 or keyframe is not None else 0.0
-    if combine == "product":
-        return r_f * r_t * r_s
-    if combine == "sum":
-        return r_f + r_t + r_s
-    raise ValueError(f"combine must be 'product' or 'sum', got {combine!r}")
+    r_s = 0.0 if keyframe is None else spatial_reward(pred_box, gt_boxes_at_keyframe)
+    return r_f * r_t * r_s if combine == "product" else r_f + r_t + r_s
