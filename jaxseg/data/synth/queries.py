@@ -15,7 +15,7 @@ Families (ReVOS type ids, VISA tools/eval_revos.py: 0 referring, 1 reasoning, 2 
   event enter/exit/stop/start/colour_change/grow/shrink, optionally first/last,
         optionally filtered   "the triangle that enters last", "the shape that turns blue"
   stop_after_collision        "the object that stops after the collision"
-  collide_with / colliders    "the shape that the red star bumps into", "the two shapes that collide"
+  collide_with / colliders    "the shape that collides with the red star", "the two shapes that collide"
   hidden_by / occluder_of     "the one hidden when the square passes"              type 1
   null: a select or event program with no target                                    type 2
 """
@@ -225,9 +225,9 @@ def wording(program: Program, rng: np.random.Generator, count: int = 1) -> str:
         ref = noun_phrase(program["ref"])
         return pick(
             (
-                f"the shape that the {ref} bumps into",
                 f"the shape that collides with the {ref}",
-                f"which object does the {ref} hit?",
+                f"the shape that the {ref} collides with",
+                f"which object does the {ref} collide with?",
             )
         )
     if op == "hidden_by":

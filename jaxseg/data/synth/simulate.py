@@ -220,8 +220,8 @@ def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
             d = inward + tang
             d /= np.linalg.norm(d)
             edge = [(0.0, along), (S, along), (along, 0.0), (along, S)][side]
-            # one step before enter_t the footprint is just outside the frame
-            p0[i] = np.array(edge) - inward * (r + 0.75) - d * 0.0
+            # parked with its footprint clear of the frame (2 px for polygon rasterisation)
+            p0[i] = np.array(edge) - inward * (r + 2.0)
             vel[i] = d * speed
             o.status = "parked_in"
             continue
