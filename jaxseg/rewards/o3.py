@@ -234,3 +234,35 @@ def o3_reward(
         progressive=progressive_reward_from_ious(keyframe_ious, shipped=shipped),
         keyframe_vs_mask=keyframe_vs_mask_reward(keyframe_ious, last_video_iou, shipped=shipped),
     )
+
+
+def o3_reward_from_masks(
+    turns: Sequence[str],
+    *,
+    interval: tuple[int, int] | None,
+    keyframe: int | None,
+    presence,
+    pred_masks,
+    gt_masks,
+    pred_keyframe_masks: Sequence,
+    gt_keyframe_masks: Sequence,
+    temporal_mode: str = "released",
+    shipped: bool = False,
+) -> O3Reward:
+    """`o3_reward` from masks: the mask backend's outputs go straight in.
+
+    pred_masks / gt_masks: [T_s, H, W] last-turn masks on the sampled frames;
+    pred_keyframe_masks / gt_keyframe_masks: one [H, W] per turn at that turn's keyframe.
+    """
+    if len(pred_keyframe_masks) != len(gt_keyframe_masks):
+        raise ValueError("one GT keyframe mask per turn is needed")
+    return o3_reward(
+        turns,
+        interval=interval,
+        keyframe=keyframe,
+        presence=presence,
+        frame_ious=per_frame_iou(pred_masks, gt_masks),
+        keyframe_ious=[mask_iou(p, g) for p, g in zip(pred_keyframe_masks, gt_keyframe_masks)],
+        temporal_mode=temporal_mode,
+        shipped=shipped,
+    )

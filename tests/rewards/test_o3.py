@@ -172,3 +172,33 @@ def test_total_within_documented_bounds(interval, keyframe, frame_ious, kf_ious,
     )
     high = o3.MAX_REWARD_SHIPPED if shipped else o3.MAX_REWARD_INTENDED
     assert o3.MIN_REWARD <= r.total <= high
+
+
+def test_each_term_reaches_its_documented_maximum():
+    # per-term maxima: strict 1, step 1, temporal 0.5, keyframe 1, mask 1.5, R_p 2 + 2
+    assert o3.strict_format_reward([ANSWER]) == 1.0
+    assert o3.step_format_reward([ANSWER]) == 1.0
+    assert o3.temporal_reward((2, 6), PRESENCE, mode="iou") == 0.5
+    assert o3.keyframe_reward(2, PRESENCE) == 1.0
+    assert o3.mask_reward_from_ious([0.95, 1.0]) == 1.5
+    assert o3.progressive_reward_from_ious([0.2, 0.6]) == 2.0  # min(10 * 0.35, 2)
+    assert o3.keyframe_vs_mask_reward([0.4, 1.0], 0.4) == 2.0  # min(5 * 0.5, 2)
+
+
+def test_from_masks_matches_from_ious():
+    rng = np.random.default_rng(0)
+    pred, gt = rng.random((2, 3, 6, 6)) > 0.5
+    kf_pred, kf_gt = rng.random((2, 2, 6, 6)) > 0.4
+    common = dict(interval=(2, 6), keyframe=4, presence=PRESENCE)
+    from_masks = o3.o3_reward_from_masks(
+        [SELECT, ANSWER],
+        pred_masks=pred,
+        gt_masks=gt,
+        pred_keyframe_masks=list(kf_pred),
+        gt_keyframe_masks=list(kf_gt),
+        **common,
+    )
+    ious = [(p & g).sum() / (p | g).sum() for p, g in zip(pred, gt)]
+    kf_ious = [(p & g).sum() / (p | g).sum() for p, g in zip(kf_pred, kf_gt)]
+    from_ious = o3.o3_reward([SELECT, ANSWER], frame_ious=ious, keyframe_ious=kf_ious, **common)
+    np.testing.assert_allclose(from_masks.total, from_ious.total)
