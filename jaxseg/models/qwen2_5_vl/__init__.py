@@ -17,7 +17,7 @@ from .model import (
     merge_features,
     token_log_probs,
 )
-from .rope import get_rope_index, mm_token_type_ids_from_input_ids, text_position_ids
+from .rope import decode_position_ids, get_rope_index, mm_token_type_ids_from_input_ids
 from .sharding import DEFAULT_RULES, logical_to_mesh_spec, model_shardings, shard_model
 from .text import KVCache
 from .vision_layout import VisionLayout, vision_layout
@@ -33,6 +33,7 @@ __all__ = [
     "VisionConfig",
     "VisionLayout",
     "WeightsError",
+    "decode_position_ids",
     "from_pretrained",
     "get_rope_index",
     "logical_to_mesh_spec",
@@ -41,7 +42,6 @@ __all__ = [
     "model_shardings",
     "save_pretrained",
     "shard_model",
-    "text_position_ids",
     "token_log_probs",
     "vision_layout",
 ]

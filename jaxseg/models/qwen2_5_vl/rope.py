@@ -131,23 +131,32 @@ def get_rope_index(
     return position_ids, deltas
 
 
-def text_position_ids(attention_mask: np.ndarray, start: int | np.ndarray = 0) -> np.ndarray:
-    """`[3, B, L]` 1-D positions for a continuation, e.g. decode steps: `start + arange(L)`."""
-    attention_mask = np.asarray(attention_mask)
-    batch, length = attention_mask.shape
-    pos = np.arange(length)[None, :] + np.asarray(start).reshape(-1, 1)
-    return np.broadcast_to(pos, (3, batch, length)).astype(np.int64)
+def decode_position_ids(num_valid_tokens, rope_deltas, num_new: int = 1):
+    """`[3, B, num_new]` M-RoPE positions of text tokens appended after a prompt.
+
+    A row with `num_valid_tokens` real tokens so far (prompt + already generated, pads excluded)
+    continues at `num_valid_tokens + rope_delta` on all three rows; this equals what
+    `get_rope_index` gives those tokens on the extended sequence. Works on host or in jit.
+    num_valid_tokens `[B]`, rope_deltas `[B, 1]` (from `get_rope_index`)."""
+    xp = (
+        np
+        if isinstance(num_valid_tokens, np.ndarray) and isinstance(rope_deltas, np.ndarray)
+        else jnp
+    )
+    start = xp.reshape(num_valid_tokens, (-1, 1)) + xp.reshape(rope_deltas, (-1, 1))
+    pos = start + xp.arange(num_new)[None, :]
+    return xp.broadcast_to(pos[None], (3, *pos.shape))
 
 
 # ----------------------------------------------------------------------------- inverse frequencies
 
 
 def inverse_frequencies(dim: int, theta: float) -> np.ndarray:
-    """`1 / theta ** (arange(0, dim, 2) / dim)` in float32, computed as torch does (float32 pow)."""
+    """`1 / theta ** (arange(0, dim, 2) / dim)` as float32, within 1 ulp of torch's float32
+    computation (exponent in float32, power rounded to float32, reciprocal in float32)."""
     exponent = np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)
-    return (np.float32(1.0) / np.power(np.float32(theta), exponent, dtype=np.float32)).astype(
-        np.float32
-    )
+    power = np.power(np.float64(theta), exponent.astype(np.float64)).astype(np.float32)
+    return (np.float32(1.0) / power).astype(np.float32)
 
 
 def rotate_half(x: jnp.ndarray) -> jnp.ndarray:
