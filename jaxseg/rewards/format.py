@@ -9,6 +9,7 @@ huge integers and NaN/Infinity all treated as invalid rather than raising.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -16,14 +17,11 @@ from collections.abc import Sequence
 from typing import Any
 
 STRUCTURE_TAGS = ("think", "answer", "select")
-_TAG_RE = {}
 
 
-def _tag_re(names: Sequence[str]) -> re.Pattern[str]:
-    key = tuple(names)
-    if key not in _TAG_RE:
-        _TAG_RE[key] = re.compile("<(/?)(" + "|".join(re.escape(n) for n in key) + ")>")
-    return _TAG_RE[key]
+@functools.lru_cache(maxsize=32)
+def _tag_re(names: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("<(/?)(" + "|".join(re.escape(n) for n in names) + ")>")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +40,7 @@ def scan_tags(text: str, names: Sequence[str] = STRUCTURE_TAGS) -> list[Tag]:
         return []
     return [
         Tag(m.group(2), m.group(1) == "/", m.start(), m.end())
-        for m in _tag_re(names).finditer(text)
+        for m in _tag_re(tuple(names)).finditer(text)
     ]
 
 

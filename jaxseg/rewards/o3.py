@@ -27,6 +27,11 @@ caps are the default here; `shipped=True` reproduces the released behaviour. Bou
 (sums of per-term bounds, as in seeds_methods.md): max 9.0 intended, 6.0 shipped; min
 -5.5. They are not jointly attainable: the R_m maximum needs video IoU >= 0.9, which
 leaves keyframe-vs-mask no room above +0.
+
+Other differences from the released code, on purpose: the turn structure is checked
+strictly (no text before <think> or after the closing action tag, no stray
+think/answer/select tags; the released regex uses `re.search`), and an empty episode
+scores -1 on R_f (released: 0).
 """
 
 from __future__ import annotations

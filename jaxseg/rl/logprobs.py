@@ -1,6 +1,6 @@
 """Per-token log-probabilities and entropies from logits.
 
-Computed in float32 via log-softmax (logits - logsumexp), so bf16 logits do not lose
+Computed in float32 as logit[target] - logsumexp(logits), so bf16 logits do not lose
 the small differences the importance ratio depends on.
 """
 
@@ -25,8 +25,10 @@ def token_logprobs(logits: Array, targets: Array, *, temperature: float = 1.0) -
     """
     if logits.shape[:-1] != targets.shape:
         raise ValueError(f"logits {logits.shape} and targets {targets.shape} disagree on [B, L]")
-    logp_all = jax.nn.log_softmax(_scaled(logits, temperature), axis=-1)
-    return jnp.take_along_axis(logp_all, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    scaled = _scaled(logits, temperature)
+    picked = jnp.take_along_axis(scaled, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    # logit[target] - logsumexp: no second [B, L, V] buffer for the full log-softmax
+    return picked - jax.nn.logsumexp(scaled, axis=-1)
 
 
 def next_token_logprobs(logits: Array, input_ids: Array, *, temperature: float = 1.0) -> Array:
