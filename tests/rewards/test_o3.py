@@ -202,3 +202,10 @@ def test_from_masks_matches_from_ious():
     kf_ious = [(p & g).sum() / (p | g).sum() for p, g in zip(kf_pred, kf_gt)]
     from_ious = o3.o3_reward([SELECT, ANSWER], frame_ious=ious, keyframe_ious=kf_ious, **common)
     np.testing.assert_allclose(from_masks.total, from_ious.total)
+
+
+def test_truncated_turns_fail_format_without_crashing():
+    from .fuzz import prefixes
+
+    assert all(o3.strict_format_reward([p]) == -1.0 for p in prefixes(ANSWER)[:-1])
+    assert all(0.0 <= o3.step_format_reward([p]) <= 1.0 for p in prefixes(ANSWER))

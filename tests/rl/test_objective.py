@@ -124,3 +124,17 @@ def test_config_errors():
         GRPOLossConfig(aggregation="mean")
     with pytest.raises(ValueError, match="ref_logp"):
         grpo_loss(jnp.zeros((2, 2)), jnp.zeros(2), jnp.ones((2, 2)), GRPOLossConfig(kl_coef=0.1))
+
+
+def test_observation_tokens_get_no_gradient():
+    from jaxseg.rl.masks import RoleSpan, batch_loss_mask
+
+    spans = [RoleSpan("user", 0, 1), RoleSpan("assistant", 1, 3), RoleSpan("observation", 3, 5)]
+    logits, targets, _, rewards, _ = _batch(4)
+    mask = jnp.asarray(batch_loss_mask([spans] * B, L))
+    adv = grpo_advantages(rewards, G)
+    grad = jax.grad(
+        lambda lg: grpo_loss(token_logprobs(lg, targets), adv, mask, GRPOLossConfig()).total.value()
+    )(logits)
+    assert np.all(np.asarray(grad)[:, [0, 3, 4]] == 0.0)
+    assert np.any(np.asarray(grad)[:, 1:3] != 0.0)
