@@ -107,7 +107,7 @@ class _Track:
         self.cfg = cfg
         self.colour = colour
         self.last = mask
-        self.area = float(mask.sum())
+        self.area = float(mask.sum())  # decaying max of the visible area: survives occlusion
         self.velocity = np.zeros(2)
         self.missing = 0
 
@@ -116,49 +116,88 @@ class _Track:
         k = self.missing + 1
         pred = _shift(self.last, *(self.velocity * k))
         size = np.sqrt(max(self.area, 1.0))
-        margin = 2.0 + 0.25 * size + np.abs(self.velocity).max() * k + 3.0 * self.missing
-        region = _grow(pred, margin)
+        near = _grow(pred, 2.0 + 0.1 * size + 2.0 * self.missing)
         match = _dist(frame, self.colour) < cfg.colour_tol
-        mask = self._components_touching(match, region)
-        if mask.sum() > 2.0 * self.area + 20:
-            mask &= _grow(pred, 2.0 + 0.1 * size)  # merged with a same-colour neighbour
-        if mask.sum() < max(cfg.min_component_px, 0.15 * self.area):
-            changed = self._colour_change(frame, match, pred, region)
-            if changed is not None:
-                mask = changed
+        labels, _ = ndimage.label(match)
+        mask = self._overlapping(labels, near)
+        if mask.sum() > 1.3 * self.area + 10:
+            mask &= _grow(pred, 1.0)  # merged with a same-colour neighbour: keep the object's shape
+        if mask.sum() < cfg.min_component_px:
+            mask = self._colour_change(frame, match, near | _grow(self.last, 2.0))
+        if mask.sum() < cfg.min_component_px:
+            margin = 3.0 + 0.5 * size + np.abs(self.velocity).max() * k + 4.0 * self.missing
+            mask = self._reacquire(labels, pred, _grow(pred, margin))
         if mask.sum() < cfg.min_component_px:
             self.missing += 1
             return np.zeros_like(mask)
-        if self.missing == 0 and 0.6 * self.area < mask.sum() < 1.6 * self.area:
+        prev = float(self.last.sum())
+        if self.missing == 0 and 0.8 * prev <= mask.sum() <= 1.25 * prev:
             self.velocity = 0.5 * self.velocity + 0.5 * (_centroid(mask) - _centroid(self.last))
-        self.area = 0.5 * self.area + 0.5 * float(mask.sum())
+        self.area = max(float(mask.sum()), 0.95 * self.area)
         self.last = mask
         self.missing = 0
         return mask
 
-    def _components_touching(self, match: np.ndarray, region: np.ndarray) -> np.ndarray:
-        labels, _ = ndimage.label(match)
-        ids = np.unique(labels[region & match])
-        ids = ids[ids > 0]
-        if ids.size == 0:
-            return np.zeros_like(match)
+    def _overlapping(self, labels: np.ndarray, near: np.ndarray) -> np.ndarray:
+        """Components with at least 30% of their pixels where the object is expected."""
         sizes = np.bincount(labels.ravel())
-        ids = ids[sizes[ids] >= self.cfg.min_component_px]
-        return np.isin(labels, ids)
+        inside = np.bincount(labels[near].ravel(), minlength=sizes.size)
+        ok = (inside >= 0.3 * sizes) & (sizes >= self.cfg.min_component_px)
+        ok[0] = False
+        return ok[labels]
 
-    def _colour_change(self, frame, match, pred, region) -> np.ndarray | None:
-        salient = (_chroma(frame) > self.cfg.salient_chroma) & ~match & region
-        if not salient.any() or not pred.any():
-            return None
-        colour = _median_colour(frame, salient & pred) if (salient & pred).any() else None
-        if colour is None:
-            return None
-        cand = self._components_touching(_dist(frame, colour) < self.cfg.colour_tol, pred)
-        inter, union = (cand & pred).sum(), (cand | pred).sum()
-        if union == 0 or inter / union < 0.5 or not 0.5 * self.area < cand.sum() < 2 * self.area:
-            return None
-        self.colour = colour
-        return cand
+    def _reacquire(self, labels: np.ndarray, pred: np.ndarray, region: np.ndarray) -> np.ndarray:
+        """After a loss: the same-colour component nearest the predicted position."""
+        if not pred.any():
+            return np.zeros_like(region)
+        target = _centroid(pred)
+        best, best_d = 0, np.inf
+        for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+            if sl is None:
+                continue
+            comp = labels[sl] == i
+            n = int(comp.sum())
+            if n < self.cfg.min_component_px or n > 2.0 * self.area + 10:
+                continue
+            if not region[sl][comp].any():
+                continue
+            c = np.array(ndimage.center_of_mass(comp)) + [sl[0].start, sl[1].start]
+            if not self._fits_shape(labels == i, c):
+                continue
+            d = float(np.hypot(*(c - target)))
+            if d < best_d:
+                best, best_d = i, d
+        return labels == best if best else np.zeros_like(region)
+
+    def _fits_shape(self, comp: np.ndarray, centre: np.ndarray) -> bool:
+        """A piece of the object (e.g. half-emerged) lies inside the object's last shape once
+        centroids are aligned; a different shape of the same colour mostly does not."""
+        aligned = _shift(comp, *(_centroid(self.last) - centre))
+        return (aligned & _grow(self.last, 1.5)).sum() >= 0.75 * comp.sum()
+
+    def _colour_change(self, frame, match, near) -> np.ndarray:
+        """The object's colour is gone where it should be, and a salient component of another
+        colour with the object's shape (IoU >= 0.6 after aligning centroids) is there: the
+        object changed colour; adopt the new colour."""
+        none = np.zeros_like(match)
+        salient = (_chroma(frame) > self.cfg.salient_chroma) & ~match
+        labels, n = ndimage.label(salient)
+        ids = np.unique(labels[near & salient])
+        best, best_iou, new_colour = none, 0.6, self.colour
+        for i in ids[ids > 0]:
+            comp = labels == i
+            colour = _median_colour(frame, comp)
+            comp = comp & (_dist(frame, colour) < self.cfg.colour_tol)
+            if not comp.any():
+                continue
+            shift = _centroid(self.last) - _centroid(comp)
+            aligned = _shift(comp, *shift)
+            iou = (aligned & self.last).sum() / max((aligned | self.last).sum(), 1)
+            if iou >= best_iou:
+                best, best_iou, new_colour = comp, iou, colour
+        if best.any():
+            self.colour = new_colour
+        return best
 
 
 def init_mask(frame: np.ndarray, prompt: ObjectPrompt, cfg: ClassicalConfig) -> np.ndarray:
