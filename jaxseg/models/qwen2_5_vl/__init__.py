@@ -18,7 +18,13 @@ from .model import (
     token_log_probs,
 )
 from .rope import decode_position_ids, get_rope_index, mm_token_type_ids_from_input_ids
-from .sharding import DEFAULT_RULES, logical_to_mesh_spec, model_shardings, shard_model
+from .sharding import (
+    DEFAULT_RULES,
+    logical_to_mesh_spec,
+    make_mesh,
+    model_shardings,
+    shard_model,
+)
 from .text import KVCache
 from .vision_layout import VisionLayout, vision_layout
 from .weights import WeightsError, from_pretrained, save_pretrained
@@ -37,6 +43,7 @@ __all__ = [
     "from_pretrained",
     "get_rope_index",
     "logical_to_mesh_spec",
+    "make_mesh",
     "merge_features",
     "mm_token_type_ids_from_input_ids",
     "model_shardings",

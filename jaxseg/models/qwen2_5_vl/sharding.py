@@ -7,6 +7,10 @@ none at all (the model then runs unsharded).
 
 Default: FSDP over the hidden ("embed") dimension, tensor parallel over heads / MLP / vocab,
 the vision tower's small matrices FSDP-sharded only over their input dimension.
+
+The model code is written for meshes in Auto axis mode (GSPMD propagates activation shardings
+from the parameters); `make_mesh` builds one. jax's default `jax.make_mesh` is Explicit mode,
+which would need `out_sharding=` on every gather/matmul.
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ DEFAULT_RULES: Rules = (
     ("batch", ("data", "fsdp")),
     ("length", None),
 )
+
+
+def make_mesh(shape: Sequence[int], axis_names: Sequence[str] = ("data", "fsdp", "tensor")) -> Mesh:
+    """A device mesh in Auto axis mode, e.g. `make_mesh((1, 4, 2))` for data x fsdp x tensor."""
+    auto = (jax.sharding.AxisType.Auto,) * len(axis_names)
+    return jax.make_mesh(tuple(shape), tuple(axis_names), axis_types=auto)
 
 
 def logical_to_mesh_spec(
