@@ -1,0 +1,339 @@
+"""A small Qwen2.5-VL-compatible tokenizer and processor for the synthetic world.
+
+Tiny models trained on CPU need a tiny vocabulary, but the rest of the stack (chat template,
+placeholder expansion, M-RoPE positions, special-token roles) must be Qwen2.5-VL's. So:
+
+- a byte-level BPE (Qwen2's pre-tokenizer regex, digits split one by one) is trained with
+  HF `tokenizers` on text from the synthetic grammar and the answer protocols, then wrapped in
+  `transformers.Qwen2Tokenizer`; any text still round-trips exactly (byte fallback);
+- Qwen2.5-VL's special tokens keep their names and roles (<|im_start|>, <|im_end|> = eos,
+  <|endoftext|> = pad, <|vision_start|>, <|vision_end|>, <|image_pad|>, <|video_pad|>, ...);
+  their ids follow the BPE vocabulary in Qwen's order, so ids differ from Qwen's but roles do not;
+- protocol tags (<think>, <answer>, <select>, <VTG>, <RefSeg>, [SEG], ...) are single added
+  (non-special) tokens, so they survive `skip_special_tokens=True`, as Qwen's <tool_call> does;
+- the chat template is Qwen2.5-VL's (Qwen/Qwen2.5-VL-*-Instruct chat_template.json);
+- `build_processor` wraps it in a `Qwen2_5_VLProcessor` with a Qwen2-VL image processor sized
+  for 128-160 px frames. Without torchvision (this project's CPU environment) transformers
+  cannot build any video processor; the processor is then image-only (same class family, same
+  image placeholder expansion) and the video processor config is still saved so an
+  environment with torchvision loads the full processor via `AutoProcessor`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+PROTOCOL_TAGS: tuple[str, ...] = (
+    "<tool_call>",
+    "</tool_call>",
+    "<think>",
+    "</think>",
+    "<answer>",
+    "</answer>",
+    "<select>",
+    "</select>",
+    "<VTG>",
+    "</VTG>",
+    "<RefSeg>",
+    "</RefSeg>",
+    "[SEG]",
+)
+VOCAB_LIMIT = 1024
+
+# Qwen2.5-VL-Instruct chat_template.json (identical to Qwen2-VL's).
+QWEN2_5_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# Pixel budgets (Qwen2-VL smart_resize: multiples of 28 px, area clamped to [min, max]).
+# 128 px -> 140x140 -> 25 image tokens; 160 px -> 168x168 -> 36. Video frames get a lower
+# budget (112x112 -> 16 tokens per 2 frames), like VideoSEG-O3's low-res temporal frames.
+IMAGE_MIN_PIXELS = 4 * 28 * 28
+IMAGE_MAX_PIXELS = 64 * 28 * 28
+VIDEO_MIN_PIXELS = 4 * 28 * 28
+VIDEO_MAX_PIXELS = 16 * 28 * 28
+# CLIP statistics, as in Qwen2-VL's preprocessor_config.json
+_MEAN = [0.48145466, 0.4578275, 0.40821073]
+_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def protocol_corpus() -> list[str]:
+    """Text the answer protocols of the seed methods produce (tags, JSON, frame indices)."""
+    lines = [
+        "You are a helpful assistant.",
+        "system", "user", "assistant", "Picture 1: ", "Video 1: ",
+        "The video has 24 frames. Frames 0, 5, 11, 17, 23 are shown.",
+        "Frame 7: ", "frames <0> <7> <15> <23>",
+        'Find the target described by the query: "the small red circle".',
+        "Think step by step inside <think> </think>, then answer inside <answer> </answer>.",
+        "<think>Step 1: temporal dynamics. Step 2: spatial details. "
+        "Step 3: expression analysis. Action: see new segment</think>",
+        "<think>Action: confirmed</think>",
+        '<select>{"start": 3, "end": 12, "keyframe": 8}</select>',
+        '<answer><VTG>{"start": 0, "end": 19, "keyframe": 9}</VTG>, '
+        "<RefSeg>[SEG]</RefSeg></answer>",
+        '<answer>{"keyframe": 12, "boxes": [[14, 40, 52, 77]], "points": [[33, 58]]}</answer>',
+        '<answer>{"keyframe": 4, "bbox_2d": [3, 9, 120, 96], "label": "circle"}</answer>',
+        '<answer>{"keyframe": null, "boxes": []}</answer>',
+        "<answer>A</answer> <answer>B</answer>",
+        "The target is not in the video. There is no such object.",
+        "<tool_call>\n</tool_call>",
+    ]  # fmt: skip
+    lines += [str(n) for n in range(1000)]
+    return lines
+
+
+def grammar_corpus(videos: int = 60, seed: int = 0) -> list[str]:
+    """Every query sentence the synthetic grammar produces on `videos` small scenes, plus
+    the world's vocabulary in singular and plural. Deterministic in (videos, seed)."""
+    from jaxseg.data.synth.queries import candidates, noun_phrase
+    from jaxseg.data.synth.render import render, sample_background
+    from jaxseg.data.synth.scene_graph import build_scene_graph
+    from jaxseg.data.synth.simulate import simulate
+    from jaxseg.data.synth.world import COLOUR_NAMES, SHAPES, SIZE_NAMES, SynthConfig
+
+    cfg = SynthConfig(size=48)
+    texts: list[str] = []
+    for k in range(videos):
+        rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(k,)))
+        scene = simulate(rng, cfg)
+        background, _ = sample_background(rng, cfg)
+        graph = build_scene_graph(scene, render(scene, background))
+        texts += [c["exp"] for c in candidates(graph, rng, cfg)]
+    for shape in SHAPES:
+        for colour in COLOUR_NAMES:
+            for size in SIZE_NAMES:
+                f = {"size": size, "colour": colour, "shape": shape}
+                texts += [noun_phrase(f), noun_phrase(f, plural=True)]
+    return texts
+
+
+def _train_bpe(
+    texts: Iterable[str], vocab_size: int
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(texts, trainer)
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    return dict(model["vocab"]), merges  # type: ignore[return-value]
+
+
+def build_tokenizer(vocab_size: int = 1000, texts: Iterable[str] | None = None):
+    """A `transformers.Qwen2Tokenizer` with at most `vocab_size` (< 1024) tokens in all."""
+    from tokenizers import AddedToken
+    from transformers import Qwen2Tokenizer
+
+    if not 256 + len(QWEN_SPECIAL_TOKENS) + len(PROTOCOL_TAGS) < vocab_size <= VOCAB_LIMIT:
+        raise ValueError(f"vocab_size must be in (283, {VOCAB_LIMIT}], got {vocab_size}")
+    corpus = list(texts) if texts is not None else grammar_corpus() + protocol_corpus()
+    n_added = len(QWEN_SPECIAL_TOKENS) + len(PROTOCOL_TAGS)
+    vocab, merges = _train_bpe(corpus, vocab_size - n_added)
+    for token in QWEN_SPECIAL_TOKENS + PROTOCOL_TAGS:
+        vocab[token] = len(vocab)
+    tok = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        unk_token=None,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=list(QWEN_SPECIAL_TOKENS),
+        model_max_length=32768,
+    )
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in PROTOCOL_TAGS])
+    tok.chat_template = QWEN2_5_VL_CHAT_TEMPLATE
+    return tok
+
+
+def special_token_ids(tokenizer) -> dict[str, int]:
+    """The ids a Qwen2.5-VL model config needs (image_token_id, video_token_id, ...)."""
+    ids = {
+        "image_token_id": "<|image_pad|>",
+        "video_token_id": "<|video_pad|>",
+        "vision_start_token_id": "<|vision_start|>",
+        "vision_end_token_id": "<|vision_end|>",
+        "eos_token_id": "<|im_end|>",
+        "pad_token_id": "<|endoftext|>",
+        "bos_token_id": "<|endoftext|>",
+    }
+    return {k: int(tokenizer.convert_tokens_to_ids(v)) for k, v in ids.items()}
+
+
+def _image_processor(min_pixels: int, max_pixels: int):
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
+
+    return Qwen2VLImageProcessorPil(
+        min_pixels=min_pixels, max_pixels=max_pixels, image_mean=_MEAN, image_std=_STD
+    )
+
+
+def video_processor_config(min_pixels: int = VIDEO_MIN_PIXELS, max_pixels: int = VIDEO_MAX_PIXELS):
+    """What `Qwen2VLVideoProcessor.from_pretrained` reads (video_preprocessor_config.json)."""
+    return {
+        "video_processor_type": "Qwen2VLVideoProcessor",
+        "processor_class": "Qwen2_5_VLProcessor",
+        "size": {"shortest_edge": min_pixels, "longest_edge": max_pixels},
+        "min_pixels": min_pixels,
+        "max_pixels": max_pixels,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": _MEAN,
+        "image_std": _STD,
+        "do_resize": True,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "do_convert_rgb": True,
+        "do_sample_frames": False,
+    }
+
+
+def has_video_backend() -> bool:
+    return importlib.util.find_spec("torchvision") is not None
+
+
+def _image_only_class():
+    from transformers import Qwen2_5_VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+
+    class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
+        """Qwen2_5_VLProcessor minus the video processor (which needs torchvision)."""
+
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
+            self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    return ImageOnlyQwen2_5_VLProcessor
+
+
+def build_processor(
+    tokenizer,
+    *,
+    image_min_pixels: int = IMAGE_MIN_PIXELS,
+    image_max_pixels: int = IMAGE_MAX_PIXELS,
+    video_min_pixels: int = VIDEO_MIN_PIXELS,
+    video_max_pixels: int = VIDEO_MAX_PIXELS,
+):
+    """A Qwen2_5_VLProcessor for `tokenizer` (full with torchvision, else image-only)."""
+    image_processor = _image_processor(image_min_pixels, image_max_pixels)
+    template = tokenizer.chat_template or QWEN2_5_VL_CHAT_TEMPLATE
+    if has_video_backend():  # pragma: no cover - torchvision is not installable here
+        from transformers import Qwen2_5_VLProcessor
+        from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+        cfg = video_processor_config(video_min_pixels, video_max_pixels)
+        video = Qwen2VLVideoProcessor(**{k: v for k, v in cfg.items() if "type" not in k})
+        return Qwen2_5_VLProcessor(image_processor, tokenizer, video, chat_template=template)
+    processor = _image_only_class()(image_processor, tokenizer, chat_template=template)
+    processor._video_config = video_processor_config(video_min_pixels, video_max_pixels)
+    return processor
+
+
+def save_processor(processor, path: str | Path) -> Path:
+    """Write the processor dir: tokenizer.json, tokenizer_config.json, chat_template.jinja,
+    processor_config.json (transformers 5 nests the sub-processor configs in it), plus the
+    per-part preprocessor_config.json / video_preprocessor_config.json older loaders read."""
+    path = Path(path)
+    processor.save_pretrained(path)
+    processor.image_processor.save_pretrained(path)
+    proc_cfg_path = path / "processor_config.json"
+    proc_cfg: dict[str, Any] = json.loads(proc_cfg_path.read_text())
+    video_cfg = getattr(processor, "_video_config", None)
+    if video_cfg is not None:
+        (path / "video_preprocessor_config.json").write_text(json.dumps(video_cfg, indent=2))
+        proc_cfg["video_processor"] = video_cfg
+    proc_cfg["processor_class"] = "Qwen2_5_VLProcessor"  # what AutoProcessor should build
+    proc_cfg_path.write_text(json.dumps(proc_cfg, indent=2))
+    return path
+
+
+def load_processor(path: str | Path):
+    """Inverse of `save_processor` (AutoProcessor when torchvision is present)."""
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    for name in ("tokenizer.json", "processor_config.json"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path / name} does not exist: not a processor dir")
+    if has_video_backend():  # pragma: no cover
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    proc_cfg = json.loads((path / "processor_config.json").read_text())
+    image_cfg = proc_cfg.get("image_processor")
+    if image_cfg is None:
+        image_cfg = json.loads((path / "preprocessor_config.json").read_text())
+    try:
+        size = image_cfg["size"]
+        image_processor = _image_processor(size["shortest_edge"], size["longest_edge"])
+    except KeyError as err:
+        raise ValueError(f"{path}: image processor config lacks size.{err.args[0]}") from None
+    processor = _image_only_class()(
+        image_processor, tokenizer, chat_template=tokenizer.chat_template
+    )
+    processor._video_config = proc_cfg.get("video_processor")
+    return processor
+
+
+def iter_vocab(tokenizer) -> Iterator[str]:
+    """Tokens in id order (for inspection)."""
+    vocab = tokenizer.get_vocab()
+    return iter(sorted(vocab, key=vocab.__getitem__))
