@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,15 @@ def load_rgb(path: str | Path, field: str = "frame") -> np.ndarray:
         raise DataFormatError(path, field, "file is missing") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise DataFormatError(path, field, f"cannot decode image ({exc})") from None
+
+
+def decode_rgb_bytes(data: bytes, name: str, field: str = "frame") -> np.ndarray:
+    """[H, W, 3] uint8 from encoded image bytes (e.g. JPEG stored in a tfds record)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataFormatError(name, field, f"cannot decode image bytes ({exc})") from None
 
 
 def load_label_png(path: str | Path, field: str = "mask") -> np.ndarray:

@@ -57,6 +57,7 @@ class VideoExpression:
     masks: MaskSource | None = None
     foreground: MaskSource | None = None
     extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    frame_store: Any = None  # optional: `.load(t) -> [H, W, 3]` instead of reading frame_paths
 
     @property
     def num_frames(self) -> int:
@@ -113,7 +114,10 @@ class VideoExpression:
         pos = range(self.num_frames) if positions is None else positions
         frames = []
         for t in pos:
-            frame = load_rgb(self.frame_paths[t], field=f"{self.key} frame {t}")
+            if self.frame_store is not None:
+                frame = self.frame_store.load(t)
+            else:
+                frame = load_rgb(self.frame_paths[t], field=f"{self.key} frame {t}")
             if frame.shape[:2] != (self.height, self.width):
                 raise DataFormatError(
                     self.frame_paths[t],
