@@ -144,3 +144,67 @@ def test_pipeline_with_qwen_encode_pads_every_key(parts, tmp_path):
     # padded frame slots carry an all-zero grid, real ones the 56x56 grid
     np.testing.assert_array_equal(batch["image_grid_thw"][valid], [[1, 4, 4]] * int(valid.sum()))
     assert not batch["image_grid_thw"][~valid].any()
+
+
+def test_matches_the_hf_processor_with_the_synthetic_tokenizer():
+    """Same ids and pixels as transformers' Qwen2.5-VL processor fed the equivalent text."""
+    tokenizer_mod = pytest.importorskip("jaxseg.data.tokenizer")
+    transformers = pytest.importorskip("transformers")
+    from jaxseg.models.qwen2_5_vl.config import Qwen2_5_VLConfig
+
+    tok = tokenizer_mod.build_tokenizer()
+    processor = tokenizer_mod.build_processor(tok)
+    ids = tokenizer_mod.special_token_ids(tok)
+    hf = transformers.Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e4},
+        ),
+        vision_config=dict(
+            depth=1,
+            hidden_size=16,
+            intermediate_size=32,
+            num_heads=2,
+            out_hidden_size=32,
+            fullatt_block_indexes=[0],
+        ),
+        **{
+            k: ids[k]
+            for k in (
+                "image_token_id",
+                "video_token_id",
+                "vision_start_token_id",
+                "vision_end_token_id",
+            )
+        },
+    )
+    config = Qwen2_5_VLConfig.from_hf_dict(hf.to_dict())
+    frames = np.random.default_rng(1).integers(0, 255, (3, 64, 96, 3), dtype=np.uint8)
+    clip = Clip(
+        "v",
+        "0",
+        "The red circle",
+        1,
+        frames,
+        None,
+        np.array([2, 9, 16]),
+        np.array([0, 1, 2]),
+        -1,
+        (64, 96),
+    )
+    enc = Qwen25VLEncode(tok, processor.image_processor, config)
+    ours = enc(clip)
+    from jaxseg.data.encode import _chat, user_prompt
+
+    text = _chat(tok, enc.system_prompt, user_prompt(clip)).replace(
+        "<image>", "<|vision_start|><|image_pad|><|vision_end|>"
+    )
+    ref = processor(text=[text], images=list(frames), return_tensors="np")
+    np.testing.assert_array_equal(ours["input_ids"], ref["input_ids"][0])
+    np.testing.assert_array_equal(ours["image_grid_thw"], ref["image_grid_thw"])
+    np.testing.assert_allclose(ours["pixel_values"], ref["pixel_values"], rtol=0, atol=0)
