@@ -33,6 +33,20 @@ def _event_line(e: dict[str, Any]) -> str:
     return f"{e['type']} {objs}{extra} @{e['frame']}{span}"
 
 
+def _first_seen(obj: dict[str, Any], key: str) -> str:
+    """An attribute when the object is first in view (it may change later: see events)."""
+    for value, in_frame in zip(obj[key], obj["in_frame"], strict=True):
+        if in_frame:
+            return value
+    return obj[key][0]
+
+
+def _pairs(lines: list[str]) -> list[str]:
+    return [
+        "  ".join(f"{x:<26}" for x in lines[k : k + 2]).rstrip() for k in range(0, len(lines), 2)
+    ]
+
+
 def pick_examples(meta: dict[str, Any], rows: int, per_video: int = 3) -> list[tuple[str, str]]:
     """(video, exp_id) pairs: a few per video, cycling the type ids so every kind shows."""
     picked: list[tuple[str, str]] = []
@@ -74,8 +88,8 @@ def render_example_page(
     fig, axes = plt.subplots(
         len(examples),
         cols + 1,
-        figsize=(1.7 * cols + 4.2, 1.85 * len(examples)),
-        gridspec_kw={"width_ratios": [2.6] + [1] * cols},
+        figsize=(1.7 * cols + 5.0, 1.85 * len(examples)),
+        gridspec_kw={"width_ratios": [3.2] + [1] * cols},
         squeeze=False,
     )
     for row, (video, exp_id) in enumerate(examples):
@@ -88,16 +102,23 @@ def render_example_page(
         key = sc.get("keyframe")
         if key is not None and key not in shown:
             shown[np.argmin(np.abs(shown - key))] = key
-        events = side.get(video, {}).get("graph", {}).get("events", [])
+        graph = side.get(video, {}).get("graph", {})
+        objects = [
+            f"#{o['obj_id']} {_first_seen(o, 'size')} {_first_seen(o, 'colour')} {o['shape']}"
+            for o in graph.get("objects", [])
+        ]
+        events = [_event_line(e) for e in graph.get("events", [])]
         label = (
             f"{video}  exp {exp_id}  [{_TYPE_NAMES.get(exp['type_id'], exp['type_id'])}]\n"
             f'"{exp["exp"]}"\n'
             f"answer: obj {exp['obj_id'] or 'none (no target)'}\n"
-            + "\n".join(_event_line(e) for e in events[:7])
+            + "\n".join(_pairs(objects))
+            + "\n"
+            + "\n".join(_pairs(events[:10]))
         )
         ax = axes[row, 0]
         ax.axis("off")
-        ax.text(0, 1, label, va="top", ha="left", fontsize=7.5, family="monospace", wrap=True)
+        ax.text(0, 1, label, va="top", ha="left", fontsize=6.5, family="monospace", wrap=True)
         for c, t in enumerate(shown):
             frame = np.asarray(Image.open(data / "JPEGImages" / video / f"{names[t]}.jpg"))
             target = np.zeros((H, W), bool)
