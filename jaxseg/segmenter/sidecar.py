@@ -228,7 +228,9 @@ class SidecarServer:
         deadline = None if None in deadlines else max(deadlines)
         try:
             merged = [r for _, reqs, _ in parsed for r in reqs]
+            t0 = time.perf_counter()
             results = self.backend.segment(merged, deadline=deadline)
+            compute_s = time.perf_counter() - t0
             self.batches += 1
         except Exception as e:  # noqa: BLE001 - reported to the client, sidecar stays up
             if len(parsed) == 1 or isinstance(e, RequestTimeoutError):
@@ -240,22 +242,26 @@ class SidecarServer:
             return
         start = 0
         for job, reqs, _ in parsed:
-            self._reply_results(job, results[start : start + len(reqs)])
+            self._reply_results(job, results[start : start + len(reqs)], compute_s)
             start += len(reqs)
 
     def _segment_one(self, job: _Job, reqs: list[MaskRequest], deadline: float | None) -> None:
         try:
+            t0 = time.perf_counter()
             results = self.backend.segment(reqs, deadline=deadline)
+            compute_s = time.perf_counter() - t0
             self.batches += 1
         except Exception as e:  # noqa: BLE001
             job.conn.reply(_error_reply(job.header.get("id"), e))
             return
-        self._reply_results(job, results)
+        self._reply_results(job, results, compute_s)
 
-    def _reply_results(self, job: _Job, results: list[MaskResult]) -> None:
+    def _reply_results(self, job: _Job, results: list[MaskResult], compute_s: float) -> None:
+        """compute_s: seconds the backend spent on the batch this job was part of."""
         meta, arrays = tp.results_to_wire(results)
         self.served += len(results)
-        job.conn.reply({"id": job.header.get("id"), "ok": True, "results": meta}, arrays)
+        header = {"id": job.header.get("id"), "ok": True, "results": meta, "compute_s": compute_s}
+        job.conn.reply(header, arrays)
 
 
 def _watch_parent(parent_pid: int, parent_fd: int | None, cleanup: list[str]) -> None:
@@ -372,6 +378,7 @@ class SidecarClient:
             )
         self.name = self.config.backend
         self.restarts = 0
+        self.last_compute_s = float("nan")  # backend time of the last segment call's batch
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._proc: subprocess.Popen | None = None
@@ -566,6 +573,7 @@ class SidecarClient:
         wire, arrays = tp.requests_to_wire(requests)
         videos = list(dict.fromkeys(r.video.video_id for r in requests))
         reply, out = self._call({"op": "segment", "requests": wire}, arrays, videos, timeout)
+        self.last_compute_s = float(reply.get("compute_s", float("nan")))
         return tp.results_from_wire(reply["results"], out)
 
     def health(self) -> dict[str, Any]:

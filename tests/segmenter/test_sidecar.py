@@ -47,6 +47,7 @@ def test_shapes_union_and_bidirectional_coverage(sam2_sidecar, moving_squares):
         ]
     )
     assert both.backend == "sam2" and both.obj_ids == (3, 8)
+    assert sam2_sidecar.health()["torchvision_loaded"] is False  # sam2's video path needs none
     assert both.object_masks.shape == (2, 8, 64, 80) and both.object_masks.dtype == bool
     assert np.array_equal(both.union, both.object_masks[0] | both.object_masks[1])
     # covered = frames SAM2 actually yielded: forward then reverse from k reach every frame.
@@ -153,6 +154,8 @@ PARENT = textwrap.dedent(
     from jaxseg.segmenter.sidecar import SidecarClient, SidecarConfig
     c = SidecarClient(SidecarConfig(backend="classical")).start()
     print(c.pid, c._dir, flush=True)
+    if sys.argv[1] == "exit":
+        sys.exit(0)  # a normal exit without close(): the finaliser must stop the sidecar
     time.sleep(600)
     """
 )
@@ -163,18 +166,25 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    with open(f"/proc/{pid}/stat") as f:  # a zombie is not alive
-        return f.read().split()[2] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # a zombie is not alive
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
 
 
-def test_parent_exit_leaves_no_orphan():
-    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("how", ["sigkill", "exit"])
+def test_parent_exit_leaves_no_orphan(how):
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, how], stdout=subprocess.PIPE, text=True
+    )
     try:
         line = parent.stdout.readline().split()
         child, sock_dir = int(line[0]), line[1]
-        assert _alive(child)
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
+        if how == "sigkill":
+            assert _alive(child)
+            parent.send_signal(signal.SIGKILL)
+        parent.wait(30)
         deadline = time.monotonic() + 10
         while _alive(child) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -182,3 +192,4 @@ def test_parent_exit_leaves_no_orphan():
         assert not os.path.exists(sock_dir)
     finally:
         parent.kill()
+        parent.wait()
