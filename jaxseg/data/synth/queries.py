@@ -16,7 +16,8 @@ Families (ReVOS type ids, VISA tools/eval_revos.py: 0 referring, 1 reasoning, 2 
         optionally filtered   "the triangle that enters last", "the shape that turns blue"
   stop_after_collision        "the object that stops after the collision"
   collide_with / colliders    "the shape that collides with the red star", "the two shapes that collide"
-  hidden_by / occluder_of     "the one hidden when the square passes"              type 1
+  hidden_by / occluder_of     "the one hidden when the square passes" (passes: the occluder
+                              moves over it; else "the shape hidden behind the square")  type 1
   null: a select or event program with no target                                    type 2
 """
 
@@ -122,6 +123,8 @@ def evaluate(program: Program, graph: Graph) -> list[int] | None:
             return sorted(
                 {k for e in collisions if ref in e["objects"] for k in e["objects"]} - {ref}
             )
+        if program.get("passes"):  # only occluders that move over the object
+            hides = [e for e in hides if e.get("occluder_moving")]
         if op == "hidden_by":
             return sorted({e["objects"][0] for e in hides if e["objects"][1] == ref})
         return sorted({e["objects"][1] for e in hides if e["objects"][0] == ref})
@@ -232,22 +235,30 @@ def wording(program: Program, rng: np.random.Generator, count: int = 1) -> str:
         )
     if op == "hidden_by":
         ref = noun_phrase(program["ref"])
+        if program.get("passes"):
+            return pick(
+                (
+                    f"the one hidden when the {ref} passes",
+                    f"the shape that is hidden when the {ref} passes in front of it",
+                    f"which shape disappears as the {ref} passes over it?",
+                )
+            )
         return pick(
             (
-                f"the one hidden when the {ref} passes",
-                f"the shape that is hidden when the {ref} passes in front of it",
+                f"the shape that is hidden behind the {ref}",
                 f"which shape disappears behind the {ref}?",
             )
         )
     if op == "occluder_of":
         ref = noun_phrase(program["ref"])
-        return pick(
-            (
-                f"the shape that passes in front of the {ref}",
-                f"the shape that hides the {ref}",
-                f"which shape covers the {ref} as it passes?",
+        if program.get("passes"):
+            return pick(
+                (
+                    f"the shape that passes in front of the {ref}",
+                    f"which shape covers the {ref} as it passes?",
+                )
             )
-        )
+        return pick((f"the shape that hides the {ref}", f"which shape does the {ref} go behind?"))
     raise ValueError(f"unknown query op {op!r}")
 
 
@@ -375,12 +386,13 @@ def candidates(graph: Graph, rng: np.random.Generator, cfg: SynthConfig) -> list
                     add("reasoning", {"op": "collide_with", "ref": ref}, [b], 1.5)
         if e["type"] == "hide":
             hidden, occluder = e["objects"]
+            passes = {"passes": True} if e.get("occluder_moving") else {}
             ref = _shortest(rng, descriptions(graph, occluder))
             if ref is not None:
-                add("reasoning", {"op": "hidden_by", "ref": ref}, [hidden], 2.0)
+                add("reasoning", {"op": "hidden_by", "ref": ref} | passes, [hidden], 2.0)
             ref = _shortest(rng, descriptions(graph, hidden))
             if ref is not None:
-                add("reasoning", {"op": "occluder_of", "ref": ref}, [occluder], 2.0)
+                add("reasoning", {"op": "occluder_of", "ref": ref} | passes, [occluder], 2.0)
 
     # null: plausible descriptions / events with no target
     present = {k: sorted({v for o in objs for v in _seen(o, k)}) for k in _ATTRS}

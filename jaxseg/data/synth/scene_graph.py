@@ -11,7 +11,8 @@ The graph is a plain JSON-able dict (it is written to the sidecar file as is):
      "events": [{"type", "frame", "objects": [...], ...}]}   sorted by (frame, type)
 
 Event types: enter, exit, stop, start, collide (two objects), colour_change (from, to),
-size_change (from, to), hide (objects [hidden, occluder], frame..end inclusive).
+size_change (from, to), hide (objects [hidden, occluder], frame..end inclusive,
+occluder_moving: whether the occluder moves while it covers the object).
 """
 
 from __future__ import annotations
@@ -130,4 +131,10 @@ def _hide_events(
             current = {"type": "hide", "frame": t, "end": t, "objects": [i, occluder]}
     if current is not None:
         runs.append(current)
+    for run in runs:  # does the occluder move over it ("passes") or does it go behind?
+        o = run["objects"][1]
+        steps = np.linalg.norm(
+            np.diff(scene.pos[max(0, run["frame"] - 1) : run["end"] + 1, o], axis=0), axis=-1
+        )
+        run["occluder_moving"] = bool((steps > 1e-6).any())
     return runs

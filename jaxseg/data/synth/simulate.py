@@ -19,6 +19,8 @@ from jaxseg.data.synth.world import COLOUR_NAMES, SHAPES, SIZE_NAMES, SIZES, Syn
 
 # Shapes that cover a smaller object when centred on it (large inscribed radius).
 _OCCLUDER_SHAPES = ("circle", "square", "hexagon", "diamond")
+# frames an entering object may need before it is fully inside (and can be steered)
+_ENTRY_FRAMES = 10
 
 
 @dataclasses.dataclass
@@ -114,7 +116,7 @@ def _plan_interactions(
             i
             for i, o in enumerate(objs)
             if not o.static
-            and (o.enter_t is None or o.enter_t < tc - 5)
+            and (o.enter_t is None or o.enter_t < tc - _ENTRY_FRAMES)
             and (o.exit_t is None or o.exit_t > tc + 2)
             and (o.start_t is None or o.start_t < tc - 4)
         ]
@@ -137,7 +139,7 @@ def _plan_interactions(
             for i, o in enumerate(objs)
             if i not in busy
             and not o.static
-            and (o.enter_t is None or o.enter_t < to - 4)
+            and (o.enter_t is None or o.enter_t < to - _ENTRY_FRAMES)
             and (o.exit_t is None or o.exit_t > to + 2)
             and (o.stop_t is None or o.stop_t > to + 2)
             and (o.start_t is None or o.start_t < to - 4)
@@ -242,6 +244,7 @@ def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
     collisions: list[tuple[int, int, int]] = []
     heading = {"collision": False, "occlusion": False}
     pending_stop: dict[int, int] = {}
+    locked: set[int] = set()  # steered towards a planned contact: ignore other controls
 
     def reach_px(t: int, i: int) -> float:
         return radius[t, i] * reach[i]
@@ -258,9 +261,16 @@ def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
     pos[0] = p
     for t in range(T - 1):
         # -- controls applied at frame t (they shape the move t -> t+1)
+        for plan_key, who in (("collision", "objects"), ("occlusion", "occluder")):
+            planned = plan[plan_key]
+            if planned and t > planned["frame"] + 1:
+                members = planned[who]
+                locked.difference_update(members if isinstance(members, list) else [members])
         for i, o in enumerate(objs):
             if o.status == "parked_in" and o.enter_t is not None and t >= o.enter_t - 1:
                 o.status = "entering"
+            if i in locked:
+                continue
             if o.stop_t is not None and t == o.stop_t and o.status == "inside":
                 vel[i] = 0.0
                 o.anchored = True
@@ -291,6 +301,7 @@ def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
                     vel[i], vel[j] = n * v, -n * v
                     objs[i].anchored = objs[j].anchored = False
                     heading["collision"] = True
+                    locked.update((i, j))
         occ = plan["occlusion"]
         if occ and not heading["occlusion"]:
             oi, vi = occ["occluder"], occ["occludee"]
@@ -301,6 +312,7 @@ def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
                     vel[oi] = (p[vi] - p[oi]) / steps
                     objs[oi].anchored = False
                     heading["occlusion"] = True
+                    locked.add(oi)
         # -- move
         for i, o in enumerate(objs):
             if o.status in ("parked_in", "gone") or o.anchored:
@@ -343,6 +355,7 @@ def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
                     vel[i] += (vj_n - vi_n) * n
                     vel[j] += (vi_n - vj_n) * n
                 collisions.append((t + 1, i, j))
+                locked.difference_update((i, j))  # the steering is spent (or spoiled)
                 sac = plan["stop_after_collision"]
                 if sac and col and {i, j} == set(col["objects"]) and sac["object"] in (i, j):
                     pending_stop.setdefault(sac["object"], t + 1 + sac["delay"])

@@ -88,6 +88,10 @@ def test_relations_and_presuppositions():
     assert evaluate({"op": "collide_with", "ref": {"shape": "circle"}}, g) == [1]
     assert evaluate({"op": "hidden_by", "ref": {"colour": "blue"}}, g) == [2]
     assert evaluate({"op": "occluder_of", "ref": {"shape": "star"}}, g) == [1]
+    # "when the square passes" needs a moving occluder; this one stood still
+    assert evaluate({"op": "hidden_by", "ref": {"colour": "blue"}, "passes": True}, g) == []
+    g["events"][-1]["occluder_moving"] = True
+    assert evaluate({"op": "hidden_by", "ref": {"colour": "blue"}, "passes": True}, g) == [2]
     # "the collision" with two collisions, or an ambiguous reference: ill-posed
     two = graph(g["objects"], g["events"] + [ev("collide", 5, 0, 2)])
     assert evaluate({"op": "stop_after_collision"}, two) is None

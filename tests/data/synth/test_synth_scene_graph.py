@@ -62,7 +62,7 @@ def test_occlusion_hides_the_object_behind():
     sc = scene(xs, ys, ["circle", "square"], [0, 1], [[3.0, 10.0]])
     g, r = graph_of(sc)
     hides = [e for e in g["events"] if e["type"] == "hide"]
-    assert hides and all(e["objects"] == [0, 1] for e in hides)
+    assert hides and all(e["objects"] == [0, 1] and e["occluder_moving"] for e in hides)
     assert any(e["frame"] <= 3 <= e["end"] for e in hides)
     assert g["objects"][0]["visible_area"][3] == 0 and g["objects"][0]["full_area"][3] > 0
     # visible masks partition the painted pixels
