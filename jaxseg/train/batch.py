@@ -1,0 +1,143 @@
+"""`PolicyBatch`: what a teacher-forced pass of the policy needs, built on host.
+
+SFT and GRPO share it. Each example is one whole conversation (all turns, every image in
+order) as token ids plus a per-token `policy_mask` (1 on tokens the policy wrote: assistant
+turns; 0 on system/user/observation tokens, including injected frames). Token ids are used
+as they are: a rollout's sampled ids are never re-tokenized from text, so the trainer scores
+exactly the sequence the sampler produced.
+
+Everything that depends on values (M-RoPE positions, the vision tower's window layout) is
+computed here with numpy, so the jitted step sees only static shapes. Lengths and patch
+counts are padded up to buckets, so a new example length rarely compiles a new step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from flax import struct
+
+from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, VisionLayout, get_rope_index, vision_layout
+
+DEFAULT_LENGTH_BUCKETS = (64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192)
+
+
+@struct.dataclass
+class PolicyBatch:
+    """Shapes: B rows, L tokens (right padded), P patches (padded).
+
+    input_ids, attention_mask `[B, L]` int32; position_ids `[3, B, L]` int32;
+    loss_mask `[B, L-1]` float32, target-aligned (entry t scores input_ids[:, t+1]);
+    pixel_values `[P, patch_dim]` + image_layout, or None for text-only batches;
+    advantages `[B]`; old_logp / ref_logp `[B, L-1]` target-aligned (zeros when absent).
+    """
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    position_ids: np.ndarray
+    loss_mask: np.ndarray
+    pixel_values: np.ndarray | None
+    image_layout: VisionLayout | None
+    advantages: np.ndarray
+    old_logp: np.ndarray
+    ref_logp: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.input_ids.shape)
+
+
+def bucket(n: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket >= n (n itself past the largest, rounded up to a multiple of 64)."""
+    for b in buckets:
+        if b >= n:
+            return int(b)
+    return int(-(-n // 64) * 64)
+
+
+def _field(example: Mapping[str, Any], key: str, index: int) -> np.ndarray:
+    if key not in example:
+        raise KeyError(f"example {index} has no field {key!r}")
+    return np.asarray(example[key])
+
+
+def make_policy_batch(
+    examples: Sequence[Mapping[str, Any]],
+    *,
+    config: Qwen2_5_VLConfig,
+    pad_id: int = 0,
+    length_buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS,
+    patch_bucket: int = 256,
+) -> PolicyBatch:
+    """Collates examples into a `PolicyBatch`.
+
+    Example fields: ``input_ids [L_i]``, ``policy_mask [L_i]``; optional
+    ``pixel_values [P_i, patch_dim]`` with ``image_grid_thw [n_i, 3]``, ``advantage`` (scalar),
+    ``old_logp [L_i]`` / ``ref_logp [L_i]`` (log-prob of token i given its prefix; entry 0
+    unused). Images of all rows are concatenated in row order, as the model merges them.
+    """
+    if not examples:
+        raise ValueError("make_policy_batch needs at least one example")
+    ids = [_field(e, "input_ids", i).astype(np.int64).reshape(-1) for i, e in enumerate(examples)]
+    masks = [
+        _field(e, "policy_mask", i).astype(np.float32).reshape(-1) for i, e in enumerate(examples)
+    ]
+    for i, (a, m) in enumerate(zip(ids, masks)):
+        if a.size == 0:
+            raise ValueError(f"example {i}: empty input_ids")
+        if a.shape != m.shape:
+            raise ValueError(f"example {i}: policy_mask {m.shape} != input_ids {a.shape}")
+    b, length = len(examples), bucket(max(a.size for a in ids), length_buckets)
+    input_ids = np.full((b, length), pad_id, np.int64)
+    attention = np.zeros((b, length), np.int64)
+    token_mask = np.zeros((b, length), np.float32)
+    old = np.zeros((b, length), np.float32)
+    ref = np.zeros((b, length), np.float32)
+    for i, (e, a, m) in enumerate(zip(examples, ids, masks)):
+        n = a.size
+        input_ids[i, :n], attention[i, :n], token_mask[i, :n] = a, 1, m
+        for key, buf in (("old_logp", old), ("ref_logp", ref)):
+            if key in e and e[key] is not None:
+                v = np.asarray(e[key], np.float32).reshape(-1)
+                if v.size != n:
+                    raise ValueError(f"example {i}: {key} has {v.size} entries for {n} tokens")
+                buf[i, :n] = v
+    advantages = np.asarray([float(e.get("advantage", 0.0)) for e in examples], np.float32)
+
+    grids = [
+        np.asarray(e["image_grid_thw"]).reshape(-1, 3) for e in examples if "image_grid_thw" in e
+    ]
+    pixels = [np.asarray(e["pixel_values"], np.float32) for e in examples if "pixel_values" in e]
+    grid = np.concatenate(grids) if grids else None
+    if grid is not None and len(grid):
+        pixel_values = np.concatenate(pixels)
+        unit = config.vision.spatial_merge_unit
+        n_patches = pixel_values.shape[0]
+        padded = -(-n_patches // patch_bucket) * patch_bucket
+        padded = -(-padded // unit) * unit
+        layout = vision_layout(grid, config.vision, pad_to=padded)
+        pixel_values = np.concatenate(
+            [pixel_values, np.zeros((padded - n_patches, pixel_values.shape[1]), np.float32)]
+        )
+        n_tokens = int((input_ids == config.image_token_id).sum())
+        if n_tokens * unit != n_patches:
+            raise ValueError(
+                f"batch has {n_tokens} image placeholder tokens but {n_patches // unit} image "
+                "features: an example's image_grid_thw does not match its input_ids"
+            )
+    else:
+        grid, pixel_values, layout = None, None, None
+    positions, _ = get_rope_index(input_ids, grid, None, None, attention, config=config)
+    return PolicyBatch(
+        input_ids=input_ids.astype(np.int32),
+        attention_mask=attention.astype(np.int32),
+        position_ids=positions.astype(np.int32),
+        loss_mask=token_mask[:, 1:] * attention[:, 1:],
+        pixel_values=pixel_values,
+        image_layout=layout,
+        advantages=advantages,
+        old_logp=old[:, 1:],
+        ref_logp=ref[:, 1:],
+    )
