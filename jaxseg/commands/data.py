@@ -3,6 +3,7 @@
     jaxseg data synth --out DIR --videos N --seed S [--valid-videos M] [--split train|valid|both]
                       [--frames LO HI] [--size PX] [--objects LO HI] [--difficulty easy|medium|hard]
     jaxseg data show  --data DIR --out page.png [--split valid] [--rows 12]
+    jaxseg data tokenizer --out DIR [--vocab-size 1000]
 
 Subcommands register in `SUBCOMMANDS` (name -> (add_arguments, run, help)), so other
 modules can add theirs (e.g. `data cot`) with one line each.
@@ -98,12 +99,40 @@ def _run_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_tokenizer(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="processor directory to write")
+    p.add_argument("--vocab-size", type=int, default=1000, help="upper bound, < 1024")
+
+
+def _run_tokenizer(args: argparse.Namespace) -> int:
+    from jaxseg.data.tokenizer import (
+        build_processor,
+        build_tokenizer,
+        save_processor,
+        special_token_ids,
+    )
+
+    try:
+        tokenizer = build_tokenizer(args.vocab_size)
+    except ValueError as err:
+        raise SystemExit(f"jaxseg data tokenizer: {err}") from None
+    path = save_processor(build_processor(tokenizer), args.out)
+    info = {"path": str(path), "vocab_size": len(tokenizer), **special_token_ids(tokenizer)}
+    print(json.dumps(info, indent=1))
+    return 0
+
+
 SUBCOMMANDS: dict[
     str,
     tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str],
 ] = {
     "synth": (_add_synth, _run_synth, "generate the synthetic reasoning-VOS benchmark"),
     "show": (_add_show, _run_show, "render example frames, masks and queries to a PNG"),
+    "tokenizer": (
+        _add_tokenizer,
+        _run_tokenizer,
+        "build the synthetic-world tokenizer + Qwen2.5-VL processor and save it",
+    ),
 }
 
 

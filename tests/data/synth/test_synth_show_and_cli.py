@@ -60,3 +60,13 @@ def test_show_renders_the_session_benchmark(small_benchmark, tmp_path):
     out, _ = small_benchmark
     page = render_example_page(out, tmp_path / "p.png", split="train", rows=2, cols=3)
     assert page.stat().st_size > 1000
+
+
+def test_cli_tokenizer(tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    assert cli.main(["data", "tokenizer", "--out", str(tmp_path / "proc")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["vocab_size"] < 1024
+    tok = AutoTokenizer.from_pretrained(tmp_path / "proc")
+    assert tok.convert_tokens_to_ids("<|image_pad|>") == info["image_token_id"]
