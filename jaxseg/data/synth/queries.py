@@ -302,6 +302,8 @@ def candidates(graph: Graph, rng: np.random.Generator, cfg: SynthConfig) -> list
     objs = graph["objects"]
 
     def add(kind: str, program: Program, targets: list[int], weight: float = 1.0) -> None:
+        if weight <= 0:  # a family switched off by the config
+            return
         got = evaluate(program, graph)
         if got is None or got != sorted(targets):
             return
@@ -427,6 +429,7 @@ def sample_queries(
     family_uses: dict[str, int] = {}
     target_uses: dict[tuple[int, ...], int] = {}
     for _ in range(cfg.queries_per_video):
+        pool = [c for c in pool if c["weight"] > 0]
         kinds = [k for k in mix if mix[k] > 0 and any(c["kind"] == k for c in pool)]
         if not kinds:
             break

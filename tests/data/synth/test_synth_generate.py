@@ -76,3 +76,13 @@ def test_config_validation_names_the_field():
         SynthConfig.preset("impossible")
     hard = SynthConfig.preset("hard", size=96)
     assert hard.size == 96 and hard.objects == (4, 6)
+
+
+@pytest.mark.parametrize("difficulty", ["easy", "medium", "hard"])
+def test_every_preset_generates(difficulty):
+    cfg = SynthConfig.preset(difficulty, size=48, frames=(8, 10))
+    for index in range(3):
+        video = generate_video(0, "train", index, cfg)
+        assert video.queries
+        lo, hi = cfg.objects
+        assert lo <= video.masks.shape[0] <= hi
