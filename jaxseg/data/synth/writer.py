@@ -79,13 +79,29 @@ def _expression_sidecar(video: SynthVideo, query: dict[str, Any]) -> dict[str, A
         area = video.masks[targets].sum(axis=(0, 2, 3))  # [T] target area per frame
     else:
         area = np.zeros(video.masks.shape[1], np.int64)
+    objects = video.graph["objects"]
+
+    def looks(k: int) -> set[str]:
+        return {objects[k]["shape"], *objects[k]["colour"]}
+
+    target_looks = set().union(*(looks(k) for k in targets)) if targets else set()
+    program = query["program"]
     return {
         "kind": query["kind"],
-        "program": query["program"],
+        "family": program["op"] + (":" + program["event"] if program["op"] == "event" else ""),
+        "program": program,
         "multi": len(targets) > 1,
         "null": query["type_id"] == TYPE_NULL,
         "target_area": [int(a) for a in area],
+        # keyframe: the frame where the targets are largest (Veason-R1 / RCoT-Seg use the
+        # largest-area frame; Veason-R1 samples among the top 5 for its pseudo-keyframe)
         "keyframe": int(np.argmax(area)) if targets else None,
+        # difficulty descriptors
+        "visible_frames": int((area > 0).sum()),
+        "distractors": sum(
+            1 for k in range(len(objects)) if k not in targets and looks(k) & target_looks
+        ),
+        "compositional": program["op"] == "event" and bool(program.get("filter")),
     }
 
 

@@ -111,6 +111,13 @@ def test_answers_rederive_from_the_scene_graph(loaded):
             assert exp["anno_id"] == [side["anno_id"][k] for k in exp["obj_id"]]
             assert sc["null"] == (exp["type_id"] == 2) == (exp["obj_id"] == [])
             assert sc["multi"] == (len(exp["obj_id"]) > 1)
+            area = np.array(sc["target_area"])
+            assert sc["visible_frames"] == (area > 0).sum()
+            if exp["obj_id"]:
+                assert area[sc["keyframe"]] == area.max() > 0
+                objects = side["graph"]["objects"]
+                per_obj = [objects[k]["visible_area"] for k in exp["obj_id"]]
+                np.testing.assert_array_equal(area, np.sum(per_obj, axis=0))
             if sc["program"]["op"] == "select":
                 assert exp["type_id"] in (0, 2)
             else:
