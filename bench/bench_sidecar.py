@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--group", type=int, default=4, help="requests per batched call")
+    ap.add_argument("--feature-cache-frames", type=int, default=0)
     args = ap.parse_args()
 
     cfg = {
@@ -64,6 +65,7 @@ def main() -> None:
         "checkpoint": args.checkpoint,
         "device": args.device,
         "num_threads": args.threads,
+        "feature_cache_frames": args.feature_cache_frames,
     }
     t, size = args.frames, args.frame_size
     frames = make_clip(t, size)

@@ -10,6 +10,14 @@ from jaxseg.segmenter.interface import InvalidRequestError  # noqa: E402
 from jaxseg.segmenter.sam2_backend import Sam2Config, build_predictor, preprocess_frames  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """build_predictor sets torch's process-wide thread count; leave it as found."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 def test_preprocessing_matches_sam2_jpeg_loader(tmp_path):
     from PIL import Image
     from sam2.utils.misc import load_video_frames_from_jpg_images
@@ -48,3 +56,26 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
         Sam2Config(model="huge").hydra()
     with pytest.raises(InvalidRequestError, match="image_size"):
         Sam2Config(model="tiny", image_size=100).hydra()
+
+
+def test_feature_cache_is_exact_and_skips_the_encoder():
+    from jaxseg.segmenter.interface import MaskRequest, ObjectPrompt
+    from jaxseg.segmenter.sam2_backend import Sam2Backend
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (5, 48, 64, 3), dtype=np.uint8)
+    plain = Sam2Backend(Sam2Config(model="tiny", image_size=128, num_threads=1))
+    cached = Sam2Backend(
+        Sam2Config(model="tiny", image_size=128, num_threads=1, feature_cache_frames=16)
+    )
+    calls = []
+    encoder = cached.predictor.forward_image
+    cached.predictor.forward_image = lambda img: calls.append(1) or encoder(img)
+    reqs = lambda h: [  # noqa: E731 - two keyframes: two groups, same clip
+        MaskRequest(h, k, (ObjectPrompt(0, box=(5.0, 5.0, 30.0, 30.0)),)) for k in (1, 3)
+    ]
+    want = plain.segment(reqs(plain.register_video(frames)))
+    got = cached.segment(reqs(cached.register_video(frames)))
+    for a, b in zip(want, got):
+        assert np.array_equal(a.object_masks, b.object_masks) and b.covered.all()
+    assert len(calls) == 5  # each frame encoded once across both groups (plain: 10 + warm-up)
