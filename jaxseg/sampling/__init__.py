@@ -1,0 +1,28 @@
+"""Jitted rollout sampling for the Qwen2.5-VL policy (issue #4): prefill + decode over a
+preallocated, donated KV cache, bucketed shapes, greedy / temperature / top-k / top-p, EOS and
+stop strings, shared-prefill group rollouts and multi-turn continuation. See sampler.py."""
+
+from .batch import History, Prompt, SegmentBatch, assemble_segment, bucket_length
+from .filters import SamplingParams, raw_log_probs, sample_tokens, truncated_logits
+from .sampler import Sampler
+from .state import DecodeState, Rollout
+from .stop import StopTable, build_stop_table, first_stop_in_text, stop_spellings
+
+__all__ = [
+    "DecodeState",
+    "History",
+    "Prompt",
+    "Rollout",
+    "Sampler",
+    "SamplingParams",
+    "SegmentBatch",
+    "StopTable",
+    "assemble_segment",
+    "bucket_length",
+    "build_stop_table",
+    "first_stop_in_text",
+    "raw_log_probs",
+    "sample_tokens",
+    "stop_spellings",
+    "truncated_logits",
+]

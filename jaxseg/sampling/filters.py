@@ -1,0 +1,101 @@
+"""Next-token sampling from logits: greedy, temperature, top-k, top-p (pure, jit-friendly).
+
+Order and conventions follow transformers' logits warpers (temperature, then top-k, then top-p
+on the tempered probabilities; top-p keeps the smallest head whose mass reaches `top_p`, always
+at least one token). Top-k samples among the `k` indices `lax.top_k` returns, so a token outside
+the top-k can never be drawn, even with ties at the k-th value.
+
+Two log-probabilities come out of `sample_tokens`:
+
+* `logprob`: log softmax of the *raw* logits (temperature 1, full vocabulary) at the drawn token,
+  float32 — the distribution the trainer's teacher-forced `jaxseg.rl.logprobs.token_logprobs`
+  computes with its default `temperature=1`. GRPO importance ratios use this one.
+* `sampling_logprob`: log-prob of the drawn token under the distribution it was actually drawn
+  from (tempered, truncated by top-k/top-p); 0 for greedy. Useful for off-policy corrections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """Static (hashable) sampling settings; changing them recompiles the decode loop.
+
+    temperature: 0 = greedy (argmax of the raw logits); > 0 scales logits by 1/temperature.
+    top_k: 0 = off; else sample among the k most likely tokens.
+    top_p: 1.0 = off; else nucleus sampling over the tempered (and top-k-truncated) probs.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def __post_init__(self):
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if int(self.top_k) != self.top_k or self.top_k < 0:
+            raise ValueError(f"top_k must be an int >= 0 (0 = off), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def raw_log_probs(logits: jax.Array) -> jax.Array:
+    """log softmax over the full vocabulary at temperature 1, float32: `[..., V] -> [..., V]`."""
+    return jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+
+
+def truncated_logits(
+    logits: jax.Array, params: SamplingParams
+) -> tuple[jax.Array, jax.Array | None]:
+    """Tempered logits over the candidate set, `[B, K]`, and the candidates' vocabulary ids
+    `[B, K]` (None when the candidates are the whole vocabulary in order).
+
+    Tokens removed by top-p get -inf. Requires `params.temperature > 0`."""
+    logits = logits.astype(jnp.float32)
+    vocab = logits.shape[-1]
+    indices = None
+    if params.top_k or params.top_p < 1.0:
+        k = min(params.top_k, vocab) if params.top_k else vocab
+        logits, indices = jax.lax.top_k(logits, k)  # sorted, descending
+    scaled = logits / params.temperature
+    if params.top_p < 1.0:
+        probs = jax.nn.softmax(scaled, axis=-1)
+        mass_before = jnp.cumsum(probs, axis=-1) - probs  # mass of strictly better-ranked tokens
+        keep = mass_before < params.top_p
+        keep = keep.at[..., 0].set(True)
+        scaled = jnp.where(keep, scaled, -jnp.inf)
+    return scaled, indices
+
+
+def sample_tokens(
+    logits: jax.Array, keys: jax.Array, params: SamplingParams
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Draws one token per row. logits `[B, V]`, keys `[B]` (one PRNG key per row, so a row's
+    draw does not depend on the batch it sits in).
+
+    Returns tokens `[B]` int32, `logprob [B]` (raw model distribution, see module docstring) and
+    `sampling_logprob [B]` (distribution actually sampled from)."""
+    logp_raw = raw_log_probs(logits)
+    if params.greedy:
+        tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        sampling = jnp.zeros(tokens.shape, jnp.float32)
+    else:
+        scaled, indices = truncated_logits(logits, params)
+        choice = jax.vmap(lambda k, row: jax.random.categorical(k, row))(keys, scaled)
+        logp_s = jax.nn.log_softmax(scaled, axis=-1)
+        sampling = jnp.take_along_axis(logp_s, choice[:, None], axis=-1)[:, 0]
+        if indices is None:
+            tokens = choice.astype(jnp.int32)
+        else:
+            tokens = jnp.take_along_axis(indices, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
+    logprob = jnp.take_along_axis(logp_raw, tokens[:, None], axis=-1)[:, 0]
+    return tokens, logprob, sampling

@@ -1,0 +1,263 @@
+"""`Sampler`: batched, jitted rollouts of a Qwen2.5-VL policy with a preallocated KV cache.
+
+    sampler = Sampler(model, eos_token_ids=[im_end], pad_token_id=pad,
+                      tokenizer=tok, stop_strings=["</answer>"])
+    out = sampler.generate(prompts, max_new_tokens=64, sampling=SamplingParams(1.0, top_p=0.95),
+                           seed=0, group_size=8)          # one prefill, 8 samples per prompt
+    more = sampler.continue_rollout(out, [Prompt(next_turn_ids, pixel_values=..., ...)] * 16)
+
+* Prompts are left-padded to a bucketed length and media to a bucketed patch count
+  (`batch.py`), the cache length is bucketed too, so new lengths reuse compiled code.
+* Prefill = vision tower + prompt once per prompt; `group_size > 1` tiles the filled cache to G
+  rows per prompt (`loop.tile_rows`): G samples cost one prefill.
+* The decode loop is one `lax.while_loop` (`loop.decode_loop`); the cache is donated.
+* Log-probs: `Rollout.logprobs` are under the raw model distribution (temperature 1, full
+  vocabulary), i.e. what the trainer's teacher-forced `token_logprobs` gives with its default
+  temperature; `Rollout.sampling_logprobs` are under the distribution actually sampled from.
+* Stop strings: token-level matching in the loop plus a host check of the decoded text
+  (stop.py). EOS ids stop a row too; a row that never stops is flagged `truncated`.
+* Multi-turn: `continue_rollout` appends a new turn (text + new images / videos) to each row's
+  cache after its completion and decodes on; the appended tokens get the M-RoPE positions a
+  full forward over the whole conversation gives them.
+* Sharding: with `mesh=`, prompts and cache are placed batch-sharded over ('data', 'fsdp') and
+  the cache's kv heads over 'tensor' (the model's logical-axis rules); put the model on the same
+  mesh with `shard_model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+
+from jaxseg.models.qwen2_5_vl import (
+    KVCache,
+    Qwen2_5_VLForConditionalGeneration,
+    logical_to_mesh_spec,
+)
+
+from .batch import History, Prompt, SegmentBatch, assemble_segment, bucket_length
+from .filters import SamplingParams
+from .loop import decode_loop, grow_cache, invalidate_slots, prefill, start_turn, tile_rows
+from .state import EOS, FINISH_NAMES, LENGTH, STOP_STRING, Rollout
+from .stop import build_stop_table, first_stop_in_text
+
+DEFAULT_SAMPLING = SamplingParams()  # temperature 1, no truncation
+
+
+class Sampler:
+    """Rollouts of `model` (read at every call, so trainer updates are picked up without
+    recompiling). See the module docstring."""
+
+    def __init__(
+        self,
+        model: Qwen2_5_VLForConditionalGeneration,
+        *,
+        eos_token_ids: Sequence[int] = (),
+        pad_token_id: int = 0,
+        tokenizer=None,
+        stop_strings: Sequence[str] = (),
+        length_buckets: Sequence[int] | None = None,
+        cache_buckets: Sequence[int] | None = None,
+        patch_buckets: Sequence[int] | None = None,
+        mesh: Mesh | None = None,
+    ):
+        self.model = model
+        self.config = model.config
+        self.pad_token_id = int(pad_token_id)
+        self.tokenizer = tokenizer
+        self.stop_strings = tuple(stop_strings)
+        self.stop_table = build_stop_table(eos_token_ids, self.stop_strings, tokenizer)
+        self.length_buckets = length_buckets
+        self.cache_buckets = cache_buckets
+        self.patch_buckets = patch_buckets
+        self.mesh = mesh
+        self.prefill_rows = 0  # rows run through prefill so far (shared-prefill accounting)
+
+    # ------------------------------------------------------------------ placement
+    def _put(self, x, logical: tuple[str | None, ...]):
+        if self.mesh is None or x is None:
+            return x if x is None else jnp.asarray(x)
+        spec = logical_to_mesh_spec(logical, self.mesh)
+        return jax.device_put(x, NamedSharding(self.mesh, spec))
+
+    def _place_batch(self, batch: SegmentBatch) -> SegmentBatch:
+        return batch.replace(
+            input_ids=self._put(batch.input_ids, ("batch", None)),
+            attention_mask=self._put(batch.attention_mask, ("batch", None)),
+            position_ids=self._put(batch.position_ids, (None, "batch", None)),
+            pixel_values=self._put(batch.pixel_values, (None, None)),
+            pixel_values_videos=self._put(batch.pixel_values_videos, (None, None)),
+        )
+
+    def _new_cache(self, batch: int, length: int) -> KVCache:
+        cache = KVCache.create(self.config.text, batch, length, dtype=self.model.dtype)
+        if self.mesh is None:
+            return cache
+        kv = ("batch", None, "kv_heads", None)
+        return cache.replace(
+            keys=tuple(self._put(k, kv) for k in cache.keys),
+            values=tuple(self._put(v, kv) for v in cache.values),
+            key_mask=self._put(cache.key_mask, ("batch", None)),
+        )
+
+    # ------------------------------------------------------------------ public API
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        max_new_tokens: int,
+        sampling: SamplingParams = DEFAULT_SAMPLING,
+        seed: int = 0,
+        group_size: int = 1,
+        cache_length: int | None = None,
+    ) -> Rollout:
+        """`group_size` samples for each prompt; rows p*G .. p*G+G-1 belong to prompt p.
+
+        `cache_length`: slots to preallocate (default: bucket of prompt bucket + max_new_tokens);
+        too small for the longest prompt + max_new_tokens is an error (never a clipped write)."""
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        histories = [History() for _ in prompts]
+        batch, next_pos, histories = assemble_segment(
+            histories,
+            list(prompts),
+            self.config,
+            length_buckets=self.length_buckets,
+            patch_buckets=self.patch_buckets,
+        )
+        prompt_len = batch.input_ids.shape[1]
+        needed = prompt_len + max_new_tokens
+        if cache_length is None:
+            cache_length = bucket_length(needed, self.cache_buckets)
+        elif cache_length < needed:
+            longest = max(len(p.input_ids) for p in prompts)
+            raise ValueError(
+                f"cache_length={cache_length} is too small: longest prompt has {longest} tokens "
+                f"(bucket {prompt_len}) + max_new_tokens={max_new_tokens} = {needed} slots"
+            )
+        graphdef, weights = nnx.split(self.model)
+        cache = self._new_cache(len(prompts), cache_length)
+        logits, cache = prefill(graphdef, weights, self._place_batch(batch), cache)
+        self.prefill_rows += len(prompts)
+        next_pos = jnp.asarray(next_pos)
+        if group_size > 1:
+            cache, logits, next_pos = tile_rows((cache, logits, next_pos), group_size)
+            histories = [h.copy() for h in histories for _ in range(group_size)]
+        rows = len(prompts) * group_size
+        state = start_turn(
+            cache,
+            logits,
+            next_pos,
+            row_ids=jnp.arange(rows),
+            rng=jax.random.key(seed),
+            draw_offset=0,
+            max_new_tokens=max_new_tokens,
+            window=self.stop_table.window,
+            pad_id=self.pad_token_id,
+        )
+        prompt_index = np.repeat(np.arange(len(prompts)), group_size)
+        return self._decode(graphdef, weights, state, histories, prompt_index, sampling)
+
+    def continue_rollout(
+        self,
+        rollout: Rollout,
+        segments: Sequence[Prompt],
+        *,
+        max_new_tokens: int,
+        sampling: SamplingParams = DEFAULT_SAMPLING,
+    ) -> Rollout:
+        """Appends `segments[b]` (e.g. the end of the assistant turn + a new user turn with new
+        frames) after row b's completion, in the same cache, and decodes a new turn.
+
+        `rollout` gives up its cache (donated): continue from the returned rollout next."""
+        if rollout.state is None:
+            raise ValueError("this rollout was already continued (its cache was consumed)")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        prev = rollout.state
+        rollout.state = None
+        batch, next_pos, histories = assemble_segment(
+            rollout.histories,
+            list(segments),
+            self.config,
+            length_buckets=self.length_buckets,
+            patch_buckets=self.patch_buckets,
+        )
+        cache = prev.cache
+        needed = int(cache.index) + batch.input_ids.shape[1] + max_new_tokens
+        if needed > cache.max_length:
+            cache = grow_cache(cache, bucket_length(needed, self.cache_buckets))
+        graphdef, weights = nnx.split(self.model)
+        logits, cache = prefill(graphdef, weights, self._place_batch(batch), cache)
+        self.prefill_rows += len(segments)
+        state = start_turn(
+            cache,
+            logits,
+            jnp.asarray(next_pos),
+            row_ids=prev.row_ids,
+            rng=prev.rng,
+            draw_offset=int(prev.draw_offset) + int(prev.step),
+            max_new_tokens=max_new_tokens,
+            window=self.stop_table.window,
+            pad_id=self.pad_token_id,
+        )
+        return self._decode(graphdef, weights, state, histories, rollout.prompt_index, sampling)
+
+    # ------------------------------------------------------------------ internals
+    def _decode(self, graphdef, weights, state, histories, prompt_index, sampling) -> Rollout:
+        turn_start = state.cache.index
+        pad = jnp.asarray(self.pad_token_id, jnp.int32)
+        state = decode_loop(graphdef, weights, state, self.stop_table, pad, sampling)
+        tokens = np.array(state.tokens)
+        logprobs = np.array(state.logprobs)
+        sampling_lp = np.array(state.sampling_logprobs)
+        lengths = np.array(state.lengths)
+        finish = np.array(state.finish)
+        if self.stop_strings:
+            cut = self._host_stop_check(tokens, lengths, finish)
+            if cut is not None:
+                keep, changed = cut
+                tokens[changed[:, None] & (np.arange(tokens.shape[1]) >= keep[:, None])] = (
+                    self.pad_token_id
+                )
+                for arr in (logprobs, sampling_lp):
+                    arr[np.arange(arr.shape[1])[None, :] >= keep[:, None]] = 0.0
+                state = state.replace(
+                    cache=invalidate_slots(state.cache, turn_start, jnp.asarray(keep))
+                )
+                lengths = keep
+        for b, hist in enumerate(histories):
+            hist.ids.extend(tokens[b, : lengths[b]].tolist())
+        return Rollout(
+            tokens=tokens,
+            logprobs=logprobs,
+            sampling_logprobs=sampling_lp,
+            lengths=lengths,
+            finish_reason=np.array([FINISH_NAMES[int(f)] for f in finish]),
+            truncated=finish == LENGTH,
+            prompt_index=np.asarray(prompt_index),
+            histories=histories,
+            state=state,
+        )
+
+    def _host_stop_check(self, tokens, lengths, finish):
+        """Finds stop strings the token table missed (other spellings); updates `finish` in
+        place and returns (new lengths, changed rows) or None when nothing changed."""
+        keep = lengths.copy()
+        changed = np.zeros(len(lengths), bool)
+        for b in range(len(lengths)):
+            n = first_stop_in_text(
+                tokens[b, : lengths[b]], self.stop_strings, self.tokenizer.decode
+            )
+            if n is None:
+                continue
+            if n < lengths[b] or finish[b] not in (EOS, STOP_STRING):
+                keep[b], changed[b], finish[b] = n, True, STOP_STRING
+        return (keep, changed) if changed.any() else None
