@@ -14,7 +14,8 @@ Families (ReVOS type ids, VISA tools/eval_revos.py: 0 referring, 1 reasoning, 2 
   select                      "the small red circle", "both triangles"            type 0
   event enter/exit/stop/start/colour_change/grow/shrink, optionally first/last,
         optionally filtered   "the triangle that enters last", "the shape that turns blue"
-  stop_after_collision        "the object that stops after the collision"
+  stop_after_collision        "the object that stops after the collision" (exactly one
+                              collision), or with any=True "... after colliding with another shape"
   collide_with / colliders    "the shape that collides with the red star", "the two shapes that collide"
   hidden_by / occluder_of     "the one hidden when the square passes" (passes: the occluder
                               moves over it; else "the shape hidden behind the square")  type 1
@@ -108,10 +109,16 @@ def evaluate(program: Program, graph: Graph) -> list[int] | None:
     collisions = [e for e in graph["events"] if e["type"] == "collide"]
     hides = [e for e in graph["events"] if e["type"] == "hide"]
     if op == "stop_after_collision":
-        if len(collisions) != 1:
+        stops = _event_frames(graph, "stop", None)
+        if program.get("any"):  # "... after colliding": each object's own first collision
+            first: dict[int, int] = {}
+            for e in collisions:
+                for k in e["objects"]:
+                    first.setdefault(k, e["frame"])
+            return sorted(k for k, t_c in first.items() if k in stops and stops[k] > t_c)
+        if len(collisions) != 1:  # "the collision" presupposes exactly one
             return None
         t_c, parts = collisions[0]["frame"], collisions[0]["objects"]
-        stops = _event_frames(graph, "stop", None)
         return sorted(k for k in parts if k in stops and stops[k] > t_c)
     if op == "colliders":
         return sorted({k for e in collisions for k in e["objects"]})
@@ -213,6 +220,13 @@ def wording(program: Program, rng: np.random.Generator, count: int = 1) -> str:
             return pick((f"the {np_} that {verb}", f"which {np_} {verb}?"))
         n = _COUNT_WORDS.get(count, str(count))
         return f"the {n} {noun_phrase(flt, plural=True)} that {plural_verb}"
+    if op == "stop_after_collision" and program.get("any"):
+        return pick(
+            (
+                "the shape that stops after colliding with another shape",
+                "the object that comes to a stop after it bumps into something",
+            )
+        )
     if op == "stop_after_collision":
         return pick(
             (
@@ -374,9 +388,10 @@ def candidates(graph: Graph, rng: np.random.Generator, cfg: SynthConfig) -> list
                                 add("reasoning", prog | {"order": order}, [k], p_comp)
 
     # relations
-    add_sac = evaluate({"op": "stop_after_collision"}, graph)
-    if add_sac and len(add_sac) == 1:
-        add("reasoning", {"op": "stop_after_collision"}, add_sac, 2.0)
+    for sac in ({"op": "stop_after_collision"}, {"op": "stop_after_collision", "any": True}):
+        got = evaluate(sac, graph)
+        if got and len(got) == 1:
+            add("reasoning", sac, got, 2.0)
     colliders = evaluate({"op": "colliders"}, graph) or []
     if len(colliders) == 2:
         add("multi", {"op": "colliders"}, colliders)

@@ -95,6 +95,8 @@ def test_relations_and_presuppositions():
     # "the collision" with two collisions, or an ambiguous reference: ill-posed
     two = graph(g["objects"], g["events"] + [ev("collide", 5, 0, 2)])
     assert evaluate({"op": "stop_after_collision"}, two) is None
+    # "after colliding": each object's own first collision; 0 stopped before its collision
+    assert evaluate({"op": "stop_after_collision", "any": True}, two) == [1]
     assert evaluate({"op": "hidden_by", "ref": {"size": "medium"}}, g) is None
 
 
