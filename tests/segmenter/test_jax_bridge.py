@@ -56,3 +56,23 @@ def test_vmap_is_one_batch_and_bad_inputs_are_flagged(sam2_sidecar, moving_squar
     assert np.array_equal(np.asarray(out.objects)[1], np.asarray(single.objects))
     # Row 0 prompts only object 0; SAM2 tracks objects independently, so it matches row 1's.
     assert np.array_equal(np.asarray(out.objects)[0, 0], np.asarray(out.objects)[1, 0])
+
+
+def test_io_callback_variant_and_shape_check(moving_squares):
+    import pytest
+
+    from jaxseg.segmenter import make_backend
+    from jaxseg.segmenter.interface import InvalidRequestError
+
+    frames = moving_squares(t=4, seed=12)
+    outs = []
+    for io in (False, True):
+        bridge = MaskBridge(make_backend("classical"), io_callback=io)
+        vid = bridge.add_video(frames)
+        outs.append(
+            jax.jit(lambda b, bridge=bridge, vid=vid: bridge(vid, 1, b))(jnp.asarray(BOXES))
+        )
+    assert np.array_equal(np.asarray(outs[0].objects), np.asarray(outs[1].objects))
+    assert np.asarray(outs[0].objects).any()
+    with pytest.raises(InvalidRequestError, match="bridge shape"):
+        bridge.add_video(moving_squares(t=3))
