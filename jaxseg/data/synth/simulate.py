@@ -103,6 +103,46 @@ def _sample_roles(rng: np.random.Generator, objs: list[_Obj], T: int, cfg: Synth
             o.size_t = int(rng.integers(first_in + 2, last_in - 1))
 
 
+def _is_mover(o: _Obj, t: int) -> bool:
+    """Free to be steered into a contact at frame t (inside, moving, not leaving)."""
+    return (
+        not o.static
+        and (o.enter_t is None or o.enter_t < t - _ENTRY_FRAMES)
+        and (o.exit_t is None or o.exit_t > t + 2)
+        and (o.stop_t is None or o.stop_t > t + 2)
+        and (o.start_t is None or o.start_t < t - 4)
+    )
+
+
+def _make_mover(o: _Obj, t: int) -> None:
+    """Drop the roles that would keep `o` from moving around frame t."""
+    o.static = False
+    if o.enter_t is not None and o.enter_t >= t - _ENTRY_FRAMES:
+        o.enter_t = None
+    if o.exit_t is not None and o.exit_t <= t + 2:
+        o.exit_t = None
+    if o.stop_t is not None and o.stop_t <= t + 2:
+        o.stop_t = None
+    if o.start_t is not None and o.start_t >= t - 4:
+        o.start_t = None
+
+
+def _pick_movers(
+    rng: np.random.Generator, objs: list[_Obj], t: int, k: int, exclude: set[int]
+) -> list[int]:
+    """k objects to steer at frame t: natural movers first, others recruited."""
+    free = [i for i in range(len(objs)) if i not in exclude]
+    if len(free) < k:
+        return []
+    natural = [i for i in free if _is_mover(objs[i], t)]
+    others = [i for i in free if i not in natural]
+    order = list(rng.permutation(natural)) + list(rng.permutation(others))
+    chosen = [int(i) for i in order[:k]]
+    for i in chosen:
+        _make_mover(objs[i], t)
+    return chosen
+
+
 def _plan_interactions(
     rng: np.random.Generator, objs: list[_Obj], T: int, cfg: SynthConfig
 ) -> dict:
@@ -112,56 +152,35 @@ def _plan_interactions(
     lo, hi = max(4, T // 4), max(5, (3 * T) // 4)
     if n >= 2 and rng.random() < cfg.p_collision:
         tc = int(rng.integers(lo, hi))
-        movers = [
-            i
-            for i, o in enumerate(objs)
-            if not o.static
-            and (o.enter_t is None or o.enter_t < tc - _ENTRY_FRAMES)
-            and (o.exit_t is None or o.exit_t > tc + 2)
-            and (o.start_t is None or o.start_t < tc - 4)
-        ]
-        if len(movers) >= 2:
-            i, j = (int(k) for k in rng.choice(movers, size=2, replace=False))
-            for k in (i, j):
-                if objs[k].stop_t is not None and objs[k].stop_t <= tc + 1:
-                    objs[k].stop_t = None
+        pair = _pick_movers(rng, objs, tc, 2, set())
+        if pair:
+            i, j = pair
             plan["collision"] = {"frame": tc, "objects": [i, j]}
             if rng.random() < cfg.p_stop_after_collision and tc + 3 < T - 2:
                 k = (i, j)[int(rng.integers(2))]
                 objs[k].stop_t = None
                 objs[k].exit_t = None
                 plan["stop_after_collision"] = {"object": k, "delay": int(rng.integers(2, 4))}
-    if n >= 2 and rng.random() < cfg.p_occlusion:
+    busy = set(plan["collision"]["objects"]) if plan["collision"] else set()
+    if n - len(busy) >= 2 and rng.random() < cfg.p_occlusion:
         to = int(rng.integers(lo, hi))
-        busy = set(plan["collision"]["objects"]) if plan["collision"] else set()
-        occluders = [
-            i
-            for i, o in enumerate(objs)
-            if i not in busy
-            and not o.static
-            and (o.enter_t is None or o.enter_t < to - _ENTRY_FRAMES)
-            and (o.exit_t is None or o.exit_t > to + 2)
-            and (o.stop_t is None or o.stop_t > to + 2)
-            and (o.start_t is None or o.start_t < to - 4)
-        ]
-        if occluders:
-            oi = int(rng.choice(occluders))
-            occludees = [
-                i for i, o in enumerate(objs) if i not in busy and i != oi and o.enter_t is None
-            ]
-            if occludees:
-                vi = int(rng.choice(occludees))
+        # the occludee rests (a predictable position) and is in view from the start
+        occludees = [i for i, o in enumerate(objs) if i not in busy and o.enter_t is None]
+        if occludees:
+            vi = int(rng.choice(occludees))
+            picked = _pick_movers(rng, objs, to, 1, busy | {vi})
+            if picked:
+                (oi,) = picked
                 v, o = objs[vi], objs[oi]
-                # the occludee rests (predictable position); the occluder is bigger and "fat"
                 v.static, v.exit_t, v.stop_t, v.start_t = True, None, None, None
+                # the occluder is bigger and "fat", so that it covers the occludee
                 v.size_class = 0 if v.size_class == 2 else v.size_class
                 o.size_class = max(o.size_class, v.size_class + 1)
-                o.shape = (
-                    o.shape if o.shape in _OCCLUDER_SHAPES else str(rng.choice(_OCCLUDER_SHAPES))
-                )
+                if o.shape not in _OCCLUDER_SHAPES:
+                    o.shape = str(rng.choice(_OCCLUDER_SHAPES))
                 o.size_t = None if o.size_t is not None and o.size_t <= to + 2 else o.size_t
                 v.size_t = None if v.size_t is not None and v.size_t <= to + 2 else v.size_t
-                # depth: the occluder in front of the occludee, fixed below
+                # depth: the occluder in front of the occludee, fixed by the caller
                 plan["occlusion"] = {"frame": to, "occluder": oi, "occludee": vi}
     return plan
 
