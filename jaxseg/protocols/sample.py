@@ -130,7 +130,7 @@ def from_synth(video, query_index: int, *, key: str | None = None) -> EpisodeSam
         frame_ids=tuple(range(video.frames.shape[0])),
         description=synth_description(video.graph, targets),
         type_id=int(query["type_id"]),
-        extras={"kind": query["kind"], "targets": list(targets)},
+        extras={"kind": query["kind"], "targets": list(targets), "graph": video.graph},
     )
 
 

@@ -50,9 +50,9 @@ def fmt_point(point, decimals: int = COORD_DECIMALS) -> list[int | float]:
     return [fmt_num(v, decimals) for v in np.asarray(point, np.float64).ravel()[:2]]
 
 
-def target_name(sample: EpisodeSample) -> str:
-    """The explicit description if the source has one, else a neutral reference."""
-    return sample.description or "the object the query describes"
+def which_is(sample: EpisodeSample) -> str:
+    """ ", which is the red circle" when the source names the target explicitly, else ""."""
+    return f", which is {sample.description}" if sample.description else ""
 
 
 def random_junk(rng: np.random.Generator, max_pieces: int = 12) -> str:

@@ -33,7 +33,7 @@ from jaxseg.protocols.episode import Episode, FinalAction, Opening, Protocol, un
 from jaxseg.protocols.observation import frame_parts, id_list, user_message
 from jaxseg.protocols.policy import Message, last_user_meta, text_part
 from jaxseg.protocols.sample import EpisodeSample
-from jaxseg.protocols.scripted_text import fmt_box, random_junk, target_name
+from jaxseg.protocols.scripted_text import fmt_box, random_junk, which_is
 from jaxseg.rewards import format as rfmt
 from jaxseg.rewards import null as rnull
 from jaxseg.rewards import veason as rveason
@@ -178,7 +178,6 @@ class VeasonProtocol(Protocol):
         size = int(meta["image_size"])
         areas = sample.areas
         visible = [sample.frame_ids[p] for p in shown if areas[p] > 0]
-        name = target_name(sample)
         if not visible:
             return (
                 f"<think>The query asks for {json.dumps(sample.query)}. None of the shown frames "
@@ -193,7 +192,7 @@ class VeasonProtocol(Protocol):
         }
         n = len(boxes)
         think = (
-            f"The query asks for {json.dumps(sample.query)}, which is {name}. It is visible in "
+            f"The query asks for {json.dumps(sample.query)}{which_is(sample)}. It is visible in "
             f"frames {', '.join(map(str, visible))} of the shown frames and appears largest in "
             f"frame {sample.frame_ids[key]}, so that is the keyframe. In that frame I box "
             f"{n} object{'s' if n > 1 else ''}."
