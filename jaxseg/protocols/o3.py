@@ -16,13 +16,13 @@ Each assistant turn (the text route of the format; the released one carries
 s, e, k are absolute frame indices; the boxes are on frame k in S_k x S_k coordinates (the
 high-res keyframe size), one per target (the masks are their union); `<answer>no target
 </answer>` abstains. A `<select>` asks to look closer: the environment clamps s, e to the
-video, stops if e < s, and shows up to `frames_per_round` frames of [s, e] (all if few, else
-linspace) at S_t with an index line, frame k at S_k, and the restated instruction; the
-history stays in context. The episode ends on a turn without `<select>`, an unparseable
-select, e < s, or at `max_turns` (a select on the last turn is not executed, as in RL
-training). The final turn's keyframe and boxes prompt the mask backend (both directions,
-union). If the final turn has no VTG, the keyframe falls back to the middle spatial frame
-(released eval) and there are no masks.
+video (k to the nearest frame), stops if e < s, and shows up to `frames_per_round` frames
+of [s, e] (all if few, else linspace) at S_t with an index line, frame k at S_k, and the
+restated instruction; the history stays in context. The episode ends on a turn without
+`<select>`, an unparseable select, e < s, or at `max_turns` (a select on the last turn is
+not executed, as in RL training). The final turn's keyframe and boxes prompt the mask
+backend (both directions, union). If the final turn has no VTG, the keyframe falls back to
+the middle spatial frame (released eval) and there are no masks.
 
 Reward: the seven VideoSEG-O3 terms of jaxseg.rewards.o3 (all weight 1), with the strict
 format term checking this text format (every turn: think + select/answer holding VTG JSON
@@ -196,8 +196,8 @@ class O3Episode(Episode):
         start = end = kf = None
         if executes:
             start, end = (min(max(v, lo), hi) for v in (p.start, p.end))
-            kf = s.position_of(min(max(p.keyframe, lo), hi))
-            executes = end >= start and kf is not None
+            kf = s.nearest_position(min(max(p.keyframe, lo), hi))
+            executes = end >= start
         status = p.status if executes or p.action != "select" else f"{p.status}:not_executed"
         self._record(text, p.action or "none", status, action, info=info)
         if not executes:

@@ -313,7 +313,8 @@ class RCoTProtocol(Protocol):
         step = meta["step"]
         areas = sample.areas
         if step == "vdg":
-            return f"<think>I list the objects and events.</think><answer>{video_summary(sample)}</answer>"
+            summary = video_summary(sample)
+            return f"<think>I list the objects and events.</think><answer>{summary}</answer>"
         if step == "kfg":
             rejected = {sample.position_of(i) for i in meta.get("rejected", [])}
             seen = _frames_in_context(sample, conversation)

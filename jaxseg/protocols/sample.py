@@ -89,6 +89,11 @@ class EpisodeSample:
         except (ValueError, TypeError, OverflowError):
             return None
 
+    def nearest_position(self, frame_id: int) -> int:
+        """Position of the frame whose absolute index is closest (the earlier one on ties)."""
+        ids = np.asarray(self.frame_ids)
+        return int(np.argmin(np.abs(ids - int(frame_id))))
+
     def boxes_at(self, position: int) -> np.ndarray:
         """[N, 4] GT boxes (x1, y1, x2, y2 in native pixels) of the targets visible there."""
         return ann.boxes_of(self.object_masks[:, position])

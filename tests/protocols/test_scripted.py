@@ -70,13 +70,12 @@ def test_random_policy_scores_low(protocol, synth_samples):
 
 
 def test_random_policy_is_reproducible(protocol, synth_samples):
-    runs = [
-        [t.to_json()["turns"] for t in run_episodes(
-            protocol, RandomPolicy(protocol, seed=3), synth_samples[:4], backend=make_backend("oracle")
-        )]
-        for _ in range(2)
-    ]  # fmt: skip
-    assert runs[0] == runs[1]
+    def run():
+        policy = RandomPolicy(protocol, seed=3)
+        traces = run_episodes(protocol, policy, synth_samples[:4], backend=make_backend("oracle"))
+        return [t.to_json()["turns"] for t in traces]
+
+    assert run() == run()
 
 
 def test_oracle_needs_known_sample(synth_samples):
