@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("jaxseg.commands.sweep", "expand a config's sweep into runs; print or run them"),
     "eval": ("jaxseg.commands.eval", "score predicted masks on a benchmark (J, F, J&F, R)"),
     "data": ("jaxseg.commands.data", "dataset tools: synth (generate), show (example page)"),
+    "episodes": ("jaxseg.commands.episodes", "run a protocol with a scripted policy; rewards"),
 }
 
 
