@@ -53,7 +53,7 @@ def tile_rows(tree, group_size: int):
     return jax.tree.map(lambda x: jnp.repeat(x, group_size, axis=0) if x.ndim else x, tree)
 
 
-@functools.partial(jax.jit, static_argnames=("new_length",), donate_argnames=("cache",))
+@functools.partial(jax.jit, static_argnames=("new_length",))
 def grow_cache(cache: KVCache, new_length: int) -> KVCache:
     """The same cache with `new_length` slots (new slots zero / invalid)."""
     extra = new_length - cache.max_length

@@ -212,7 +212,7 @@ class Sampler:
 
     # ------------------------------------------------------------------ internals
     def _decode(self, graphdef, weights, state, histories, prompt_index, sampling) -> Rollout:
-        turn_start = state.cache.index
+        turn_start = int(state.cache.index)  # read before the state is donated
         pad = jnp.asarray(self.pad_token_id, jnp.int32)
         state = decode_loop(graphdef, weights, state, self.stop_table, pad, sampling)
         tokens = np.array(state.tokens)
@@ -230,7 +230,7 @@ class Sampler:
                 for arr in (logprobs, sampling_lp):
                     arr[np.arange(arr.shape[1])[None, :] >= keep[:, None]] = 0.0
                 state = state.replace(
-                    cache=invalidate_slots(state.cache, turn_start, jnp.asarray(keep))
+                    cache=invalidate_slots(state.cache, jnp.int32(turn_start), jnp.asarray(keep))
                 )
                 lengths = keep
         for b, hist in enumerate(histories):

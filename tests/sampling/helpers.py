@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
+from flax import nnx
 
+from jaxseg.models.qwen2_5_vl import get_rope_index, vision_layout
 from jaxseg.sampling import Prompt
 
 from .conftest import media_tokens
@@ -80,3 +86,91 @@ def hf_greedy(model, prompts, max_new_tokens, special):
             **hf_media_kwargs(prompts),
         )
     return out[:, ids.shape[1] :].numpy()
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _forward(graphdef, weights, ids, mask, positions, pv, image_layout, pvv, video_layout):
+    model = nnx.merge(graphdef, weights)
+    return model(
+        ids,
+        attention_mask=mask,
+        pixel_values=pv,
+        pixel_values_videos=pvv,
+        position_ids=positions,
+        image_layout=image_layout,
+        video_layout=video_layout,
+    )
+
+
+def trainer_logits(model, histories, pixel_values=None, pixel_values_videos=None, width=128):
+    """The trainer's teacher-forced forward over whole conversations: rows left-padded to
+    `width`, M-RoPE positions from `get_rope_index` over each full row (with the padding
+    mask), jitted. pixel values: every row's media concatenated in row order. `[B, width, V]`."""
+    cfg = model.config
+    ids, mask = left_pad([h.ids for h in histories], 0)
+    ids = np.pad(ids, ((0, 0), (width - ids.shape[1], 0)))
+    mask = np.pad(mask, ((0, 0), (width - mask.shape[1], 0)))
+    igrids = [g for h in histories for g in h.image_grids]
+    vgrids = [g for h in histories for g in h.video_grids]
+    secs = [s for h in histories for s in h.seconds]
+    positions, _ = get_rope_index(
+        ids,
+        np.stack(igrids) if igrids else None,
+        np.stack(vgrids) if vgrids else None,
+        secs or None,
+        mask,
+        config=cfg,
+    )
+    graphdef, weights = nnx.split(model)
+    return _forward(
+        graphdef,
+        weights,
+        jnp.asarray(ids),
+        jnp.asarray(mask),
+        jnp.asarray(positions),
+        None if pixel_values is None else jnp.asarray(pixel_values),
+        vision_layout(np.stack(igrids), cfg.vision) if igrids else None,
+        None if pixel_values_videos is None else jnp.asarray(pixel_values_videos),
+        vision_layout(np.stack(vgrids), cfg.vision) if vgrids else None,
+    )
+
+
+def hf_logits(hf_model, histories, special, pixel_values=None, pixel_values_videos=None):
+    """transformers' forward over whole conversations, rows left-padded: `[B, L, V]` numpy."""
+    ids, mask = left_pad([h.ids for h in histories], special["pad_token_id"])
+    ids_t = torch.tensor(ids)
+    types = (ids_t == special["image_token_id"]).long() + 2 * (
+        ids_t == special["video_token_id"]
+    ).long()
+    kw = {}
+    igrids = [g for h in histories for g in h.image_grids]
+    vgrids = [g for h in histories for g in h.video_grids]
+    if igrids:
+        kw["pixel_values"] = torch.tensor(pixel_values)
+        kw["image_grid_thw"] = torch.tensor(np.stack(igrids))
+    if vgrids:
+        kw["pixel_values_videos"] = torch.tensor(pixel_values_videos)
+        kw["video_grid_thw"] = torch.tensor(np.stack(vgrids))
+        kw["second_per_grid_ts"] = torch.tensor([s for h in histories for s in h.seconds])
+    with torch.no_grad():
+        out = hf_model(
+            input_ids=ids_t, attention_mask=torch.tensor(mask), mm_token_type_ids=types, **kw
+        )
+    return out.logits.float().numpy()
+
+
+def completion_logprobs(logits, histories, lengths):
+    """log p of the last `lengths[b]` tokens of each left-padded row under `logits [B, L, V]`
+    (temperature 1, full vocabulary). List of `[n_b]` arrays."""
+    logp = np.asarray(jax.nn.log_softmax(jnp.asarray(logits, jnp.float32), axis=-1))
+    out = []
+    for b, (h, n) in enumerate(zip(histories, lengths, strict=True)):
+        ids = np.asarray(h.ids[-n:])
+        rows = logp[b, logp.shape[1] - n - 1 : logp.shape[1] - 1]
+        out.append(rows[np.arange(n), ids])
+    return out
+
+
+def concat(arrays):
+    arrays = [a for a in arrays if a is not None]
+    return np.concatenate(arrays) if arrays else None
