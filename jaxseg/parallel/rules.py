@@ -112,3 +112,17 @@ def position_ids_sharding(shape: Sequence[int], mesh, rules: Rules = RULES) -> N
 def pixel_rows_sharding(shape: Sequence[int], mesh, rules: Rules = RULES) -> NamedSharding:
     """`pixel_values [N_patches, C*T*P*P]`: rows over data x fsdp (replicated if not divisible)."""
     return named_sharding(shape, ("vision_tokens",), mesh, rules)
+
+
+def abstract_on_mesh(module_or_state, mesh, *filters, rules: Rules = RULES) -> dict:
+    """Pure-dict tree of `jax.ShapeDtypeStruct(shape, dtype, sharding=<target>)`, the
+    `abstract_state` that `Checkpointer.restore` reads straight into the new mesh (a run
+    saved on one mesh shape restores on another: orbax reshards on read)."""
+    state = nnx.state(module_or_state, *filters) if filters else nnx.state(module_or_state)
+    shardings = state_shardings(state, mesh, rules=rules)
+    structs = jax.tree.map(
+        lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s),
+        nnx.to_pure_dict(state),
+        nnx.to_pure_dict(shardings),
+    )
+    return structs

@@ -67,15 +67,25 @@ def tiny_config():
 
 
 def build_model(seed: int = 0):
-    """Random init, with norms and biases perturbed (init leaves them at 1 / 0)."""
+    """Random weights drawn with numpy into an abstract (`nnx.eval_shape`) model: matrices
+    N(0, 0.02) like transformers' init, norms 1 + 0.1 N(0, 1) and biases 0.1 N(0, 1) (so
+    they are exercised too). No XLA compile: eager init would compile one program per shape."""
     from jaxseg.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
 
-    model = Qwen2_5_VLForConditionalGeneration(tiny_config(), rngs=nnx.Rngs(seed))
+    model = nnx.eval_shape(
+        lambda: Qwen2_5_VLForConditionalGeneration(tiny_config(), rngs=nnx.Rngs(seed))
+    )
     rng = np.random.default_rng(seed)
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         name = ".".join(str(p) for p in path)
-        if name.endswith("bias") or "norm" in name or "ln_q" in name:
-            var.set_value(var[...] + 0.1 * jnp.asarray(rng.standard_normal(var.shape), var.dtype))
+        noise = rng.standard_normal(var.shape).astype(np.float32)
+        if name.endswith("bias"):
+            value = 0.1 * noise
+        elif "norm" in name or "ln_q" in name:
+            value = 1.0 + 0.1 * noise
+        else:
+            value = 0.02 * noise
+        var.set_value(jnp.asarray(value))
     return model
 
 
