@@ -271,6 +271,12 @@ class O3Episode(Episode):
         for t, k in enumerate(self.turn_keyframes):
             pred = final if t == len(self.parsed) - 1 else union_of(masks.get(f"turn{t}"), shape)
             keyframe_ious.append(mask_iou(pred[k], s.target_masks[k]))
+        for t, (rec, iou) in enumerate(zip(self.turns, keyframe_ious)):
+            rec.reward.update(
+                keyframe_iou=float(iou),
+                format_ok=float(text_turn_format_ok(self.texts[t])),
+                steps=ro3.step_format_reward([self.texts[t]]),
+            )
         interval = None
         if last.has_vtg:
             interval = interval_positions(s, last.start, last.end)

@@ -141,6 +141,8 @@ class RevsegEpisode(Episode):
         if self.position is not None:
             gt_boxes = ann.scale_boxes(s.boxes_at(self.position), (s.height, s.width), (size, size))
         pred = self.round2.boxes[0] if self.round2.ok else None
+        for t, rec in enumerate(self.turns):  # each round's half of r_f ("" scores 0)
+            rec.reward["format"] = rrevseg.format_reward([""] * t + [self.texts[t]])
         out = {
             "format": rrevseg.format_reward(self.texts),
             "keyframe": rrevseg.keyframe_reward(self.position, areas),

@@ -91,6 +91,7 @@ def test_rewards_of_a_perfect_answer_and_of_a_sandbagged_first_turn(strided):
     assert sandbag.reward["progressive"] == 2.0 and sandbag.reward["keyframe_vs_mask"] == 0.0
     assert sandbag.total == pytest.approx(protocol.sandbag_ceiling(strided))
     assert sandbag.total > protocol.max_reward(strided)
+    assert [t.reward["keyframe_iou"] for t in sandbag.turns] == [0.0, 1.0]  # per-turn pieces
 
 
 def test_wrong_keyframe_and_interval_are_penalised(strided):

@@ -28,6 +28,7 @@ def test_round2_shows_the_keyframe_and_the_description(strided):
     assert tr.turns[1].frames_shown == [25] and tr.turns[1].keyframe_shown == 25
     assert "Detect the red square with bbox coordinates" in tr.turns[1].observation
     assert tr.reward["total"] == 1.0 and tr.metrics["J"] == 1.0
+    assert [t.reward["format"] for t in tr.turns] == [0.5, 0.5]  # per-round pieces
 
 
 def test_round1_failure_ends_the_episode(strided):
