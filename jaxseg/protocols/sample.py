@@ -9,6 +9,7 @@ prompts (Ref-YouTube-VOS keeps every 5th frame, so ids and positions differ ther
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,12 +68,12 @@ class EpisodeSample:
         """No target object anywhere in the video."""
         return not self.object_masks.any()
 
-    @property
+    @functools.cached_property
     def target_masks(self) -> np.ndarray:
         """[T, H, W] union of the targets."""
         return self.object_masks.any(axis=0)
 
-    @property
+    @functools.cached_property
     def areas(self) -> np.ndarray:
         """[T] target-union pixel area per frame."""
         return self.target_masks.sum(axis=(1, 2))

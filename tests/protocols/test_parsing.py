@@ -197,3 +197,13 @@ def test_revseg_cases():
     assert parsing.parse_single_box("<answer>[[1, 2, 3, 4], [5, 6, 7, 8]]</answer>").status == (
         "no_valid_box"
     )
+
+
+def test_huge_and_deeply_nested_inputs():
+    deep = "<answer>" + "[" * 100_000 + "]" * 100_000 + "</answer>"
+    long_digits = '<answer>{"keyframe": "' + "1" * 200_000 + '"}</answer>'
+    many_tags = "<answer>" * 50_000 + "</select>" * 50_000
+    for text in (deep, long_digits, many_tags):
+        for parse in PARSERS:
+            assert parse(text).status
+    assert parsing.parse_keyframe(long_digits).status == "missing_keyframe"
