@@ -193,14 +193,17 @@ class Episode(abc.ABC):
             )
         )
 
-    def observe(self, obs: Message | None) -> Message | None:
+    def step(self, text: str, info: dict[str, Any] | None = None) -> Message | None:
+        """Take one assistant turn; return the next observation, or None when the episode is
+        over. info: the policy's data for this turn (tokens, log-probs), kept in the trace."""
+        obs = self._step(text, info)
         if obs is not None:
-            self._pending_obs = obs
+            self._pending_obs = obs  # the observation the next turn answers
         return obs
 
     @abc.abstractmethod
-    def step(self, text: str, info: dict[str, Any] | None = None) -> Message | None:
-        """Record the turn; return the next observation, or None when the episode is over."""
+    def _step(self, text: str, info: dict[str, Any] | None) -> Message | None:
+        """Parse and record the turn (`_record`), advance the environment."""
 
     @abc.abstractmethod
     def final_action(self) -> FinalAction: ...

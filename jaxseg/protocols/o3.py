@@ -175,7 +175,7 @@ class O3Episode(Episode):
         self.parsed: list[parsing.O3Turn] = []
         self.turn_keyframes: list[int] = []  # position of each turn's keyframe
 
-    def step(self, text: str, info=None) -> Message | None:
+    def _step(self, text: str, info=None) -> Message | None:
         s, cfg = self.sample, self.cfg
         self.texts.append(text)
         p = parsing.parse_o3_turn(text)
@@ -221,7 +221,7 @@ class O3Episode(Episode):
             image_size=cfg.keyframe_size,
             interval=[start, end],
         )
-        return self.observe(obs)
+        return obs
 
     # ---------------------------------------------------------------- outcome
     def _turn_boxes(self, t: int) -> np.ndarray:

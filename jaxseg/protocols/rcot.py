@@ -144,10 +144,10 @@ class RCoTEpisode(Episode):
         self.phase = "vdg"
 
     # ---------------------------------------------------------------- environment
-    def step(self, text: str, info=None) -> Message | None:
+    def _step(self, text: str, info=None) -> Message | None:
         self.texts.append(text)
         handler = {"vdg": self._vdg, "kfg": self._kfg, "aks": self._aks, "ktg": self._ktg}
-        return self.observe(handler[self.phase](text, info))
+        return handler[self.phase](text, info)
 
     def _vdg(self, text, info):
         parsed = parsing.parse_description(text)

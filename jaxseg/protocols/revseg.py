@@ -87,7 +87,7 @@ class RevsegEpisode(Episode):
         self.round2 = parsing.KeyframeBoxes("no_turn")
         self.position: int | None = None
 
-    def step(self, text: str, info=None) -> Message | None:
+    def _step(self, text: str, info=None) -> Message | None:
         self.texts.append(text)
         s, cfg = self.sample, self.cfg
         if len(self.texts) == 1:
@@ -103,15 +103,13 @@ class RevsegEpisode(Episode):
                 image_part(ann.resize_image(s.frames[self.position], cfg.keyframe_size)),
                 text_part(ROUND2.format(d=r1.description, S=cfg.keyframe_size)),
             ]
-            return self.observe(
-                user_message(
-                    parts,
-                    step="round2",
-                    sample=s,
-                    shown=[self.position],
-                    keyframe=self.position,
-                    image_size=cfg.keyframe_size,
-                )
+            return user_message(
+                parts,
+                step="round2",
+                sample=s,
+                shown=[self.position],
+                keyframe=self.position,
+                image_size=cfg.keyframe_size,
             )
         r2 = self.round2 = parsing.parse_single_box(text)
         self._record(text, "round2", r2.status, {"boxes": [list(b) for b in r2.boxes]}, info=info)

@@ -75,7 +75,7 @@ class VeasonEpisode(Episode):
         self.text = ""
         self.parsed = parsing.KeyframeBoxes("no_turn")
 
-    def step(self, text: str, info=None) -> Message | None:
+    def _step(self, text: str, info=None) -> Message | None:
         self.text = text
         self.parsed = parsing.parse_veason(text)
         p = self.parsed

@@ -67,7 +67,7 @@ def test_oracle_backend_keeps_each_query_targets_apart(synth_samples):
 
 
 class _Endless(Episode):
-    def step(self, text, info=None):
+    def _step(self, text, info=None):
         return message("user", [text_part("again")])
 
     def final_action(self):
