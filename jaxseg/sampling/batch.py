@@ -27,7 +27,7 @@ from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, VisionLayout, get_rope_in
 
 
 def bucket_length(n: int, buckets: Sequence[int] | None = None, minimum: int = 16) -> int:
-    """Smallest bucket >= n: the next power of two (at least `minimum`) or the first entry of a
+    """Smallest bucket >= n: the smallest power of two >= max(n, minimum) or the first entry of a
     sorted `buckets` list that fits. Raises when n exceeds the largest bucket."""
     if n < 0:
         raise ValueError(f"length must be >= 0, got {n}")
@@ -36,7 +36,7 @@ def bucket_length(n: int, buckets: Sequence[int] | None = None, minimum: int = 1
             if b >= n:
                 return int(b)
         raise ValueError(f"length {n} exceeds the largest bucket {max(buckets)}")
-    return max(minimum, 1 << max(n - 1, 0).bit_length())
+    return 1 << (max(n, minimum, 1) - 1).bit_length()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +140,33 @@ def _check_ids(b: int, ids: Sequence[int], vocab: int, what: str) -> np.ndarray:
     return arr
 
 
+def _check_media(b: int, prompt: Prompt, ids: np.ndarray, config: Qwen2_5_VLConfig) -> None:
+    """Pixels and grids given together, pixel rows == patches of the grids, one grid per run of
+    placeholder tokens (so features land in the right row after the batch-wide merge)."""
+    for pixels_attr, grid_attr, token in (
+        ("pixel_values", "image_grid_thw", config.image_token_id),
+        ("pixel_values_videos", "video_grid_thw", config.video_token_id),
+    ):
+        pv, grid = getattr(prompt, pixels_attr), getattr(prompt, grid_attr)
+        if (pv is None) != (grid is None):
+            raise ValueError(f"row {b}: {pixels_attr} and {grid_attr} must be given together")
+        is_token = ids == token
+        runs = int(is_token[0]) + int((is_token[1:] & ~is_token[:-1]).sum())
+        n_grids = 0 if grid is None else np.asarray(grid).reshape(-1, 3).shape[0]
+        if runs != n_grids:
+            raise ValueError(
+                f"row {b}: {runs} runs of {grid_attr.split('_')[0]} placeholder tokens but "
+                f"{n_grids} rows in {grid_attr}"
+            )
+        if pv is None:
+            continue
+        need = int(np.prod(np.asarray(grid, np.int64).reshape(-1, 3), axis=1).sum())
+        if np.shape(pv)[0] != need:
+            raise ValueError(
+                f"row {b}: {pixels_attr} has {np.shape(pv)[0]} rows, {grid_attr} needs {need}"
+            )
+
+
 def _media(
     prompts: Sequence[Prompt],
     pixels_attr: str,
@@ -148,18 +175,11 @@ def _media(
     patch_buckets: Sequence[int] | None,
 ) -> tuple[np.ndarray | None, VisionLayout | None]:
     pixels, grids = [], []
-    for b, p in enumerate(prompts):
+    for p in prompts:
         pv, grid = getattr(p, pixels_attr), getattr(p, grid_attr)
-        if (pv is None) != (grid is None):
-            raise ValueError(f"row {b}: {pixels_attr} and {grid_attr} must be given together")
         if pv is None:
             continue
         g = np.asarray(grid, np.int64).reshape(-1, 3)
-        if pv.shape[0] != int(np.prod(g, axis=1).sum()):
-            raise ValueError(
-                f"row {b}: {pixels_attr} has {pv.shape[0]} rows, {grid_attr} {g.tolist()} needs "
-                f"{int(np.prod(g, axis=1).sum())}"
-            )
         pixels.append(np.asarray(pv, np.float32))
         grids.append(g)
     if not pixels:
@@ -197,11 +217,12 @@ def assemble_segment(
     rows, positions, next_pos, new_histories = [], [], [], []
     for b, (hist, seg) in enumerate(zip(histories, segments, strict=True)):
         ids = _check_ids(b, seg.input_ids, vocab, "prompt" if not hist.ids else "appended turn")
+        _check_media(b, seg, ids, config)
         full = hist.extended(seg)
         try:
             pos, nxt = conversation_positions(full, config)
-        except ValueError as e:
-            raise ValueError(f"row {b}: {e}") from None
+        except ValueError as e:  # placeholder count vs grid; get_rope_index saw one row
+            raise ValueError(f"row {b}: {str(e).removeprefix('row 0: ')}") from None
         rows.append(ids)
         positions.append(pos[:, -len(ids) :])
         next_pos.append(nxt)
