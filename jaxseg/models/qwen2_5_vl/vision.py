@@ -51,18 +51,19 @@ class VisionAttention(nnx.Module):
         self.num_heads = config.num_heads
         self.head_dim = config.head_dim
 
-    def __call__(self, x: jax.Array, cos, sin, segment_ids: jax.Array) -> jax.Array:
-        """x `[N, D]`, segment_ids `[N]`: token i attends to j iff their segments are equal."""
+    def __call__(self, x: jax.Array, cos, sin, blocks) -> jax.Array:
+        """x `[N, D]`; blocks = (gather `[B, S]`, valid `[B, S]`, inverse `[N]`) from the layout:
+        each token attends to the tokens of its own segment (window or temporal slice)."""
+        gather, valid, inverse = blocks
         n = x.shape[0]
         qkv = self.qkv(x).reshape(n, 3, self.num_heads, self.head_dim)
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
         q = apply_vision_rope(q, cos, sin)
         k = apply_vision_rope(k, cos, sin)
-        mask = (segment_ids[:, None] == segment_ids[None, :])[None, None]
-        out = masked_softmax_attention(
-            q[None], k[None], v[None], mask, self.head_dim**-0.5
-        )  # [1, N, H, Dh]
-        return self.proj(out.reshape(n, -1))
+        mask = valid[:, None, None, :]  # keys of each block
+        out = masked_softmax_attention(q[gather], k[gather], v[gather], mask, self.head_dim**-0.5)
+        out = out.reshape(-1, self.num_heads * self.head_dim)[inverse]  # [N, H * Dh]
+        return self.proj(out)
 
 
 class VisionMLP(nnx.Module):
@@ -84,8 +85,8 @@ class VisionBlock(nnx.Module):
         self.attn = VisionAttention(config, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.mlp = VisionMLP(config, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
-    def __call__(self, x, cos, sin, segment_ids):
-        x = x + self.attn(self.norm1(x), cos, sin, segment_ids)
+    def __call__(self, x, cos, sin, blocks):
+        x = x + self.attn(self.norm1(x), cos, sin, blocks)
         return x + self.mlp(self.norm2(x))
 
 
@@ -142,8 +143,9 @@ class VisionTransformer(nnx.Module):
         x = x.reshape(n_pad // unit, unit, -1)[layout.window_index].reshape(n_pad, -1)
         cos, sin = vision_rope_cos_sin(layout.rotary_ids, cfg.head_dim, cfg.rope_theta)
         full = set(cfg.fullatt_block_indexes)
+        full_blocks = (layout.full_gather, layout.full_valid, layout.full_inverse)
+        window_blocks = (layout.window_gather, layout.window_valid, layout.window_inverse)
         for i, block in enumerate(self.blocks):
-            seg = layout.full_segment_ids if i in full else layout.window_segment_ids
-            x = block(x, cos, sin, seg)
+            x = block(x, cos, sin, full_blocks if i in full else window_blocks)
         merged = self.merger(x)  # [M, out]
         return merged[layout.reverse_index]

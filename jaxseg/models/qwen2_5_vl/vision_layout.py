@@ -16,8 +16,15 @@ Layout of the tower's working sequence (window order):
    one temporal slice (one `temporal_patch_size` group of frames) of one image/video.
 4. After the merger the merged tokens are put back with `reverse_index = argsort(window_index)`.
 
-Optional padding (`pad_to`) appends pad patches with segment id -1 (they only see each other), so
-inputs of different sizes can share one compiled shape; the first `num_merged_tokens` outputs are
+Attention is computed blockwise: each segment (window or temporal slice) is gathered into a row
+of a `[num_blocks, block_len]` index table (`*_gather`, with `*_valid` marking real slots),
+attention runs per block, and `*_inverse` gathers the results back to sequence order. This is
+the same arithmetic as transformers' per-chunk loop (masked slots get weight exactly 0) at
+O(N * block_len) cost instead of O(N^2) for a dense segment mask.
+
+Optional padding (`pad_to`, `num_window_blocks`, `num_slice_blocks`, `slice_block_len`) lets
+inputs of different sizes share one compiled shape: pad patches get segment id -1 (they only
+see each other), empty blocks are fully invalid; the first `num_patches / 4` merged outputs are
 the real features.
 """
 
@@ -40,6 +47,9 @@ class VisionLayout:
     rotary_ids `[N, 2]`: (h, w) patch coordinates, already in window order.
     window_segment_ids `[N]`: attention window of each slot (windowed layers).
     full_segment_ids `[N]`: temporal slice of each slot (full-attention layers).
+    {window,full}_gather `[num_blocks, block_len]`: slots of each segment, block per row.
+    {window,full}_valid `[num_blocks, block_len]` bool: real entries of `*_gather`.
+    {window,full}_inverse `[N]`: index into the flattened blocks of each slot's result.
     N = patches (incl. padding), M = N / spatial_merge_unit.
     """
 
@@ -48,6 +58,12 @@ class VisionLayout:
     rotary_ids: np.ndarray
     window_segment_ids: np.ndarray
     full_segment_ids: np.ndarray
+    window_gather: np.ndarray
+    window_valid: np.ndarray
+    window_inverse: np.ndarray
+    full_gather: np.ndarray
+    full_valid: np.ndarray
+    full_inverse: np.ndarray
     num_patches: int = struct.field(pytree_node=False, default=0)  # without padding
 
     @property
@@ -125,12 +141,49 @@ def _segments_from_cu(cu: np.ndarray, n: int) -> np.ndarray:
     return np.searchsorted(cu[1:], np.arange(n), side="right").astype(np.int32)
 
 
+def segment_blocks(
+    segment_ids: np.ndarray, block_len: int, num_blocks: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(gather `[B, block_len]`, valid `[B, block_len]`, inverse `[N]`) for contiguous segments.
+
+    Each run of equal ids becomes one block row; only the pad segment may be longer than
+    `block_len` (it is split, pad outputs are never used). `num_blocks` pads with empty rows."""
+    n = len(segment_ids)
+    starts = np.flatnonzero(np.r_[True, segment_ids[1:] != segment_ids[:-1]])
+    ends = np.r_[starts[1:], n]
+    rows: list[tuple[int, int]] = []
+    for s, e in zip(starts.tolist(), ends.tolist()):
+        if e - s > block_len and segment_ids[s] != PAD_SEGMENT:
+            raise ValueError(f"segment of {e - s} patches does not fit block_len={block_len}")
+        rows.extend((c, min(c + block_len, e)) for c in range(s, e, block_len))
+    total = len(rows) if num_blocks is None else int(num_blocks)
+    if total < len(rows):
+        raise ValueError(f"{len(rows)} attention blocks needed, num_blocks={num_blocks}")
+    gather = np.zeros((total, block_len), np.int32)
+    valid = np.zeros((total, block_len), bool)
+    inverse = np.zeros(n, np.int32)
+    for r, (s, e) in enumerate(rows):
+        gather[r, : e - s] = np.arange(s, e)
+        valid[r, : e - s] = True
+        inverse[s:e] = r * block_len + np.arange(e - s)
+    return gather, valid, inverse
+
+
 def vision_layout(
-    grid_thw: np.ndarray, config: VisionConfig, pad_to: int | None = None
+    grid_thw: np.ndarray,
+    config: VisionConfig,
+    pad_to: int | None = None,
+    *,
+    num_window_blocks: int | None = None,
+    num_slice_blocks: int | None = None,
+    slice_block_len: int | None = None,
 ) -> VisionLayout:
     """Builds the `VisionLayout` of one tower call over the images (or videos) in `grid_thw`.
 
     `pad_to`: total patch count to pad to (a multiple of spatial_merge_unit, >= the real count).
+    `num_window_blocks` / `num_slice_blocks` / `slice_block_len`: pad the block tables to fixed
+    sizes (defaults: exactly what this grid needs; windows always use block_len
+    `merger_window**2 * spatial_merge_unit`).
     """
     merge, unit = config.spatial_merge_size, config.spatial_merge_unit
     grid = _check_grid(grid_thw, merge)
@@ -152,11 +205,23 @@ def vision_layout(
     extra = n_pad - n
     m, m_pad = n // unit, n_pad // unit
     window_index = np.concatenate([window_index, np.arange(m, m_pad)])
+    window_seg = np.concatenate([window_seg, np.full(extra, PAD_SEGMENT, np.int32)])
+    full_seg = np.concatenate([full_seg, np.full(extra, PAD_SEGMENT, np.int32)])
+    window_len = config.merger_window**2 * unit
+    slice_len = int((grid[:, 1] * grid[:, 2]).max()) if slice_block_len is None else slice_block_len
+    w_gather, w_valid, w_inverse = segment_blocks(window_seg, window_len, num_window_blocks)
+    f_gather, f_valid, f_inverse = segment_blocks(full_seg, slice_len, num_slice_blocks)
     return VisionLayout(
         window_index=window_index.astype(np.int32),
         reverse_index=np.argsort(window_index, kind="stable").astype(np.int32),
         rotary_ids=np.concatenate([rotary, np.zeros((extra, 2), np.int64)]).astype(np.int32),
-        window_segment_ids=np.concatenate([window_seg, np.full(extra, PAD_SEGMENT, np.int32)]),
-        full_segment_ids=np.concatenate([full_seg, np.full(extra, PAD_SEGMENT, np.int32)]),
+        window_segment_ids=window_seg,
+        full_segment_ids=full_seg,
+        window_gather=w_gather,
+        window_valid=w_valid,
+        window_inverse=w_inverse,
+        full_gather=f_gather,
+        full_valid=f_valid,
+        full_inverse=f_inverse,
         num_patches=n,
     )

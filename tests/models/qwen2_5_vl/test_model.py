@@ -3,6 +3,8 @@ plus the jit path and the KV-cache path (prefill + decode == full forward)."""
 
 from __future__ import annotations
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -212,12 +214,9 @@ def test_bf16_deviation_is_reported(hf_dir, hf_model, jax_model, media):
     ref32 = _jax_logits(jax_model, ids, **kw)
     bf16_model = from_pretrained(hf_dir[1], dtype=jnp.bfloat16)
     ours = _jax_logits(bf16_model, ids, **kw).astype(np.float32)
-    hf_bf16 = hf_model.to(torch.bfloat16)
-    try:
-        kw_bf = {k: (v.astype(np.float32) if k.startswith("pixel") else v) for k, v in kw.items()}
-        theirs = hf_logits(hf_bf16, ids, **kw_bf)
-    finally:
-        hf_model.to(torch.float32)
+    hf_bf16 = copy.deepcopy(hf_model).to(torch.bfloat16)  # never round the shared fixture
+    kw_bf = {k: (v.astype(np.float32) if k.startswith("pixel") else v) for k, v in kw.items()}
+    theirs = hf_logits(hf_bf16, ids, **kw_bf)
     dev_ours = np.abs(ours - ref32)
     dev_hf = np.abs(theirs - ref32)
     scale = np.abs(ref32).max()
