@@ -122,6 +122,8 @@ class Policy(Protocol):
 
     `stop` lists strings at which generation of a turn stops (included in the returned text),
     e.g. ("</answer>", "</select>"); generation also stops at the end-of-turn token.
+    `respond` must also append one dict per generated turn to state.turn_info[i] (empty if
+    it has nothing to add); the runner files state.turn_info[i][-1] with that turn's record.
     """
 
     def start(self, conversations: Sequence[Sequence[Message]]) -> PolicyState: ...
