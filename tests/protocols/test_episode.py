@@ -150,3 +150,24 @@ def test_environment_survives_any_turns(name, data, null):
     assert all(math.isfinite(v) for v in tr.reward.values())
     ceiling = getattr(protocol, "sandbag_ceiling", protocol.max_reward)(sample)
     assert tr.total <= ceiling + 1e-9
+
+
+FORMAT_TERMS = {  # the format-type reward terms of each protocol, at their minimum
+    "veason": {"format": 0.0},
+    "rcot": {"ktg_format": 0.0},
+    "o3": {"strict_format": -1.0, "step_format": 0.0},
+    "revseg": {"format": 0.0},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+@settings(max_examples=20, deadline=None)
+@given(script=st.lists(adversarial.filter(lambda t: "<think>" not in t), min_size=1, max_size=14))
+def test_unstructured_output_gets_minimum_format_reward_and_a_fallback(name, script):
+    protocol = make_protocol(name, max_reselect=1) if name == "rcot" else make_protocol(name)
+    tr = run_episodes(protocol, ReplayPolicy(script), FUZZ_SAMPLES, backend=make_backend("oracle"))
+    target, null = tr
+    for key, low in FORMAT_TERMS[name].items():
+        assert target.reward[key] == low, (key, target.reward)
+    assert null.reward["structure"] == 0.0
+    assert target.final.fallback or target.final.no_target
