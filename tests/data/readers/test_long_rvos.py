@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxseg.data.readers import DataFormatError, read_long_rvos
+from jaxseg.data.readers.errors import BadInputWarning
 from jaxseg.data.readers.layouts import write_long_rvos
 
 
@@ -27,6 +28,7 @@ def test_bad_type_and_missing_object(tmp_path, videos_single_target):
     path.write_text(json.dumps(meta))
     with pytest.raises(DataFormatError, match=r"type: 'weird'"):
         read_long_rvos(tmp_path, "valid")
-    index = read_long_rvos(tmp_path, "valid", skip_bad=True)
+    with pytest.warns(BadInputWarning, match="skipped bad input"):
+        index = read_long_rvos(tmp_path, "valid", skip_bad=True)
     assert len(index.skipped) == 2 and len(index) == 1
     assert "names object 9" in str(index.skipped[1])

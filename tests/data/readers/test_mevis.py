@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxseg.data.readers import DataFormatError, read_mevis
+from jaxseg.data.readers.errors import BadInputWarning
 from jaxseg.data.readers.layouts import write_mevis
 
 
@@ -36,6 +37,7 @@ def test_missing_anno_and_missing_meta(tmp_path, videos):
     path.write_text(json.dumps(meta))
     with pytest.raises(DataFormatError, match=r'expressions\["1"\]\.anno_id: names annotation'):
         read_mevis(tmp_path, "train")
-    assert len(read_mevis(tmp_path, "train", skip_bad=True).skipped) == 1
+    with pytest.warns(BadInputWarning, match="anno_id"):
+        assert len(read_mevis(tmp_path, "train", skip_bad=True).skipped) == 1
     with pytest.raises(DataFormatError, match="file is missing"):
         read_mevis(tmp_path, "valid_u")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from jaxseg.data.readers import DataFormatError, read_reasonvos
+from jaxseg.data.readers.errors import BadInputWarning
 from jaxseg.data.readers.layouts import write_reasonvos
 
 
@@ -28,7 +29,8 @@ def test_missing_object_folder(tmp_path, videos_single_target):
     shutil.rmtree(tmp_path / "Annotations" / "src_vid_b_3")
     with pytest.raises(DataFormatError, match=r"obj_id: names object 3, but .*src_vid_b_3"):
         read_reasonvos(tmp_path)
-    assert len(read_reasonvos(tmp_path, skip_bad=True)) == 2
+    with pytest.warns(BadInputWarning, match="src_vid_b_3"):
+        assert len(read_reasonvos(tmp_path, skip_bad=True)) == 2
 
 
 def test_empty_video_folder(tmp_path, videos_single_target):
