@@ -134,6 +134,8 @@ class EpisodeTrace:
     final: FinalAction
     reward: dict[str, float]
     metrics: dict[str, float]
+    pred_masks: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    """[T, H, W] bool: the episode's final masks over the video (not in to_json)."""
 
     @property
     def total(self) -> float:
@@ -346,6 +348,7 @@ def _score_all(protocol, episodes, owners, samples, backend) -> list[EpisodeTrac
                 final=ep.final_action(),
                 reward=reward,
                 metrics={"J": float(j.mean()), "turns": float(len(ep.turns))},
+                pred_masks=pred,
             )
         )
     return traces
