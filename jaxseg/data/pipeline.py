@@ -14,6 +14,7 @@ stream is identical across runs and worker counts.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from PIL import Image
 
 from jaxseg.data.collate import PadRule, collate
 from jaxseg.data.encode import ByteEncode, Clip
+from jaxseg.data.readers.errors import BadInputWarning, DataFormatError
 from jaxseg.data.readers.records import VideoExpression
 from jaxseg.data.sampling import keyframe_centred_positions, uniform_positions
 
@@ -51,6 +53,7 @@ class PipelineConfig:
     pad_token_id: int = 0
     worker_count: int = 0
     worker_buffer_size: int = 2
+    skip_bad: bool = False  # a clip whose frame/mask cannot be decoded: warn and drop it
 
     def __post_init__(self):
         if self.sampling not in ("uniform", "keyframe"):
@@ -104,8 +107,18 @@ class LoadClip(grain.transforms.Map):
 
     frame_size: tuple[int, int] | None
     with_masks: bool
+    skip_bad: bool = False
 
-    def map(self, element) -> Clip:
+    def map(self, element) -> Clip | None:
+        try:
+            return self._load(element)
+        except DataFormatError as err:
+            if not self.skip_bad:
+                raise
+            warnings.warn(f"dropped clip: {err}", BadInputWarning, stacklevel=2)
+            return None
+
+    def _load(self, element) -> Clip:
         record, positions, keyframe = element
         frames = resize_frames(record.load_frames(positions), self.frame_size)
         masks = None
@@ -131,7 +144,9 @@ class Encode(grain.transforms.Map):
 
     encode: EncodeFn
 
-    def map(self, clip: Clip) -> dict[str, Any]:
+    def map(self, clip: Clip | None) -> dict[str, Any] | None:
+        if clip is None:
+            return None
         out = {k: np.asarray(v) for k, v in self.encode(clip).items()}
         m = len(clip.positions)
         out.update(
@@ -168,6 +183,13 @@ def pad_rules(cfg: PipelineConfig) -> dict[str, PadRule]:
     }
 
 
+class IsPresent(grain.transforms.Filter):
+    """Drops the clips `LoadClip(skip_bad=True)` could not decode."""
+
+    def filter(self, element) -> bool:
+        return element is not None
+
+
 @dataclasses.dataclass(frozen=True)
 class Collate:
     rules: Mapping[str, PadRule]
@@ -200,8 +222,10 @@ def build_dataset(
     if cfg.num_epochs != 1:
         ds = ds.repeat(cfg.num_epochs)
     ds = ds.random_map(SampleFrames(cfg.num_frames, cfg.sampling, cfg.top_k))
-    ds = ds.map(LoadClip(cfg.frame_size, cfg.with_masks))
+    ds = ds.map(LoadClip(cfg.frame_size, cfg.with_masks, cfg.skip_bad))
     ds = ds.map(Encode(encode or ByteEncode()))
+    if cfg.skip_bad:
+        ds = ds.filter(IsPresent())
     it = ds.to_iter_dataset()
     if cfg.worker_count > 0:
         # Workers decode and encode elements; batching stays in this process, so element

@@ -141,3 +141,41 @@ def test_prompt_uses_absolute_frame_indices():
     assert "'the red one'" in text
     ids = ByteEncode()(clip)["input_ids"]
     assert ids.min() >= 1
+
+
+def test_iterator_state_round_trips_through_an_orbax_checkpoint(index, tmp_path):
+    grain = pytest.importorskip("grain")
+    ocp = pytest.importorskip("orbax.checkpoint")
+    cfg = PipelineConfig(num_frames=3, sampling="keyframe", frame_size=(8, 8), batch_size=2)
+    it = iter(build_dataset(index, cfg, seed=5))
+    for _ in range(2):
+        next(it)
+    handlers = {"data": grain.checkpoint.CheckpointHandler()}
+    mgr = ocp.CheckpointManager(tmp_path / "ckpt", item_names=("data",), item_handlers=handlers)
+    mgr.save(2, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(it)))
+    mgr.wait_until_finished()
+    expected = list(it)
+    restored = iter(build_dataset(index, cfg, seed=5))
+    mgr = ocp.CheckpointManager(tmp_path / "ckpt", item_names=("data",), item_handlers=handlers)
+    mgr.restore(2, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(restored)))
+    assert_same(list(restored), expected)
+
+
+def test_undecodable_frame_raises_or_is_dropped(tmp_path):
+    from jaxseg.data.readers import DataFormatError
+    from jaxseg.data.readers.errors import BadInputWarning
+
+    write_revos(tmp_path, videos(2), split="train")
+    index = read_revos(tmp_path, "train", verify_frames=False)
+    # a truncated JPEG passes a header check but cannot be decoded
+    frame = tmp_path / "JPEGImages" / "video1" / "00000.jpg"
+    frame.write_bytes(frame.read_bytes()[:200])
+    cfg = PipelineConfig(num_frames=3, frame_size=(8, 8), batch_size=8, shuffle=False)
+    with pytest.raises(DataFormatError, match=r"video1/00000\.jpg"):
+        batches(build_dataset(index, cfg))
+    skip = PipelineConfig(
+        num_frames=3, frame_size=(8, 8), batch_size=8, shuffle=False, skip_bad=True
+    )
+    with pytest.warns(BadInputWarning, match="dropped clip"):
+        (batch,) = batches(build_dataset(index, skip))
+    assert list(batch["video_id"]) == ["video0", "video0"]
