@@ -199,7 +199,7 @@ def _media(
 
 def assemble_segment(
     histories: Sequence[History],
-    segments: Sequence[Prompt],
+    segments: Sequence[Prompt | None],
     config: Qwen2_5_VLConfig,
     *,
     length_buckets: Sequence[int] | None = None,
@@ -207,6 +207,7 @@ def assemble_segment(
 ) -> tuple[SegmentBatch, np.ndarray, list[History]]:
     """Left-padded, bucketed prefill inputs for appending `segments[b]` to `histories[b]`.
 
+    `segments[b] = None`: row b gets an all-padding segment and keeps its history.
     Returns the batch, `next_positions [B]` int32 (where each row's generation continues) and
     the extended histories."""
     if len(histories) != len(segments):
@@ -216,6 +217,12 @@ def assemble_segment(
     vocab = config.text.vocab_size
     rows, positions, next_pos, new_histories = [], [], [], []
     for b, (hist, seg) in enumerate(zip(histories, segments, strict=True)):
+        if seg is None:  # row left as it is: all-pad segment, history unchanged
+            rows.append(np.zeros(0, np.int64))
+            positions.append(np.zeros((3, 0), np.int64))
+            next_pos.append(0)
+            new_histories.append(hist.copy())
+            continue
         ids = _check_ids(b, seg.input_ids, vocab, "prompt" if not hist.ids else "appended turn")
         _check_media(b, seg, ids, config)
         full = hist.extended(seg)
@@ -233,10 +240,12 @@ def assemble_segment(
     mask = np.zeros((batch, length), np.int32)
     pos_ids = np.zeros((3, batch, length), np.int32)
     for b, (ids, pos) in enumerate(zip(rows, positions, strict=True)):
-        input_ids[b, length - len(ids) :] = ids
-        mask[b, length - len(ids) :] = 1
-        pos_ids[:, b, length - len(ids) :] = pos
-    pv, ilayout = _media(segments, "pixel_values", "image_grid_thw", config, patch_buckets)
-    pvv, vlayout = _media(segments, "pixel_values_videos", "video_grid_thw", config, patch_buckets)
+        if len(ids):
+            input_ids[b, length - len(ids) :] = ids
+            mask[b, length - len(ids) :] = 1
+            pos_ids[:, b, length - len(ids) :] = pos
+    present = [seg for seg in segments if seg is not None]
+    pv, ilayout = _media(present, "pixel_values", "image_grid_thw", config, patch_buckets)
+    pvv, vlayout = _media(present, "pixel_values_videos", "video_grid_thw", config, patch_buckets)
     seg_batch = SegmentBatch(input_ids, mask, pos_ids, pv, ilayout, pvv, vlayout)
     return seg_batch, np.asarray(next_pos, np.int32), new_histories

@@ -43,8 +43,8 @@ from jaxseg.models.qwen2_5_vl import (
 from .batch import History, Prompt, SegmentBatch, assemble_segment, bucket_length
 from .filters import SamplingParams
 from .loop import decode_loop, grow_cache, invalidate_slots, prefill, start_turn, tile_rows
-from .state import EOS, FINISH_NAMES, LENGTH, STOP_STRING, Rollout
-from .stop import build_stop_table, first_stop_in_text
+from .state import EOS, FINISH_NAMES, LENGTH, SKIPPED, STOP_STRING, Rollout
+from .stop import StopTable, build_stop_table, first_stop_in_text
 
 DEFAULT_SAMPLING = SamplingParams()  # temperature 1, no truncation
 
@@ -70,13 +70,22 @@ class Sampler:
         self.config = model.config
         self.pad_token_id = int(pad_token_id)
         self.tokenizer = tokenizer
+        self.eos_token_ids = tuple(int(e) for e in eos_token_ids)
         self.stop_strings = tuple(stop_strings)
-        self.stop_table = build_stop_table(eos_token_ids, self.stop_strings, tokenizer)
+        self._stop_tables: dict[tuple[str, ...], StopTable] = {}
+        self.stop_table = self._stop_table(self.stop_strings)
         self.length_buckets = length_buckets
         self.cache_buckets = cache_buckets
         self.patch_buckets = patch_buckets
         self.mesh = mesh
         self.prefill_rows = 0  # rows run through prefill so far (shared-prefill accounting)
+
+    def _stop_table(self, stop_strings: tuple[str, ...]) -> StopTable:
+        if stop_strings not in self._stop_tables:
+            self._stop_tables[stop_strings] = build_stop_table(
+                self.eos_token_ids, stop_strings, self.tokenizer
+            )
+        return self._stop_tables[stop_strings]
 
     # ------------------------------------------------------------------ placement
     def _put(self, x, logical: tuple[str | None, ...]):
@@ -115,15 +124,21 @@ class Sampler:
         seed: int = 0,
         group_size: int = 1,
         cache_length: int | None = None,
+        stop_strings: Sequence[str] | None = None,
     ) -> Rollout:
         """`group_size` samples for each prompt; rows p*G .. p*G+G-1 belong to prompt p.
 
         `cache_length`: slots to preallocate (default: bucket of prompt bucket + max_new_tokens);
-        too small for the longest prompt + max_new_tokens is an error (never a clipped write)."""
+        too small for the longest prompt + max_new_tokens is an error (never a clipped write).
+        `stop_strings`: this call's stop strings (default: the sampler's)."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if group_size < 1:
             raise ValueError(f"group_size must be >= 1, got {group_size}")
+        strings = self.stop_strings if stop_strings is None else tuple(stop_strings)
+        stops = self._stop_table(strings)
+        if any(p is None for p in prompts):
+            raise ValueError(f"row {[p is None for p in prompts].index(True)}: prompt is None")
         histories = [History() for _ in prompts]
         batch, next_pos, histories = assemble_segment(
             histories,
@@ -159,11 +174,11 @@ class Sampler:
             rng=jax.random.key(seed),
             draw_offset=0,
             max_new_tokens=max_new_tokens,
-            window=self.stop_table.window,
+            window=stops.window,
             pad_id=self.pad_token_id,
         )
         prompt_index = np.repeat(np.arange(len(prompts)), group_size)
-        return self._decode(graphdef, weights, state, histories, prompt_index, sampling)
+        return self._decode(graphdef, weights, state, histories, prompt_index, sampling, strings)
 
     def continue_rollout(
         self,
@@ -172,15 +187,22 @@ class Sampler:
         *,
         max_new_tokens: int,
         sampling: SamplingParams = DEFAULT_SAMPLING,
+        stop_strings: Sequence[str] | None = None,
     ) -> Rollout:
         """Appends `segments[b]` (e.g. the end of the assistant turn + a new user turn with new
         frames) after row b's completion, in the same cache, and decodes a new turn.
+        `segments[b] = None` leaves row b as it is (no tokens appended, nothing generated,
+        finish_reason 'skipped'), e.g. for finished episodes.
 
         `rollout` gives up its cache (donated): continue from the returned rollout next."""
+        if all(seg is None for seg in segments):
+            raise ValueError("every segment is None: no row to continue")
         if rollout.state is None:
             raise ValueError("this rollout was already continued (its cache was consumed)")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        strings = self.stop_strings if stop_strings is None else tuple(stop_strings)
+        stops = self._stop_table(strings)
         prev = rollout.state
         rollout.state = None
         batch, next_pos, histories = assemble_segment(
@@ -205,23 +227,31 @@ class Sampler:
             rng=prev.rng,
             draw_offset=int(prev.draw_offset) + int(prev.step),
             max_new_tokens=max_new_tokens,
-            window=self.stop_table.window,
+            window=stops.window,
             pad_id=self.pad_token_id,
+            active=np.asarray([seg is not None for seg in segments]),
         )
-        return self._decode(graphdef, weights, state, histories, rollout.prompt_index, sampling)
+        return self._decode(
+            graphdef, weights, state, histories, rollout.prompt_index, sampling, strings
+        )
 
     # ------------------------------------------------------------------ internals
-    def _decode(self, graphdef, weights, state, histories, prompt_index, sampling) -> Rollout:
+    def _decode(
+        self, graphdef, weights, state, histories, prompt_index, sampling, stop_strings
+    ) -> Rollout:
         turn_start = int(state.cache.index)  # read before the state is donated
+        skipped = ~np.asarray(state.active)
         pad = jnp.asarray(self.pad_token_id, jnp.int32)
-        state = decode_loop(graphdef, weights, state, self.stop_table, pad, sampling)
+        stops = self._stop_table(stop_strings)
+        state = decode_loop(graphdef, weights, state, stops, pad, sampling)
         tokens = np.array(state.tokens)
         logprobs = np.array(state.logprobs)
         sampling_lp = np.array(state.sampling_logprobs)
         lengths = np.array(state.lengths)
         finish = np.array(state.finish)
-        if self.stop_strings:
-            cut = self._host_stop_check(tokens, lengths, finish)
+        finish[skipped] = SKIPPED
+        if stop_strings:
+            cut = self._host_stop_check(tokens, lengths, finish, stop_strings)
             if cut is not None:
                 keep, changed = cut
                 tokens[changed[:, None] & (np.arange(tokens.shape[1]) >= keep[:, None])] = (
@@ -247,15 +277,13 @@ class Sampler:
             state=state,
         )
 
-    def _host_stop_check(self, tokens, lengths, finish):
+    def _host_stop_check(self, tokens, lengths, finish, stop_strings):
         """Finds stop strings the token table missed (other spellings); updates `finish` in
         place and returns (new lengths, changed rows) or None when nothing changed."""
         keep = lengths.copy()
         changed = np.zeros(len(lengths), bool)
         for b in range(len(lengths)):
-            n = first_stop_in_text(
-                tokens[b, : lengths[b]], self.stop_strings, self.tokenizer.decode
-            )
+            n = first_stop_in_text(tokens[b, : lengths[b]], stop_strings, self.tokenizer.decode)
             if n is None:
                 continue
             if n < lengths[b] or finish[b] not in (EOS, STOP_STRING):

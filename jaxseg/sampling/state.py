@@ -13,8 +13,14 @@ from jaxseg.models.qwen2_5_vl import KVCache
 from .batch import History
 
 # finish reasons (int codes in `DecodeState.finish`, names in `Rollout.finish_reason`)
-RUNNING, EOS, STOP_STRING, LENGTH = 0, 1, 2, 3
-FINISH_NAMES = {RUNNING: "running", EOS: "eos", STOP_STRING: "stop", LENGTH: "length"}
+RUNNING, EOS, STOP_STRING, LENGTH, SKIPPED = 0, 1, 2, 3, 4
+FINISH_NAMES = {
+    RUNNING: "running",
+    EOS: "eos",
+    STOP_STRING: "stop",
+    LENGTH: "length",
+    SKIPPED: "skipped",
+}
 
 
 @struct.dataclass
@@ -60,8 +66,8 @@ class Rollout:
     token under the raw model distribution (temperature 1, full vocabulary) — the trainer's
     teacher-forced `token_logprobs(temperature=1)`; sampling_logprobs `[B, T]`: under the tempered
     / top-k / top-p distribution actually sampled from (0 for greedy).
-    lengths `[B]`; finish_reason `[B]` ('eos' | 'stop' | 'length'); truncated `[B]` bool: the
-    row hit `max_new_tokens` without EOS or a stop string.
+    lengths `[B]`; finish_reason `[B]` ('eos' | 'stop' | 'length' | 'skipped': row not
+    continued); truncated `[B]` bool: the row hit `max_new_tokens` without EOS or a stop string.
     prompt_index `[B]`: which input prompt each row came from (rows p*G .. p*G+G-1 share one).
     """
 
