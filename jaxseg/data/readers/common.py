@@ -36,6 +36,26 @@ def field_of(mapping: Any, key: str, path: str | Path, field: str) -> Any:
     return mapping[key]
 
 
+def expressions_of(info: Any, path: str | Path, field: str) -> list[tuple[str, dict]]:
+    """(exp_id, expression dict) pairs of a video: a mapping exp_id -> {...} (every released
+    meta file), or a list of {...} whose position or "exp_id" is the id (Veason-R1's
+    ReasonVOS variant). Anything else, or a non-mapping entry, is an error."""
+    expressions = field_of(info, "expressions", path, field)
+    if isinstance(expressions, dict):
+        pairs = [(str(k), v) for k, v in expressions.items()]
+    elif isinstance(expressions, list):
+        pairs = [
+            (str(e.get("exp_id", i)) if isinstance(e, dict) else str(i), e)
+            for i, e in enumerate(expressions)
+        ]
+    else:
+        raise DataFormatError(path, f"{field}.expressions", "is neither a mapping nor a list")
+    for exp_id, exp in pairs:
+        if not isinstance(exp, dict):
+            raise DataFormatError(path, f'{field}.expressions["{exp_id}"]', "is not a mapping")
+    return pairs
+
+
 def frame_files(
     frames_dir: str | Path,
     names: Sequence[str],

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jaxseg.data.readers.common import field_of, frame_files, load_json, videos_of
+from jaxseg.data.readers.common import expressions_of, field_of, frame_files, load_json, videos_of
 from jaxseg.data.readers.errors import BadInputPolicy, DataFormatError
 from jaxseg.data.readers.masks import BinaryPngMasks
 from jaxseg.data.readers.records import ExpressionIndex, VideoExpression
@@ -39,7 +39,7 @@ def read_long_rvos(
         vfield = f'videos["{video}"]'
         try:
             names = field_of(info, "frames", meta_path, vfield)
-            expressions = field_of(info, "expressions", meta_path, vfield)
+            expressions = expressions_of(info, meta_path, vfield)
             paths, ids, height, width = frame_files(
                 split_dir / "JPEGImages" / video,
                 names,
@@ -51,7 +51,7 @@ def read_long_rvos(
             policy.report(err)
             continue
         has_gt = (anno_dir / video).is_dir()
-        for exp_id, exp in expressions.items():
+        for exp_id, exp in expressions:
             efield = f'{vfield}.expressions["{exp_id}"]'
             try:
                 text = field_of(exp, "exp", meta_path, efield)

@@ -15,7 +15,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jaxseg.data.readers.common import field_of, frame_files, listed_frames, load_json, videos_of
+from jaxseg.data.readers.common import (
+    expressions_of,
+    field_of,
+    frame_files,
+    listed_frames,
+    load_json,
+    videos_of,
+)
 from jaxseg.data.readers.errors import BadInputPolicy, DataFormatError
 from jaxseg.data.readers.masks import BinaryPngMasks
 from jaxseg.data.readers.records import ExpressionIndex, VideoExpression
@@ -40,7 +47,7 @@ def read_reasonvos(
         vfield = f'videos["{video}"]'
         try:
             source = str(field_of(info, "source", meta_path, vfield))
-            expressions = field_of(info, "expressions", meta_path, vfield)
+            expressions = expressions_of(info, meta_path, vfield)
             names = info.get("frames") or listed_frames(root / "JPEGImages" / video)
             paths, ids, height, width = frame_files(
                 root / "JPEGImages" / video,
@@ -53,7 +60,7 @@ def read_reasonvos(
             policy.report(err)
             continue
         position = {str(n): i for i, n in enumerate(names)}
-        for key, exp in expressions.items():
+        for key, exp in expressions:
             efield = f'{vfield}.expressions["{key}"]'
             try:
                 obj_id = str(field_of(exp, "obj_id", meta_path, efield))

@@ -21,7 +21,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from jaxseg.data.readers.common import field_of, frame_files, load_json, videos_of
+from jaxseg.data.readers.common import expressions_of, field_of, frame_files, load_json, videos_of
 from jaxseg.data.readers.errors import BadInputPolicy, DataFormatError
 from jaxseg.data.readers.masks import RleMasks
 from jaxseg.data.readers.records import (
@@ -104,9 +104,7 @@ def read_rle_layout(
         vfield = _video_field(video)
         try:
             names = field_of(info, "frames", meta_path, vfield)
-            expressions = field_of(info, "expressions", meta_path, vfield)
-            if not isinstance(expressions, dict):
-                raise DataFormatError(meta_path, f"{vfield}.expressions", "is not a mapping")
+            expressions = expressions_of(info, meta_path, vfield)
             paths, ids, height, width = frame_files(
                 frames_dir / video,
                 names,
@@ -131,7 +129,7 @@ def read_rle_layout(
 
         video_records: list[VideoExpression] = []
         used_anno: list[str] = []
-        for exp_id, exp in expressions.items():
+        for exp_id, exp in expressions:
             efield = f'{vfield}.expressions["{exp_id}"]'
             try:
                 text = field_of(exp, "exp", meta_path, efield)

@@ -39,3 +39,21 @@ def test_empty_video_folder(tmp_path, videos_single_target):
         p.unlink()
     with pytest.raises(DataFormatError, match="empty video"):
         read_reasonvos(tmp_path)
+
+
+def test_list_form_expressions(tmp_path, videos_single_target):
+    """Veason-R1's ReasonVOS meta lists expressions (with exp_id) instead of a mapping."""
+    import json
+
+    write_reasonvos(tmp_path, videos_single_target)
+    path = tmp_path / "meta_expressions.json"
+    meta = json.loads(path.read_text())
+    for video in meta["videos"].values():
+        video["expressions"] = [dict(e, exp_id=k) for k, e in video["expressions"].items()]
+    path.write_text(json.dumps(meta))
+    index = read_reasonvos(tmp_path)
+    assert len(index) == 3 and {r.extras["meta_key"] for r in index} == {"0", "1"}
+    meta["videos"]["vid_a"]["expressions"] = "oops"
+    path.write_text(json.dumps(meta))
+    with pytest.raises(DataFormatError, match=r'videos\["vid_a"\]\.expressions: is neither'):
+        read_reasonvos(tmp_path)
