@@ -53,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
         if len(index) and not index[0].has_masks:
             print(f"error: {args.data} ({args.format}) has no ground-truth masks", file=sys.stderr)
             return 2
+        pred = _prediction_root(args.pred, index)
         scores, bad_predictions = score_all(
-            index, args.pred, skip_bad=args.skip_bad, workers=args.workers
+            index, pred, skip_bad=args.skip_bad, workers=args.workers
         )
     except DataFormatError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -83,6 +84,19 @@ def run(args: argparse.Namespace) -> int:
         args.out.write_text(json.dumps(_finite(result), indent=2))
         print(f"wrote {args.out}")
     return 0
+
+
+def _prediction_root(pred: Path, index) -> Path:
+    """`pred`, or `pred/Annotations` when only that holds the video folders (the layout the
+    VISA / Veason-R1 / VideoLISA inference scripts write)."""
+    videos = {r.video_id for r in index}
+    if any((pred / v).is_dir() for v in videos):
+        return pred
+    nested = pred / "Annotations"
+    if nested.is_dir() and any((nested / v).is_dir() for v in videos):
+        print(f"reading predictions from {nested}")
+        return nested
+    return pred
 
 
 def _finite(obj):

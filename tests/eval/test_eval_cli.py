@@ -130,3 +130,10 @@ def test_missing_and_bad_predictions(tmp_path, capsys):
         code, result = run_eval(tmp_path, "--skip-bad")
     assert code == 0 and len(result["skipped"]) == 1
     assert result["summary"]["subsets"]["reasoning"]["J"] == 0.0  # its only expression, scored 0
+
+
+def test_predictions_under_annotations_folder(tmp_path):
+    write_revos(tmp_path / "data", fixture_videos(), split="valid")
+    write_gt_as_prediction(tmp_path / "data", tmp_path / "pred" / "Annotations")
+    code, result = run_eval(tmp_path)
+    assert code == 0 and result["summary"]["overall"]["JF"] == 100.0
