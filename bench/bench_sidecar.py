@@ -9,7 +9,7 @@ JSON header, bit-packed masks back, unpacking. Registration (frames -> shared me
 preprocessing) happens once per clip and is reported separately. Also reports batching:
 G requests on one clip in one call vs G calls (GRPO groups share the image encoder).
 
-    python bench/bench_sidecar.py                    # tiny model, 256 px, 32 frames, 2 threads
+    python bench/bench_sidecar.py                    # tiny model, 256 px, 32 frames, 1 thread
     python bench/bench_sidecar.py --model t --image-size 512 --random-init
 """
 
@@ -52,7 +52,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--frame-size", type=int, default=256, help="clip H = W in pixels")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (2-thread OpenMP on a busy 2-core box thrashes)",
+    )
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--group", type=int, default=4, help="requests per batched call")
     ap.add_argument("--feature-cache-frames", type=int, default=0)
