@@ -6,6 +6,11 @@ steady-state figure is the median of `--repeats` timed calls after one warm-up c
 
     python bench/bench_qwen_forward.py                  # 8 frames of 224x224, small config
     python bench/bench_qwen_forward.py --frames 16 --size 280 --repeats 5
+    python bench/bench_qwen_forward.py --threads 1      # both libraries single-threaded
+
+On a shared CPU the figures move with the other processes' load: torch's default OpenMP pool
+degrades badly when cores are oversubscribed, XLA's much less. Calls are interleaved
+round-robin so both sides see the same load; `--threads 1` is the least load-sensitive setting.
 """
 
 from __future__ import annotations
@@ -169,6 +174,7 @@ def main() -> int:
     del run_jax_out
     run_hf(hf_sdpa)
 
+    load_before = os.getloadavg()[0]
     med = timed_interleaved(
         {"jax": run_jax, "eager": lambda: run_hf(hf_eager), "sdpa": lambda: run_hf(hf_sdpa)},
         args.repeats,
@@ -183,6 +189,10 @@ def main() -> int:
     print(
         f"threads: torch.get_num_threads()={torch.get_num_threads()}, os.cpu_count()={os.cpu_count()}, "
         f"jax devices={jax.devices()}"
+    )
+    print(
+        f"load average (1 min) before/after timing: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
+        "(shared machine: ratios drift with load, see module docstring)"
     )
     print(f"max |logits jax - transformers eager| = {diff:.3g}")
     print(f"host prep (layout + rope index): {host_ms:.2f} ms")

@@ -12,6 +12,7 @@ Under jit, compute the host-side pieces first (`vision_layout`, `get_rope_index`
 """
 
 from .config import ConfigError, Qwen2_5_VLConfig, TextConfig, VisionConfig
+from .inputs import prepare_inputs
 from .model import (
     Qwen2_5_VLForConditionalGeneration,
     merge_features,
@@ -47,6 +48,7 @@ __all__ = [
     "merge_features",
     "mm_token_type_ids_from_input_ids",
     "model_shardings",
+    "prepare_inputs",
     "save_pretrained",
     "shard_model",
     "token_log_probs",
