@@ -179,3 +179,21 @@ def test_undecodable_frame_raises_or_is_dropped(tmp_path):
     with pytest.warns(BadInputWarning, match="dropped clip"):
         (batch,) = batches(build_dataset(index, skip))
     assert list(batch["video_id"]) == ["video0", "video0"]
+
+
+def test_keyframe_shows_the_target_on_a_synthetic_split(tmp_path):
+    """On generated data (partially visible targets), the keyframe-centred sampler always
+    includes a frame where the target is visible, unless the query is a null one."""
+    synth = pytest.importorskip("jaxseg.data.synth")
+    cfg = synth.SynthConfig.preset("medium", size=64, frames=(12, 12))
+    synth.write_benchmark(tmp_path, {"train": 4}, seed=11, cfg=cfg, progress=False)
+    index = read_revos(tmp_path, "train")
+    pipe = PipelineConfig(num_frames=5, sampling="keyframe", frame_size=None, batch_size=4)
+    seen = 0
+    for batch in batches(build_dataset(index, pipe, seed=0)):
+        for i in range(len(batch["video_id"])):
+            slot = list(batch["positions"][i]).index(batch["keyframe"][i])
+            visible = batch["masks"][i, slot].any()
+            assert visible == (batch["type_id"][i] != 2)
+            seen += 1
+    assert seen == len(index)
