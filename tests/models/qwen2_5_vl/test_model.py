@@ -228,3 +228,12 @@ def test_bf16_deviation_is_reported(hf_dir, hf_model, jax_model, media):
     )
     assert np.isfinite(ours).all()
     assert dev_ours.max() <= 4 * dev_hf.max() + 1e-3
+
+
+def test_text_only_left_padded_batch_matches_transformers(hf_model, jax_model):
+    ids = np.asarray([[0, 0, 0, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14, 15]])
+    mask = (np.arange(7)[None] >= np.asarray([[3], [0]])).astype(np.int64)
+    ref = hf_logits(hf_model, ids, mask)
+    out = _jax_logits(jax_model, ids, mask)
+    valid = mask.astype(bool)
+    np.testing.assert_allclose(out[valid], ref[valid], atol=ATOL, rtol=0)
