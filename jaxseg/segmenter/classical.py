@@ -123,7 +123,8 @@ class _Track:
         if mask.sum() > 1.3 * self.area + 10:
             mask &= _grow(pred, 1.0)  # merged with a same-colour neighbour: keep the object's shape
         if mask.sum() < cfg.min_component_px:
-            mask = self._colour_change(frame, match, near | _grow(self.last, 2.0))
+            around = _grow(pred, 3.0 + 2.0 * np.abs(self.velocity).max()) | _grow(self.last, 3.0)
+            mask = self._colour_change(frame, match, around)
         if mask.sum() < cfg.min_component_px:
             margin = 3.0 + 0.5 * size + np.abs(self.velocity).max() * k + 4.0 * self.missing
             mask = self._reacquire(labels, pred, _grow(pred, margin))
@@ -181,20 +182,22 @@ class _Track:
         object changed colour; adopt the new colour."""
         none = np.zeros_like(match)
         salient = (_chroma(frame) > self.cfg.salient_chroma) & ~match
-        labels, n = ndimage.label(salient)
+        labels, _ = ndimage.label(salient)
         ids = np.unique(labels[near & salient])
-        best, best_iou, new_colour = none, 0.6, self.colour
+        best, best_d, new_colour = none, np.inf, self.colour
+        here = _centroid(self.last)
         for i in ids[ids > 0]:
             comp = labels == i
             colour = _median_colour(frame, comp)
             comp = comp & (_dist(frame, colour) < self.cfg.colour_tol)
             if not comp.any():
                 continue
-            shift = _centroid(self.last) - _centroid(comp)
-            aligned = _shift(comp, *shift)
+            centre = _centroid(comp)
+            aligned = _shift(comp, *(here - centre))
             iou = (aligned & self.last).sum() / max((aligned | self.last).sum(), 1)
-            if iou >= best_iou:
-                best, best_iou, new_colour = comp, iou, colour
+            d = float(np.hypot(*(centre - here)))
+            if iou >= 0.6 and d < best_d:  # the nearest component with the object's shape
+                best, best_d, new_colour = comp, d, colour
         if best.any():
             self.colour = new_colour
         return best
