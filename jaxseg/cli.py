@@ -20,10 +20,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("jaxseg.commands.info", "versions, devices and optional components"),
     "demo": ("jaxseg.commands.demo", "end-to-end demo on the embedded default"),
     "bench": ("jaxseg.commands.bench", "list and run benchmarks (jaxseg vs reference, same run)"),
+    "train": ("jaxseg.commands.train", "SFT + GRPO training and evaluation for a config (resumable)"),
     "sweep": ("jaxseg.commands.sweep", "expand a config's sweep into runs; print or run them"),
     "eval": ("jaxseg.commands.eval", "score predicted masks on a benchmark (J, F, J&F, R)"),
     "data": ("jaxseg.commands.data", "dataset tools: synth (generate), show (example page)"),
     "episodes": ("jaxseg.commands.episodes", "run a protocol with a scripted policy; rewards"),
+    "plan": ("jaxseg.commands.plan", "per-device memory and step time on a TPU slice / GPU cluster"),
 }
 
 

@@ -2,9 +2,10 @@
 
 One checkpoint per step holds everything a crash must not lose, as separate orbax items:
 
-- ``state``: the array pytree (params, optimizer state, RNG key data, step, ...), restored
-  straight into the target shardings of an abstract tree (so a run saved on one mesh
-  restores on another);
+- array items (default one, ``state``; a trainer uses ``params`` and ``opt``): pytrees
+  restored straight into the target shardings of an abstract tree (so a run saved on one
+  mesh restores on another); any subset of them can be restored (e.g. only ``params`` of an
+  SFT checkpoint to start GRPO with a fresh optimizer);
 - ``meta``: JSON (data-iterator state, config snapshot, anything host-side).
 
 orbax writes each step into a temporary directory and renames it when complete, so a run
@@ -53,7 +54,11 @@ class Checkpointer:
         max_to_keep: int | None = 3,
         save_interval_steps: int = 1,
         async_save: bool = True,
+        item_names: tuple[str, ...] = ("state",),
     ):
+        if "meta" in item_names:
+            raise ValueError("'meta' is reserved for the JSON item")
+        self.item_names = tuple(item_names)
         self.directory = Path(directory).resolve()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
@@ -62,7 +67,7 @@ class Checkpointer:
             cleanup_tmp_directories=True,  # partial saves of a killed run are removed
         )
         self._manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=("state", "meta")
+            self.directory, options=options, item_names=(*self.item_names, "meta")
         )
 
     def save(
@@ -73,17 +78,22 @@ class Checkpointer:
         *,
         force: bool = False,
     ) -> bool:
-        """Starts saving ``state`` (array pytree) and ``meta`` (JSON-able) at ``step``.
+        """Starts saving ``state`` and ``meta`` (JSON-able) at ``step``. ``state`` is the array
+        pytree of the single item ``state``, or a dict item name -> pytree.
 
         Returns whether a save was started (``save_interval_steps`` may skip it).
         """
-        return self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta or {}))
-            ),
-            force=force,
-        )
+        items = self._items(state)
+        args = {name: ocp.args.StandardSave(tree) for name, tree in items.items()}
+        args["meta"] = ocp.args.JsonSave(dict(meta or {}))
+        return self._manager.save(step, args=ocp.args.Composite(**args), force=force)
+
+    def _items(self, tree: Any) -> dict[str, Any]:
+        if self.item_names == ("state",):
+            return {"state": tree}
+        if not isinstance(tree, Mapping) or set(tree) - set(self.item_names):
+            raise ValueError(f"checkpoint items must be a dict with keys in {self.item_names}")
+        return dict(tree)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -96,7 +106,9 @@ class Checkpointer:
 
         ``abstract_state`` gives the target structure, dtypes and shardings, e.g.
         ``jax.tree.map(ocp.utils.to_shape_dtype_struct, state)`` or a tree of
-        ``jax.ShapeDtypeStruct(shape, dtype, sharding=...)`` for a different mesh.
+        ``jax.ShapeDtypeStruct(shape, dtype, sharding=...)`` for a different mesh. With
+        several items it is a dict of the items to restore (a subset is fine) and so is the
+        returned state.
         """
         step = self.latest_step() if step is None else step
         if step is None:
@@ -105,13 +117,13 @@ class Checkpointer:
             raise FileNotFoundError(
                 f"no checkpoint for step {step} in {self.directory}; have {self.all_steps()}"
             )
-        restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
-            ),
-        )
-        return restored["state"], dict(restored["meta"] or {})
+        items = self._items(abstract_state)
+        args = {name: ocp.args.StandardRestore(tree) for name, tree in items.items()}
+        args["meta"] = ocp.args.JsonRestore()
+        restored = self._manager.restore(step, args=ocp.args.Composite(**args))
+        state = {name: restored[name] for name in items}
+        meta = dict(restored["meta"] or {})
+        return (state["state"] if self.item_names == ("state",) else state), meta
 
     def wait(self) -> None:
         self._manager.wait_until_finished()

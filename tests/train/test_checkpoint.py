@@ -110,3 +110,15 @@ def test_killed_save_leaves_previous_step(tmp_path):
             abstract = {f"x{i}": jax.ShapeDtypeStruct((1024, 1024), jnp.float32) for i in range(64)}
             big, _ = ckpt.restore(abstract, step=2)
             assert float(big["x63"][0, 0]) == 63.0
+
+
+def test_named_items_restore_a_subset(tmp_path):
+    params, opt = {"w": jnp.arange(3.0)}, {"mu": jnp.ones((2, 2))}
+    with Checkpointer(tmp_path, item_names=("params", "opt")) as ckpt:
+        ckpt.save(0, {"params": params, "opt": opt}, {"next_step": 1})
+    with Checkpointer(tmp_path, item_names=("params", "opt")) as ckpt:
+        restored, meta = ckpt.restore({"params": abstract_like(params)})
+        assert set(restored) == {"params"} and meta["next_step"] == 1
+        _assert_tree_equal(restored["params"], params)
+        with pytest.raises(ValueError, match="keys in"):
+            ckpt.save(1, {"other": params})

@@ -1,0 +1,97 @@
+"""The embedded default: synthetic benchmark -> tiny Qwen2.5-VL -> SFT -> GRPO -> eval.
+
+    jaxseg demo                                   # this config
+    jaxseg train --config demo:protocol=o3 --workdir runs/o3 --set grpo.steps=40
+    jaxseg train --config demo:quick ...          # a few steps of each stage (CI)
+
+`:arg` knobs (change several fields at once): protocol, size, quick, seed.
+"""
+
+from ml_collections import ConfigDict
+
+from jaxseg.config import parse_arg
+
+
+def get_config(arg=None):
+    a = parse_arg(arg, protocol="veason", size="tiny", quick=False, seed=0)
+    c = ConfigDict()
+    c.seed = a.seed
+
+    # Data: the synthetic reasoning-VOS benchmark in the ReVOS layout (any reader format works)
+    c.data = ConfigDict()
+    c.data.root = "runs/data/synth"
+    c.data.format = "revos"
+    c.data.train_split = "train"
+    c.data.eval_split = "valid"
+    c.data.synth = ConfigDict(
+        dict(
+            videos=8 if a.quick else 160,
+            valid_videos=2 if a.quick else 24,
+            seed=1000,
+            difficulty="medium",
+        )
+    )
+
+    # Policy: Qwen2.5-VL architecture; `init` = "random" (preset size) or an HF checkpoint dir
+    c.model = ConfigDict()
+    c.model.size = "nano" if a.quick else a.size
+    c.model.init = "random"
+    c.model.dtype = "float32"
+    c.model.processor = "synthetic"  # or a processor dir (tokenizer.json + processor_config.json)
+
+    c.protocol = ConfigDict()
+    c.protocol.name = a.protocol
+    c.protocol.config = ConfigDict()
+
+    # Mask backend for rewards and eval: "classical" (no weights), "sam2" (sidecar), "oracle"
+    c.segmenter = ConfigDict()
+    c.segmenter.backend = "classical"
+    c.segmenter.config = ConfigDict()
+
+    # Stage 1: cold-start SFT on the protocol's oracle traces
+    c.sft = ConfigDict()
+    c.sft.num_examples = 32 if a.quick else 1200
+    c.sft.steps = 3 if a.quick else 300
+    c.sft.batch_size = 4 if a.quick else 16
+    c.sft.micro_batch = 4 if a.quick else 8
+    c.sft.learning_rate = 1e-3
+    c.sft.warmup_steps = 0 if a.quick else 20
+    c.sft.weight_decay = 0.0
+    c.sft.checkpoint_every = 50
+    c.sft.keep = 2
+
+    # Stage 2: GRPO (Veason-R1 defaults: PPO clip 0.2, k3 KL; VideoSEG-O3: policy_loss=on_policy)
+    c.grpo = ConfigDict()
+    c.grpo.require_sft = True
+    c.grpo.steps = 2 if a.quick else 60
+    c.grpo.prompts_per_step = 2 if a.quick else 8
+    c.grpo.group_size = 2 if a.quick else 8
+    c.grpo.micro_batch = 4 if a.quick else 16
+    c.grpo.max_new_tokens = 48 if a.quick else 96
+    c.grpo.temperature = 1.0
+    c.grpo.top_k = 0
+    c.grpo.top_p = 1.0
+    c.grpo.advantage = "grpo"
+    c.grpo.policy_loss = "ppo_clip"
+    c.grpo.eps_low = 0.2
+    c.grpo.eps_high = 0.28
+    c.grpo.kl_estimator = "k3"
+    c.grpo.kl_coef = 0.01
+    c.grpo.aggregation = "seq-mean-token-mean"
+    c.grpo.learning_rate = 2e-4
+    c.grpo.warmup_steps = 0
+    c.grpo.weight_decay = 0.0
+    c.grpo.checkpoint_every = 10
+    c.grpo.keep = 2
+
+    c.eval = ConfigDict()
+    c.eval.max_expressions = 8 if a.quick else 120
+    c.eval.chunk = 8
+    return c
+
+
+def get_sweep(hyper):
+    """Two training seeds x two protocols (the learning table of the README)."""
+    return hyper.product(
+        [hyper.sweep("seed", [0, 1]), hyper.sweep("protocol.name", ["veason", "o3"])]
+    )

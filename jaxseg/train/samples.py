@@ -1,0 +1,81 @@
+"""Episode samples from a benchmark on disk, loaded lazily (frames decoded on first use).
+
+The synthetic benchmark's sidecar (`synth_scene_graph_<split>_.json`) adds each query's
+explicit description (the protocols that rewrite the query, ReVSeg and RCoT, use it for the
+oracle's cold-start traces); real benchmarks have none, and the reader path is the same.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from jaxseg.data.readers import read_dataset
+from jaxseg.protocols.sample import EpisodeSample, from_record, synth_description
+
+
+def _synth_graphs(root: Path, split: str | None) -> dict[str, tuple[dict, list[int]]]:
+    """video id -> (scene graph, anno id of each object) from the synthetic sidecar."""
+    path = root / f"synth_scene_graph_{split}_.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return {vid: (v["graph"], [int(a) for a in v["anno_id"]]) for vid, v in data["videos"].items()}
+
+
+class SampleSource:
+    """Random access to `EpisodeSample`s of one split (`format`: a jaxseg.data.readers name)."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None,
+        *,
+        format: str = "revos",
+        include_null: bool = True,
+        cache_size: int = 256,
+    ):
+        self.root = Path(root)
+        self.split = split
+        self.index = read_dataset(format, self.root, split)
+        self._graphs = _synth_graphs(self.root, split)
+        self.indices = [i for i, r in enumerate(self.index) if include_null or not r.is_null]
+        if not self.indices:
+            raise ValueError(f"{self.root} split {split!r}: no expressions")
+        self._load = functools.lru_cache(maxsize=cache_size)(self._load_uncached)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def record(self, i: int):
+        return self.index[self.indices[i]]
+
+    def description(self, record) -> str | None:
+        if record.video_id not in self._graphs or record.is_null:
+            return None
+        graph, anno_ids = self._graphs[record.video_id]
+        targets = [anno_ids.index(int(a)) for a in record.target_ids]
+        return synth_description(graph, targets)
+
+    def _load_uncached(self, i: int) -> EpisodeSample:
+        record = self.record(i)
+        return from_record(record, description=self.description(record))
+
+    def __getitem__(self, i: int) -> EpisodeSample:
+        return self._load(int(i))
+
+    def batches(self, size: int, seed: int, start_step: int = 0):
+        """Endless shuffled batches of sample positions, deterministic per (seed, epoch);
+        resuming at `start_step` continues the same sequence."""
+        per_epoch = max(len(self) // size, 1)
+        step = start_step
+        while True:
+            epoch, k = divmod(step, per_epoch)
+            order = np.random.default_rng([seed, epoch]).permutation(len(self))
+            if len(order) < size:
+                order = np.resize(order, size)
+            yield step, [int(j) for j in order[k * size : (k + 1) * size]]
+            step += 1

@@ -1,0 +1,366 @@
+"""SFT (cold start) and GRPO training of the policy, resumable, with periodic evaluation.
+
+One `Experiment` owns everything a run needs, built from an ml_collections config
+(`configs/demo.py` documents every field): the processor (tokenizer + image processor), the
+policy, the protocol, the mask backend and the data. Each stage writes into
+``<workdir>/<stage>/``: ``ckpt/`` (orbax, atomic, keep-N), ``metrics.jsonl`` + ``tb/``, and
+``eval_<step>/`` (prediction PNGs + summary JSON).
+
+Resume: a stage restarted on the same workdir restores params, optimizer state and step
+from its latest checkpoint; data order and sampling seeds are functions of (seed, step), so
+the continuation is the one the uninterrupted run would have taken. A finished stage is
+skipped.
+
+GRPO step (Veason-R1 / VideoSEG-O3 recipe, shared/reference/seeds_methods.md): P prompts x G
+sampled episodes with the sampler-backed policy -> trajectory rewards (jaxseg.rewards via the
+protocol) -> group advantages (jaxseg.rl.advantages) -> teacher-forced loss on the sampled
+tokens with the sampler's log-probs as the old policy and the frozen SFT policy as the KL
+reference -> one optimizer update over all micro-batches (exact accumulation).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from ml_collections import ConfigDict
+from tqdm.auto import tqdm
+
+from jaxseg.data.chat import ChatEncoder
+from jaxseg.data.tokenizer import (
+    build_processor,
+    build_tokenizer,
+    load_processor,
+    save_processor,
+    special_token_ids,
+)
+from jaxseg.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration, from_pretrained
+from jaxseg.models.qwen2_5_vl.presets import preset_config
+from jaxseg.protocols.registry import make_protocol
+from jaxseg.protocols.scripted import OraclePolicy
+from jaxseg.rl import advantages as adv_lib
+from jaxseg.rl.objective import GRPOLossConfig
+from jaxseg.sampling.filters import SamplingParams
+from jaxseg.sampling.policy import SamplerPolicy
+from jaxseg.sampling.sampler import Sampler
+from jaxseg.segmenter import make_backend
+
+from .batch import PolicyBatch, make_policy_batch
+from .checkpoint import Checkpointer, abstract_like
+from .evaluate import evaluate_policy
+from .metrics import MetricsLogger
+from .rollouts import reward_summary, rollout_example, run_recorded, sft_example
+from .samples import SampleSource
+from .steps import OptimizerConfig, SFTLoss, make_optimizer, sequence_logprobs, train_step
+
+ITEMS = ("params", "opt")
+ADVANTAGES = {
+    "grpo": adv_lib.grpo_advantages,
+    "drgrpo": adv_lib.drgrpo_advantages,
+    "rloo": adv_lib.rloo_advantages,
+}
+
+
+@nnx.jit
+def _ref_logprobs(model, batch: PolicyBatch) -> jax.Array:
+    return sequence_logprobs(model, batch)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class Experiment:
+    """Builds the run's parts from `config`; `sft()`, `grpo()` and `evaluate()` do the work."""
+
+    def __init__(self, config: ConfigDict, workdir: str | Path, *, progress: bool = True):
+        self.config = config
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        (self.workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+        self.processor = self._processor()
+        self.encoder = ChatEncoder(self.processor)
+        self.ids = special_token_ids(self.processor.tokenizer)
+        self.model = self._model()
+        self.protocol = make_protocol(config.protocol.name, **dict(config.protocol.config))
+        self.backend = make_backend(config.segmenter.backend, dict(config.segmenter.config))
+        self.oracle_backend = make_backend("oracle")
+        self._sources: dict[str, SampleSource] = {}
+
+    # ------------------------------------------------------------------ parts
+    def _processor(self):
+        path = self.workdir / "processor"
+        if (path / "tokenizer.json").is_file():
+            return load_processor(path)
+        src = self.config.model.processor
+        processor = (
+            build_processor(build_tokenizer()) if src == "synthetic" else load_processor(src)
+        )
+        save_processor(processor, path)
+        return processor
+
+    def _model(self) -> Qwen2_5_VLForConditionalGeneration:
+        m = self.config.model
+        dtype = jnp.dtype(m.dtype)
+        if m.init != "random":
+            return from_pretrained(m.init, dtype=dtype)
+        ids = self.ids
+        cfg = preset_config(
+            m.size,
+            vocab_size=len(self.processor.tokenizer),
+            image_token_id=ids["image_token_id"],
+            video_token_id=ids["video_token_id"],
+            vision_start_token_id=ids["vision_start_token_id"],
+            vision_end_token_id=ids["vision_end_token_id"],
+            eos_token_id=ids["eos_token_id"],
+            pad_token_id=ids["pad_token_id"],
+            bos_token_id=ids["bos_token_id"],
+        )
+        return Qwen2_5_VLForConditionalGeneration(
+            cfg, dtype=dtype, rngs=nnx.Rngs(int(self.config.seed))
+        )
+
+    def source(self, split: str) -> SampleSource:
+        if split not in self._sources:
+            d = self.config.data
+            self._sources[split] = SampleSource(d.root, split, format=d.format)
+        return self._sources[split]
+
+    def policy(self, *, sampling: SamplingParams, max_new_tokens: int, seed: int) -> SamplerPolicy:
+        sampler = Sampler(
+            self.model,
+            eos_token_ids=[self.ids["eos_token_id"]],
+            pad_token_id=self.ids["pad_token_id"],
+            tokenizer=self.processor.tokenizer,
+        )
+        return SamplerPolicy(
+            sampler, self.processor, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed
+        )
+
+    def _batches(self, examples: list[dict], micro_batch: int) -> list[PolicyBatch]:
+        return [
+            make_policy_batch(chunk, config=self.model.config, pad_id=self.ids["pad_token_id"])
+            for chunk in _chunks(examples, micro_batch)
+        ]
+
+    # ------------------------------------------------------------------ state
+    def _train_state(self, optimizer: nnx.Optimizer) -> dict[str, Any]:
+        return {
+            "params": nnx.to_pure_dict(nnx.state(self.model, nnx.Param)),
+            "opt": nnx.to_pure_dict(nnx.state(optimizer, nnx.optimizer.OptState)),
+        }
+
+    def _restore(self, ckpt: Checkpointer, optimizer: nnx.Optimizer) -> int:
+        """Restores the latest checkpoint into model + optimizer; returns the next step."""
+        step = ckpt.latest_step()
+        if step is None:
+            return 0
+        restored, meta = ckpt.restore(abstract_like(self._train_state(optimizer)), step)
+        params = nnx.state(self.model, nnx.Param)
+        nnx.replace_by_pure_dict(params, restored["params"])
+        nnx.update(self.model, params)
+        opt = nnx.state(optimizer, nnx.optimizer.OptState)
+        nnx.replace_by_pure_dict(opt, restored["opt"])
+        nnx.update(optimizer, opt)
+        return int(meta["next_step"])
+
+    def load_stage(self, stage: str) -> int | None:
+        """Loads the params of `stage`'s latest checkpoint into the model (None if absent)."""
+        ckpt_dir = self.workdir / stage / "ckpt"
+        if not ckpt_dir.is_dir():
+            return None
+        with Checkpointer(ckpt_dir, item_names=ITEMS) as ckpt:
+            step = ckpt.latest_step()
+            if step is None:
+                return None
+            target = {"params": nnx.to_pure_dict(nnx.state(self.model, nnx.Param))}
+            restored, _ = ckpt.restore(abstract_like(target), step)
+        params = nnx.state(self.model, nnx.Param)
+        nnx.replace_by_pure_dict(params, restored["params"])
+        nnx.update(self.model, params)
+        return step
+
+    # ------------------------------------------------------------------ SFT
+    def sft_examples(self, split: str, count: int) -> list[dict]:
+        """Cold-start examples: the protocol's scripted oracle on `count` training samples."""
+        source = self.source(split)
+        positions = [i % len(source) for i in range(count)]
+        examples = []
+        bar = tqdm(total=count, desc="cold-start traces", disable=not self.progress)
+        for part in _chunks(positions, 16):
+            samples = [source[i] for i in part]
+            episodes = run_recorded(
+                self.protocol,
+                OraclePolicy(self.protocol, samples),
+                samples,
+                backend=self.oracle_backend,
+                seed=int(self.config.seed),
+            )
+            examples += [sft_example(ep, self.encoder) for ep in episodes]
+            bar.update(len(part))
+        bar.close()
+        return examples
+
+    def sft(self) -> dict[str, Any]:
+        c = self.config.sft
+        stage = self.workdir / "sft"
+        opt_cfg = OptimizerConfig(
+            learning_rate=c.learning_rate,
+            warmup_steps=c.warmup_steps,
+            total_steps=c.steps,
+            weight_decay=c.weight_decay,
+        )
+        optimizer = nnx.Optimizer(self.model, make_optimizer(opt_cfg), wrt=nnx.Param)
+        with (
+            Checkpointer(stage / "ckpt", max_to_keep=c.keep, item_names=ITEMS) as ckpt,
+            MetricsLogger(stage) as log,
+        ):
+            start = self._restore(ckpt, optimizer)
+            if start >= c.steps:
+                return {"stage": "sft", "skipped": True, "step": start}
+            examples = self.sft_examples(self.config.data.train_split, c.num_examples)
+            rng_seed = int(self.config.seed)
+            per_epoch = max(len(examples) // c.batch_size, 1)
+            bar = tqdm(range(start, c.steps), desc="sft", disable=not self.progress)
+            for step in bar:
+                epoch, k = divmod(step, per_epoch)
+                order = np.random.default_rng([rng_seed, epoch]).permutation(len(examples))
+                chosen = [examples[j] for j in order[k * c.batch_size : (k + 1) * c.batch_size]]
+                t0 = time.perf_counter()
+                metrics = train_step(
+                    self.model, optimizer, self._batches(chosen, c.micro_batch), SFTLoss()
+                )
+                metrics["step_time"] = time.perf_counter() - t0
+                log.log("train", step, metrics)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+                if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
+                    ckpt.save(
+                        step, self._train_state(optimizer), {"next_step": step + 1}, force=True
+                    )
+            ckpt.wait()
+        return {"stage": "sft", "step": c.steps}
+
+    # ------------------------------------------------------------------ GRPO
+    def grpo(self) -> dict[str, Any]:
+        c = self.config.grpo
+        stage = self.workdir / "grpo"
+        if self.load_stage("sft") is None and self.config.grpo.require_sft:
+            raise FileNotFoundError(
+                f"{self.workdir / 'sft' / 'ckpt'}: no SFT checkpoint (run the sft stage first, "
+                "or set grpo.require_sft=False to start GRPO from the initial policy)"
+            )
+        reference = nnx.clone(self.model)  # frozen KL reference = the SFT policy
+        opt_cfg = OptimizerConfig(
+            learning_rate=c.learning_rate,
+            warmup_steps=c.warmup_steps,
+            total_steps=c.steps,
+            weight_decay=c.weight_decay,
+            schedule="constant",
+        )
+        optimizer = nnx.Optimizer(self.model, make_optimizer(opt_cfg), wrt=nnx.Param)
+        loss_cfg = GRPOLossConfig(
+            policy_loss=c.policy_loss,
+            eps_low=c.eps_low,
+            eps_high=c.eps_high,
+            kl_estimator=c.kl_estimator,
+            kl_coef=c.kl_coef,
+            aggregation=c.aggregation,
+        )
+        advantage_fn = ADVANTAGES[c.advantage]
+        sampling = SamplingParams(temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
+        source = self.source(self.config.data.train_split)
+        image_processor = self.processor.image_processor
+        with (
+            Checkpointer(stage / "ckpt", max_to_keep=c.keep, item_names=ITEMS) as ckpt,
+            MetricsLogger(stage) as log,
+        ):
+            start = self._restore(ckpt, optimizer)
+            if start >= c.steps:
+                return {"stage": "grpo", "skipped": True, "step": start}
+            batches = source.batches(c.prompts_per_step, int(self.config.seed), start)
+            bar = tqdm(range(start, c.steps), desc="grpo", disable=not self.progress)
+            for step in bar:
+                _, positions = next(batches)
+                samples = [source[i] for i in positions]
+                t0 = time.perf_counter()
+                policy = self.policy(
+                    sampling=sampling,
+                    max_new_tokens=c.max_new_tokens,
+                    seed=int(self.config.seed) * 100_003 + step,
+                )
+                episodes = run_recorded(
+                    self.protocol,
+                    policy,
+                    samples,
+                    backend=self.backend,
+                    group_size=c.group_size,
+                    seed=step,
+                )
+                t_rollout = time.perf_counter() - t0
+                rewards = jnp.asarray([ep.trace.total for ep in episodes], jnp.float32)
+                advantages = np.asarray(advantage_fn(rewards, c.group_size))
+                examples = [
+                    rollout_example(ep, image_processor, advantage=float(a))
+                    for ep, a in zip(episodes, advantages)
+                ]
+                micro = self._batches(examples, c.micro_batch)
+                if loss_cfg.kl_coef > 0:
+                    micro = [
+                        mb.replace(ref_logp=np.asarray(_ref_logprobs(reference, mb)))
+                        for mb in micro
+                    ]
+                t1 = time.perf_counter()
+                metrics = train_step(self.model, optimizer, micro, loss_cfg)
+                metrics.update(reward_summary(episodes))
+                metrics["reward/mean"] = float(rewards.mean())
+                metrics["time/rollout"] = t_rollout
+                metrics["time/update"] = time.perf_counter() - t1
+                metrics["truncated"] = float(
+                    np.mean([t.get("truncated", False) for ep in episodes for t in ep.turn_info])
+                )
+                log.log("train", step, metrics)
+                bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", J=f"{metrics['J']:.2f}")
+                if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
+                    ckpt.save(
+                        step, self._train_state(optimizer), {"next_step": step + 1}, force=True
+                    )
+            ckpt.wait()
+        return {"stage": "grpo", "step": c.steps}
+
+    # ------------------------------------------------------------------ eval
+    def evaluate(self, tag: str, *, split: str | None = None, limit: int | None = None) -> dict:
+        """Greedy episodes of the current policy on the held-out split, scored by jaxseg.eval."""
+        e = self.config.eval
+        split = split or self.config.data.eval_split
+        source = self.source(split)
+        n = min(len(source), limit or e.max_expressions)
+        policy = self.policy(
+            sampling=SamplingParams(temperature=0.0),
+            max_new_tokens=self.config.grpo.max_new_tokens,
+            seed=0,
+        )
+        out = self.workdir / "eval" / tag
+        summary, episodes = evaluate_policy(
+            self.protocol,
+            policy,
+            source,
+            backend=self.backend,
+            out_dir=out,
+            positions=list(range(n)),
+            chunk=e.chunk,
+            progress=self.progress,
+        )
+        summary["reward"] = reward_summary(episodes)
+        summary["tag"] = tag
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        with (out / "traces.jsonl").open("w") as f:
+            for ep in episodes:
+                f.write(json.dumps(ep.trace.to_json()) + "\n")
+        return summary
