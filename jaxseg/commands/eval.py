@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="count and warn about bad data / predictions instead of stopping at the first",
     )
+    parser.add_argument(
+        "--visa-raw",
+        action="store_true",
+        help="ReVOS: A and R on raw PNG values, bit for bit as VISA's eval_revos.py "
+        "(0/255 masks count false positives 255x); default: binary masks",
+    )
     parser.add_argument("--workers", type=int, default=1, help="scoring processes")
     parser.add_argument("--out", type=Path, default=None, help="write results JSON here")
 
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         pred = _prediction_root(args.pred, index)
         scores, bad_predictions = score_all(
-            index, pred, skip_bad=args.skip_bad, workers=args.workers
+            index, pred, skip_bad=args.skip_bad, workers=args.workers, visa_raw=args.visa_raw
         )
     except DataFormatError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             "data": str(args.data),
             "pred": str(args.pred),
             "split": args.split,
+            "r_definition": "visa-uint8-raw" if args.visa_raw else "binary",
             "summary": summary,
             "missing_predictions": missing,
             "skipped": [str(e) for e in skipped],

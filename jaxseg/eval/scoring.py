@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from jaxseg.data.readers.errors import BadInputPolicy, DataFormatError
 from jaxseg.data.readers.records import VideoExpression
 from jaxseg.eval import metrics
@@ -38,10 +40,35 @@ def _zero(record: VideoExpression, status: str, n: int) -> ExpressionScore:
     )
 
 
+def _visa_raw_values(record: VideoExpression, pred_root, positions) -> tuple:
+    """uint8 GT (sum of the anno masks), prediction grey values and foreground, as VISA's
+    `eval_revos.py` builds them before `get_r2vos_accuracy` / `get_r2vos_robustness`."""
+    from PIL import Image
+
+    gt = record.object_masks(positions).astype(np.uint8).sum(axis=0, dtype=np.uint8)
+    folder = Path(pred_root) / record.video_id / record.exp_id
+    pred = np.stack(
+        [
+            np.asarray(Image.open(folder / f"{record.frame_names[p]}.png").convert("L"))
+            for p in positions
+        ]
+    )
+    fg = record.foreground.union(positions).astype(np.uint8)  # an OR, as VISA builds it
+    return gt, pred, fg
+
+
 def score_expression(
-    record: VideoExpression, pred_root: str | Path, bound_th: float = metrics.BOUND_TH
+    record: VideoExpression,
+    pred_root: str | Path,
+    bound_th: float = metrics.BOUND_TH,
+    visa_raw: bool = False,
 ) -> ExpressionScore | None:
-    """None when the benchmark skips this expression (ReasonVOS without a prediction)."""
+    """None when the benchmark skips this expression (ReasonVOS without a prediction).
+
+    visa_raw (ReVOS): A and R from raw uint8 PNG values exactly as VISA's script computes
+    them (0/255 predictions count each false positive 255 times; sam2_eval.md §B4.2),
+    instead of the binary definitions.
+    """
     positions = scored_positions(record)
     if not has_prediction(pred_root, record.video_id, record.exp_id):
         if record.dataset in MISSING_SCORES_ZERO:
@@ -79,13 +106,17 @@ def score_expression(
     )
     if record.dataset == "long_rvos":
         score.tIoU, score.vIoU = metrics.temporal_iou(gt, pred, j)
+    if visa_raw and record.foreground is not None:
+        gt_u8, pred_u8, fg_u8 = _visa_raw_values(record, pred_root, positions)
+        score.A = float(np.mean(gt_u8 == pred_u8, axis=(-2, -1)).mean())
+        score.R = float(metrics.robustness_visa_uint8(gt_u8, pred_u8, fg_u8).mean())
     return score
 
 
 def _score_one(args) -> tuple[ExpressionScore | None, DataFormatError | None]:
-    record, pred_root, bound_th = args
+    record, pred_root, bound_th, visa_raw = args
     try:
-        return score_expression(record, pred_root, bound_th), None
+        return score_expression(record, pred_root, bound_th, visa_raw), None
     except DataFormatError as err:
         return None, err
 
@@ -97,11 +128,12 @@ def score_all(
     skip_bad: bool = False,
     workers: int = 1,
     bound_th: float = metrics.BOUND_TH,
+    visa_raw: bool = False,
 ) -> tuple[list[ExpressionScore], list[DataFormatError]]:
     """Score every record. A bad prediction raises; with skip_bad it is counted and scored 0
     where the benchmark scores failures 0 (ReVOS / MeViS / Long-RVOS), else left out."""
     policy = BadInputPolicy(skip_bad)
-    jobs = [(r, str(pred_root), bound_th) for r in records]
+    jobs = [(r, str(pred_root), bound_th, visa_raw) for r in records]
     if workers > 1:
         import multiprocessing as mp
 

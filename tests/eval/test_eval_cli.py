@@ -137,3 +137,26 @@ def test_predictions_under_annotations_folder(tmp_path):
     write_gt_as_prediction(tmp_path / "data", tmp_path / "pred" / "Annotations")
     code, result = run_eval(tmp_path)
     assert code == 0 and result["summary"]["overall"]["JF"] == 100.0
+
+
+def test_visa_raw_r_counts_255_valued_false_positives_255_times(tmp_path):
+    write_revos(tmp_path / "data", fixture_videos(), split="valid")
+    write_gt_as_prediction(tmp_path / "data", tmp_path / "pred")  # 0/255 PNGs
+    shifted = np.stack([square(10, 12)] * 2)  # 20 px outside the 100 px target
+    write_prediction_pngs(tmp_path / "pred", "v0", "0", ["00000", "00001"], shifted)
+    _, binary = run_eval(tmp_path)
+    _, raw = run_eval(tmp_path, "--visa-raw")
+    exp = {(e["video_id"], e["exp_id"]): e for e in binary["expressions"]}
+    exp_raw = {(e["video_id"], e["exp_id"]): e for e in raw["expressions"]}
+    assert exp[("v0", "0")]["R"] == pytest.approx(1 - 20 / 100)
+    assert exp_raw[("v0", "0")]["R"] == 0.0  # max(0, 1 - 20 * 255 / 100)
+    assert exp_raw[("v0", "0")]["J"] == exp[("v0", "0")]["J"]  # J, F unaffected
+    # 0/255 foreground pixels never equal the 0/1 GT: VISA's A drops by the target area
+    assert exp_raw[("v1", "0")]["A"] == pytest.approx(1 - 64 / (40 * 60))
+    assert exp[("v1", "0")]["A"] == 1.0
+    assert raw["r_definition"] == "visa-uint8-raw"
+    # with 0/1 PNGs the two definitions agree
+    write_prediction_pngs(tmp_path / "pred", "v0", "0", ["00000", "00001"], shifted, value=1)
+    _, raw01 = run_eval(tmp_path, "--visa-raw")
+    r01 = {(e["video_id"], e["exp_id"]): e["R"] for e in raw01["expressions"]}
+    assert r01[("v0", "0")] == pytest.approx(0.8)
