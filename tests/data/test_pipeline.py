@@ -197,3 +197,14 @@ def test_keyframe_shows_the_target_on_a_synthetic_split(tmp_path):
             assert visible == (batch["type_id"][i] != 2)
             seen += 1
     assert seen == len(index)
+
+
+def test_every_epoch_is_a_new_permutation(index):
+    cfg = PipelineConfig(num_frames=2, frame_size=(4, 4), batch_size=len(index), num_epochs=3)
+    epochs = [
+        [f"{v}/{e}" for v, e in zip(b["video_id"], b["exp_id"])]
+        for b in batches(build_dataset(index, cfg, seed=2))
+    ]
+    keys = sorted(r.key for r in index)
+    assert len(epochs) == 3 and all(sorted(e) == keys for e in epochs)
+    assert epochs[0] != epochs[1] != epochs[2]
