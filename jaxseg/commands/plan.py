@@ -1,0 +1,38 @@
+"""`jaxseg plan`: per-device memory and step time of a config on a TPU slice or GPU cluster.
+
+    jaxseg plan --config qwen2_5_vl_3b_grpo --topology v5p-32
+    jaxseg plan --config qwen2_5_vl_3b_grpo:remat=block --topology 8xH100 train.micro_batch=8
+
+Prints every quantity with the arithmetic behind it (jaxseg/parallel/planner.py) and exits 1
+when the config does not fit, so a launch script can refuse it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="config file or name[:arg knobs]")
+    parser.add_argument(
+        "--topology",
+        required=True,
+        help="slice or cluster: v5p-32, v5litepod-16, v6e-8, v4-16, 8xH100, 16xH200, 8xA100",
+    )
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rl.group_size=4")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jaxseg.config import ConfigError, load_config
+    from jaxseg.parallel.mesh import MeshError
+    from jaxseg.parallel.planner import PlanError, format_plan, plan
+    from jaxseg.parallel.topology import TopologyError, parse_topology
+
+    try:
+        config = load_config(args.config, args.overrides)
+        result = plan(config, parse_topology(args.topology))
+    except (ConfigError, PlanError, MeshError, TopologyError, KeyError) as err:
+        print(f"jaxseg plan: {err}")
+        return 2
+    print(format_plan(result))
+    return 0 if result.fits else 1

@@ -1,0 +1,535 @@
+"""Capacity planner: per-device memory and step time of a GRPO run on a named slice.
+
+Everything is computed from the model as built here and the sharding rules the run uses:
+
+* parameters, gradients, AdamW moments and the rollout KV cache are summed over the actual
+  per-device shard shapes (`nnx.eval_shape` model + `state_shardings` / `named_sharding` on an
+  `AbstractMesh` of the slice), so replication of indivisible dimensions is counted exactly;
+* activations follow the ops of jaxseg/models/qwen2_5_vl (eager attention materialises
+  `[H, S, S]` scores; see `_layer_elements`), per remat policy:
+    none  - no rematerialisation: every intermediate of every layer is kept for backward;
+    block - each block under `jax.checkpoint(policy=dots_saveable)`: matmul outputs kept,
+            elementwise ops recomputed (no extra matmul FLOPs);
+    full  - each block under `jax.checkpoint(policy=nothing_saveable)`: only block inputs
+            kept, one extra forward pass of FLOPs;
+  plus, for block/full, one block's full set live while it is recomputed;
+* step time: FLOPs (6 N per trained token + attention + vision tower; 2 N per generated
+  token) at the chip's dense bf16 peak times an MFU assumption; decoding is also bounded by
+  reading the weights and cache from HBM and, under FSDP, all-gathering the weights over ICI
+  every token, and the estimate takes the largest of the three.
+
+Memory is a model, not a measurement: XLA's buffer assignment, fragmentation and small
+tensors (RoPE tables, masks) are not counted; treat > 90% of HBM as not fitting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+from .mesh import MeshConfig, fill_shape
+from .rules import named_sharding, state_shardings
+from .topology import Topology
+
+REMAT = ("none", "block", "full")
+# train: the sampler multiplies by the training shards (FSDP: all-gathered every token);
+# copy: a compute-dtype copy, sharded over tensor only, refreshed once per step.
+SAMPLER_WEIGHTS = ("train", "copy")
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GB = 1e9
+
+
+class PlanError(ValueError):
+    """A config the planner cannot evaluate (names the field)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    label: str
+    value: float  # bytes, FLOPs or seconds
+    arithmetic: str
+
+
+@dataclasses.dataclass
+class Plan:
+    topology: Topology
+    mesh_shape: dict[str, int]
+    inputs: list[Line]
+    params: list[Line]
+    train: list[Line]
+    rollout: list[Line]
+    flops: list[Line]
+    time: list[Line]
+    warnings: list[str]
+
+    def total(self, section: str) -> float:
+        return sum(line.value for line in getattr(self, section))
+
+    @property
+    def peak_bytes(self) -> float:
+        return max(self.total("train"), self.total("rollout"))
+
+    @property
+    def fits(self) -> bool:
+        return self.peak_bytes <= 0.9 * self.topology.chip.hbm_bytes
+
+
+# ----------------------------------------------------------------------------- inputs
+def _dtype_bytes(name: str, field: str) -> int:
+    if name not in DTYPE_BYTES:
+        raise PlanError(f"{field} = {name!r}; expected one of {sorted(DTYPE_BYTES)}")
+    return DTYPE_BYTES[name]
+
+
+def model_config(path: str) -> Qwen2_5_VLConfig:
+    p = Path(path)
+    if not p.is_absolute() and not p.exists():
+        p = REPO_ROOT / p
+    return Qwen2_5_VLConfig.from_json_file(p)
+
+
+def vision_patches_per_frame(height: int, width: int) -> tuple[int, int]:
+    """(patches, merged tokens) of one frame after the processor's smart_resize (28 px grid,
+    default pixel budget), each frame encoded as an image (temporal patch = the frame twice)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    h, w = smart_resize(height, width)
+    patches = (h // 14) * (w // 14)
+    return patches, patches // 4
+
+
+def mesh_shape_for(mesh_cfg: MeshConfig, topology: Topology) -> dict[str, int]:
+    """The mesh the run would build on `topology` (-1 filled as `create_mesh` does)."""
+    granules = 1 if mesh_cfg.granule == "slice" else topology.hosts
+    dcn = fill_shape(mesh_cfg.dcn, granules, "mesh.dcn") if -1 in mesh_cfg.dcn else mesh_cfg.dcn
+    if topology.devices % math.prod(dcn):
+        raise PlanError(f"mesh.dcn = {dcn} does not divide {topology.devices} devices")
+    ici = fill_shape(mesh_cfg.ici, topology.devices // math.prod(dcn), "mesh.ici")
+    return {a: i * d for a, i, d in zip(mesh_cfg.axes, ici, dcn, strict=True)}
+
+
+# ----------------------------------------------------------------------------- arithmetic
+def _layer_elements(d, dq, dkv, f, heads, s, t, tk, b, remat):
+    """(kept bytes per token per layer, full-layer bytes per token) of one attention+MLP block.
+
+    Kept for backward without remat (our layers.py/text.py): block input and residual sums
+    (3 D), two norm outputs (2 D), q/k/v projections (Dq + 2 Dkv), q/k after RoPE (Dq + Dkv),
+    k/v repeated to all heads (2 Dq), attention output (Dq), o_proj / down_proj outputs (D),
+    gate, up, silu(gate), product (4 F), attention scores (H S, dtype) + softmax (H S, f32)
+    + probabilities cast back (H S, dtype). Head/MLP dimensions divide by the tensor axis
+    (`t`; `tk` for KV heads, 1 when it does not divide them)."""
+    none = (6 * d + 5 * dq / t + 3 * dkv / tk + 4 * f / t) * b + heads / t * s * (2 * b + 4)
+    if remat == "none":
+        return none, none
+    if remat == "block":  # dots: q/k/v, scores, attention output, o, gate, up, down + input
+        kept = (3 * d + 2 * dq / t + 2 * dkv / tk + 2 * f / t) * b + heads / t * s * b
+        return kept, none
+    return d * b, none  # full: the block input only
+
+
+class _FixedKey:
+    """Stands in for `nnx.Rngs` when only shapes are wanted: the model's `param()` draws
+    `rngs.params()`, and with a real Rngs each draw updates a traced counter, which jax 0.10
+    makes quadratic in the parameter count under `eval_shape` (~20 s for the 3B model)."""
+
+    def params(self):
+        return jax.random.key(0)
+
+
+def abstract_model(mcfg: Qwen2_5_VLConfig) -> Qwen2_5_VLForConditionalGeneration:
+    """The model with ShapeDtypeStruct parameters (float32), built without allocating."""
+    return nnx.eval_shape(
+        lambda: Qwen2_5_VLForConditionalGeneration(
+            mcfg, dtype=jnp.float32, param_dtype=jnp.float32, rngs=_FixedKey()
+        )
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamStats:
+    total: int
+    per_device: int  # sum of this device's shard sizes
+    vision: int
+    text_matmul: int  # decoder matrices + lm_head (the tied embedding serves as one)
+    vision_matmul: int  # patch embedding + vision blocks' matrices
+    merger_matmul: int
+
+
+@functools.lru_cache(maxsize=16)
+def param_stats(mcfg: Qwen2_5_VLConfig, mesh_shape: tuple[tuple[str, int], ...]) -> ParamStats:
+    """Parameter counts of the model, per device on a mesh of `mesh_shape` (cached: the
+    abstract 3B build takes about a second)."""
+    names = tuple(a for a, _ in mesh_shape)
+    amesh = jax.sharding.AbstractMesh(
+        tuple(n for _, n in mesh_shape),
+        names,
+        axis_types=(jax.sharding.AxisType.Auto,) * len(names),
+    )
+    abstract = abstract_model(mcfg)
+    flat = dict(nnx.to_flat_state(nnx.state(abstract, nnx.Param)))
+    shardings = dict(nnx.to_flat_state(state_shardings(abstract, amesh, nnx.Param)))
+
+    def count(keep) -> int:
+        return sum(math.prod(v.shape) for p, v in flat.items() if keep(p, v))
+
+    return ParamStats(
+        total=count(lambda p, v: True),
+        per_device=sum(math.prod(shardings[p].shard_shape(v.shape)) for p, v in flat.items()),
+        vision=count(lambda p, v: p[0] == "visual"),
+        text_matmul=count(lambda p, v: p[0] == "language_model" and "layers" in p and v.ndim == 2)
+        + mcfg.text.vocab_size * mcfg.text.hidden_size,
+        vision_matmul=count(lambda p, v: p[0] == "visual" and p[1] != "merger" and v.ndim == 2),
+        merger_matmul=count(lambda p, v: p[:2] == ("visual", "merger") and v.ndim == 2),
+    )
+
+
+def _div(n: int, shards: int) -> int:
+    return shards if n % shards == 0 else 1
+
+
+def plan(config: Mapping[str, Any], topology: Topology) -> Plan:
+    """Evaluates `config` (a GRPO config: model, mesh, rl, data, train, plan blocks) on
+    `topology`. Raises PlanError naming the field when the config cannot be laid out."""
+    model_cfg = config["model"]
+    rl, data, train = config["rl"], config["data"], config["train"]
+    assumptions = config.get("plan", {})
+    mcfg = model_config(model_cfg["hf_config"])
+    text, vis = mcfg.text, mcfg.vision
+    b = _dtype_bytes(model_cfg["dtype"], "model.dtype")
+    pb = _dtype_bytes(model_cfg["param_dtype"], "model.param_dtype")
+    remat = train["remat"]
+    if remat not in REMAT:
+        raise PlanError(f"train.remat = {remat!r}; expected one of {REMAT}")
+    sampler_weights = rl.get("sampler_weights", "train")
+    if sampler_weights not in SAMPLER_WEIGHTS:
+        raise PlanError(
+            f"rl.sampler_weights = {sampler_weights!r}; expected one of {SAMPLER_WEIGHTS}"
+        )
+    mfu = float(assumptions.get("mfu", 0.4))
+    if not 0 < mfu <= 1:
+        raise PlanError(f"plan.mfu = {mfu}; expected a fraction in (0, 1]")
+
+    mesh_cfg = MeshConfig.from_config(config.get("mesh"))
+    shape = mesh_shape_for(mesh_cfg, topology)
+    axes = mesh_cfg.axes
+    amesh = jax.sharding.AbstractMesh(
+        tuple(shape[a] for a in axes), axes, axis_types=(jax.sharding.AxisType.Auto,) * len(axes)
+    )
+    batch_shards = shape.get("data", 1) * shape.get("fsdp", 1)
+    t = shape.get("tensor", 1)
+    warnings: list[str] = []
+
+    # ---------------------------------------------------------------- workload
+    G, prompts = int(rl["group_size"]), int(rl["prompts_per_step"])
+    new_tokens = int(rl["max_new_tokens"])
+    frames = int(data["num_frames"])
+    fh, fw = data["frame_size"]
+    patches_frame, tokens_frame = vision_patches_per_frame(int(fh), int(fw))
+    patches = frames * patches_frame
+    prompt_len = frames * (tokens_frame + 2) + int(data["text_prompt_tokens"])
+    seq_len = prompt_len + new_tokens
+    seqs = prompts * G
+    micro = int(train["micro_batch"])
+    if micro % batch_shards:
+        raise PlanError(
+            f"train.micro_batch = {micro} sequences must be a multiple of data x fsdp = "
+            f"{batch_shards} (each batch shard needs whole sequences)"
+        )
+    if seqs % micro:
+        raise PlanError(f"train.micro_batch = {micro} does not divide prompts x group = {seqs}")
+    accum = seqs // micro
+    seq_dev = micro // batch_shards
+    inputs = [
+        Line(
+            "devices",
+            topology.devices,
+            f"{topology.name}: {topology.devices} x {topology.chip.name}, {topology.hosts} host(s)",
+        ),
+        Line(
+            "vision patches / sample",
+            patches,
+            f"{frames} frames x {patches_frame} patches ({fh}x{fw} px -> 14 px patches, "
+            f"{tokens_frame} tokens each after 2x2 merge)",
+        ),
+        Line(
+            "prompt tokens",
+            prompt_len,
+            f"{frames} x ({tokens_frame} + 2 vision start/end) + {data['text_prompt_tokens']} text",
+        ),
+        Line("sequence length", seq_len, f"{prompt_len} prompt + {new_tokens} generated"),
+        Line(
+            "sequences / step",
+            seqs,
+            f"{prompts} prompts x group {G}; micro-batch {micro} "
+            f"-> {accum} accumulation step(s), {seq_dev} sequence(s) per device",
+        ),
+    ]
+
+    # ---------------------------------------------------------------- parameters
+    stats = param_stats(mcfg, tuple(shape.items()))
+    n_total, n_dev, n_vision = stats.total, stats.per_device, stats.vision
+    with_ref = float(rl["kl_beta"]) > 0
+    opt_bytes = 2 * pb  # optax adamw: mu and nu in the parameter dtype
+    params = [
+        Line("parameters", n_total, f"{n_total / 1e9:.3f} B ({n_vision / 1e9:.3f} B vision)"),
+        Line(
+            "parameters / device",
+            n_dev,
+            f"sum of per-device shard sizes on mesh {shape} = {n_total / n_dev:.1f}x fewer",
+        ),
+    ]
+    resident = [
+        Line("policy params", n_dev * pb, f"{n_dev / 1e6:.1f} M x {pb} B"),
+        Line(
+            "reference params (KL)",
+            n_dev * b * with_ref,
+            f"{n_dev / 1e6:.1f} M x {b} B" if with_ref else "kl_beta = 0: no reference model",
+        ),
+        Line("AdamW mu + nu", n_dev * opt_bytes, f"{n_dev / 1e6:.1f} M x 2 x {pb} B"),
+    ]
+
+    # ---------------------------------------------------------------- train activations
+    d, hd = text.hidden_size, text.head_dim
+    heads, kvh = text.num_attention_heads, text.num_key_value_heads
+    dq, dkv, f = heads * hd, kvh * hd, text.intermediate_size
+    tk = _div(kvh, t)
+    tokens_dev = seq_dev * seq_len
+    kept, layer_full = _layer_elements(d, dq, dkv, f, heads, seq_len, _div(heads, t), tk, b, remat)
+    text_act = text.num_hidden_layers * kept * tokens_dev
+    transient = 0 if remat == "none" else layer_full * tokens_dev
+    dv, fv, hv = vis.hidden_size, vis.intermediate_size, vis.num_heads
+    tv = _div(hv, t)
+    window_len = vis.merger_window**2 * vis.spatial_merge_unit
+    n_full = len(vis.fullatt_block_indexes)
+    n_window = vis.depth - n_full
+    patches_dev = seq_dev * patches
+    vk_w, vf_w = _layer_elements(dv, dv, dv, fv, hv, window_len, tv, tv, b, remat)
+    vk_f, vf_f = _layer_elements(dv, dv, dv, fv, hv, patches_frame, tv, tv, b, remat)
+    vision_act = (n_window * vk_w + n_full * vk_f) * patches_dev
+    vision_transient = 0 if remat == "none" else max(vf_w, vf_f) * patches_dev
+    vocab_dev = text.vocab_size / _div(text.vocab_size, t)
+    logits = tokens_dev * vocab_dev * (b + 4)
+    grad_copies = 2 if accum > 1 else 1
+    train_lines = resident + [
+        Line(
+            "gradients",
+            n_dev * pb * grad_copies,
+            f"{n_dev / 1e6:.1f} M x {pb} B"
+            + (" x 2 (accumulator + micro-step)" if accum > 1 else ""),
+        ),
+        Line(
+            f"decoder activations (remat {remat})",
+            text_act,
+            f"{text.num_hidden_layers} layers x {kept / 1e3:.1f} kB/token x {tokens_dev} tokens",
+        ),
+        Line(
+            "decoder block being recomputed",
+            transient,
+            "none (no remat)"
+            if remat == "none"
+            else f"{layer_full / 1e3:.1f} kB/token x {tokens_dev} tokens",
+        ),
+        Line(
+            f"vision activations (remat {remat})",
+            vision_act + vision_transient,
+            f"({n_window} window x {vk_w / 1e3:.1f} + {n_full} full x {vk_f / 1e3:.1f}) "
+            f"kB/patch x {patches_dev} patches"
+            + ("" if remat == "none" else f" + one block {max(vf_w, vf_f) / 1e3:.1f} kB/patch"),
+        ),
+        Line(
+            "logits + f32 log-softmax",
+            logits,
+            f"{tokens_dev} tokens x {vocab_dev:.0f} vocab/device x ({b} + 4) B",
+        ),
+    ]
+
+    # ---------------------------------------------------------------- rollout
+    cache_shape = (seqs, seq_len, kvh, hd)
+    kv_axes = ("cache_batch", "cache_length", "cache_kv_heads", "cache_head_dim")
+    kv_shard = named_sharding(cache_shape, kv_axes, amesh).shard_shape(cache_shape)
+    kv_dev = math.prod(kv_shard) * 2 * text.num_hidden_layers * b
+    prompts_dev = max(1, math.ceil(prompts / batch_shards))
+    prefill_scores = prompts_dev * heads / _div(heads, t) * prompt_len**2 * (2 * b + 4)
+    copy_bytes = n_total / t * b if sampler_weights == "copy" else 0.0
+    rollout_lines = resident + [
+        Line(
+            "sampler weights copy",
+            copy_bytes,
+            f"{n_total / 1e9:.3f} B / tensor {t} x {b} B (replicated over data x fsdp)"
+            if copy_bytes
+            else "rl.sampler_weights = 'train': samples with the training shards",
+        ),
+        Line(
+            "KV cache",
+            kv_dev,
+            f"[{seqs} rows, {seq_len} slots, {kvh} KV heads, {hd}] -> shard {list(kv_shard)} "
+            f"x 2 (k, v) x {text.num_hidden_layers} layers x {b} B",
+        ),
+        Line(
+            "prefill attention scores (1 layer)",
+            prefill_scores,
+            f"{prompts_dev} prompt(s) x {heads // _div(heads, t)} heads x {prompt_len}^2 x "
+            f"({b} + 4 + {b}) B (group shares one prefill)",
+        ),
+    ]
+
+    # ---------------------------------------------------------------- FLOPs and time
+    n_text_mm, n_vis_mm, n_merger = stats.text_matmul, stats.vision_matmul, stats.merger_matmul
+    L = text.num_hidden_layers
+
+    def text_fwd(tokens: int, ctx: int) -> float:
+        return tokens * (2 * n_text_mm + 4 * L * dq * ctx)
+
+    vis_fwd = (
+        2 * n_vis_mm * patches
+        + 4 * dv * patches * (n_window * window_len + n_full * patches_frame)
+        + 2 * n_merger * patches / 4
+    )
+    recompute = 4 / 3 if remat == "full" else 1.0
+    f_train = seqs * 3 * (text_fwd(seq_len, seq_len) + vis_fwd) * recompute
+    f_ref = seqs * (text_fwd(seq_len, seq_len) + vis_fwd) * with_ref
+    f_prefill = prompts * (text_fwd(prompt_len, prompt_len) + vis_fwd)
+    f_decode = seqs * new_tokens * (2 * n_text_mm + 4 * L * dq * seq_len)
+    flops = [
+        Line(
+            "train (fwd+bwd)",
+            f_train,
+            f"{seqs} seq x 3 x ({seq_len} tok x (2 x {n_text_mm / 1e9:.3f} B + attn "
+            f"4 x {L} x {dq} x {seq_len}) + vision {vis_fwd / 1e12:.2f} TF)"
+            + (" x 4/3 (full remat)" if remat == "full" else ""),
+        ),
+        Line(
+            "reference forward",
+            f_ref,
+            f"{seqs} seq x ({seq_len} tok x (2 x {n_text_mm / 1e9:.3f} B + attn) + vision)"
+            if with_ref
+            else "no reference model",
+        ),
+        Line("rollout prefill", f_prefill, f"{prompts} prompts x ({prompt_len} tok + vision)"),
+        Line(
+            "rollout decode",
+            f_decode,
+            f"{seqs} rows x {new_tokens} tok x (2 x {n_text_mm / 1e9:.3f} B + attn over "
+            f"{seq_len} slots)",
+        ),
+    ]
+    chip = topology.chip
+    rate = topology.devices * chip.peak_bf16_flops * mfu
+    decode_flops_t = f_decode / rate
+    # Each decode step multiplies by every weight of this device's tensor shard. Training
+    # shards under FSDP are all-gathered first (ICI) every token; a copy is gathered once per
+    # step (the weight sync). Then weights and this device's cache rows are read from HBM.
+    gather_all = max(0.0, n_total / t - n_dev)  # parameters this device does not hold
+    if sampler_weights == "copy":
+        weights_dev, gathered, sync = n_total / t * b, 0.0, gather_all * b  # cast, then gather
+    else:
+        weights_dev, gathered, sync = n_total / t * pb, gather_all * pb, 0.0
+    decode_hbm_t = new_tokens * (weights_dev + kv_dev) / chip.hbm_bytes_per_s
+    decode_gather_t = new_tokens * gathered / chip.link_bytes_per_s
+    sync_t = sync / chip.link_bytes_per_s
+    decode_t = max(decode_flops_t, decode_hbm_t, decode_gather_t)
+    time = [
+        Line(
+            "train",
+            f_train / rate,
+            f"{f_train / 1e15:.1f} PF / ({topology.devices} x {chip.peak_bf16_flops / 1e12:.0f} "
+            f"TF/s x MFU {mfu})",
+        ),
+        Line("reference forward", f_ref / rate, f"{f_ref / 1e15:.1f} PF / same rate"),
+        Line("rollout prefill", f_prefill / rate, f"{f_prefill / 1e15:.1f} PF / same rate"),
+        Line(
+            "rollout decode",
+            decode_t,
+            f"max(FLOPs {decode_flops_t:.2f} s, HBM {new_tokens} x "
+            f"({weights_dev / GB:.2f} + {kv_dev / GB:.2f}) GB / {chip.hbm_bytes_per_s / 1e9:.0f} "
+            f"GB/s = {decode_hbm_t:.2f} s, FSDP all-gather {new_tokens} x {gathered / GB:.2f} GB"
+            f" / {chip.link_bytes_per_s / 1e9:.0f} GB/s = {decode_gather_t:.2f} s)",
+        ),
+        Line(
+            "sampler weight sync",
+            sync_t,
+            f"{sync / GB:.2f} GB all-gathered / {chip.link_bytes_per_s / 1e9:.0f} GB/s"
+            if sync
+            else "none (samples with the training shards)",
+        ),
+    ]
+
+    hbm = chip.hbm_bytes
+    for name, lines in (("train", train_lines), ("rollout", rollout_lines)):
+        total = sum(line.value for line in lines)
+        if total > hbm:
+            warnings.append(
+                f"does not fit: {name} phase needs {total / GB:.1f} GB per device, "
+                f"{chip.name} has {hbm / GB:.1f} GB"
+            )
+        elif total > 0.9 * hbm:
+            warnings.append(f"tight: {name} phase uses {100 * total / hbm:.0f}% of HBM (> 90%)")
+    if decode_gather_t > 2 * max(decode_flops_t, decode_hbm_t):
+        warnings.append(
+            f"decoding is bound by all-gathering FSDP-sharded weights ({decode_gather_t:.1f} s "
+            "per rollout): set rl.sampler_weights = 'copy' (a tensor-sharded compute-dtype "
+            "copy for sampling, tunix's no-FSDP sampling layout)"
+        )
+    if kvh % t:
+        warnings.append(
+            f"tensor = {t} does not divide {kvh} KV heads: the KV cache is replicated "
+            "over the tensor axis"
+        )
+    return Plan(topology, shape, inputs, params, train_lines, rollout_lines, flops, time, warnings)
+
+
+# ----------------------------------------------------------------------------- report
+def _fmt(value: float, unit: str) -> str:
+    if unit == "B":
+        return f"{value / GB:9.2f} GB"
+    if unit == "F":
+        return f"{value / 1e15:9.2f} PF"
+    if unit == "s":
+        return f"{value:9.2f} s "
+    return f"{value:12,.0f}"
+
+
+def format_plan(p: Plan) -> str:
+    chip = p.topology.chip
+    out = [
+        f"plan: {p.topology.name} ({p.topology.devices} x {chip.name}, {chip.hbm_bytes / GB:.0f} GB "
+        f"HBM, {chip.peak_bf16_flops / 1e12:.0f} TF/s bf16), mesh {p.mesh_shape}",
+        "",
+    ]
+
+    def section(title, lines, unit, total_label=None):
+        out.append(title)
+        for line in lines:
+            out.append(f"  {line.label:<38} {_fmt(line.value, unit)}   = {line.arithmetic}")
+        if total_label:
+            total = sum(line.value for line in lines)
+            out.append(
+                f"  {total_label:<38} {_fmt(total, unit)}   "
+                f"({100 * total / chip.hbm_bytes:.0f}% of {chip.hbm_bytes / GB:.0f} GB)"
+            )
+        out.append("")
+
+    section("inputs", p.inputs, "n")
+    section("parameters", p.params, "n")
+    section("memory per device, training phase", p.train, "B", "total")
+    section("memory per device, rollout phase", p.rollout, "B", "total")
+    section("FLOPs per GRPO step", p.flops, "F")
+    section("time per GRPO step", p.time, "s")
+    out.append(f"  {'step total':<38} {_fmt(sum(x.value for x in p.time), 's')}")
+    out.append("")
+    verdict = "fits" if p.fits else "DOES NOT FIT"
+    out.append(f"peak {p.peak_bytes / GB:.1f} GB / device -> {verdict}")
+    for w in p.warnings:
+        out.append(f"WARNING: {w}")
+    return "\n".join(out)

@@ -1,0 +1,32 @@
+"""`jaxseg plan`: report on stdout, exit 0 when it fits, 1 when not, 2 on a bad request."""
+
+from jaxseg.cli import main
+
+
+def test_plan_v5p32_prints_the_arithmetic_and_fits(capsys):
+    rc = main(["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "v5p-32"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "v5p-32 (16 x TPU v5p" in out and "'fsdp': 16" in out
+    for section in (
+        "memory per device, training phase",
+        "memory per device, rollout phase",
+        "FLOPs per GRPO step",
+        "time per GRPO step",
+    ):
+        assert section in out
+    assert "-> fits" in out
+
+
+def test_plan_that_does_not_fit_exits_1(capsys):
+    rc = main(["plan", "--config", "qwen2_5_vl_3b_grpo:remat=none", "--topology", "v5p-32"])
+    assert rc == 1
+    assert "DOES NOT FIT" in capsys.readouterr().out
+
+
+def test_bad_topology_or_override_exits_2(capsys):
+    assert main(["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "v9-32"]) == 2
+    assert "unknown topology" in capsys.readouterr().out
+    rc = main(["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "8xH100", "rl.groups=4"])
+    assert rc == 2
+    assert "rl.groups" in capsys.readouterr().out
