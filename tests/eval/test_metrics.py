@@ -195,3 +195,14 @@ def test_j_and_f_properties(noise, level):
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shape"):
         M.region_iou(np.zeros((2, 3)), np.zeros((3, 2)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(masks_2d, st.floats(0.3, 0.95), st.integers(1, 9))
+def test_count_within_equals_disk_dilation(noise, level, radius):
+    src, dst = noise > level, noise[:, ::-1] > level
+    expected = (src & M.dilate_disk(dst, radius)).sum(axis=(-2, -1))
+    np.testing.assert_array_equal(M.count_within(src, dst, radius), expected)
+    # dilate_disk itself against scipy's binary dilation with the disk structure
+    ref = [ndimage.binary_dilation(d, structure=M.disk(radius)) for d in dst]
+    np.testing.assert_array_equal(M.dilate_disk(dst, radius), ref)
