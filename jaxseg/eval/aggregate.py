@@ -8,10 +8,8 @@ Conventions (sam2_eval.md §B3-B4, seeds_methods.md §0):
 - mevis, reasonvos, ref_youtube_vos: one subset, means over expressions; J&F = (J + F) / 2.
 - long_rvos (`eval/eval_long_rvos/eval_*.py`): subsets static / dynamic / hybrid; overall =
   mean over all expressions; also tIoU and vIoU.
-- ref_davis17: one subset per annotator (exp_id % 4); overall = mean of the annotators.
-  Simplification: each expression is scored against its object's mask directly; the official
-  protocol merges predictions into index PNGs and Hungarian-matches them (davis2017
-  unsupervised), which this does not do.
+- ref_davis17: one subset per annotator (exp_id % 4), each the mean over all GT objects of
+  the davis2017 unsupervised protocol (`jaxseg.eval.davis`); overall = mean of the annotators.
 All numbers are percentages.
 """
 
@@ -111,8 +109,8 @@ def summarize(scores: Sequence[ExpressionScore], dataset: str) -> dict:
         overall = {m: _mean(p[m] for p in parts) for m in METRICS}
         overall["count"] = sum(p["count"] for p in parts)
         note = (
-            "overall = mean over annotators; per-expression masks scored directly "
-            "(no index-PNG merge / Hungarian matching)"
+            "overall = mean over annotators; each annotator: predictions merged into index "
+            "maps, davis2017 unsupervised matching, mean over GT objects"
         )
     else:
         overall = _plain_summary(scores)

@@ -133,6 +133,10 @@ def score_all(
     """Score every record. A bad prediction raises; with skip_bad it is counted and scored 0
     where the benchmark scores failures 0 (ReVOS / MeViS / Long-RVOS), else left out."""
     policy = BadInputPolicy(skip_bad)
+    if records and records[0].dataset == "ref_davis17":
+        from jaxseg.eval.davis import score_ref_davis17
+
+        return score_ref_davis17(records, pred_root, bound_th, policy), policy.skipped
     jobs = [(r, str(pred_root), bound_th, visa_raw) for r in records]
     if workers > 1:
         import multiprocessing as mp
