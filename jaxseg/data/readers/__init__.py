@@ -30,7 +30,7 @@ READERS: dict[str, Callable[..., ExpressionIndex]] = {
 
 # The split each benchmark is evaluated on locally (None: the reader decides).
 DEFAULT_SPLITS: dict[str, str | None] = {
-    "revos": None,
+    "revos": "valid",
     "mevis": "valid_u",
     "ref_youtube_vos": "valid",
     "ref_davis17": "valid",
