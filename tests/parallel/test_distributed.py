@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +15,7 @@ import pytest
 from jaxseg.parallel.distributed import DistributedError, initialize, resolve
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
+REPO = TESTS_DIR.parent
 
 
 class Recorder:
@@ -80,43 +81,35 @@ def test_incomplete_settings_name_the_field(cfg, env, match):
         initialize(cfg, env, initialize_fn=Recorder())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_cpu_run_shards_data_and_matches_unsharded():
-    port = _free_port()
-    procs = []
-    for pid in range(2):
-        env = dict(os.environ)
-        env.update(
-            JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-            JAX_NUM_PROCESSES="2",
-            JAX_PROCESS_ID=str(pid),
-            JAX_PLATFORMS="cpu",
-            XLA_FLAGS="--xla_force_host_platform_device_count=4",
-        )
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    str(Path(__file__).with_name("multihost_worker.py")),
-                    str(TESTS_DIR),
-                ],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    results = []
-    for proc in procs:
-        out, _ = proc.communicate(timeout=240)
-        lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
-        assert proc.returncode == 0 and lines, out[-3000:]
-        results.append(json.loads(lines[0][len("RESULT ") :]))
+    """Launched by launch/local.sh (the multi-host contract: JAX_COORDINATOR_ADDRESS /
+    JAX_NUM_PROCESSES / JAX_PROCESS_ID), 2 processes x 4 simulated CPU devices."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    env["PYTHON"] = sys.executable
+    proc = subprocess.run(
+        [
+            "bash",
+            str(REPO / "launch" / "local.sh"),
+            "--processes",
+            "2",
+            "--devices-per-process",
+            "4",
+            "--",
+            sys.executable,
+            str(Path(__file__).with_name("multihost_worker.py")),
+            str(TESTS_DIR),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    out = proc.stdout + proc.stderr
+    decoder = json.JSONDecoder()
+    results = [
+        decoder.raw_decode(proc.stdout, m.end())[0] for m in re.finditer(r"RESULT ", proc.stdout)
+    ]
+    assert proc.returncode == 0 and len(results) == 2, out[-3000:]
     results.sort(key=lambda r: r["index"])
     for i, r in enumerate(results):
         assert (r["index"], r["count"], r["initialized"]) == (i, 2, True)
