@@ -59,7 +59,14 @@ def main() -> int:
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from jaxseg.models.qwen2_5_vl import from_pretrained
-    from jaxseg.sampling import History, Prompt, Sampler, SamplingParams, assemble_segment
+    from jaxseg.sampling import (
+        History,
+        Prompt,
+        Sampler,
+        SamplingParams,
+        assemble_segment,
+        bucket_length,
+    )
     from jaxseg.sampling import loop as L
 
     jax.config.update("jax_default_matmul_precision", "highest")  # fp32 like torch
@@ -92,9 +99,7 @@ def main() -> int:
         t0 = time.perf_counter()
         batch, next_pos, _ = assemble_segment([History() for _ in prompts], prompts, cfg)
         graphdef, weights = nnx.split(model)
-        cache = sampler._new_cache(
-            len(prompts), 1 << (batch.input_ids.shape[1] + T - 1).bit_length()
-        )
+        cache = sampler._new_cache(len(prompts), bucket_length(batch.input_ids.shape[1] + T))
         batch = sampler._place_batch(batch)
         t1 = time.perf_counter()
         logits, cache = L.prefill(graphdef, weights, batch, cache)

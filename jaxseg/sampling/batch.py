@@ -27,8 +27,10 @@ from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, VisionLayout, get_rope_in
 
 
 def bucket_length(n: int, buckets: Sequence[int] | None = None, minimum: int = 16) -> int:
-    """Smallest bucket >= n: the smallest power of two >= max(n, minimum) or the first entry of a
-    sorted `buckets` list that fits. Raises when n exceeds the largest bucket."""
+    """Smallest bucket >= max(n, minimum): from a `buckets` list when given (raises when n
+    exceeds its largest entry), else from the default ladder 2^k and 1.5 * 2^k (16, 24, 32,
+    48, 64, 96, ...): two compiled shapes per octave, at most a third of the length wasted
+    on padding (plain powers of two waste up to half)."""
     if n < 0:
         raise ValueError(f"length must be >= 0, got {n}")
     if buckets:
@@ -36,7 +38,10 @@ def bucket_length(n: int, buckets: Sequence[int] | None = None, minimum: int = 1
             if b >= n:
                 return int(b)
         raise ValueError(f"length {n} exceeds the largest bucket {max(buckets)}")
-    return 1 << (max(n, minimum, 1) - 1).bit_length()
+    n = max(n, minimum, 1)
+    power = 1 << (n - 1).bit_length()  # smallest power of two >= n
+    three_quarters = 3 * power // 4
+    return three_quarters if power >= 4 and three_quarters >= n else power
 
 
 @dataclasses.dataclass(frozen=True)
