@@ -62,14 +62,34 @@ def collate(examples: Sequence[Mapping[str, object]], rules: Mapping[str, PadRul
     for key in keys:
         values = [np.asarray(ex[key]) for ex in examples]
         rule = rules.get(key)
-        if rule is not None:
-            axis = rule.axis % values[0].ndim
-            size = rule.target(max(v.shape[axis] for v in values), key)
-            values = [pad_to(v, size, rule) for v in values]
-        shapes = {v.shape for v in values}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"{key}: examples have different shapes {sorted(shapes)}; add a PadRule"
-            )
-        out[key] = np.stack(values)
+        out[key] = _pad_stack(values, rule, key) if rule is not None else _stack(values, key)
+    return out
+
+
+def _stack(values: list[np.ndarray], key: str) -> np.ndarray:
+    shapes = {v.shape for v in values}
+    if len(shapes) > 1:
+        raise ValueError(f"{key}: examples have different shapes {sorted(shapes)}; add a PadRule")
+    return np.stack(values)
+
+
+def _pad_stack(values: list[np.ndarray], rule: PadRule, key: str) -> np.ndarray:
+    """One allocation filled with the pad value, each example copied into its slice."""
+    axis = rule.axis % values[0].ndim
+    size = rule.target(max(v.shape[axis] for v in values), key)
+    rest = {v.shape[:axis] + v.shape[axis + 1 :] for v in values}
+    if len(rest) > 1:
+        raise ValueError(f"{key}: examples differ outside the padded axis {axis}: {sorted(rest)}")
+    shape = values[0].shape[:axis] + (size,) + values[0].shape[axis + 1 :]
+    dtype = np.result_type(*values)
+    fill = np.asarray(rule.value, dtype=dtype)
+    out = (
+        np.zeros((len(values), *shape), dtype)
+        if fill == 0
+        else np.full((len(values), *shape), fill)
+    )
+    for i, v in enumerate(values):
+        n = v.shape[axis]
+        span = slice(size - n, size) if rule.side == "left" else slice(0, n)
+        out[(i,) + (slice(None),) * axis + (span,)] = v
     return out
