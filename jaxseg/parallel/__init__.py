@@ -1,24 +1,39 @@
 """Scale-out: device meshes, sharding rules, multi-host runtime, sharded weight loading, per-host
-data and the capacity planner (issue #9)."""
+data and the capacity planner (issue #9).
 
-from .mesh import MeshConfig, MeshError, create_mesh, device_grid, mesh_from_shape
-from .rules import (
-    RULES,
-    batch_sharding,
-    kv_cache_shardings,
-    named_sharding,
-    state_shardings,
-)
+Names are imported on first use, so `jaxseg.parallel.topology` (plain Python, used by the
+launch scripts) does not pull in JAX.
+"""
 
-__all__ = [
-    "RULES",
-    "MeshConfig",
-    "MeshError",
-    "batch_sharding",
-    "create_mesh",
-    "device_grid",
-    "kv_cache_shardings",
-    "mesh_from_shape",
-    "named_sharding",
-    "state_shardings",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "MeshConfig": "mesh",
+    "MeshError": "mesh",
+    "create_mesh": "mesh",
+    "device_grid": "mesh",
+    "mesh_from_shape": "mesh",
+    "RULES": "rules",
+    "batch_sharding": "rules",
+    "kv_cache_shardings": "rules",
+    "named_sharding": "rules",
+    "state_shardings": "rules",
+    "abstract_on_mesh": "rules",
+    "initialize": "distributed",
+    "load_sharded": "weights",
+    "shard_source": "data",
+    "to_global": "data",
+    "to_host_local": "data",
+    "plan": "planner",
+    "parse_topology": "topology",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'jaxseg.parallel' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
