@@ -56,19 +56,3 @@ def load_prediction(
             )
         out[i] = mask
     return out
-
-
-def write_prediction(
-    pred_root: str | Path, video_id: str, exp_id: str, frame_names: Sequence[str], masks: np.ndarray
-) -> Path:
-    """Writes `masks [T, H, W]` as 0/255 PNGs in the layout `load_prediction` reads."""
-    from PIL import Image
-
-    masks = np.asarray(masks, bool)
-    if masks.shape[0] != len(frame_names):
-        raise ValueError(f"{len(frame_names)} frame names for {masks.shape[0]} masks")
-    folder = prediction_dir(pred_root, video_id, exp_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, mask in zip(frame_names, masks):
-        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{name}.png")
-    return folder

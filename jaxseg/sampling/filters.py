@@ -29,11 +29,15 @@ class SamplingParams:
     temperature: 0 = greedy (argmax of the raw logits); > 0 scales logits by 1/temperature.
     top_k: 0 = off; else sample among the k most likely tokens.
     top_p: 1.0 = off; else nucleus sampling over the tempered (and top-k-truncated) probs.
+    suppress_tokens: ids never emitted (greedy and sampled), e.g. the image/video placeholder
+    and vision start/end tokens, which only the processor may place. The returned `logprob`
+    stays under the raw model distribution; `sampling_logprob` reflects the suppression.
     """
 
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+    suppress_tokens: tuple[int, ...] = ()
 
     def __post_init__(self):
         if not self.temperature >= 0:
@@ -85,6 +89,9 @@ def sample_tokens(
     Returns tokens `[B]` int32, `logprob [B]` (raw model distribution, see module docstring) and
     `sampling_logprob [B]` (distribution actually sampled from)."""
     logp_raw = raw_log_probs(logits)
+    if params.suppress_tokens:
+        ids = jnp.asarray(params.suppress_tokens, jnp.int32)
+        logits = logits.astype(jnp.float32).at[..., ids].set(-jnp.inf)
     if params.greedy:
         tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
         sampling = jnp.zeros(tokens.shape, jnp.float32)

@@ -14,8 +14,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from jaxseg.data.readers.layouts import write_prediction_pngs
 from jaxseg.eval.aggregate import summarize
-from jaxseg.eval.predictions import write_prediction
 from jaxseg.eval.scoring import score_all
 
 from .rollouts import RecordedEpisode, run_recorded
@@ -46,7 +46,7 @@ def evaluate_policy(
         eps = run_recorded(protocol, policy, samples, backend=backend, seed=seed + start)
         for i, ep in zip(part, eps):
             record = source.record(i)
-            write_prediction(
+            write_prediction_pngs(
                 pred_root, record.video_id, record.exp_id, record.frame_names, ep.trace.pred_masks
             )
         episodes += eps

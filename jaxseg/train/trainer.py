@@ -20,6 +20,7 @@ reference -> one optimizer update over all micro-batches (exact accumulation).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -133,7 +134,15 @@ class Experiment:
             self._sources[split] = SampleSource(d.root, split, format=d.format)
         return self._sources[split]
 
+    @property
+    def suppress_tokens(self) -> tuple[int, ...]:
+        """Tokens only the processor may place (media placeholders, vision start/end, pad)."""
+        ids = self.ids
+        keys = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+        return tuple(sorted({ids[k] for k in keys} | {ids["pad_token_id"]}))
+
     def policy(self, *, sampling: SamplingParams, max_new_tokens: int, seed: int) -> SamplerPolicy:
+        sampling = dataclasses.replace(sampling, suppress_tokens=self.suppress_tokens)
         sampler = Sampler(
             self.model,
             eos_token_ids=[self.ids["eos_token_id"]],

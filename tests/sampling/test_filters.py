@@ -118,3 +118,23 @@ def test_invalid_params_are_rejected():
         SamplingParams(top_k=-2)
     with pytest.raises(ValueError, match="top_p"):
         SamplingParams(top_p=0.0)
+
+
+def test_suppressed_tokens_are_never_emitted():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxseg.sampling.filters import SamplingParams, sample_tokens
+
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(64, 12)), jnp.float32)
+    logits = logits.at[:, 3].set(10.0)  # the favourite everywhere
+    keys = jax.random.split(jax.random.key(0), 64)
+    for params in (
+        SamplingParams(temperature=0.0, suppress_tokens=(3,)),
+        SamplingParams(temperature=1.0, top_p=0.9, suppress_tokens=(3, 5)),
+    ):
+        tokens, logprob, _ = sample_tokens(logits, keys, params)
+        assert not np.isin(np.asarray(tokens), params.suppress_tokens).any()
+        raw = jax.nn.log_softmax(logits, axis=-1)  # reported log-probs stay unsuppressed
+        np.testing.assert_allclose(logprob, raw[jnp.arange(64), tokens], rtol=1e-6)

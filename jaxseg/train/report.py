@@ -1,0 +1,179 @@
+"""The run report: a markdown page with the learning table, curves, overlays and traces.
+
+Everything is read back from the run directory (metrics.jsonl, eval/<tag>/summary.json,
+prediction PNGs, traces.jsonl), so a report can be rebuilt for any run, including one
+that was interrupted and resumed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .metrics import read_metrics
+
+TAGS = ("init", "sft", "grpo")
+TAG_NAMES = {"init": "untrained", "sft": "SFT", "grpo": "SFT+GRPO"}
+
+
+def load_summaries(workdir: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    for tag in TAGS:
+        path = workdir / "eval" / tag / "summary.json"
+        if path.is_file():
+            out[tag] = json.loads(path.read_text())
+    return out
+
+
+def learning_table(summaries: dict[str, dict[str, Any]]) -> str:
+    """Markdown: one row per stage, J&F / J / F / R overall and J&F per subset (x100)."""
+    subsets = sorted({s for v in summaries.values() for s in v["subsets"]})
+    head = "| policy | J&F | J | F | R | " + " | ".join(f"J&F {s}" for s in subsets) + " | reward |"
+    rows = [head, "|" + "---|" * (6 + len(subsets))]
+    for tag, summary in summaries.items():
+        o = summary["overall"]
+        cells = [TAG_NAMES.get(tag, tag)] + [_pct(o.get(m)) for m in ("JF", "J", "F", "R")]
+        cells += [_pct(summary["subsets"].get(s, {}).get("JF")) for s in subsets]
+        cells.append(f"{summary.get('reward', {}).get('reward/total', float('nan')):.3f}")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _pct(x) -> str:
+    """jaxseg.eval summaries are already x100."""
+    return "-" if x is None or x != x else f"{float(x):.1f}"
+
+
+def plot_curves(workdir: Path, out: Path) -> Path | None:
+    """SFT loss; GRPO mean reward, J of rollouts and KL to the SFT policy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    sft = workdir / "sft" / "metrics.jsonl"
+    grpo = workdir / "grpo" / "metrics.jsonl"
+    if sft.is_file():
+        panels.append(("SFT loss", read_metrics(sft, "train"), "loss"))
+    if grpo.is_file():
+        recs = read_metrics(grpo, "train")
+        panels += [
+            ("GRPO mean reward", recs, "reward/mean"),
+            ("GRPO rollout J", recs, "J"),
+            ("GRPO KL (k3) to SFT", recs, "kl_k3"),
+        ]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3))
+    axes = np.atleast_1d(axes)
+    for ax, (title, recs, key) in zip(axes, panels):
+        xs = [r["step"] for r in recs if r.get(key) is not None]
+        ys = [r[key] for r in recs if r.get(key) is not None]
+        ax.plot(xs, ys, lw=1)
+        if len(ys) >= 5:
+            k = max(len(ys) // 10, 2)
+            smooth = np.convolve(ys, np.ones(k) / k, mode="valid")
+            ax.plot(xs[k - 1 :], smooth, lw=2)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def plot_overlays(workdir: Path, data_root: Path, tag: str, out: Path, n: int = 4) -> Path | None:
+    """A few held-out expressions: frames with GT (green) and predicted (red) outlines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    traces_path = workdir / "eval" / tag / "traces.jsonl"
+    if not traces_path.is_file():
+        return None
+    traces = [json.loads(line) for line in traces_path.read_text().splitlines()][:n]
+    if not traces:
+        return None
+    from jaxseg.data.readers import read_dataset
+
+    index = {r.key: r for r in read_dataset("revos", data_root, "valid")}
+    cols = 5
+    fig, axes = plt.subplots(len(traces), cols, figsize=(2.2 * cols, 2.4 * len(traces)))
+    axes = np.atleast_2d(axes)
+    for row, trace in zip(axes, traces):
+        record = index.get(trace["sample_key"])
+        if record is None:
+            continue
+        positions = np.linspace(0, record.num_frames - 1, cols).round().astype(int)
+        gt = record.target_masks(list(positions))
+        pred_dir = workdir / "eval" / tag / "pred" / record.video_id / record.exp_id
+        for ax, p, g in zip(row, positions, gt):
+            frame = np.asarray(Image.open(record.frame_paths[p]).convert("RGB"))
+            ax.imshow(frame)
+            ax.contour(g, levels=[0.5], colors="lime", linewidths=1)
+            pred_path = pred_dir / f"{record.frame_names[p]}.png"
+            if pred_path.is_file():
+                pm = np.asarray(Image.open(pred_path)) > 0
+                if pm.any():
+                    ax.contour(pm, levels=[0.5], colors="red", linewidths=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"t={record.frame_ids[p]}", fontsize=7)
+        row[0].set_ylabel(trace["query"][:40], fontsize=7)
+    fig.suptitle(f"{TAG_NAMES.get(tag, tag)}: GT green, prediction red", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def example_traces(workdir: Path, tag: str, n: int = 3) -> str:
+    path = workdir / "eval" / tag / "traces.jsonl"
+    if not path.is_file():
+        return ""
+    blocks = []
+    for line in path.read_text().splitlines()[:n]:
+        t = json.loads(line)
+        turns = "\n".join(f"[{x['step']}] {x['response']}" for x in t["turns"])
+        blocks.append(
+            f'**{t["sample_key"]}** — "{t["query"]}" — reward {t["reward"].get("total", 0):.2f}, '
+            f"J {t['metrics']['J']:.2f}\n\n```\n{turns}\n```"
+        )
+    return "\n\n".join(blocks)
+
+
+def write_report(workdir: str | Path, data_root: str | Path) -> Path:
+    workdir, data_root = Path(workdir), Path(data_root)
+    summaries = load_summaries(workdir)
+    parts = ["# jaxseg run report", f"run directory: `{workdir}`", ""]
+    config = workdir / "config.json"
+    if config.is_file():
+        cfg = json.loads(config.read_text())
+        parts.append(
+            f"protocol `{cfg['protocol']['name']}`, model `{cfg['model']['size']}`, "
+            f"backend `{cfg['segmenter']['backend']}`, seed {cfg['seed']}"
+        )
+    parts += ["", "## Held-out results (x100)", ""]
+    parts.append(learning_table(summaries) if summaries else "no evaluation yet")
+    if summaries:
+        note = next(iter(summaries.values())).get("note", "")
+        parts += ["", f"_{note}_"]
+    curves = plot_curves(workdir, workdir / "curves.png")
+    if curves:
+        parts += ["", "## Training curves", "", "![curves](curves.png)"]
+    last = next((t for t in reversed(TAGS) if t in summaries), None)
+    if last:
+        overlay = plot_overlays(workdir, data_root, last, workdir / f"overlays_{last}.png")
+        if overlay:
+            parts += ["", "## Masks on held-out videos", "", f"![overlays](overlays_{last}.png)"]
+        parts += ["", f"## Example reasoning traces ({TAG_NAMES.get(last, last)})", ""]
+        parts.append(example_traces(workdir, last))
+    out = workdir / "report.md"
+    out.write_text("\n".join(parts) + "\n")
+    return out
