@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(spec, overrides)
     t0 = time.perf_counter()
     progress = not args.no_progress
-    ensure_data(config)
+    ensure_data(config, progress=progress)
     exp = Experiment(config, args.workdir, progress=progress)
     for tag, stage in (("init", None), ("sft", exp.sft), ("grpo", exp.grpo)):
         if stage is not None:

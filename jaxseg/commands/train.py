@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def ensure_data(config) -> Path:
+def ensure_data(config, *, progress: bool = True) -> Path:
     """Writes the synthetic benchmark at data.root unless it is already there (same seed)."""
     from jaxseg.data.synth import SynthConfig, write_benchmark
 
@@ -53,6 +53,7 @@ def ensure_data(config) -> Path:
         seed=d.synth.seed,
         cfg=SynthConfig.preset(d.synth.difficulty),
         overwrite=True,
+        progress=progress,
     )
     marker.write_text(json.dumps(wanted))
     return root
@@ -66,7 +67,7 @@ def run_stages(config, workdir: str | Path, stages, *, progress: bool = True) ->
         raise SystemExit(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
     results: dict = {}
     if "data" in stages and config.data.format == "revos":
-        ensure_data(config)
+        ensure_data(config, progress=progress)
     exp = Experiment(config, workdir, progress=progress)
     if "sft" in stages:
         results["sft"] = exp.sft()
