@@ -42,6 +42,7 @@ def get_rope_index(
     *,
     config: Qwen2_5_VLConfig,
     mm_token_type_ids: np.ndarray | None = None,
+    text_resumes_at: str = "transformers5",
 ) -> tuple[np.ndarray, np.ndarray]:
     """M-RoPE positions `[3, B, L]` (int64) and `rope_deltas [B, 1]` (int64), on host.
 
@@ -55,14 +56,20 @@ def get_rope_index(
       (default 1 s per grid when `second_per_grid_ts` is None) and 1 for images; the
       temporal coordinate is truncated to int after the multiply;
     * after a media run the position advances by `max(grid_h, grid_w) // spatial_merge_size`
-      (transformers >= 5; transformers 4.x advanced to `max(position) + 1`, which differs for
-      videos whose scaled temporal ids exceed the spatial extent);
+      (`text_resumes_at="transformers5"`, the pinned transformers). transformers 4.x and the
+      original Qwen2.5-VL code resumed at `max(media position) + 1`
+      (`text_resumes_at="max_position"`); the two differ only for videos whose scaled temporal
+      ids exceed the spatial extent;
     * `rope_deltas = max(position) + 1 - number_of_valid_tokens`; decode positions are
       `cache_position + rope_delta` on all three rows.
 
     `mm_token_type_ids` defaults to the image/video placeholder ids of `config`, as the
     processor computes them. A prompt without media gives plain `cumsum(mask) - 1` positions.
     """
+    if text_resumes_at not in ("transformers5", "max_position"):
+        raise ValueError(
+            f"text_resumes_at must be 'transformers5' or 'max_position', got {text_resumes_at!r}"
+        )
     input_ids = np.asarray(input_ids)
     if input_ids.ndim != 2:
         raise ValueError(f"input_ids must be [B, L], got shape {input_ids.shape}")
@@ -121,7 +128,10 @@ def get_rope_index(
                 t_idx = (np.arange(t, dtype=np.float32) * interval).astype(np.int64)
                 tt, hh, ww = np.meshgrid(t_idx, np.arange(gh), np.arange(gw), indexing="ij")
                 chunks.append(np.stack([tt, hh, ww]).reshape(3, -1) + current)
-                current += max(h, w) // merge
+                if text_resumes_at == "transformers5":
+                    current += max(h, w) // merge
+                else:
+                    current = int(chunks[-1].max()) + 1
             start += run
         if chunks:
             positions = np.concatenate(chunks, axis=1)

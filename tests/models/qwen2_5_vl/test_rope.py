@@ -182,3 +182,22 @@ def test_text_rope_matches_transformers(configs):
     )
     np.testing.assert_allclose(np.asarray(cos), cos_ref.numpy(), atol=1e-6)
     np.testing.assert_allclose(np.asarray(sin), sin_ref.numpy(), atol=1e-6)
+
+
+def test_text_can_resume_after_the_largest_media_position(configs):
+    """transformers 4.x / original Qwen2.5-VL rule: text after a video starts at max + 1."""
+    _, cfg = configs
+    ids = np.asarray([[1] + media_tokens(GRID_V, VIDEO_TOKEN) + [3, 4]])
+    pos, deltas = get_rope_index(
+        ids, None, [GRID_V], [4.0], config=cfg, text_resumes_at="max_position"
+    )
+    n_media = len(media_tokens(GRID_V, VIDEO_TOKEN))
+    video = pos[:, 0, 2:n_media]
+    assert video[0].max() == 2 + 2 * 4 * 2  # t ids 0, 8, 16 after 2 text tokens
+    np.testing.assert_array_equal(
+        pos[:, 0, -2:], np.full((3, 2), [video.max() + 2, video.max() + 3])
+    )
+    assert deltas[0, 0] == pos.max() + 1 - ids.shape[1]
+    # the transformers-5 rule resumes <|vision_end|> at 2 + max(8, 12) // 2 instead
+    pos5, _ = get_rope_index(ids, None, [GRID_V], [4.0], config=cfg)
+    assert pos5[0, 0, -2] == 2 + 6 + 1
