@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxseg.models.qwen2_5_vl import (
     KVCache,
@@ -89,10 +89,24 @@ class Sampler:
 
     # ------------------------------------------------------------------ placement
     def _put(self, x, logical: tuple[str | None, ...]):
+        """`x` on the mesh with `logical` axes; a dimension the mesh axes do not divide (e.g.
+        one prompt before it is tiled to G rows) is replicated instead."""
         if self.mesh is None or x is None:
             return x if x is None else jnp.asarray(x)
-        spec = logical_to_mesh_spec(logical, self.mesh)
-        return jax.device_put(x, NamedSharding(self.mesh, spec))
+        spec = []
+        for dim, entry in zip(np.shape(x), logical_to_mesh_spec(logical, self.mesh), strict=False):
+            names = (entry,) if isinstance(entry, str) else tuple(entry or ())
+            size = int(np.prod([self.mesh.shape[n] for n in names])) if names else 1
+            spec.append(entry if dim % size == 0 else None)
+        return jax.device_put(x, NamedSharding(self.mesh, PartitionSpec(*spec)))
+
+    def _place_cache(self, cache: KVCache) -> KVCache:
+        kv = ("batch", None, "kv_heads", None)
+        return cache.replace(
+            keys=tuple(self._put(k, kv) for k in cache.keys),
+            values=tuple(self._put(v, kv) for v in cache.values),
+            key_mask=self._put(cache.key_mask, ("batch", None)),
+        )
 
     def _place_batch(self, batch: SegmentBatch) -> SegmentBatch:
         return batch.replace(
@@ -105,14 +119,7 @@ class Sampler:
 
     def _new_cache(self, batch: int, length: int) -> KVCache:
         cache = KVCache.create(self.config.text, batch, length, dtype=self.model.dtype)
-        if self.mesh is None:
-            return cache
-        kv = ("batch", None, "kv_heads", None)
-        return cache.replace(
-            keys=tuple(self._put(k, kv) for k in cache.keys),
-            values=tuple(self._put(v, kv) for v in cache.values),
-            key_mask=self._put(cache.key_mask, ("batch", None)),
-        )
+        return cache if self.mesh is None else self._place_cache(cache)
 
     # ------------------------------------------------------------------ public API
     def generate(
@@ -164,6 +171,10 @@ class Sampler:
         next_pos = jnp.asarray(next_pos)
         if group_size > 1:
             cache, logits, next_pos = tile_rows((cache, logits, next_pos), group_size)
+            if self.mesh is not None:  # G * B rows: shard them over the batch axes again
+                cache = self._place_cache(cache)
+                logits = self._put(logits, ("batch", None))
+                next_pos = self._put(next_pos, ("batch",))
             histories = [h.copy() for h in histories for _ in range(group_size)]
         rows = len(prompts) * group_size
         state = start_turn(

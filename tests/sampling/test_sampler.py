@@ -276,3 +276,12 @@ def test_sharded_sampler_matches_unsharded(hf_dir, jax_model, tokenizer, special
     np.testing.assert_allclose(out.logprobs, ref.logprobs, atol=1e-4, rtol=0)
     spec = out.state.cache.keys[0].sharding.spec
     assert spec[0] == ("data", "fsdp") and spec[2] == "tensor"
+    # one prompt (not divisible by the 4 batch shards) prefilled replicated, tiled to G = 4
+    # rows, then sharded: same samples as unsharded
+    params = SamplingParams(temperature=1.0, top_k=20)
+    kw = dict(max_new_tokens=8, sampling=params, seed=2, group_size=4)
+    ref = sampler(jax_model, special).generate(prompts[2:3], **kw)
+    out = sampler(model, special, mesh=mesh).generate(prompts[2:3], **kw)
+    np.testing.assert_array_equal(out.tokens, ref.tokens)
+    np.testing.assert_allclose(out.logprobs, ref.logprobs, atol=1e-4, rtol=0)
+    assert out.state.cache.keys[0].sharding.spec[0] == ("data", "fsdp")
