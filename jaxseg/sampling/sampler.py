@@ -214,22 +214,22 @@ class Sampler:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         strings = self.stop_strings if stop_strings is None else tuple(stop_strings)
         stops = self._stop_table(strings)
-        prev = rollout.state
-        rollout.state = None
-        batch, next_pos, histories = assemble_segment(
+        batch, next_pos, histories = assemble_segment(  # validates before the cache is consumed
             rollout.histories,
             list(segments),
             self.config,
             length_buckets=self.length_buckets,
             patch_buckets=self.patch_buckets,
         )
+        prev = rollout.state
+        rollout.state = None
         cache = prev.cache
         needed = int(cache.index) + batch.input_ids.shape[1] + max_new_tokens
         if needed > cache.max_length:
             cache = grow_cache(cache, bucket_length(needed, self.cache_buckets))
         graphdef, weights = nnx.split(self.model)
         logits, cache = prefill(graphdef, weights, self._place_batch(batch), cache)
-        self.prefill_rows += len(segments)
+        self.prefill_rows += sum(seg is not None for seg in segments)
         state = start_turn(
             cache,
             logits,

@@ -249,12 +249,18 @@ def test_bad_inputs_raise_clear_errors(jax_model, tokenizer, special, media):
 
 
 def test_continuation_grows_a_full_cache(jax_model, tokenizer, special, media):
-    """A cache with no room for the next turn is reallocated (bucketed), never clipped."""
+    """A cache with no room for the next turn is reallocated (bucketed), never clipped; bad
+    segments are rejected before the cache is touched."""
     s = Sampler(jax_model, pad_token_id=special["pad_token_id"], length_buckets=[16, 32, 64])
     prompt = make_prompt(tokenizer, special, media, (), text="hi")
     first = s.generate([prompt], max_new_tokens=4, sampling=GREEDY, cache_length=20)
     assert first.state.cache.max_length == 20
     seg = Prompt(tokenizer.encode("<|im_end|>\n<|im_start|>user\nmore", add_special_tokens=False))
+    with pytest.raises(ValueError, match="row 0: empty appended turn"):
+        s.continue_rollout(first, [Prompt([])], max_new_tokens=4, sampling=GREEDY)
+    with pytest.raises(ValueError, match="every segment is None"):
+        s.continue_rollout(first, [None], max_new_tokens=4, sampling=GREEDY)
+    # a rejected segment does not consume the rollout's cache
     second = s.continue_rollout(first, [seg], max_new_tokens=4, sampling=GREEDY)
     # 20 slots used + 16 (segment bucket) + 4 new = 40 -> default ladder bucket 48
     assert second.state.cache.max_length == 48
