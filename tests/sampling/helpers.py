@@ -67,7 +67,8 @@ def left_pad(rows, pad_id):
 
 
 def hf_greedy(model, prompts, max_new_tokens, special):
-    """transformers `generate(do_sample=False)` on a left-padded batch: new tokens `[B, T]`."""
+    """transformers `generate(do_sample=False)` on a left-padded batch: new tokens `[B, T]` and
+    their log-probs `[B, T]` from generate's own logits (log_softmax at temperature 1)."""
     ids, mask = left_pad([list(p.input_ids) for p in prompts], special["pad_token_id"])
     ids_t = torch.tensor(ids)
     types = (ids_t == special["image_token_id"]).long() + 2 * (
@@ -83,9 +84,14 @@ def hf_greedy(model, prompts, max_new_tokens, special):
             do_sample=False,
             pad_token_id=special["pad_token_id"],
             eos_token_id=None,
+            output_logits=True,
+            return_dict_in_generate=True,
             **hf_media_kwargs(prompts),
         )
-    return out[:, ids.shape[1] :].numpy()
+    tokens = out.sequences[:, ids.shape[1] :]
+    logp = torch.log_softmax(torch.stack(out.logits, 1).float(), -1)
+    picked = logp.gather(-1, tokens[..., None])[..., 0]
+    return tokens.numpy(), picked.numpy()
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))

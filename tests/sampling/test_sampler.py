@@ -48,16 +48,27 @@ def test_greedy_matches_transformers_generate_on_a_mixed_left_padded_batch(
     prompts = mixed_prompts(tokenizer, special, media)
     assert len({len(p.input_ids) for p in prompts}) == 4
     out = sampler(jax_model, special).generate(prompts, max_new_tokens=12, sampling=GREEDY)
-    ref = hf_greedy(hf_model, prompts, 12, special)
+    ref, ref_logprobs = hf_greedy(hf_model, prompts, 12, special)
     np.testing.assert_array_equal(out.tokens, ref)
+    # and generate's own next-token distributions (M-RoPE decode positions included)
+    np.testing.assert_allclose(out.logprobs, ref_logprobs, atol=1e-4, rtol=0)
     assert (out.lengths == 12).all() and out.truncated.all()
     assert list(out.finish_reason) == ["length"] * 4
 
 
-def test_greedy_matches_transformers_generate_text_only(jax_model, hf_model, tokenizer, special):
-    prompt = make_prompt(tokenizer, special, {}, (), text="Track the small blue square.")
+@pytest.mark.parametrize(
+    "kinds,tail",
+    [((), "\n"), (("img_a",), "\n"), (("video",), "?")],
+    ids=["text", "image", "video"],
+)
+def test_greedy_matches_transformers_generate_single_prompt(
+    jax_model, hf_model, tokenizer, special, media, kinds, tail
+):
+    prompt = make_prompt(tokenizer, special, media, kinds, text="Track the blue square.", tail=tail)
     out = sampler(jax_model, special).generate([prompt], max_new_tokens=12, sampling=GREEDY)
-    np.testing.assert_array_equal(out.tokens, hf_greedy(hf_model, [prompt], 12, special))
+    ref, ref_logprobs = hf_greedy(hf_model, [prompt], 12, special)
+    np.testing.assert_array_equal(out.tokens, ref)
+    np.testing.assert_allclose(out.logprobs, ref_logprobs, atol=1e-4, rtol=0)
 
 
 # ----------------------------------------------------------------------------- 2. log-probs
