@@ -1,5 +1,6 @@
-"""The rollout sampler on meshes (8,1,1), (1,2,4), (2,2,2): greedy tokens and log-probs equal
-the unsharded run (MeshSampler); the base Sampler cannot place its cache on (1,2,4)."""
+"""The rollout sampler (jaxseg.sampling) on meshes (8,1,1), (1,2,4), (2,2,2): greedy tokens and
+log-probs equal the unsharded run. (1,2,4) puts tensor=4 on a model with 2 KV heads: the
+cache's head dimension must fall back to replication.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import numpy as np
 import pytest
 
 from jaxseg.parallel import mesh_from_shape
-from jaxseg.parallel.sampling import MeshSampler
 from jaxseg.sampling import Prompt, Sampler, SamplingParams
 
 from .conftest import IMAGE_TOKEN, VISION_END, VISION_START
@@ -39,23 +39,10 @@ def reference(tiny_model):
 @pytest.mark.parametrize("shape", MESHES, ids=lambda s: "x".join(map(str, s)))
 def test_sampler_on_mesh_equals_unsharded(shape, tiny_model, reference):
     mesh = mesh_from_shape(shape)
-    sampler = MeshSampler(sharded_copy(tiny_model, mesh), mesh=mesh)
+    sampler = Sampler(sharded_copy(tiny_model, mesh), mesh=mesh)
     out = sampler.generate(_prompts(), max_new_tokens=6, sampling=GREEDY)
     np.testing.assert_array_equal(out.tokens, reference.tokens)
     np.testing.assert_array_equal(out.lengths, reference.lengths)
     np.testing.assert_allclose(out.logprobs, reference.logprobs, atol=1e-5, rtol=0)
     cache = out.state.cache.keys[0]
     assert len(cache.sharding.device_set) == 8
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="jaxseg.sampling.Sampler puts the KV cache's 2 heads on tensor=4 (IndivisibleError); "
-    "MeshSampler's placement is the fix to fold into Sampler",
-)
-def test_base_sampler_on_tensor_axis_wider_than_kv_heads(tiny_model):
-    mesh = mesh_from_shape((1, 2, 4))
-    Sampler(sharded_copy(tiny_model, mesh), mesh=mesh).generate(
-        _prompts(), max_new_tokens=2, sampling=GREEDY
-    )
