@@ -126,3 +126,17 @@ def abstract_on_mesh(module_or_state, mesh, *filters, rules: Rules = RULES) -> d
         nnx.to_pure_dict(shardings),
     )
     return structs
+
+
+def constrain_state(module, mesh, *filters, rules: Rules = RULES) -> None:
+    """Inside jit: pins `module`'s variables (default: all) to their rule shardings.
+
+    XLA picks the output layout of a jitted update freely; after one GRPO `train_step` on a
+    (2,2,2) mesh the vision norms and their AdamW moments came back sharded over 'fsdp'
+    instead of replicated. The next step then recompiles and the layout drifts from the
+    rules (and from what `abstract_on_mesh` restores). Call at the end of the jitted update:
+    `optimizer.update(model, grads); constrain_state(model, mesh, nnx.Param);
+    constrain_state(optimizer, mesh)`."""
+    state = nnx.state(module, *filters) if filters else nnx.state(module)
+    shardings = state_shardings(state, mesh, rules=rules)
+    nnx.update(module, jax.lax.with_sharding_constraint(state, shardings))

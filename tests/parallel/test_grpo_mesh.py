@@ -117,3 +117,30 @@ def test_grpo_update_on_mesh_equals_unsharded(shape, tiny_model, grpo_batch, uns
         np.testing.assert_allclose(params[path], value, atol=1e-5, rtol=0, err_msg=str(path))
         moved += int(np.abs(value - before[path]).max() > 5e-5)
     assert moved > len(ref_params) // 2  # the update did change most tensors
+
+
+def test_constrain_state_keeps_rule_shardings_through_a_jitted_update(tiny_model, grpo_batch):
+    """train_step's own update leaves the layout to XLA; an update that ends with
+    constrain_state returns every parameter and moment on its rule sharding."""
+    from jaxseg.parallel.rules import constrain_state
+    from jaxseg.train.steps import accumulate_grads
+
+    mesh = mesh_from_shape((2, 2, 2))
+    graphdef, state = nnx.split(nnx.clone(tiny_model))
+    model = nnx.merge(graphdef, jax.device_put(state, state_shardings(tiny_model, mesh)))
+    opt = nnx.Optimizer(model, make_optimizer(OPT), wrt=nnx.Param)
+    nnx.update(opt, jax.device_put(nnx.state(opt), state_shardings(opt, mesh)))
+
+    @nnx.jit
+    def apply(opt, model, grads):
+        opt.update(model, grads)
+        constrain_state(model, mesh, nnx.Param)
+        constrain_state(opt, mesh)
+
+    with jax.set_mesh(mesh):
+        _, grads, _ = accumulate_grads(model, [_place(grpo_batch, mesh)], LOSS)
+        apply(opt, model, grads)
+    for module, filters in ((model, (nnx.Param,)), (opt, ())):
+        want = dict(nnx.to_flat_state(state_shardings(module, mesh, *filters)))
+        for path, var in nnx.to_flat_state(nnx.state(module, *filters)):
+            assert var[...].sharding.is_equivalent_to(want[path], var.ndim), path
