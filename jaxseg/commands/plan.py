@@ -1,7 +1,8 @@
 """`jaxseg plan`: per-device memory and step time of a config on a TPU slice or GPU cluster.
 
     jaxseg plan --config qwen2_5_vl_3b_grpo --topology v5p-32
-    jaxseg plan --config qwen2_5_vl_3b_grpo:remat=block --topology 8xH100 train.micro_batch=8
+    jaxseg plan --config qwen2_5_vl_3b_grpo:remat=full --topology 8xH100 train.micro_batch=8
+    jaxseg plan --config qwen2_5_vl_3b_grpo --topology v5p-32 --measure   # XLA's own numbers
 
 Prints every quantity with the arithmetic behind it (jaxseg/parallel/planner.py) and exits 1
 when the config does not fit, so a launch script can refuse it.
@@ -19,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="slice or cluster: v5p-32, v5litepod-16, v6e-8, v4-16, 8xH100, 16xH200, 8xA100",
     )
+    parser.add_argument(
+        "--measure",
+        action="store_true",
+        help="decoder activations from XLA's buffer assignment of the real model on this "
+        "machine's backend (run on the TPU/GPU host for its numbers; CPU: remat none only)",
+    )
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rl.group_size=4")
 
 
@@ -30,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config, args.overrides)
-        result = plan(config, parse_topology(args.topology))
+        result = plan(config, parse_topology(args.topology), measure=args.measure)
     except (ConfigError, PlanError, MeshError, TopologyError, KeyError) as err:
         print(f"jaxseg plan: {err}")
         return 2

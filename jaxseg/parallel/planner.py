@@ -147,11 +147,12 @@ class _FixedKey:
         return jax.random.key(0)
 
 
-def abstract_model(mcfg: Qwen2_5_VLConfig) -> Qwen2_5_VLForConditionalGeneration:
-    """The model with ShapeDtypeStruct parameters (float32), built without allocating."""
+def abstract_model(mcfg: Qwen2_5_VLConfig, dtype=jnp.float32) -> Qwen2_5_VLForConditionalGeneration:
+    """The model with float32 ShapeDtypeStruct parameters and computation `dtype`, built
+    without allocating."""
     return nnx.eval_shape(
         lambda: Qwen2_5_VLForConditionalGeneration(
-            mcfg, dtype=jnp.float32, param_dtype=jnp.float32, rngs=_FixedKey()
+            mcfg, dtype=dtype, param_dtype=jnp.float32, rngs=_FixedKey()
         )
     )
 
@@ -198,9 +199,12 @@ def _div(n: int, shards: int) -> int:
     return shards if n % shards == 0 else 1
 
 
-def plan(config: Mapping[str, Any], topology: Topology) -> Plan:
+def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False) -> Plan:
     """Evaluates `config` (a GRPO config: model, mesh, rl, data, train, plan blocks) on
-    `topology`. Raises PlanError naming the field when the config cannot be laid out."""
+    `topology`. Raises PlanError naming the field when the config cannot be laid out.
+
+    `measure`: replace the analytical decoder-activation and logits lines by XLA's buffer
+    assignment of the real model on the local backend (jaxseg/parallel/measure.py)."""
     model_cfg = config["model"]
     rl, data, train = config["rl"], config["data"], config["train"]
     assumptions = config.get("plan", {})
@@ -353,6 +357,31 @@ def plan(config: Mapping[str, Any], topology: Topology) -> Plan:
             f"{tokens_dev} tokens x {vocab_dev:.0f} vocab/device x ({b} + 4) B",
         ),
     ]
+
+    if measure:
+        from .measure import measure_decoder
+
+        try:
+            mem = measure_decoder(
+                mcfg, seq_dev, seq_len, jnp.dtype(model_cfg["dtype"]), remat=remat
+            )
+        except ValueError as err:
+            raise PlanError(f"--measure: {err}") from err
+        analytical = text_act + transient + logits
+        measured = text.num_hidden_layers * mem.per_layer_bytes + mem.rest_bytes
+        drop = {"decoder activations", "decoder block being recomputed", "logits + f32"}
+        train_lines = [x for x in train_lines if not x.label.startswith(tuple(drop))]
+        train_lines.append(
+            Line(
+                f"decoder + logits (XLA {mem.backend}, measured)",
+                measured,
+                f"{text.num_hidden_layers} layers x {mem.per_layer_bytes / GB:.3f} GB + "
+                f"{mem.rest_bytes / GB:.2f} GB (1- vs 2-layer compile, {seq_dev} x {seq_len} "
+                f"tokens); analytical {analytical / GB:.2f} GB",
+            )
+        )
+        if t > 1:
+            warnings.append("measured on one device without tensor sharding: an upper bound")
 
     # ---------------------------------------------------------------- rollout
     cache_shape = (seqs, seq_len, kvh, hd)

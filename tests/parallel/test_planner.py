@@ -24,9 +24,9 @@ from jaxseg.parallel.topology import parse_topology
 CONFIG = "qwen2_5_vl_3b_grpo"
 
 
-def _plan(arg="", overrides=(), topology="v5p-32"):
+def _plan(arg="", overrides=(), topology="v5p-32", measure=False):
     spec = CONFIG + (f":{arg}" if arg else "")
-    return plan(load_config(spec, list(overrides)), parse_topology(topology))
+    return plan(load_config(spec, list(overrides)), parse_topology(topology), measure=measure)
 
 
 def _line(lines, label):
@@ -38,7 +38,7 @@ def _line(lines, label):
 
 @pytest.fixture(scope="module")
 def v5p32():
-    return _plan()
+    return _plan("remat=full")
 
 
 def test_parameters_per_device_follow_the_sharding_rules(v5p32):
@@ -94,15 +94,15 @@ def test_remat_orders_memory_and_full_costs_a_forward():
     assert by["full"].fits
 
 
-def test_sampling_with_training_shards_warns_about_the_gather():
-    p = _plan("sampler_weights=train")
+def test_sampling_with_training_shards_warns_about_the_gather(v5p32):
+    p = _plan("remat=full,sampler_weights=train")
     assert _line(p.rollout, "sampler weights copy") == 0
     assert any("all-gathering FSDP-sharded weights" in w for w in p.warnings)
-    assert _line(p.time, "rollout decode") > _line(_plan().time, "rollout decode")
+    assert _line(p.time, "rollout decode") > _line(v5p32.time, "rollout decode")
 
 
 def test_gpu_cluster_mesh_and_report():
-    p = _plan(overrides=["mesh.dcn=(-1, 1, 1)", "mesh.granule='process'"], topology="16xH100")
+    p = _plan("remat=full", ["mesh.dcn=(-1, 1, 1)", "mesh.granule='process'"], topology="16xH100")
     assert p.mesh_shape == {"data": 2, "fsdp": 8, "tensor": 1}
     text = format_plan(p)
     assert "16 x NVIDIA H100" in text and "KV cache" in text and "step total" in text
@@ -125,3 +125,17 @@ def test_bad_configs_name_the_field():
         _plan(overrides=["train.remat='most'"])
     with pytest.raises(PlanError, match="plan.mfu"):
         _plan(overrides=["plan.mfu=1.5"])
+
+
+def test_measured_decoder_memory_replaces_the_analytical_lines():
+    # small workload so the two compiles (1 and 2 decoder layers of the 3B widths) are quick
+    p = _plan("frames=1,new_tokens=64,remat=none", measure=True)
+    labels = [x.label for x in p.train]
+    assert not any(lb.startswith(("decoder activations", "logits")) for lb in labels)
+    (measured,) = [x for x in p.train if "measured" in x.label]
+    assert "XLA cpu" in measured.label and "analytical" in measured.arithmetic
+    seq = 402 + 256 + 64
+    # XLA keeps at least the bf16 attention probabilities of all 36 layers (no remat)
+    assert measured.value > 36 * 16 * seq * seq * 2
+    with pytest.raises(PlanError, match="CPU backend"):
+        _plan("frames=1,new_tokens=64,remat=full", measure=True)

@@ -1,0 +1,95 @@
+"""Decoder activation memory measured from XLA's buffer assignment of the real model.
+
+The planner's activation lines are arithmetic over the ops the model runs; what XLA keeps
+alive for the backward pass depends on the backend's fusion decisions (CPU keeps about twice
+the residuals TPU/GPU fusion would). This compiles -- shapes only, nothing is allocated -- the
+loss + gradient of the decoder with 1 and 2 layers for one device's micro-batch on the local
+backend and reads `compiled.memory_analysis()`: the difference is one layer's kept bytes,
+the rest is what does not scale with depth (logits, log-softmax and their gradient, one
+block's recompute under remat). Run it on the target machine (a TPU VM host, a GPU node) for
+that backend's numbers: `jaxseg plan --measure`.
+
+Remat is applied here as the trainer would: each decoder block under `nnx.remat` with
+`dots_saveable` ("block") or `nothing_saveable` ("full") -- the model and trainer in this
+repository do not rematerialise yet, so "block"/"full" measure what they would keep (on a
+TPU/GPU backend only, see `measure_decoder`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, token_log_probs
+from jaxseg.models.qwen2_5_vl.rope import text_rope_cos_sin
+from jaxseg.models.qwen2_5_vl.text import attention_mask_4d
+
+POLICIES = {
+    "block": jax.checkpoint_policies.dots_saveable,
+    "full": jax.checkpoint_policies.nothing_saveable,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderMemory:
+    per_layer_bytes: float
+    rest_bytes: float  # not scaling with depth: logits, log-softmax, recompute of one block
+    backend: str
+
+
+def _text_only(mcfg: Qwen2_5_VLConfig, layers: int) -> Qwen2_5_VLConfig:
+    return dataclasses.replace(mcfg, text=dataclasses.replace(mcfg.text, num_hidden_layers=layers))
+
+
+def _temp_bytes(mcfg: Qwen2_5_VLConfig, rows: int, length: int, dtype, remat: str) -> int:
+    from .planner import abstract_model  # no cycle at import time
+
+    graphdef, state = nnx.split(abstract_model(mcfg, dtype))
+    text = mcfg.text
+
+    def loss(state, ids):
+        m = nnx.merge(graphdef, state)
+        lm = m.language_model
+        x = lm.embed_tokens(ids).astype(lm.dtype)
+        pos = jnp.broadcast_to(jnp.arange(length), (3, rows, length))
+        cos, sin = text_rope_cos_sin(
+            pos, text.head_dim, text.rope_theta, text.mrope_section, x.dtype
+        )
+        mask, _ = attention_mask_4d(None, rows, length, None)
+
+        def block(layer, x):
+            return layer(x, cos, sin, mask)[0]
+
+        if remat in POLICIES:
+            block = nnx.remat(block, policy=POLICIES[remat])
+        for layer in lm.layers:
+            x = block(layer, x)
+        logits = m.compute_logits(lm.norm(x))
+        return -token_log_probs(logits[:, :-1], ids[:, 1:]).mean()
+
+    ids = jax.ShapeDtypeStruct((rows, length), jnp.int32)
+    compiled = jax.jit(jax.grad(loss)).lower(state, ids).compile()
+    return int(compiled.memory_analysis().temp_size_in_bytes)
+
+
+def measure_decoder(
+    mcfg: Qwen2_5_VLConfig, rows: int, length: int, dtype=jnp.bfloat16, remat: str = "none"
+) -> DecoderMemory:
+    """Per-layer and depth-independent temp bytes of loss+grad for `rows` sequences of
+    `length` tokens on one device of the local backend.
+
+    On CPU only remat "none" is meaningful: XLA:CPU's buffer assignment does not reflect
+    rematerialisation (a plain 8-layer jax.checkpoint chain reports *more* temp memory than
+    without it), so other policies raise there."""
+    if remat != "none" and jax.default_backend() == "cpu":
+        raise ValueError(
+            f"remat {remat!r} cannot be measured on the CPU backend (its buffer assignment "
+            "ignores rematerialisation); measure on the TPU/GPU host, or use remat 'none'"
+        )
+    one = _temp_bytes(_text_only(mcfg, 1), rows, length, dtype, remat)
+    two = _temp_bytes(_text_only(mcfg, 2), rows, length, dtype, remat)
+    per_layer = max(two - one, 0)
+    return DecoderMemory(float(per_layer), float(one - per_layer), jax.default_backend())
