@@ -95,6 +95,21 @@ class Experiment:
         self.oracle_backend = make_backend("oracle")
         self._sources: dict[str, SampleSource] = {}
 
+    @classmethod
+    def from_workdir(cls, workdir: str | Path, *, progress: bool = True) -> Experiment:
+        """Rebuilds a run's experiment from its saved config.json (e.g. for export)."""
+        path = Path(workdir) / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: not a jaxseg run directory")
+        return cls(ConfigDict(json.loads(path.read_text())), workdir, progress=progress)
+
+    def load_latest(self) -> str:
+        """Loads the newest trained params (grpo, else sft); returns the stage, or "init"."""
+        for stage in ("grpo", "sft"):
+            if self.load_stage(stage) is not None:
+                return stage
+        return "init"
+
     # ------------------------------------------------------------------ parts
     def _processor(self):
         path = self.workdir / "processor"
