@@ -20,8 +20,9 @@ def _scaled(logits: Array, temperature: float) -> Array:
 def token_logprobs(logits: Array, targets: Array, *, temperature: float = 1.0) -> Array:
     """log p(targets) under softmax(logits / temperature): [B, L, V], [B, L] -> [B, L].
 
-    Use the sampler's temperature so trainer log-probs are comparable with the
-    sampler's (a mismatch shows up as the sampler-vs-trainer gap in diagnostics).
+    The trainer uses temperature 1 (the raw model distribution): jaxseg.sampling reports
+    the sampled tokens' log-probs under that same distribution (`Rollout.logprobs`), whatever
+    temperature / top-k / top-p it sampled with, so GRPO ratios compare like with like.
     """
     if logits.shape[:-1] != targets.shape:
         raise ValueError(f"logits {logits.shape} and targets {targets.shape} disagree on [B, L]")

@@ -145,9 +145,13 @@ def decode_position_ids(num_valid_tokens, rope_deltas, num_new: int = 1):
     """`[3, B, num_new]` M-RoPE positions of text tokens appended after a prompt.
 
     A row with `num_valid_tokens` real tokens so far (prompt + already generated, pads excluded)
-    continues at `num_valid_tokens + rope_delta` on all three rows; this equals what
-    `get_rope_index` gives those tokens on the extended sequence. Works on host or in jit.
-    num_valid_tokens `[B]`, rope_deltas `[B, 1]` (from `get_rope_index`)."""
+    continues at `num_valid_tokens + rope_delta` = max(position) + 1 on all three rows (the
+    `rope_deltas` rule of transformers 4.x and the original Qwen2.5-VL code). Caveat: this equals
+    what `get_rope_index` (transformers 5.23 rules) gives the extended sequence only when the
+    prompt's last position is its maximum, which fails when a video's scaled temporal ids run
+    past the text after it. jaxseg.sampling therefore continues from the position the whole
+    conversation's `get_rope_index` gives the next token (`sampling.batch.conversation_positions`).
+    Works on host or in jit. num_valid_tokens `[B]`, rope_deltas `[B, 1]`."""
     xp = (
         np
         if isinstance(num_valid_tokens, np.ndarray) and isinstance(rope_deltas, np.ndarray)
