@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("jaxseg.commands.eval", "score predicted masks on a benchmark (J, F, J&F, R)"),
     "data": ("jaxseg.commands.data", "dataset tools: synth (generate), show (example page)"),
     "episodes": ("jaxseg.commands.episodes", "run a protocol with a scripted policy; rewards"),
+    "segment": ("jaxseg.commands.segment", "segment one video for a query with a trained run"),
     "plan": ("jaxseg.commands.plan", "per-device memory and step time on a TPU slice / GPU cluster"),
 }
 

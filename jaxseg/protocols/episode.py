@@ -286,6 +286,20 @@ def run_episodes(
 ) -> list[EpisodeTrace]:
     """Run G = group_size episodes per sample; traces come sample-major (sample 0's G
     episodes first), the layout jaxseg.rl's group advantages expect."""
+    episodes, owners = play_episodes(protocol, policy, samples, group_size=group_size, seed=seed)
+    return _score_all(protocol, episodes, owners, samples, backend)
+
+
+def play_episodes(
+    protocol: Protocol,
+    policy: Policy,
+    samples: Sequence[EpisodeSample],
+    *,
+    group_size: int = 1,
+    seed: int = 0,
+) -> tuple[list[Episode], list[int]]:
+    """The turn loop alone: the finished episodes and the sample index of each (no masks,
+    no reward; `run_episodes` and `predict_episodes` add those)."""
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1, got {group_size}")
     episodes: list[Episode] = []
@@ -315,7 +329,52 @@ def run_episodes(
             f"{protocol.name}: episodes {state.active_indices()} still running after "
             f"max_turns={protocol.max_turns}; the environment must end them"
         )
-    return _score_all(protocol, episodes, owners, samples, backend)
+    return episodes, owners
+
+
+def predict_episodes(
+    protocol: Protocol,
+    policy: Policy,
+    samples: Sequence[EpisodeSample],
+    *,
+    backend,
+    seed: int = 0,
+) -> list[EpisodeTrace]:
+    """Inference (`jaxseg segment`): one episode per sample and its final masks, no reward.
+
+    The samples may carry no ground truth (object_masks [0, T, H, W]); the environments only
+    read GT in `score` and the oracle, so the turns are the same as in `run_episodes`. Only
+    the "final" mask job is run (the others exist for rewards); traces have reward {} and
+    metrics {"turns"} only."""
+    episodes, owners = play_episodes(protocol, policy, samples, seed=seed)
+    handles: dict[int, VideoHandle] = {}
+    requests, where = [], []
+    for e_idx, ep in enumerate(episodes):
+        job = ep.mask_jobs().get("final")
+        if job is not None:
+            s_idx = owners[e_idx]
+            if s_idx not in handles:
+                handles[s_idx] = backend.register_video(samples[s_idx].frames)
+            requests.append(MaskRequest(handles[s_idx], int(job.position), job.prompts, "both"))
+            where.append(e_idx)
+    results = dict(zip(where, backend.segment(requests) if requests else []))
+    traces = []
+    for e_idx, ep in enumerate(episodes):
+        masks = {"final": results[e_idx]} if e_idx in results else {}
+        traces.append(
+            EpisodeTrace(
+                protocol=protocol.name,
+                sample_key=ep.sample.key,
+                sample_index=owners[e_idx],
+                query=ep.sample.query,
+                turns=ep.turns,
+                final=ep.final_action(),
+                reward={},
+                metrics={"turns": float(len(ep.turns))},
+                pred_masks=ep.final_masks(masks),
+            )
+        )
+    return traces
 
 
 def _score_all(protocol, episodes, owners, samples, backend) -> list[EpisodeTrace]:
