@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from jaxseg.commands import data_cot as _cot
+
 
 def _add_synth(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory (ReVOS layout)")
@@ -133,6 +135,7 @@ SUBCOMMANDS: dict[
         _run_tokenizer,
         "build the synthetic-world tokenizer + Qwen2.5-VL processor and save it",
     ),
+    "cot": (_cot.add_arguments, _cot.run, "cold-start CoT traces (oracle or teacher) as JSONL"),
 }
 
 

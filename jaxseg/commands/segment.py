@@ -110,9 +110,7 @@ def write_overlay_gif(frames: np.ndarray, masks: np.ndarray, path: Path, fps: fl
     from PIL import Image
 
     images = [Image.fromarray(f) for f in overlay_frames(frames, masks)]
-    images[0].save(
-        path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0
-    )
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return path
 
 

@@ -21,6 +21,7 @@ reference -> one optimizer update over all micro-batches (exact accumulation).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -44,7 +45,6 @@ from jaxseg.data.tokenizer import (
 from jaxseg.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration, from_pretrained
 from jaxseg.models.qwen2_5_vl.presets import preset_config
 from jaxseg.protocols.registry import make_protocol
-from jaxseg.protocols.scripted import OraclePolicy
 from jaxseg.rl import advantages as adv_lib
 from jaxseg.rl.objective import GRPOLossConfig
 from jaxseg.sampling.filters import SamplingParams
@@ -54,6 +54,7 @@ from jaxseg.segmenter import make_backend
 
 from .batch import PolicyBatch, make_policy_batch
 from .checkpoint import Checkpointer, abstract_like
+from .cot import CycledSamples, iter_episodes, oracle_episodes
 from .evaluate import evaluate_policy
 from .metrics import MetricsLogger
 from .rollouts import reward_summary, rollout_example, run_recorded, sft_example
@@ -214,23 +215,16 @@ class Experiment:
     # ------------------------------------------------------------------ SFT
     def sft_examples(self, split: str, count: int) -> list[dict]:
         """Cold-start examples: the protocol's scripted oracle on `count` training samples."""
-        source = self.source(split)
-        positions = [i % len(source) for i in range(count)]
-        examples = []
-        bar = tqdm(total=count, desc="cold-start traces", disable=not self.progress)
-        for part in _chunks(positions, 16):
-            samples = [source[i] for i in part]
-            episodes = run_recorded(
-                self.protocol,
-                OraclePolicy(self.protocol, samples),
-                samples,
-                backend=self.oracle_backend,
-                seed=int(self.config.seed),
-            )
-            examples += [sft_example(ep, self.encoder) for ep in episodes]
-            bar.update(len(part))
-        bar.close()
-        return examples
+        return [sft_example(ep, self.encoder) for _, ep in self.cold_start_episodes(split, count)]
+
+    def cold_start_episodes(self, split: str, count: int):
+        """(sample, oracle episode) for the first `count` samples of `split` (cycling); the
+        one source of cold-start traces (jaxseg.train.cot; `jaxseg data cot` writes them)."""
+        samples = CycledSamples(self.source(split), count)
+        make = functools.partial(
+            oracle_episodes, self.protocol, backend=self.oracle_backend, seed=int(self.config.seed)
+        )
+        return iter_episodes(make, samples, progress=self.progress)
 
     def sft(self) -> dict[str, Any]:
         c = self.config.sft

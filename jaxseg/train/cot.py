@@ -1,0 +1,259 @@
+"""Cold-start chain-of-thought traces: the oracle on the synthetic world, a teacher on real data.
+
+Synthetic world (`oracle_episodes`): the protocol's scripted `OraclePolicy` plays each sample;
+its reasoning states only scene-graph / GT facts (jaxseg.protocols.scripted). `Experiment.
+sft_examples` encodes these episodes for SFT and `jaxseg data cot` writes them as JSONL, so
+both come from this one function.
+
+Real datasets (`teacher_episodes`), the seeds' construction pipeline (VideoSEG-O3 builds
+VTS-CoT with large VLMs prompted with GT-annotated videos and filters the results,
+shared/reference/seeds_methods.md §1(c); RCoT-Seg/ReVSeg use teacher CoT the same way): a
+teacher VLM plays the episodes while every image it is shown has the GT target outlined in
+green and the user turns carry a hint saying so (`HintedPolicy`); a trace is kept only when
+its answer matches the GT (`accept`). The hint parts are dropped from the written trace and
+images are written as frame indices, so a student trained on it sees plain frames.
+
+Record (one JSON line per episode, `trace_record`): sample key, query, protocol, the
+conversation with images as {"type": "image", "frame": absolute_index}, the assistant turns,
+the reward and J of the episode.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from jaxseg.protocols.episode import Protocol
+from jaxseg.protocols.policy import Message, Policy, PolicyState, text_part
+from jaxseg.protocols.sample import EpisodeSample
+from jaxseg.protocols.scripted import OraclePolicy
+
+from .rollouts import RecordedEpisode, run_recorded
+
+HINT = (
+    "(Annotation for the teacher: the target object(s) of the query are outlined in green in "
+    "the images above; no green outline means the target is not in that frame. Reason from what "
+    "the video shows and do not mention the outline.)"
+)
+HINT_COLOR = np.array([0, 255, 0], np.uint8)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# ----------------------------------------------------------------------------- episodes
+def oracle_episodes(
+    protocol: Protocol,
+    samples: Sequence[EpisodeSample],
+    *,
+    backend,
+    seed: int = 0,
+) -> list[RecordedEpisode]:
+    """The scripted oracle's episode on each sample (cold-start traces of the synthetic world)."""
+    return run_recorded(
+        protocol, OraclePolicy(protocol, samples), samples, backend=backend, seed=seed
+    )
+
+
+def teacher_episodes(
+    protocol: Protocol,
+    teacher: Policy,
+    samples: Sequence[EpisodeSample],
+    *,
+    backend,
+    seed: int = 0,
+) -> list[RecordedEpisode]:
+    """The teacher's episode on each sample, shown GT-annotated frames (`HintedPolicy`).
+    backend: scores the answer; use the oracle backend so `accept` tests the answer itself,
+    not the mask propagator."""
+    return run_recorded(
+        protocol, HintedPolicy(teacher, samples), samples, backend=backend, seed=seed
+    )
+
+
+def accept(episode: RecordedEpisode, sample: EpisodeSample, *, min_j: float = 0.5) -> bool:
+    """The answer matches the GT: every turn parsed, the final turn was not replaced by the
+    protocol's fallback, and either the sample is null and the answer abstains, or the answer
+    has a target and the episode's masks reach J >= min_j (with the oracle backend, J is high
+    only when the answer's boxes pick out the GT targets)."""
+    trace = episode.trace
+    if not trace.turns or any(t.parse_status not in ("ok", "no_target") for t in trace.turns):
+        return False
+    if trace.final.fallback:
+        return False
+    if sample.is_null:
+        return trace.final.no_target
+    return not trace.final.no_target and trace.metrics["J"] >= min_j
+
+
+def iter_episodes(
+    make: Callable[[list[EpisodeSample]], list[RecordedEpisode]],
+    samples: Sequence[EpisodeSample],
+    *,
+    chunk: int = 16,
+    progress: bool = False,
+    desc: str = "cold-start traces",
+) -> Iterator[tuple[EpisodeSample, RecordedEpisode]]:
+    """Runs `make(part)` on consecutive chunks of `samples` (indexed lazily, so a dataset
+    view is never loaded whole); yields (sample, episode)."""
+    bar = tqdm(total=len(samples), desc=desc, disable=not progress)
+    for start in range(0, len(samples), chunk):
+        part = [samples[j] for j in range(start, min(start + chunk, len(samples)))]
+        yield from zip(part, make(part))
+        bar.update(len(part))
+    bar.close()
+
+
+class CycledSamples:
+    """The first `count` samples of a source, wrapping around (lazy, indexable)."""
+
+    def __init__(self, source, count: int):
+        if len(source) == 0:
+            raise ValueError("no samples to draw from")
+        self.source, self.count = source, int(count)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> EpisodeSample:
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        return self.source[i % len(self.source)]
+
+
+# ----------------------------------------------------------------------------- hints
+def outline_targets(image: np.ndarray, mask: np.ndarray, width: int = 1) -> np.ndarray:
+    """image [S, S', 3] uint8 with the boundary of mask [H, W] (native size, resized to the
+    image's) painted green."""
+    h, w = image.shape[:2]
+    if mask.shape != (h, w):
+        from PIL import Image
+
+        mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), 0)) > 0
+    edge = mask & ~ndimage.binary_erosion(mask, iterations=width, border_value=0)
+    out = image.copy()
+    out[edge] = HINT_COLOR
+    return out
+
+
+def _frame_ids_of_images(msg: Message) -> list[int]:
+    """Absolute frame index of each image in a user turn (meta "shown", in image order)."""
+    images = [p for p in msg.get("content", []) if p.get("type") == "image"]
+    shown = list((msg.get("meta") or {}).get("shown", []))
+    if len(shown) != len(images):
+        raise ValueError(
+            f"user turn has {len(images)} images but meta.shown lists {len(shown)} frames; "
+            "cannot tell which frame each image is"
+        )
+    return [int(i) for i in shown]
+
+
+def hinted_message(msg: Message, sample: EpisodeSample) -> Message:
+    """A user turn as the teacher sees it: GT outlines on its images + the HINT text part."""
+    if msg.get("role") != "user" or isinstance(msg.get("content"), str):
+        return msg
+    ids = iter(_frame_ids_of_images(msg))
+    parts = []
+    for part in msg["content"]:
+        if part.get("type") == "image":
+            position = sample.position_of(next(ids))
+            part = dict(part, image=outline_targets(part["image"], sample.target_masks[position]))
+        parts.append(part)
+    parts.append(dict(text_part(HINT), hint=True))
+    return dict(msg, content=parts)
+
+
+class HintedPolicy:
+    """Wraps a policy: every user turn it receives is replaced by its `hinted_message`."""
+
+    def __init__(self, inner: Policy, samples: Sequence[EpisodeSample]):
+        self.inner = inner
+        self.samples = {s.key: s for s in samples}
+
+    def _hint(self, msg: Message) -> Message:
+        key = (msg.get("meta") or {}).get("sample_key")
+        return hinted_message(msg, self.samples[key]) if key in self.samples else msg
+
+    def start(self, conversations):
+        return self.inner.start([[self._hint(m) for m in conv] for conv in conversations])
+
+    def respond(self, state: PolicyState, stop=()):
+        return self.inner.respond(state, stop)
+
+    def append_user_turn(self, state: PolicyState, episode_idx: int, msg: Message):
+        return self.inner.append_user_turn(state, episode_idx, self._hint(msg))
+
+    def finish(self, state: PolicyState, episode_idx: int):
+        return self.inner.finish(state, episode_idx)
+
+
+# ----------------------------------------------------------------------------- records
+def _clean_content(msg: Message) -> list[dict[str, Any]] | str:
+    content = msg.get("content", "")
+    if isinstance(content, str):
+        return content
+    ids = iter(_frame_ids_of_images(msg)) if msg.get("role") == "user" else iter(())
+    out = []
+    for part in content:
+        if part.get("hint"):
+            continue
+        if part.get("type") == "image":
+            out.append({"type": "image", "frame": next(ids)})
+        else:
+            out.append({"type": "text", "text": part.get("text", "")})
+    return out
+
+
+def trace_record(episode: RecordedEpisode) -> dict[str, Any]:
+    """One JSON-able line: the conversation (images -> frame indices, hints dropped)."""
+    t = episode.trace
+    messages = [{"role": m["role"], "content": _clean_content(m)} for m in episode.conversation]
+    return {
+        "sample_key": t.sample_key,
+        "query": t.query,
+        "protocol": t.protocol,
+        "messages": messages,
+        "assistant": [turn.response for turn in t.turns],
+        "reward": dict(t.reward),
+        "J": float(t.metrics["J"]),
+    }
+
+
+def write_jsonl(records: Iterable[dict], path: str | Path) -> int:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+            n += 1
+    return n
+
+
+def teacher_policy(model, processor, *, temperature: float, max_new_tokens: int, seed: int):
+    """A sampler-backed policy for a loaded teacher (as `Experiment.policy` builds one)."""
+    from jaxseg.data.tokenizer import special_token_ids
+    from jaxseg.sampling.filters import SamplingParams
+    from jaxseg.sampling.policy import SamplerPolicy
+    from jaxseg.sampling.sampler import Sampler
+
+    ids = special_token_ids(processor.tokenizer)
+    keys = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+    suppress = tuple(sorted({ids[k] for k in keys} | {ids["pad_token_id"]}))
+    sampler = Sampler(
+        model,
+        eos_token_ids=[ids["eos_token_id"]],
+        pad_token_id=ids["pad_token_id"],
+        tokenizer=processor.tokenizer,
+    )
+    sampling = SamplingParams(temperature=temperature, suppress_tokens=suppress)
+    return SamplerPolicy(
+        sampler, processor, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed
+    )
