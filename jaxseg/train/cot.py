@@ -21,6 +21,7 @@ the reward and J of the episode.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ HINT = (
     "the video shows and do not mention the outline.)"
 )
 HINT_COLOR = np.array([0, 255, 0], np.uint8)
+_LABEL = re.compile(r"(\d+):\s*$")
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -144,15 +146,21 @@ def outline_targets(image: np.ndarray, mask: np.ndarray, width: int = 1) -> np.n
 
 
 def _frame_ids_of_images(msg: Message) -> list[int]:
-    """Absolute frame index of each image in a user turn (meta "shown", in image order)."""
-    images = [p for p in msg.get("content", []) if p.get("type") == "image"]
-    shown = list((msg.get("meta") or {}).get("shown", []))
-    if len(shown) != len(images):
-        raise ValueError(
-            f"user turn has {len(images)} images but meta.shown lists {len(shown)} frames; "
-            "cannot tell which frame each image is"
-        )
-    return [int(i) for i in shown]
+    """Absolute frame index of each image in a user turn. Every protocol writes an image right
+    after a text part ending in its absolute index ("Frame 12: ", "Keyframe 12: "; the
+    convention of jaxseg.protocols.observation), which is read back here."""
+    ids, previous = [], None
+    for part in msg.get("content", []):
+        if part.get("type") == "image":
+            match = _LABEL.search(previous.get("text", "")) if previous else None
+            if match is None:
+                raise ValueError(
+                    f"user turn ({(msg.get('meta') or {}).get('step')}): image {len(ids)} does "
+                    "not follow a 'Frame <index>: ' text part; cannot tell which frame it is"
+                )
+            ids.append(int(match.group(1)))
+        previous = part
+    return ids
 
 
 def hinted_message(msg: Message, sample: EpisodeSample) -> Message:
@@ -205,7 +213,8 @@ def _clean_content(msg: Message) -> list[dict[str, Any]] | str:
         if part.get("hint"):
             continue
         if part.get("type") == "image":
-            out.append({"type": "image", "frame": next(ids)})
+            size = list(np.shape(part["image"])[:2])
+            out.append({"type": "image", "frame": next(ids), "size": size})
         else:
             out.append({"type": "text", "text": part.get("text", "")})
     return out
