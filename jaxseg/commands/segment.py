@@ -199,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
     record = trace.to_json()
     record.update(checkpoint=str(run_dir), stage=stage, video=str(args.video), frames=names)
     del record["reward"], record["sample_key"], record["sample_index"]
+    for turn in record["turns"]:  # the prompt's token ids are long and say nothing new
+        turn["policy_info"].pop("segment_ids", None)
     (out / "trace.json").write_text(json.dumps(record, indent=2))
     write_masks(trace.pred_masks, names, out)
     write_overlay_gif(frames, trace.pred_masks, out / "overlay.gif")
