@@ -20,14 +20,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("jaxseg.commands.info", "versions, devices and optional components"),
     "demo": ("jaxseg.commands.demo", "end-to-end demo on the embedded default"),
     "bench": ("jaxseg.commands.bench", "list and run benchmarks (jaxseg vs reference, same run)"),
-    "train": ("jaxseg.commands.train", "SFT + GRPO training and evaluation for a config (resumable)"),
+    "train": (
+        "jaxseg.commands.train",
+        "SFT + GRPO training and evaluation for a config (resumable)",
+    ),
     "export": ("jaxseg.commands.export", "export a trained policy as an HF checkpoint"),
     "sweep": ("jaxseg.commands.sweep", "expand a config's sweep into runs; print or run them"),
     "eval": ("jaxseg.commands.eval", "score predicted masks on a benchmark (J, F, J&F, R)"),
     "data": ("jaxseg.commands.data", "dataset tools: synth (generate), show (example page)"),
     "episodes": ("jaxseg.commands.episodes", "run a protocol with a scripted policy; rewards"),
     "segment": ("jaxseg.commands.segment", "segment one video for a query with a trained run"),
-    "plan": ("jaxseg.commands.plan", "per-device memory and step time on a TPU slice / GPU cluster"),
+    "plan": (
+        "jaxseg.commands.plan",
+        "per-device memory and step time on a TPU slice / GPU cluster",
+    ),
 }
 
 
