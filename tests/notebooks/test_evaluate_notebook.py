@@ -1,0 +1,78 @@
+"""notebooks/evaluate.ipynb executes (nbclient) against the artifacts of a very short demo run
+and shows the learning table, the curves, the overlays, the per-subset tables and traces."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from jaxseg import cli
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "evaluate.ipynb"
+QUICK = [  # the smallest run that still has every stage (as tests/train/test_experiment.py)
+    "sft.steps=2",
+    "sft.num_examples=8",
+    "grpo.steps=1",
+    "grpo.prompts_per_step=2",
+    "grpo.group_size=2",
+    "grpo.max_new_tokens=16",
+    "eval.max_expressions=3",
+]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nb")
+    args = ["demo", "--quick", "--workdir", str(root / "run"), "--no-progress"]
+    for o in [f"data.root={root / 'data'}", *QUICK]:
+        args += ["--set", o]
+    assert cli.main(args) == 0
+    return root / "run"
+
+
+def execute(monkeypatch, run: Path) -> nbformat.NotebookNode:
+    monkeypatch.setenv("JAXSEG_RUN", str(run))
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": NOTEBOOK.parent}}
+    )
+    client.execute()
+    return nb
+
+
+def outputs(nb, kind: str) -> list[str]:
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if kind == "stream" and out.output_type == "stream":
+                found.append(out.text)
+            elif kind in out.get("data", {}):
+                found.append(out.data[kind])
+    return found
+
+
+def test_notebook_shows_the_run(quick_run, monkeypatch):
+    before = sorted(p for p in quick_run.rglob("*"))
+    nb = execute(monkeypatch, quick_run)
+    assert sorted(p for p in quick_run.rglob("*")) == before  # reads the run, writes nothing
+    markdown = "\n".join(outputs(nb, "text/markdown"))
+    for row in ("| untrained |", "| SFT |", "| SFT+GRPO |"):
+        assert row in markdown
+    text = "".join(outputs(nb, "stream"))
+    assert f"run: {quick_run.resolve()}" in text
+    for tag in ("[untrained]", "[SFT]", "[SFT+GRPO]"):
+        assert tag in text  # per-subset tables
+    assert "referring" in text and "overall" in text
+    # curves + one overlay page per evaluated stage
+    assert len(outputs(nb, "image/png")) == 1 + 3
+    first = json.loads((quick_run / "eval" / "grpo" / "traces.jsonl").read_text().splitlines()[0])
+    assert first["sample_key"] in markdown  # the traces section
+    assert "| step | reward/mean" in markdown  # GRPO steps table
+
+
+def test_missing_run_is_named(tmp_path, monkeypatch):
+    with pytest.raises(CellExecutionError, match="no config.json"):
+        execute(monkeypatch, tmp_path / "no_run_here")
