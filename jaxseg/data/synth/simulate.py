@@ -5,6 +5,11 @@ The scene is *planned* (who enters, exits, stops, collides, passes in front of w
 only steers the simulation; what really happened is read back from the simulated states and
 the rendered masks by `scene_graph.py`, and queries are checked against that, never against
 the plan. A planned event that the physics spoiled simply yields no query.
+
+Speed limit: no object moves more than `cfg.speed[1] * size` px between two frames (steering,
+exits and collisions are all clipped to it), so nothing teleports; instead the plan makes its
+events reachable: the occlusion frame is late enough, the occludee sits within the occluder's
+reach, and an object that will leave starts near a border and sets off in time.
 """
 
 from __future__ import annotations
@@ -178,11 +183,79 @@ def _plan_interactions(
                 o.size_class = max(o.size_class, v.size_class + 1)
                 if o.shape not in _OCCLUDER_SHAPES:
                     o.shape = str(rng.choice(_OCCLUDER_SHAPES))
+                # late enough to get there at < vmax from a start that does not overlap
+                to_min = min(_earliest_occlusion(o, v, cfg), T - 3)
+                if to < to_min:
+                    to = to_min
+                    _make_mover(o, to)
                 o.size_t = None if o.size_t is not None and o.size_t <= to + 2 else o.size_t
                 v.size_t = None if v.size_t is not None and v.size_t <= to + 2 else v.size_t
                 # depth: the occluder in front of the occludee, fixed by the caller
                 plan["occlusion"] = {"frame": to, "occluder": oi, "occludee": vi}
     return plan
+
+
+def _earliest_occlusion(occluder: _Obj, occludee: _Obj, cfg: SynthConfig) -> int:
+    """First frame the occluder can reach the occludee at 85% of vmax when they start
+    1.2x further apart than touching (see `_move_occludee_into_reach`); an entering
+    occluder counts from when it is fully in view at the slowest entry speed."""
+    S, vmax = cfg.size, cfg.speed[1] * cfg.size
+    reach = [_nominal_radius(x.size_class, S) * circumradius(x.shape) for x in (occluder, occludee)]
+    t_a = 0
+    if occluder.enter_t is not None:
+        v_in = 0.5 * (cfg.speed[0] + cfg.speed[1]) * S
+        t_a = occluder.enter_t - 1 + math.ceil((2 * reach[0] + 4) / v_in)
+    return t_a + 1 + math.ceil(1.2 * (sum(reach) + 2) / (0.85 * vmax))
+
+
+def _clip_speed(v: np.ndarray, vmax: float) -> np.ndarray:
+    """`v` scaled down to at most `vmax` px per frame (direction kept)."""
+    speed = float(np.linalg.norm(v))
+    return v * (vmax / speed) if speed > vmax else v
+
+
+def _move_occludee_into_reach(
+    rng: np.random.Generator,
+    occ: dict,
+    objs: list[_Obj],
+    p0: np.ndarray,
+    vel: np.ndarray,
+    reach0: np.ndarray,
+    vmax: float,
+    S: int,
+) -> None:
+    """Re-place the (static) occludee where the occluder can get to by the planned frame
+    at no more than vmax, so the occlusion needs no teleport.
+
+    The occluder is steerable from the frame it is fully inside (t_a, at q): 0 and its start
+    for an object in view, else estimated from its entry. Steering begins once the
+    remaining distance / vmax reaches the remaining frames, which (distance changing by at
+    most vmax a frame) happens at a feasible speed if |occludee - q| < vmax (to - 1 - t_a).
+    p0 [N, 2] start positions, vel [N, 2], reach0 [N] footprint reach at frame 0, in px.
+    """
+    oi, vi, to = occ["occluder"], occ["occludee"], occ["frame"]
+    t_a, q = 0, p0[oi]
+    if objs[oi].enter_t is not None:
+        speed = float(np.linalg.norm(vel[oi]))
+        moves = math.ceil((2 * reach0[oi] + 4) / max(speed, 1e-6))
+        t_a = objs[oi].enter_t - 1 + moves
+        q = p0[oi] + vel[oi] * moves
+    budget = 0.85 * vmax * (to - 1 - t_a)
+    # apart when the video starts, unless the video is too short for that
+    closest = min(reach0[oi] + reach0[vi] + 2, 0.7 * budget)
+    r = reach0[vi]
+    if budget <= 0:
+        return
+    others = [k for k in range(len(objs)) if k not in (oi, vi) and objs[k].enter_t is None]
+    for _ in range(60):
+        a = rng.uniform(0, 2 * math.pi)
+        d = rng.uniform(closest, budget)
+        cand = q + d * np.array([math.cos(a), math.sin(a)])
+        if not (r + 1 <= cand[0] <= S - r - 1 and r + 1 <= cand[1] <= S - r - 1):
+            continue
+        if all(np.linalg.norm(cand - p0[k]) > r + reach0[k] + 2 for k in others):
+            p0[vi] = cand
+            return
 
 
 def _nominal_radius(size_class: int, side: int) -> float:
@@ -246,8 +319,13 @@ def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
             vel[i] = d * speed
             o.status = "parked_in"
             continue
+        # an object that will leave starts near enough to a border to get out at <= vmax
+        exit_reach = 0.85 * vmax * (T - 3) - r - 2
         for _ in range(60):
             cand = rng.uniform(r + 1, S - r - 1, size=2)
+            if o.exit_t is not None and min(cand.min(), (S - cand).min()) > exit_reach:
+                off = rng.uniform(r + 1, max(r + 1, exit_reach))
+                cand[int(rng.integers(2))] = off if rng.random() < 0.5 else S - off
             if all(np.linalg.norm(cand - p0[k]) > r + radius[0, k] * reach[k] + 2 for k in placed):
                 break
         p0[i] = cand
@@ -257,6 +335,9 @@ def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
         else:
             vel[i] = random_velocity()
 
+    if plan["occlusion"]:
+        _move_occludee_into_reach(rng, plan["occlusion"], objs, p0, vel, radius[0] * reach, vmax, S)
+
     no_collide = set()
     if plan["occlusion"]:
         no_collide.add(frozenset((plan["occlusion"]["occluder"], plan["occlusion"]["occludee"])))
@@ -264,6 +345,13 @@ def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
     heading = {"collision": False, "occlusion": False}
     pending_stop: dict[int, int] = {}
     locked: set[int] = set()  # steered towards a planned contact: ignore other controls
+
+    def contact_pending(i: int, t: int) -> bool:
+        """i still has a planned contact ahead (it keeps its lock until frame + 2)."""
+        col, occ = plan["collision"], plan["occlusion"]
+        if col and i in col["objects"] and t <= col["frame"] + 1:
+            return True
+        return bool(occ and i == occ["occluder"] and t <= occ["frame"] + 1)
 
     def reach_px(t: int, i: int) -> float:
         return radius[t, i] * reach[i]
@@ -299,15 +387,24 @@ def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
             if o.start_t is not None and t == o.start_t and o.status == "inside":
                 o.anchored = False
                 vel[i] = random_velocity()
-            if o.exit_t is not None and t == o.exit_t and o.status == "inside":
-                # head for the nearest border fast enough to be gone by the last frame
+            # an entering object may turn back once its centre is in view ("comes and goes")
+            in_view = o.status == "inside" or (
+                o.status == "entering" and bool(((p[i] >= 0) & (p[i] <= S)).all())
+            )
+            if o.exit_t is not None and in_view:
+                # head for the nearest border, at most at vmax, so that it is gone by the
+                # second-last frame: leave at exit_t, or earlier if waiting would be too late
                 dists = [p[i, 0], S - p[i, 0], p[i, 1], S - p[i, 1]]
                 k = int(np.argmin(dists))
-                out = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]][k], float)
-                need = (dists[k] + reach_px(t, i) + 2) / max(1, T - 2 - t)
-                vel[i] = out * max(need, float(np.linalg.norm(vel[i])), vmin)
-                o.anchored = False
-                o.status = "leaving"
+                way = dists[k] + reach_px(t, i) + 2
+                late = way / vmax > T - 3 - t and not contact_pending(i, t)
+                if t >= o.exit_t or late:
+                    out = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]][k], float)
+                    need = way / max(1, T - 2 - t)
+                    speed = max(need, float(np.linalg.norm(vel[i])), vmin)
+                    vel[i] = out * min(speed, vmax)
+                    o.anchored = False
+                    o.status = "leaving"
         col = plan["collision"]
         if col and not heading["collision"]:
             i, j = col["objects"]
@@ -316,23 +413,27 @@ def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
                 steps = col["frame"] - t
                 if steps >= 1 and gap / (2 * vmax) >= steps - 1:
                     n = (p[j] - p[i]) / max(1e-9, float(np.linalg.norm(p[j] - p[i])))
-                    v = max(gap / (2 * steps), 0.3)
+                    # no faster than the config allows: late steering arrives late
+                    v = min(max(gap / (2 * steps), 0.3), vmax)
                     vel[i], vel[j] = n * v, -n * v
                     objs[i].anchored = objs[j].anchored = False
                     heading["collision"] = True
                     locked.update((i, j))
         occ = plan["occlusion"]
-        if occ and not heading["occlusion"]:
+        if occ:
             oi, vi = occ["occluder"], occ["occludee"]
-            if objs[oi].status == "inside":
+            steps = occ["frame"] - t
+            if objs[oi].status == "inside" and steps >= 1:
                 dist = float(np.linalg.norm(p[vi] - p[oi]))
-                steps = occ["frame"] - t
-                if steps >= 1 and dist / vmax >= steps - 1:
-                    vel[oi] = (p[vi] - p[oi]) / steps
+                # a bump on the way (which unlocks it) would make it miss: it re-aims
+                bumped = heading["occlusion"] and oi not in locked
+                if bumped or (not heading["occlusion"] and dist / vmax >= steps - 1):
+                    vel[oi] = _clip_speed((p[vi] - p[oi]) / steps, vmax)
                     objs[oi].anchored = False
                     heading["occlusion"] = True
                     locked.add(oi)
         # -- move
+        before = p.copy()
         for i, o in enumerate(objs):
             if o.status in ("parked_in", "gone") or o.anchored:
                 continue
@@ -343,12 +444,16 @@ def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
                 continue
             r = reach_px(t + 1, i)
             for ax in (0, 1):
+                # mirror the move at the wall; a shape that grew into the wall (started the
+                # move beyond it) just turns round: no jump of more than one move
                 if p[i, ax] < r and vel[i, ax] < 0:
-                    p[i, ax] = 2 * r - p[i, ax]
                     vel[i, ax] = -vel[i, ax]
+                    b = before[i, ax]
+                    p[i, ax] = 2 * r - p[i, ax] if b >= r else b + vel[i, ax]
                 elif p[i, ax] > S - r and vel[i, ax] > 0:
-                    p[i, ax] = 2 * (S - r) - p[i, ax]
                     vel[i, ax] = -vel[i, ax]
+                    b = before[i, ax]
+                    p[i, ax] = 2 * (S - r) - p[i, ax] if b <= S - r else b + vel[i, ax]
         # -- collisions between objects that are fully inside
         for i in range(N):
             for j in range(i + 1, N):
@@ -373,6 +478,9 @@ def simulate(rng: np.random.Generator, cfg: SynthConfig) -> Scene:
                     vi_n, vj_n = np.dot(vel[i], n), np.dot(vel[j], n)
                     vel[i] += (vj_n - vi_n) * n
                     vel[j] += (vi_n - vj_n) * n
+                    # the exchange can give one up to sqrt(2) vmax: the world's speed limit
+                    # holds, so that `speed` bounds every frame-to-frame move
+                    vel[i], vel[j] = _clip_speed(vel[i], vmax), _clip_speed(vel[j], vmax)
                 collisions.append((t + 1, i, j))
                 locked.difference_update((i, j))  # the steering is spent (or spoiled)
                 sac = plan["stop_after_collision"]
