@@ -92,6 +92,23 @@ class SynthConfig:
         unknown = set(kinds) - set(QUERY_KINDS)
         if unknown:
             raise ValueError(f"SynthConfig.query_mix: unknown kinds {sorted(unknown)}")
+        weights = [w for _, w in self.query_mix]
+        if min(weights, default=0) < 0 or sum(weights) <= 0:
+            raise ValueError(
+                f"SynthConfig.query_mix: weights must be >= 0 with a positive sum: {weights}"
+            )
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_prob") or f.name.startswith("p_"):
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(f"SynthConfig.{f.name} must be in [0, 1], got {value}")
+        if self.partial_target_weight < 0:
+            raise ValueError(
+                f"SynthConfig.partial_target_weight must be >= 0, got {self.partial_target_weight}"
+            )
+        lo, hi = self.speed
+        if not 0 < lo <= hi:
+            raise ValueError(f"SynthConfig.speed must be a range 0 < lo <= hi: {self.speed}")
         if self.queries_per_video < 1:
             raise ValueError("SynthConfig.queries_per_video must be >= 1")
 
