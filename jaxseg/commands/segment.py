@@ -117,7 +117,8 @@ def write_overlay_gif(frames: np.ndarray, masks: np.ndarray, path: Path, fps: fl
 def format_trace(trace: dict) -> str:
     lines = [f'query: "{trace["query"]}"  protocol: {trace["protocol"]}']
     for t in trace["turns"]:
-        lines.append(f"--- turn {t['index']} ({t['step']}, parse {t['parse_status']})")
+        cut = ", cut at the token limit" if t["policy_info"].get("truncated") else ""
+        lines.append(f"--- turn {t['index']} ({t['step']}, parse {t['parse_status']}{cut})")
         lines.append(t["response"])
     f = trace["final"]
     lines.append(

@@ -145,7 +145,7 @@ def outline_targets(image: np.ndarray, mask: np.ndarray, width: int = 1) -> np.n
     return out
 
 
-def _frame_ids_of_images(msg: Message) -> list[int]:
+def image_frame_ids(msg: Message) -> list[int]:
     """Absolute frame index of each image in a user turn. Every protocol writes an image right
     after a text part ending in its absolute index ("Frame 12: ", "Keyframe 12: "; the
     convention of jaxseg.protocols.observation), which is read back here."""
@@ -167,7 +167,7 @@ def hinted_message(msg: Message, sample: EpisodeSample) -> Message:
     """A user turn as the teacher sees it: GT outlines on its images + the HINT text part."""
     if msg.get("role") != "user" or isinstance(msg.get("content"), str):
         return msg
-    ids = iter(_frame_ids_of_images(msg))
+    ids = iter(image_frame_ids(msg))
     parts = []
     for part in msg["content"]:
         if part.get("type") == "image":
@@ -207,7 +207,7 @@ def _clean_content(msg: Message) -> list[dict[str, Any]] | str:
     content = msg.get("content", "")
     if isinstance(content, str):
         return content
-    ids = iter(_frame_ids_of_images(msg)) if msg.get("role") == "user" else iter(())
+    ids = iter(image_frame_ids(msg)) if msg.get("role") == "user" else iter(())
     out = []
     for part in content:
         if part.get("hint"):

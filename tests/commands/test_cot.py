@@ -101,7 +101,7 @@ def test_teacher_sees_gt_outlines_and_correct_answers_are_kept(data, protocol):
         user = conv[1]
         sample = by_key[user["meta"]["sample_key"]]
         assert message_text(user).endswith(cot.HINT)
-        ids = cot._frame_ids_of_images(user)
+        ids = cot.image_frame_ids(user)
         images = [p["image"] for p in user["content"] if p["type"] == "image"]
         for k, image in zip(ids, images):
             green = (image == cot.HINT_COLOR).all(-1).any()

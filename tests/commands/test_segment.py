@@ -132,3 +132,16 @@ def test_prediction_needs_no_ground_truth(run_dir, protocol):
         assert [t.response for t in a.turns] == [t.response for t in b.turns]
         assert b.reward == {} and "J" not in b.metrics
         np.testing.assert_array_equal(a.pred_masks, b.pred_masks)
+
+
+def test_masks_and_overlay_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, (3, 6, 7, 3), dtype=np.uint8)
+    masks = rng.random((3, 6, 7)) > 0.5
+    folder = seg.write_masks(masks, ["a", "b", "c"], tmp_path)
+    back = np.stack([np.asarray(Image.open(folder / f"{n}.png")) for n in "abc"])
+    np.testing.assert_array_equal(back == 255, masks)
+    assert set(np.unique(back)) <= {0, 255}
+    seg.write_overlay_gif(frames, masks, tmp_path / "o.gif")
+    with Image.open(tmp_path / "o.gif") as gif:
+        assert gif.n_frames == 3 and gif.size == (7, 6)
