@@ -15,7 +15,8 @@ images are written as frame indices, so a student trained on it sees plain frame
 
 Record (one JSON line per episode, `trace_record`): sample key, query, protocol, the
 conversation with images as {"type": "image", "frame": absolute_index}, the assistant turns,
-the reward and J of the episode.
+the reward and J of the episode. `conversation_from_record` rebuilds the chat messages
+(images from the benchmark's frames) for SFT on a written file.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from jaxseg.protocols.annotations import resize_image
 from jaxseg.protocols.episode import Protocol
 from jaxseg.protocols.policy import Message, Policy, PolicyState, text_part
 from jaxseg.protocols.sample import EpisodeSample
@@ -266,3 +268,30 @@ def teacher_policy(model, processor, *, temperature: float, max_new_tokens: int,
     return SamplerPolicy(
         sampler, processor, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed
     )
+
+
+def conversation_from_record(record: dict[str, Any], sample: EpisodeSample) -> list[Message]:
+    """Inverse of `trace_record` for training: the chat messages with each image rebuilt from
+    the sample's frame (resized as the protocols show it), ready for `ChatEncoder.encode`."""
+    if record["sample_key"] != sample.key:
+        raise ValueError(f"trace of {record['sample_key']!r} given sample {sample.key!r}")
+    messages = []
+    for m in record["messages"]:
+        content = m["content"]
+        if not isinstance(content, str):
+            content = [_rebuilt_part(p, sample) for p in content]
+        messages.append({"role": m["role"], "content": content})
+    return messages
+
+
+def _rebuilt_part(part: dict[str, Any], sample: EpisodeSample) -> dict[str, Any]:
+    if part["type"] != "image":
+        return text_part(part["text"])
+    position = sample.position_of(part["frame"])
+    h, w = part["size"]
+    if position is None or h != w:
+        raise ValueError(
+            f"{sample.key}: image of frame {part['frame']} size {part['size']}: no such frame, "
+            "or not square (the protocols show square images)"
+        )
+    return {"type": "image", "image": resize_image(sample.frames[position], h)}

@@ -187,3 +187,26 @@ def test_random_teacher_traces_are_filtered_out(data, random_teacher, tmp_path, 
     stats = json.loads(capsys.readouterr().out)
     assert stats["source"] == "teacher" and stats["episodes"] == 4
     assert stats["written"] == len(out.read_text().splitlines()) <= 1
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_written_trace_trains_like_the_in_memory_one(data, protocol):
+    """JSONL record -> conversation (frames from the benchmark) encodes to exactly the SFT
+    example Experiment.sft_examples builds from the episode."""
+    from jaxseg.data.chat import ChatEncoder
+    from jaxseg.data.tokenizer import build_processor, build_tokenizer
+    from jaxseg.train.rollouts import sft_example
+
+    encoder = ChatEncoder(build_processor(build_tokenizer()))
+    source = SampleSource(data, "train")
+    samples = [source[i] for i in range(3)]
+    episodes = cot.oracle_episodes(make_protocol(protocol), samples, backend=make_backend("oracle"))
+    for sample, ep in zip(samples, episodes):
+        record = json.loads(json.dumps(cot.trace_record(ep)))
+        rebuilt = encoder.encode(cot.conversation_from_record(record, sample)).as_example()
+        expected = sft_example(ep, encoder)
+        assert rebuilt.keys() == expected.keys()
+        for k in expected:
+            np.testing.assert_array_equal(rebuilt[k], expected[k])
+    with pytest.raises(ValueError, match="given sample"):
+        cot.conversation_from_record(cot.trace_record(episodes[0]), samples[1])
