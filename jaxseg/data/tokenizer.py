@@ -4,12 +4,16 @@ Tiny models trained on CPU need a tiny vocabulary, but the rest of the stack (ch
 placeholder expansion, M-RoPE positions, special-token roles) must be Qwen2.5-VL's. So:
 
 - a byte-level BPE (Qwen2's pre-tokenizer regex, digits split one by one) is trained with
-  HF `tokenizers` on text from the synthetic grammar and the answer protocols, then wrapped in
-  `transformers.Qwen2Tokenizer`; any text still round-trips exactly (byte fallback);
+  HF `tokenizers` on text from the synthetic grammar and on every message the answer
+  protocols (jaxseg.protocols) produce when the scripted oracle plays them, then wrapped in
+  `transformers.Qwen2Tokenizer`; any text still round-trips exactly (byte fallback). Every
+  word of that text ends up a single token (with its leading space), so a sequence costs
+  about one token per word, digit, space before a number and punctuation run; the learned
+  vocabulary saturates near 1000 tokens, below the default bound;
 - Qwen2.5-VL's special tokens keep their names and roles (<|im_start|>, <|im_end|> = eos,
   <|endoftext|> = pad, <|vision_start|>, <|vision_end|>, <|image_pad|>, <|video_pad|>, ...);
   their ids follow the BPE vocabulary in Qwen's order, so ids differ from Qwen's but roles do not;
-- protocol tags (<think>, <answer>, <select>, <VTG>, <RefSeg>, [SEG], ...) are single added
+- protocol tags (<think>, <answer>, <select>, <VTG>, <RefSeg>, [SEG], <box>, ...) are single added
   (non-special) tokens, so they survive `skip_special_tokens=True`, as Qwen's <tool_call> does;
 - the chat template is Qwen2.5-VL's (Qwen/Qwen2.5-VL-*-Instruct chat_template.json);
 - `build_processor` wraps it in a `Qwen2_5_VLProcessor` with a Qwen2-VL image processor sized
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,8 +64,10 @@ PROTOCOL_TAGS: tuple[str, ...] = (
     "<RefSeg>",
     "</RefSeg>",
     "[SEG]",
+    "<box>",
+    "</box>",
 )
-VOCAB_LIMIT = 1024
+VOCAB_LIMIT = 4096
 
 # Qwen2.5-VL-Instruct chat_template.json (identical to Qwen2-VL's).
 QWEN2_5_VL_CHAT_TEMPLATE = (
@@ -93,30 +100,46 @@ _MEAN = [0.48145466, 0.4578275, 0.40821073]
 _STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def protocol_corpus() -> list[str]:
-    """Text the answer protocols of the seed methods produce (tags, JSON, frame indices)."""
-    lines = [
+def chat_corpus() -> list[str]:
+    """The chat template's fixed strings and the protocol tags in context."""
+    return [
         "You are a helpful assistant.",
         "system", "user", "assistant", "Picture 1: ", "Video 1: ",
-        "The video has 24 frames. Frames 0, 5, 11, 17, 23 are shown.",
-        "Frame 7: ", "frames <0> <7> <15> <23>",
-        'Find the target described by the query: "the small red circle".',
-        "Think step by step inside <think> </think>, then answer inside <answer> </answer>.",
-        "<think>Step 1: temporal dynamics. Step 2: spatial details. "
-        "Step 3: expression analysis. Action: see new segment</think>",
-        "<think>Action: confirmed</think>",
-        '<select>{"start": 3, "end": 12, "keyframe": 8}</select>',
-        '<answer><VTG>{"start": 0, "end": 19, "keyframe": 9}</VTG>, '
-        "<RefSeg>[SEG]</RefSeg></answer>",
-        '<answer>{"keyframe": 12, "boxes": [[14, 40, 52, 77]], "points": [[33, 58]]}</answer>',
-        '<answer>{"keyframe": 4, "bbox_2d": [3, 9, 120, 96], "label": "circle"}</answer>',
-        '<answer>{"keyframe": null, "boxes": []}</answer>',
-        "<answer>A</answer> <answer>B</answer>",
-        "The target is not in the video. There is no such object.",
+        "<think></think><answer></answer>", "<answer>no target</answer>",
         "<tool_call>\n</tool_call>",
     ]  # fmt: skip
-    lines += [str(n) for n in range(1000)]
-    return lines
+
+
+def protocol_corpus(videos: int = 6, seed: int = 0) -> list[str]:
+    """Every message of the seed methods' protocols (jaxseg.protocols) played by the scripted
+    oracle on `videos` synthetic videos: system prompts, the user turns' templates with
+    their frame labels, and the assistant's reasoning and answers (tags, JSON keys,
+    numbers), i.e. what SFT and GRPO sequences are made of. Generated through the protocol
+    modules, so a changed template changes the corpus. Deterministic in (videos, seed)."""
+    from jaxseg.data.synth import SynthConfig, generate_video
+    from jaxseg.protocols.episode import play_episodes
+    from jaxseg.protocols.policy import message_text
+    from jaxseg.protocols.registry import PROTOCOLS, make_protocol
+    from jaxseg.protocols.sample import from_synth
+    from jaxseg.protocols.scripted import OraclePolicy
+
+    class RecordingOracle(OraclePolicy):
+        def start(self, conversations):
+            self.state = super().start(conversations)
+            return self.state
+
+    cfg = SynthConfig.preset("medium", size=64)
+    samples = []
+    for v in range(videos):
+        video = generate_video(seed, "tokenizer", v, cfg)
+        samples += [from_synth(video, q, key=f"{v}/{q}") for q in range(len(video.queries))]
+    texts: list[str] = []
+    for name in sorted(PROTOCOLS):
+        protocol = make_protocol(name)
+        policy = RecordingOracle(protocol, samples)
+        play_episodes(protocol, policy, samples, seed=seed)
+        texts += [message_text(m) for conv in policy.state.conversations for m in conv]
+    return texts
 
 
 def grammar_corpus(videos: int = 60, seed: int = 0) -> list[str]:
@@ -144,6 +167,20 @@ def grammar_corpus(videos: int = 60, seed: int = 0) -> list[str]:
     return texts
 
 
+def default_corpus() -> list[str]:
+    """What `build_tokenizer` trains on by default: chat strings, grammar, protocols."""
+    return chat_corpus() + grammar_corpus() + protocol_corpus()
+
+
+def _without_added_tokens(texts: Iterable[str]) -> Iterator[str]:
+    """The pieces of `texts` between special tokens and protocol tags: what the BPE model sees
+    at encoding time, where added tokens are split off first (else "<think>In" would train
+    the pre-token ">In" and leave "In" unmerged)."""
+    added = re.compile("|".join(re.escape(t) for t in QWEN_SPECIAL_TOKENS + PROTOCOL_TAGS))
+    for text in texts:
+        yield from (piece for piece in added.split(text) if piece)
+
+
 def _train_bpe(
     texts: Iterable[str], vocab_size: int
 ) -> tuple[dict[str, int], list[tuple[str, str]]]:
@@ -163,20 +200,22 @@ def _train_bpe(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(texts, trainer)
+    bpe.train_from_iterator(_without_added_tokens(texts), trainer)
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
     return dict(model["vocab"]), merges  # type: ignore[return-value]
 
 
-def build_tokenizer(vocab_size: int = 1000, texts: Iterable[str] | None = None):
-    """A `transformers.Qwen2Tokenizer` with at most `vocab_size` (< 1024) tokens in all."""
+def build_tokenizer(vocab_size: int = 2048, texts: Iterable[str] | None = None):
+    """A `transformers.Qwen2Tokenizer` with at most `vocab_size` (<= VOCAB_LIMIT) tokens in
+    all; fewer when the corpus runs out of pairs to merge (the default corpus does, near 1000)."""
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
 
     if not 256 + len(QWEN_SPECIAL_TOKENS) + len(PROTOCOL_TAGS) < vocab_size <= VOCAB_LIMIT:
-        raise ValueError(f"vocab_size must be in (283, {VOCAB_LIMIT}], got {vocab_size}")
-    corpus = list(texts) if texts is not None else grammar_corpus() + protocol_corpus()
+        lo = 256 + len(QWEN_SPECIAL_TOKENS) + len(PROTOCOL_TAGS)
+        raise ValueError(f"vocab_size must be in ({lo}, {VOCAB_LIMIT}], got {vocab_size}")
+    corpus = list(texts) if texts is not None else default_corpus()
     n_added = len(QWEN_SPECIAL_TOKENS) + len(PROTOCOL_TAGS)
     vocab, merges = _train_bpe(corpus, vocab_size - n_added)
     for token in QWEN_SPECIAL_TOKENS + PROTOCOL_TAGS:

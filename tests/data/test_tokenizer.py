@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import unicodedata
 
 import numpy as np
@@ -22,6 +23,7 @@ from jaxseg.data.tokenizer import (  # noqa: E402
     build_processor,
     build_tokenizer,
     load_processor,
+    protocol_corpus,
     save_processor,
     special_token_ids,
 )
@@ -110,7 +112,28 @@ def test_training_is_deterministic():
     b = build_tokenizer(400, texts)
     assert a.backend_tokenizer.to_str() == b.backend_tokenizer.to_str()
     with pytest.raises(ValueError, match="vocab_size"):
-        build_tokenizer(2048, texts)
+        build_tokenizer(VOCAB_LIMIT + 1, texts)
+    assert protocol_corpus(videos=1, seed=3) == protocol_corpus(videos=1, seed=3)
+
+
+def _pieces(text: str) -> list[str]:
+    """`text` split around added tokens (tags, specials), as encoding splits it."""
+    added = "|".join(re.escape(t) for t in PROTOCOL_TAGS + QWEN_SPECIAL_TOKENS)
+    return [p for p in re.split(f"({added})", text) if p]
+
+
+def test_protocol_text_costs_one_token_per_pretoken(tok):
+    # held-out episodes (another seed than the training corpus): every word with its leading
+    # space, every punctuation run and every tag is one token; only Qwen's digit split and the
+    # space before a number remain (the grammar-only BPE it replaced spent 1.53 tokens per pre-token)
+    pre = tok.backend_tokenizer.pre_tokenizer
+    n_tokens = n_pre = 0
+    for text in protocol_corpus(videos=2, seed=11):
+        for piece in _pieces(text):
+            n_tokens += len(tok(piece, add_special_tokens=False)["input_ids"])
+            n_pre += 1 if piece in PROTOCOL_TAGS else len(pre.pre_tokenize_str(piece))
+    assert n_pre > 5000
+    assert n_tokens <= 1.01 * n_pre, (n_tokens, n_pre)
 
 
 # (frame h, w) -> resized (h, w) by hand: each side rounded to a multiple of 28 px, the area
