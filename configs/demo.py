@@ -50,9 +50,9 @@ def get_config(arg=None):
 
     # Stage 1: cold-start SFT on the protocol's oracle traces
     c.sft = ConfigDict()
-    c.sft.num_examples = 32 if a.quick else 1200
-    c.sft.steps = 3 if a.quick else 300
-    c.sft.batch_size = 4 if a.quick else 16
+    c.sft.num_examples = 32 if a.quick else 800
+    c.sft.steps = 3 if a.quick else 200
+    c.sft.batch_size = 4 if a.quick else 8
     c.sft.micro_batch = 4 if a.quick else 8
     c.sft.learning_rate = 1e-3
     c.sft.warmup_steps = 0 if a.quick else 20
@@ -63,8 +63,8 @@ def get_config(arg=None):
     # Stage 2: GRPO (Veason-R1 defaults: PPO clip 0.2, k3 KL; VideoSEG-O3: policy_loss=on_policy)
     c.grpo = ConfigDict()
     c.grpo.require_sft = True
-    c.grpo.steps = 2 if a.quick else 60
-    c.grpo.prompts_per_step = 2 if a.quick else 8
+    c.grpo.steps = 2 if a.quick else 30
+    c.grpo.prompts_per_step = 2 if a.quick else 4
     c.grpo.group_size = 2 if a.quick else 8
     c.grpo.micro_batch = 4 if a.quick else 16
     c.grpo.max_new_tokens = 48 if a.quick else 96
@@ -85,7 +85,7 @@ def get_config(arg=None):
     c.grpo.keep = 2
 
     c.eval = ConfigDict()
-    c.eval.max_expressions = 8 if a.quick else 120
+    c.eval.max_expressions = 8 if a.quick else 48
     c.eval.chunk = 8
     return c
 
