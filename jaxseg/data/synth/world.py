@@ -64,7 +64,8 @@ class SynthConfig:
     p_stop_after_collision: float = 0.5
     # appearance: probability that a new object copies the shape or colour of an earlier one
     distractor_prob: float = 0.4
-    speed: tuple[float, float] = (0.008, 0.022)  # fraction of the side per frame
+    # fraction of the side per frame; the upper end bounds every move (simulate.py)
+    speed: tuple[float, float] = (0.008, 0.022)
     # queries
     queries_per_video: int = 6
     query_mix: tuple[tuple[str, float], ...] = (
