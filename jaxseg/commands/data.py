@@ -3,7 +3,7 @@
     jaxseg data synth --out DIR --videos N --seed S [--valid-videos M] [--split train|valid|both]
                       [--frames LO HI] [--size PX] [--objects LO HI] [--difficulty easy|medium|hard]
     jaxseg data show  --data DIR --out page.png [--split valid] [--rows 12]
-    jaxseg data tokenizer --out DIR [--vocab-size 1000]
+    jaxseg data tokenizer --out DIR [--vocab-size 2048]
 
 Subcommands register in `SUBCOMMANDS` (name -> (add_arguments, run, help)), so other
 modules can add theirs (e.g. `data cot`) with one line each.
@@ -103,7 +103,7 @@ def _run_show(args: argparse.Namespace) -> int:
 
 def _add_tokenizer(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="processor directory to write")
-    p.add_argument("--vocab-size", type=int, default=1000, help="upper bound, < 1024")
+    p.add_argument("--vocab-size", type=int, default=2048, help="upper bound, <= 4096")
 
 
 def _run_tokenizer(args: argparse.Namespace) -> int:

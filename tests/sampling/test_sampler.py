@@ -230,9 +230,19 @@ def test_stop_string_that_never_comes_truncates(jax_model, tokenizer, special, m
 def test_new_prompt_lengths_in_a_bucket_do_not_recompile(jax_model, tokenizer, special, media):
     s = Sampler(jax_model, pad_token_id=special["pad_token_id"])  # power-of-two buckets
     a = make_prompt(tokenizer, special, media, ("img_a",), text="Find the red circle now")
-    b = make_prompt(tokenizer, special, media, ("img_a",), text="Find the red circle now or never")
-    assert len(a.input_ids) != len(b.input_ids)
-    assert bucket_length(len(a.input_ids)) == bucket_length(len(b.input_ids))
+    # a longer prompt in the same length bucket, whatever the tokenizer's merges
+    longer = (
+        make_prompt(
+            tokenizer, special, media, ("img_a",), text="Find the red circle now" + " x" * k
+        )
+        for k in range(1, 8)
+    )
+    b = next(
+        p
+        for p in longer
+        if len(p.input_ids) > len(a.input_ids)
+        and bucket_length(len(p.input_ids)) == bucket_length(len(a.input_ids))
+    )
     s.generate([a], max_new_tokens=4, sampling=GREEDY)
     sizes = sampling_loop.prefill._cache_size(), sampling_loop.decode_loop._cache_size()
     s.generate([b], max_new_tokens=4, sampling=GREEDY)

@@ -159,13 +159,20 @@ def test_grpo_step_moves_logprobs_with_advantage(setup):
     model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(3))
     batch = make_policy_batch(examples, config=cfg, length_buckets=(32,))
     before = np.asarray(sequence_logprobs(model, batch))
+    model_copy = nnx.clone(model)
     opt = nnx.Optimizer(
         model,
         make_optimizer(OptimizerConfig(learning_rate=1e-3, schedule="constant")),
         wrt=nnx.Param,
     )
-    metrics = train_step(model, opt, [batch], GRPOLossConfig(policy_loss="on_policy"))
+    loss_cfg = GRPOLossConfig(policy_loss="ppo_clip", kl_coef=0.0)
+    fixed = batch.replace(old_logp=before)  # old policy = the model before the update
+    loss_before = accumulate_grads(model_copy, [fixed], loss_cfg)[0]
+    metrics = train_step(model, opt, [fixed], loss_cfg)
     after = np.asarray(sequence_logprobs(model, batch))
+    # one GRPO step lowers the loss on the same fixed batch
+    loss_after = accumulate_grads(model, [fixed], loss_cfg)[0]
+    assert loss_after < loss_before, (loss_before, loss_after)
     m = batch.loss_mask
     delta = ((after - before) * m).sum(1) / m.sum(1)
     # rows with positive advantage gain log-prob, negative ones lose it
