@@ -27,7 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("jaxseg.commands.export", "export a trained policy as an HF checkpoint"),
     "sweep": ("jaxseg.commands.sweep", "expand a config's sweep into runs; print or run them"),
     "eval": ("jaxseg.commands.eval", "score predicted masks on a benchmark (J, F, J&F, R)"),
-    "data": ("jaxseg.commands.data", "dataset tools: synth (generate), show (example page), cot (traces), tokenizer"),
+    "data": (
+        "jaxseg.commands.data",
+        "dataset tools: synth (generate), show (example page), cot (traces), tokenizer",
+    ),
     "episodes": ("jaxseg.commands.episodes", "run a protocol with a scripted policy; rewards"),
     "segment": ("jaxseg.commands.segment", "segment one video for a query with a trained run"),
     "plan": (
