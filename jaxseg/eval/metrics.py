@@ -213,18 +213,25 @@ def keyframe_area_ratio(areas: Sequence[int] | np.ndarray, keyframe: int, sample
     return float(areas[int(keyframe)] / best) if best > 0 else 0.0
 
 
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes: [N, 4] x [M, 4] -> [N, M]; 0 where the union is empty."""
+def box_iou(
+    boxes_a: np.ndarray, boxes_b: np.ndarray, *, pixel_inclusive: bool = False
+) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes: [N, 4] x [M, 4] -> [N, M]; 0 where the union is empty.
+
+    Continuous coordinates (area = (x2 - x1) * (y2 - y1)); `pixel_inclusive=True` is the +1
+    convention of Veason-R1's released `batch_iou`. Inverted boxes have zero area."""
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    one = 1.0 if pixel_inclusive else 0.0
+    area_a = np.clip(a[:, 2] - a[:, 0] + one, 0, None) * np.clip(a[:, 3] - a[:, 1] + one, 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0] + one, 0, None) * np.clip(b[:, 3] - b[:, 1] + one, 0, None)
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
+    wh = np.clip(rb - lt + one, 0, None)
     inter = wh[..., 0] * wh[..., 1]
     union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return np.clip(iou, 0.0, 1.0)
 
 
 def mask_to_box(masks: np.ndarray) -> np.ndarray:

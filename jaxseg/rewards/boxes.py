@@ -16,6 +16,8 @@ import dataclasses
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from jaxseg.eval.metrics import box_iou
+
 
 def as_boxes(boxes, name: str = "boxes") -> np.ndarray:
     """Validate and convert to float64 [N, 4]; an empty sequence gives [0, 4]."""
@@ -42,28 +44,10 @@ def as_points(points, name: str = "points") -> np.ndarray:
 
 
 def box_iou_matrix(pred, gt, *, pixel_inclusive: bool = False) -> np.ndarray:
-    """IoU of every (pred, gt) pair: [M, 4], [N, 4] -> [M, N] in [0, 1]."""
+    """IoU of every (pred, gt) pair: [M, 4], [N, 4] -> [M, N] in [0, 1] (validated inputs;
+    the geometry is `jaxseg.eval.metrics.box_iou`)."""
     a, b = as_boxes(pred, "pred boxes"), as_boxes(gt, "gt boxes")
-    one = 1.0 if pixel_inclusive else 0.0
-
-    def area(x: np.ndarray) -> np.ndarray:
-        return np.clip(x[:, 2] - x[:, 0] + one, 0, None) * np.clip(x[:, 3] - x[:, 1] + one, 0, None)
-
-    ix = np.clip(
-        np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + one,
-        0,
-        None,
-    )
-    iy = np.clip(
-        np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + one,
-        0,
-        None,
-    )
-    inter = ix * iy
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-    return np.clip(iou, 0.0, 1.0)
+    return box_iou(a, b, pixel_inclusive=pixel_inclusive)
 
 
 def box_l1_matrix(pred, gt) -> np.ndarray:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from jaxseg.eval.metrics import box_iou
 from jaxseg.segmenter.interface import (
     MaskRequest,
     MaskResult,
@@ -68,11 +69,7 @@ def _bbox(mask: np.ndarray) -> np.ndarray | None:
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return float(box_iou(a, b)[0, 0])
 
 
 def _centroid(mask: np.ndarray) -> np.ndarray:
