@@ -20,10 +20,10 @@ from typing import Any
 
 import grain
 import numpy as np
-from PIL import Image
 
 from jaxseg.data.collate import PadRule, collate
 from jaxseg.data.encode import ByteEncode, Clip
+from jaxseg.data.images import resize_frames, resize_masks
 from jaxseg.data.readers.errors import BadInputWarning, DataFormatError
 from jaxseg.data.readers.records import VideoExpression
 from jaxseg.data.sampling import keyframe_centred_positions, uniform_positions
@@ -78,27 +78,6 @@ class SampleFrames(grain.transforms.RandomMap):
         else:
             positions, keyframe = uniform_positions(record.num_frames, self.num_frames), -1
         return record, positions, keyframe
-
-
-def resize_frames(frames: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """[M, H, W, 3] uint8 -> [M, h, w, 3] bilinear (PIL, as Veason-R1 resizes to 560x560)."""
-    if size is None or frames.shape[1:3] == tuple(size):
-        return frames
-    h, w = size
-    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in frames])
-
-
-def resize_masks(masks: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """[M, H, W] bool -> [M, h, w] nearest-neighbour."""
-    if size is None or masks.shape[1:3] == tuple(size):
-        return masks
-    h, w = size
-    return np.stack(
-        [
-            np.asarray(Image.fromarray(m.astype(np.uint8)).resize((w, h), Image.NEAREST))
-            for m in masks
-        ]
-    ).astype(bool)
 
 
 @dataclasses.dataclass(frozen=True)

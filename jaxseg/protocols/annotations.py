@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
+
+from jaxseg.data.images import resize_frames
 
 
 def box_of(mask: np.ndarray) -> np.ndarray | None:
@@ -63,11 +64,8 @@ def clip_box(box, hw: tuple[int, int]) -> np.ndarray | None:
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """[H, W, 3] uint8 -> [size, size, 3], bilinear (PIL), as Veason-R1 resizes to 560x560.
-    Same method as jaxseg.data.pipeline.resize_frames, without importing grain."""
-    if image.shape[0] == size and image.shape[1] == size:
-        return image
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    """[H, W, 3] uint8 -> [size, size, 3], bilinear (PIL), as Veason-R1 resizes to 560x560."""
+    return resize_frames(image[None], (size, size))[0]
 
 
 def presence_run(presence: Sequence[bool], position: int) -> tuple[int, int] | None:
