@@ -82,6 +82,34 @@ class SamplerPolicy(ChatPolicyBase):
         self.seed = seed
         self._eos = set(sampler.eos_token_ids)
 
+    @classmethod
+    def for_model(
+        cls,
+        model,
+        processor,
+        *,
+        sampling: SamplingParams = DEFAULT_SAMPLING,
+        max_new_tokens: int = 256,
+        seed: int = 0,
+    ) -> SamplerPolicy:
+        """The policy of `model` with its Qwen2.5-VL `processor`: stops at `<|im_end|>`, and
+        never emits the tokens only the processor may place (image/video placeholders, vision
+        start/end, pad) — an untrained policy otherwise samples them and breaks the next turn's
+        vision merge."""
+        from jaxseg.data.tokenizer import special_token_ids
+
+        ids = special_token_ids(processor.tokenizer)
+        keys = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+        suppress = tuple(sorted({ids[k] for k in keys} | {ids["pad_token_id"]}))
+        sampler = Sampler(
+            model,
+            eos_token_ids=[ids["eos_token_id"]],
+            pad_token_id=ids["pad_token_id"],
+            tokenizer=processor.tokenizer,
+        )
+        sampling = dataclasses.replace(sampling, suppress_tokens=suppress)
+        return cls(sampler, processor, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
+
     # ------------------------------------------------------------------ encoding
     def _render(self, messages: Sequence[Message], generation_prompt: bool) -> str:
         clean = [{k: v for k, v in m.items() if k != "meta"} for m in messages]

@@ -249,24 +249,16 @@ def write_jsonl(records: Iterable[dict], path: str | Path) -> int:
 
 
 def teacher_policy(model, processor, *, temperature: float, max_new_tokens: int, seed: int):
-    """A sampler-backed policy for a loaded teacher (as `Experiment.policy` builds one)."""
-    from jaxseg.data.tokenizer import special_token_ids
+    """A sampler-backed policy for a loaded teacher (the same construction as `Experiment`)."""
     from jaxseg.sampling.filters import SamplingParams
     from jaxseg.sampling.policy import SamplerPolicy
-    from jaxseg.sampling.sampler import Sampler
 
-    ids = special_token_ids(processor.tokenizer)
-    keys = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
-    suppress = tuple(sorted({ids[k] for k in keys} | {ids["pad_token_id"]}))
-    sampler = Sampler(
+    return SamplerPolicy.for_model(
         model,
-        eos_token_ids=[ids["eos_token_id"]],
-        pad_token_id=ids["pad_token_id"],
-        tokenizer=processor.tokenizer,
-    )
-    sampling = SamplingParams(temperature=temperature, suppress_tokens=suppress)
-    return SamplerPolicy(
-        sampler, processor, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed
+        processor,
+        sampling=SamplingParams(temperature=temperature),
+        max_new_tokens=max_new_tokens,
+        seed=seed,
     )
 
 

@@ -20,7 +20,6 @@ reference -> one optimizer update over all micro-batches (exact accumulation).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import time
@@ -49,7 +48,6 @@ from jaxseg.rl import advantages as adv_lib
 from jaxseg.rl.objective import GRPOLossConfig
 from jaxseg.sampling.filters import SamplingParams
 from jaxseg.sampling.policy import SamplerPolicy
-from jaxseg.sampling.sampler import Sampler
 from jaxseg.segmenter import make_backend
 
 from .batch import PolicyBatch, make_policy_batch
@@ -150,23 +148,13 @@ class Experiment:
             self._sources[split] = SampleSource(d.root, split, format=d.format)
         return self._sources[split]
 
-    @property
-    def suppress_tokens(self) -> tuple[int, ...]:
-        """Tokens only the processor may place (media placeholders, vision start/end, pad)."""
-        ids = self.ids
-        keys = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
-        return tuple(sorted({ids[k] for k in keys} | {ids["pad_token_id"]}))
-
     def policy(self, *, sampling: SamplingParams, max_new_tokens: int, seed: int) -> SamplerPolicy:
-        sampling = dataclasses.replace(sampling, suppress_tokens=self.suppress_tokens)
-        sampler = Sampler(
+        return SamplerPolicy.for_model(
             self.model,
-            eos_token_ids=[self.ids["eos_token_id"]],
-            pad_token_id=self.ids["pad_token_id"],
-            tokenizer=self.processor.tokenizer,
-        )
-        return SamplerPolicy(
-            sampler, self.processor, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed
+            self.processor,
+            sampling=sampling,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
         )
 
     def _batches(self, examples: list[dict], micro_batch: int) -> list[PolicyBatch]:
