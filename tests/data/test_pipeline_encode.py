@@ -148,7 +148,9 @@ def test_pipeline_with_qwen_encode_pads_every_key(parts, tmp_path):
 
 def test_matches_the_hf_processor_with_the_synthetic_tokenizer():
     """Same ids and pixels as transformers' Qwen2.5-VL processor fed the equivalent text."""
-    tokenizer_mod = pytest.importorskip("jaxseg.data.tokenizer")
+    import importlib
+
+    tokenizer_mod = importlib.import_module("jaxseg.data.tokenizer")
     transformers = pytest.importorskip("transformers")
     from jaxseg.models.qwen2_5_vl.config import Qwen2_5_VLConfig
 

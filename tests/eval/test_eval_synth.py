@@ -6,12 +6,11 @@ import math
 import numpy as np
 import pytest
 
+import jaxseg.data.synth as synth
 from jaxseg import cli
 from jaxseg.data.readers import read_revos
 from jaxseg.data.readers.layouts import write_prediction_pngs
 from jaxseg.eval import metrics
-
-synth = pytest.importorskip("jaxseg.data.synth")
 
 
 @pytest.fixture(scope="module")
