@@ -87,6 +87,19 @@ def frame_files(
     return paths, ids, height, width
 
 
+def listed_video(
+    info: Any, frames_dir: str | Path, *, meta_path: str | Path, field: str, verify: bool = True
+) -> tuple[list[str], list[tuple[str, dict]], tuple[str, ...], tuple[int, ...], int, int]:
+    """A meta entry that lists its frames: (frame names, expressions, paths, absolute frame
+    ids, height, width); errors name `field` of `meta_path`."""
+    names = field_of(info, "frames", meta_path, field)
+    expressions = expressions_of(info, meta_path, field)
+    paths, ids, height, width = frame_files(
+        frames_dir, names, meta_path=meta_path, field=f"{field}.frames", verify=verify
+    )
+    return names, expressions, paths, ids, height, width
+
+
 def listed_frames(frames_dir: str | Path, extension: str = ".jpg") -> list[str]:
     """Sorted frame stems in a folder (for layouts whose meta file lists no frames)."""
     if not os.path.isdir(frames_dir):

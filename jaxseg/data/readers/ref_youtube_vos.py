@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jaxseg.data.readers.common import expressions_of, field_of, frame_files, load_json, videos_of
+from jaxseg.data.readers.common import field_of, listed_video, load_json, videos_of
 from jaxseg.data.readers.errors import BadInputPolicy, DataFormatError
 from jaxseg.data.readers.masks import PaletteMasks
 from jaxseg.data.readers.records import ExpressionIndex, VideoExpression
@@ -58,13 +58,11 @@ def read_ytvos_layout(
     for video, info in videos.items():
         vfield = f'videos["{video}"]'
         try:
-            names = field_of(info, "frames", meta_path, vfield)
-            expressions = expressions_of(info, meta_path, vfield)
-            paths, ids, height, width = frame_files(
+            names, expressions, paths, ids, height, width = listed_video(
+                info,
                 split_dir / "JPEGImages" / video,
-                names,
                 meta_path=meta_path,
-                field=f"{vfield}.frames",
+                field=vfield,
                 verify=verify_frames,
             )
         except DataFormatError as err:

@@ -21,7 +21,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from jaxseg.data.readers.common import expressions_of, field_of, frame_files, load_json, videos_of
+from jaxseg.data.readers.common import field_of, listed_video, load_json, videos_of
 from jaxseg.data.readers.errors import BadInputPolicy, DataFormatError
 from jaxseg.data.readers.masks import RleMasks
 from jaxseg.data.readers.records import (
@@ -103,14 +103,8 @@ def read_rle_layout(
     for video, info in videos.items():
         vfield = _video_field(video)
         try:
-            names = field_of(info, "frames", meta_path, vfield)
-            expressions = expressions_of(info, meta_path, vfield)
-            paths, ids, height, width = frame_files(
-                frames_dir / video,
-                names,
-                meta_path=meta_path,
-                field=f"{vfield}.frames",
-                verify=verify_frames,
+            names, expressions, paths, ids, height, width = listed_video(
+                info, frames_dir / video, meta_path=meta_path, field=vfield, verify=verify_frames
             )
             for key in ("height", "width"):
                 declared = info.get(key)
