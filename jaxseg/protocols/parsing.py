@@ -105,14 +105,11 @@ def answer_body(text: Any) -> str | None:
     return extract(text, "answer")
 
 
-# ----------------------------------------------------------------------------- veason
 @dataclasses.dataclass(frozen=True)
-class KeyframeBoxes:
-    """A keyframe (absolute index) and boxes on it. status "ok" / "no_target" / failure."""
+class Parsed:
+    """Base of every parse result: `status` is "ok", "no_target" or the failure reason."""
 
     status: str
-    keyframe: int | None = None
-    boxes: tuple[tuple[float, float, float, float], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -121,6 +118,15 @@ class KeyframeBoxes:
     @property
     def no_target(self) -> bool:
         return self.status == NO_TARGET_STATUS
+
+
+# ----------------------------------------------------------------------------- veason
+@dataclasses.dataclass(frozen=True)
+class KeyframeBoxes(Parsed):
+    """A keyframe (absolute index) and boxes on it. status "ok" / "no_target" / failure."""
+
+    keyframe: int | None = None
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
 
 
 def parse_veason(text: Any) -> KeyframeBoxes:
@@ -148,8 +154,7 @@ def parse_veason(text: Any) -> KeyframeBoxes:
 
 # ----------------------------------------------------------------------------- rcot
 @dataclasses.dataclass(frozen=True)
-class TextAnswer:
-    status: str
+class TextAnswer(Parsed):
     text: str = ""
 
 
@@ -163,13 +168,8 @@ def parse_description(text: Any, max_chars: int = 2000) -> TextAnswer:
 
 
 @dataclasses.dataclass(frozen=True)
-class KeyframeChoice:
-    status: str
+class KeyframeChoice(Parsed):
     keyframe: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
 
 
 def parse_keyframe(text: Any) -> KeyframeChoice:
@@ -188,8 +188,7 @@ def parse_keyframe(text: Any) -> KeyframeChoice:
 
 
 @dataclasses.dataclass(frozen=True)
-class Choice:
-    status: str
+class Choice(Parsed):
     choice: str | None = None
 
 
@@ -208,20 +207,11 @@ def parse_choice(text: Any, options: tuple[str, ...] = ("A", "B")) -> Choice:
 
 
 @dataclasses.dataclass(frozen=True)
-class GroundedObjects:
+class GroundedObjects(Parsed):
     """KTG objects: boxes [N] and points [N] (None where an object has no valid point)."""
 
-    status: str
     boxes: tuple[tuple[float, float, float, float], ...] = ()
     points: tuple[tuple[float, float] | None, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
-
-    @property
-    def no_target(self) -> bool:
-        return self.status == NO_TARGET_STATUS
 
 
 def parse_ktg(text: Any) -> GroundedObjects:
@@ -253,25 +243,16 @@ def parse_ktg(text: Any) -> GroundedObjects:
 
 # ----------------------------------------------------------------------------- o3
 @dataclasses.dataclass(frozen=True)
-class O3Turn:
+class O3Turn(Parsed):
     """One VideoSEG-O3 turn in the text-coordinate route: action "select" or "answer" (None
     if neither tag), the VTG interval [start, end) and keyframe (absolute indices), boxes on
     the keyframe. status "ok" / "no_target" / failure reason."""
 
-    status: str
     action: str | None = None
     start: int | None = None
     end: int | None = None
     keyframe: int | None = None
     boxes: tuple[tuple[float, float, float, float], ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
-
-    @property
-    def no_target(self) -> bool:
-        return self.status == NO_TARGET_STATUS
 
     @property
     def has_vtg(self) -> bool:
@@ -325,18 +306,9 @@ _ROUND1 = re.compile(
 
 
 @dataclasses.dataclass(frozen=True)
-class RevsegRound1:
-    status: str
+class RevsegRound1(Parsed):
     keyframe: int | None = None
     description: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
-
-    @property
-    def no_target(self) -> bool:
-        return self.status == NO_TARGET_STATUS
 
 
 def parse_revseg_round1(text: Any) -> RevsegRound1:
