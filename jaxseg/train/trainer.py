@@ -16,6 +16,13 @@ sampled episodes with the sampler-backed policy -> trajectory rewards (jaxseg.re
 protocol) -> group advantages (jaxseg.rl.advantages) -> teacher-forced loss on the sampled
 tokens with the sampler's log-probs as the old policy and the frozen SFT policy as the KL
 reference -> one optimizer update over all micro-batches (exact accumulation).
+
+LoRA (``sft.lora_rank`` / ``grpo.lora_rank`` > 0, jaxseg.train.lora): the stage trains
+adapters only; its checkpoints hold the *merged* params (so load_stage, eval and export read
+them like a full fine-tune's) plus the adapters (item ``lora``) and their optimizer state.
+Resume rebuilds the frozen base exactly as a fresh start does (the initial model for SFT, the
+SFT params for GRPO) and restores the adapters onto it; after the stage the model is plain
+and holds the merged result.
 """
 
 from __future__ import annotations
@@ -54,12 +61,14 @@ from .batch import PolicyBatch, make_policy_batch
 from .checkpoint import Checkpointer, abstract_like
 from .cot import CycledSamples, iter_episodes, oracle_episodes
 from .evaluate import evaluate_policy
+from .lora import LoRAConfig, adapted, adapter_params, has_lora, load_adapters, merged_params
+from .lora import trainable as trainable_params
 from .metrics import MetricsLogger
 from .rollouts import reward_summary, rollout_example, run_recorded, sft_example
 from .samples import SampleSource
 from .steps import OptimizerConfig, SFTLoss, make_optimizer, sequence_logprobs, train_step
 
-ITEMS = ("params", "opt")
+ITEMS = ("params", "opt", "lora")  # lora: a LoRA stage's adapters (absent otherwise)
 ADVANTAGES = {
     "grpo": adv_lib.grpo_advantages,
     "drgrpo": adv_lib.drgrpo_advantages,
@@ -165,20 +174,37 @@ class Experiment:
 
     # ------------------------------------------------------------------ state
     def _train_state(self, optimizer: nnx.Optimizer) -> dict[str, Any]:
-        return {
-            "params": nnx.to_pure_dict(nnx.state(self.model, nnx.Param)),
+        state = {
+            "params": merged_params(self.model),
             "opt": nnx.to_pure_dict(nnx.state(optimizer, nnx.optimizer.OptState)),
         }
+        if has_lora(self.model):
+            state["lora"] = adapter_params(self.model)
+        return state
 
     def _restore(self, ckpt: Checkpointer, optimizer: nnx.Optimizer) -> int:
         """Restores the latest checkpoint into model + optimizer; returns the next step."""
         step = ckpt.latest_step()
         if step is None:
             return 0
-        restored, meta = ckpt.restore(abstract_like(self._train_state(optimizer)), step)
-        params = nnx.state(self.model, nnx.Param)
-        nnx.replace_by_pure_dict(params, restored["params"])
-        nnx.update(self.model, params)
+        target = {"opt": nnx.to_pure_dict(nnx.state(optimizer, nnx.optimizer.OptState))}
+        if has_lora(self.model):  # the base is this stage's starting point, rebuilt as fresh
+            target["lora"] = adapter_params(self.model)
+        else:
+            target["params"] = nnx.to_pure_dict(nnx.state(self.model, nnx.Param))
+        try:
+            restored, meta = ckpt.restore(abstract_like(target), step)
+        except (KeyError, ValueError) as err:
+            raise ValueError(
+                f"{ckpt.directory}: step {step} does not match this run's trainable parameters "
+                "(was lora_rank / lora_targets changed since it was written?)"
+            ) from err
+        if "lora" in restored:
+            load_adapters(self.model, restored["lora"])
+        else:
+            params = nnx.state(self.model, nnx.Param)
+            nnx.replace_by_pure_dict(params, restored["params"])
+            nnx.update(self.model, params)
         opt = nnx.state(optimizer, nnx.optimizer.OptState)
         nnx.replace_by_pure_dict(opt, restored["opt"])
         nnx.update(optimizer, opt)
@@ -223,11 +249,14 @@ class Experiment:
             total_steps=c.steps,
             weight_decay=c.weight_decay,
         )
-        optimizer = nnx.Optimizer(self.model, make_optimizer(opt_cfg), wrt=nnx.Param)
         with (
+            adapted(self.model, LoRAConfig.from_stage(c, "sft"), rngs=nnx.Rngs(self.config.seed)),
             Checkpointer(stage / "ckpt", max_to_keep=c.keep, item_names=ITEMS) as ckpt,
             MetricsLogger(stage) as log,
         ):
+            optimizer = nnx.Optimizer(
+                self.model, make_optimizer(opt_cfg), wrt=trainable_params(self.model)
+            )
             start = self._restore(ckpt, optimizer)
             if start >= c.steps:
                 return {"stage": "sft", "skipped": True, "step": start}
@@ -270,7 +299,6 @@ class Experiment:
             weight_decay=c.weight_decay,
             schedule="constant",
         )
-        optimizer = nnx.Optimizer(self.model, make_optimizer(opt_cfg), wrt=nnx.Param)
         loss_cfg = GRPOLossConfig(
             policy_loss=c.policy_loss,
             eps_low=c.eps_low,
@@ -284,9 +312,13 @@ class Experiment:
         source = self.source(self.config.data.train_split)
         image_processor = self.processor.image_processor
         with (
+            adapted(self.model, LoRAConfig.from_stage(c, "grpo"), rngs=nnx.Rngs(self.config.seed)),
             Checkpointer(stage / "ckpt", max_to_keep=c.keep, item_names=ITEMS) as ckpt,
             MetricsLogger(stage) as log,
         ):
+            optimizer = nnx.Optimizer(
+                self.model, make_optimizer(opt_cfg), wrt=trainable_params(self.model)
+            )
             start = self._restore(ckpt, optimizer)
             if start >= c.steps:
                 return {"stage": "grpo", "skipped": True, "step": start}
