@@ -70,7 +70,10 @@ class Qwen2_5_VLForConditionalGeneration(nnx.Module):
         dtype: jnp.dtype = jnp.float32,
         param_dtype: jnp.dtype = jnp.float32,
         rngs: nnx.Rngs | None = None,
+        remat: str = "none",
     ):
+        """`remat`: per-block rematerialisation of the training forward in the vision tower
+        and the decoder, a name of remat.REMAT_POLICIES ("none", "dots_saveable", "full")."""
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         if config.vision.out_hidden_size != config.text.hidden_size:
             raise ValueError(
@@ -80,8 +83,8 @@ class Qwen2_5_VLForConditionalGeneration(nnx.Module):
         self.config = config
         self.dtype = dtype
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.visual = VisionTransformer(config.vision, **kw)
-        self.language_model = TextModel(config.text, **kw)
+        self.visual = VisionTransformer(config.vision, remat=remat, **kw)
+        self.language_model = TextModel(config.text, remat=remat, **kw)
         self.lm_head = (
             None
             if config.tie_word_embeddings

@@ -17,6 +17,7 @@ from flax import nnx, struct
 
 from .config import TextConfig
 from .layers import Embed, Linear, RMSNorm, gated_mlp, masked_softmax_attention
+from .remat import check_remat, remat_block
 from .rope import apply_text_rope, text_rope_cos_sin
 
 
@@ -138,12 +139,23 @@ def attention_mask_4d(
     return causal[None, None] & key_mask[:, None, None, :], key_mask
 
 
-class TextModel(nnx.Module):
-    """embed_tokens + decoder layers + final norm (transformers `model.language_model`)."""
+def _layer_hidden(layer: DecoderLayer, x, cos, sin, mask):
+    """One decoder block without cache, hidden states only (the function remat wraps)."""
+    return layer(x, cos, sin, mask)[0]
 
-    def __init__(self, config: TextConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+
+class TextModel(nnx.Module):
+    """embed_tokens + decoder layers + final norm (transformers `model.language_model`).
+
+    `remat`: per-block rematerialisation of the cache-free (training) forward, a name of
+    remat.REMAT_POLICIES ("none", "dots_saveable", "full")."""
+
+    def __init__(
+        self, config: TextConfig, *, dtype, param_dtype, rngs: nnx.Rngs, remat: str = "none"
+    ):
         self.config = config
         self.dtype = dtype
+        self.remat = check_remat(remat)
         self.embed_tokens = Embed(
             config.vocab_size, config.hidden_size, dtype=dtype, param_dtype=param_dtype, rngs=rngs
         )
@@ -173,6 +185,11 @@ class TextModel(nnx.Module):
             position_ids, cfg.head_dim, cfg.rope_theta, cfg.mrope_section, x.dtype
         )
         mask, key_mask = attention_mask_4d(attention_mask, b, length, kv_cache)
+        if kv_cache is None and self.remat != "none":
+            block = remat_block(_layer_hidden, self.remat)
+            for layer in self.layers:
+                x = block(layer, x, cos, sin, mask)
+            return self.norm(x), None
         new_keys, new_values = [], []
         for i, layer in enumerate(self.layers):
             cache_kv = None if kv_cache is None else (kv_cache.keys[i], kv_cache.values[i])

@@ -16,6 +16,7 @@ from flax import nnx
 
 from .config import VisionConfig
 from .layers import Linear, RMSNorm, gated_mlp, masked_softmax_attention, param
+from .remat import check_remat, remat_block
 from .rope import apply_vision_rope, vision_rope_cos_sin
 from .vision_layout import VisionLayout
 
@@ -108,12 +109,22 @@ class PatchMerger(nnx.Module):
         return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
 
 
+def _block_call(block: VisionBlock, x, cos, sin, blocks):
+    """One vision block (the function remat wraps)."""
+    return block(x, cos, sin, blocks)
+
+
 class VisionTransformer(nnx.Module):
     """Pixels `[N, C*T*P*P]` + host `VisionLayout` -> merged features `[N / 4, out_hidden_size]`,
-    in the processor's order (the order of the placeholder tokens)."""
+    in the processor's order (the order of the placeholder tokens).
 
-    def __init__(self, config: VisionConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+    `remat`: per-block rematerialisation, a name of remat.REMAT_POLICIES."""
+
+    def __init__(
+        self, config: VisionConfig, *, dtype, param_dtype, rngs: nnx.Rngs, remat: str = "none"
+    ):
         self.config = config
+        self.remat = check_remat(remat)
         self.patch_embed = PatchEmbed(config, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.blocks = nnx.List(
             [
@@ -145,7 +156,8 @@ class VisionTransformer(nnx.Module):
         full = set(cfg.fullatt_block_indexes)
         full_blocks = (layout.full_gather, layout.full_valid, layout.full_inverse)
         window_blocks = (layout.window_gather, layout.window_valid, layout.window_inverse)
+        call = remat_block(_block_call, self.remat)
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, full_blocks if i in full else window_blocks)
+            x = call(block, x, cos, sin, full_blocks if i in full else window_blocks)
         merged = self.merger(x)  # [M, out]
         return merged[layout.reverse_index]
