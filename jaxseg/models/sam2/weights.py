@@ -38,7 +38,7 @@ class WeightsError(ValueError):
 def _torch_key(path: tuple[str, ...]) -> tuple[str, bool]:
     """nnx path -> (torch key, transpose?)."""
     parts = [TORCH_PREFIXES.get(path[0], path[0])]
-    for prev, name in zip(path[:-1], path[1:-1], strict=True):
+    for prev, name in zip(path[:-2], path[1:-1], strict=True):
         inverse = {v: k for k, v in _SEQUENTIAL_NAMES.get(prev, {}).items()}
         parts.append(inverse.get(name, name))
     leaf = path[-1]
@@ -126,7 +126,7 @@ def export_torch_state_dict(
     out = {}
     for key, (_, transpose, var) in _variables(module).items():
         arr = np.asarray(var[...])
-        out[prefix + key] = np.ascontiguousarray(arr.T if transpose else arr)
+        out[prefix + key] = np.array(arr.T if transpose else arr)  # a writable copy
     return out
 
 
