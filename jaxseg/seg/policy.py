@@ -47,6 +47,7 @@ class SegBatch:
     gt_valid: jax.Array
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class SegForward:
     """logits [B, L, V]; logp [B, L-1] (target-aligned text log-probs); seg_hidden [B, K, D];

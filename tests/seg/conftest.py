@@ -3,7 +3,8 @@ differentiable decoder, not SAM2's numerics), and a nano Qwen policy on a tiny v
 
 from __future__ import annotations
 
-import jax
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -34,9 +35,10 @@ class StandInDecoder(nnx.Module):
         return up, jnp.zeros((n, 1)), jnp.zeros((n, 1))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def qwen_config():
-    return preset_config(
+    """nano with one text layer: the tests trace the text path only (no images)."""
+    cfg = preset_config(
         "nano",
         vocab_size=VOCAB,
         image_token_id=60,
@@ -44,6 +46,7 @@ def qwen_config():
         vision_start_token_id=62,
         vision_end_token_id=63,
     )
+    return dataclasses.replace(cfg, text=dataclasses.replace(cfg.text, num_hidden_layers=1))
 
 
 def make_policy(config, seed: int = 0) -> SegPolicy:
@@ -81,8 +84,3 @@ def make_batch(config, *, advantages=(1.0,), seed: int = 0, counts=None) -> SegB
         gt_masks=jnp.asarray(gt, jnp.float32),
         gt_valid=jnp.ones((b, k), bool),
     )
-
-
-@pytest.fixture(scope="module")
-def key():
-    return jax.random.key(0)

@@ -1,6 +1,7 @@
-"""Issue #10 item 2: the calibration term's value and where its gradient goes."""
+"""Issue #10 item 2: the calibration term's value and where its gradient goes.
 
-import dataclasses
+All batches have the same shapes (two rows, two [SEG] each, KL on) so the jitted gradient
+functions compile once per loss config."""
 
 import jax
 import jax.numpy as jnp
@@ -9,14 +10,23 @@ import pytest
 from flax import nnx
 
 from jaxseg.rl.objective import GRPOLossConfig
-from jaxseg.seg.calibration import mask_loglik
-from jaxseg.seg.loss import SegLossConfig, seg_loss_terms, seg_objective
+from jaxseg.seg.calibration import aux_mask_loss, calibrate_seg_logprobs, mask_loglik
+from jaxseg.seg.loss import SegLossConfig, seg_loss_terms, seg_objective, seg_positions
 
 from .conftest import make_batch, make_policy
 
-ON_POLICY = GRPOLossConfig(policy_loss="on_policy", kl_coef=0.0)
+KL = GRPOLossConfig(policy_loss="on_policy", kl_coef=0.04)
+CALIBRATED = SegLossConfig(grpo=KL, calibrate=True, aux_weight=0.0)
+UNCALIBRATED = SegLossConfig(grpo=KL, calibrate=False, aux_weight=0.0)
+AUX_ONLY_MASK = SegLossConfig(grpo=KL, calibrate=False, aux_weight=0.2)
 
 
+@nnx.jit
+def _forward(policy, batch):
+    return policy(batch)
+
+
+@nnx.jit(static_argnames=("cfg",))
 def _grads(policy, batch, cfg):
     def f(p):
         t = seg_loss_terms(p(batch), batch, cfg)
@@ -25,12 +35,22 @@ def _grads(policy, batch, cfg):
     return nnx.grad(f)(policy)
 
 
-def _ll_grads(policy, batch, row=0):
-    """grad of the row's summed l_mask (both [SEG]s) w.r.t. every parameter."""
+@nnx.jit
+def _ll_grads(policy, batch, row_weights):
+    """grad of sum_b w_b l_mask(row b) (both [SEG]s of each row)."""
 
     def f(p):
-        fwd = p(batch)
-        return mask_loglik(fwd.mask_logits, batch.rollout_logits)[row].sum()
+        ll = mask_loglik(p(batch).mask_logits, batch.rollout_logits)
+        return (ll.sum(-1) * row_weights).sum()
+
+    return nnx.grad(f)(policy)
+
+
+@nnx.jit
+def _aux_grads(policy, batch):
+    def f(p):
+        total, count = aux_mask_loss(p(batch).mask_logits, batch.gt_masks, batch.gt_valid)
+        return total / count
 
     return nnx.grad(f)(policy)
 
@@ -44,103 +64,89 @@ def policy(qwen_config):
     return make_policy(qwen_config)
 
 
-def test_calibrated_logp_equals_text_logp_plus_mask_term(policy, qwen_config):
-    from jaxseg.seg.calibration import calibrate_seg_logprobs
-    from jaxseg.seg.loss import seg_positions
+def _batch(policy, config, advantages=(1.5, -0.7), counts=None):
+    batch = make_batch(config, advantages=advantages, counts=counts)
+    ref = np.asarray(_forward(policy, batch).logp) - 0.3
+    return batch.replace(policy=batch.policy.replace(ref_logp=ref))
 
-    batch = make_batch(qwen_config)
-    fwd = policy(batch)
+
+def test_calibrated_logp_equals_text_logp_plus_mask_term(policy, qwen_config):
+    batch = _batch(policy, qwen_config)
+    fwd = _forward(policy, batch)
     ll = mask_loglik(fwd.mask_logits, batch.rollout_logits)
     cal = calibrate_seg_logprobs(fwd.logp, seg_positions(batch.seg_index), ll, batch.mask_count)
-    diff = np.asarray(cal - fwd.logp)[0]
-    assert np.flatnonzero(diff).tolist() == [11, 16]  # [SEG] at inputs 12, 17 -> logp 11, 16
-    np.testing.assert_allclose(diff[[11, 16]], np.asarray(ll)[0], rtol=1e-6)
+    diff = np.asarray(cal - fwd.logp)
+    for row in range(2):  # [SEG] at inputs 12, 17 -> log-probs 11, 16; the prompt's one not
+        assert np.flatnonzero(diff[row]).tolist() == [11, 16]
+        np.testing.assert_allclose(diff[row, [11, 16]], np.asarray(ll)[row], rtol=1e-6)
 
 
-@pytest.mark.parametrize("advantage", [1.5, -0.7])
-def test_gradient_is_advantage_times_mask_loglik_gradient(policy, qwen_config, advantage):
-    """On-policy surrogate -exp(logp~ - sg)A averaged over the row's n policy tokens: its
-    gradient on the mask path (projector, decoder) is exactly -(A / n) grad l_mask, so the
-    update raises the rollout mask's likelihood when A > 0 and lowers it when A < 0."""
-    batch = make_batch(qwen_config, advantages=(advantage,))
-    cfg = SegLossConfig(grpo=ON_POLICY, calibrate=True, aux_weight=0.0)
-    g = _grads(policy, batch, cfg)
-    gl = _ll_grads(policy, batch)
-    n = float(batch.policy.loss_mask.sum())
+def test_gradient_is_advantage_times_mask_loglik_gradient(policy, qwen_config):
+    """On-policy surrogate -exp(logp~ - sg) A, averaged over each row's n_b policy tokens and
+    over the 2 rows: on the mask path (projector, decoder) its gradient is exactly
+    -sum_b A_b / (2 n_b) grad l_mask(b), so descent raises the rollout mask's likelihood in
+    the row with A > 0 and lowers it in the row with A < 0."""
+    adv = np.asarray([1.5, -0.7])
+    batch = _batch(policy, qwen_config, tuple(adv))
+    g = _grads(policy, batch, CALIBRATED)
+    n = np.asarray(batch.policy.loss_mask.sum(-1))
+    gl = _ll_grads(policy, batch, jnp.asarray(-adv / (2 * n), jnp.float32))
     for part in ("projector", "decoder"):
-        got, ll = _flat(getattr(g, part)), _flat(getattr(gl, part))
+        got, want = _flat(getattr(g, part)), _flat(getattr(gl, part))
         assert np.abs(got).max() > 0, part
-        np.testing.assert_allclose(got, -(advantage / n) * ll, rtol=1e-4, atol=1e-7)
-        assert np.sign(-np.dot(got, ll)) == np.sign(advantage)  # descent direction
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+    for row, a in enumerate(adv):  # per row: the update direction -g against grad l_mask(row)
+        w = np.zeros(2, np.float32)
+        w[row] = 1.0
+        ll_row = _flat(_ll_grads(policy, batch, jnp.asarray(w)).decoder)
+        g_row = _flat(_ll_grads(policy, batch, jnp.asarray(-a * w / (2 * n))).decoder)
+        assert np.sign(-np.dot(g_row, ll_row)) == np.sign(a)
 
 
-def test_gradient_reaches_seg_hidden_state(policy, qwen_config):
-    """d loss / d h_[SEG] is -(A / n) d l_mask / d h (the hidden state feeds the projector)."""
-    batch = make_batch(qwen_config, advantages=(1.0,))
-    fwd = policy(batch)
-    n = float(batch.policy.loss_mask.sum())
+def test_gradient_reaches_seg_hidden_state_and_the_llm(policy, qwen_config):
+    batch = _batch(policy, qwen_config)
+    fwd = _forward(policy, batch)
 
     def ll_of(h):
         m = policy.decode_masks(h, batch.image_embed, batch.high_res_feats)
         return mask_loglik(m, batch.rollout_logits).sum()
 
-    gh = jax.grad(ll_of)(fwd.seg_hidden)
-    assert float(jnp.abs(gh).max()) > 0
-    # and through it into the LLM: the calibrated loss's LLM gradient differs from the text one
-    on = SegLossConfig(grpo=ON_POLICY, calibrate=True, aux_weight=0.0)
-    off = dataclasses.replace(on, calibrate=False)
-    g_on, g_off = _flat(_grads(policy, batch, on).qwen), _flat(_grads(policy, batch, off).qwen)
-    assert np.abs(g_on - g_off).max() > 1e-6 / n
+    assert float(jnp.abs(jax.grad(ll_of)(fwd.seg_hidden)).max()) > 0
+    g_on = _flat(_grads(policy, batch, CALIBRATED).qwen)
+    g_off = _flat(_grads(policy, batch, UNCALIBRATED).qwen)
+    assert np.abs(g_on - g_off).max() > 1e-7  # the [SEG] hidden state carries it into the LLM
 
 
 def test_without_calibration_decoder_learns_only_from_aux(policy, qwen_config):
-    batch = make_batch(qwen_config, advantages=(1.0, -1.0))
-    kl = GRPOLossConfig(policy_loss="on_policy", kl_coef=0.04)
-    pb = batch.policy.replace(ref_logp=np.asarray(policy(batch).logp) - 0.1)
-    batch = batch.replace(policy=pb)
-    no_aux = SegLossConfig(grpo=kl, calibrate=False, aux_weight=0.0)
+    """Calibration off: policy + KL send the decoder and projector nothing; with the aux
+    loss on, the decoder gradient is exactly the aux loss's."""
+    batch = _batch(policy, qwen_config)
+    g = _grads(policy, batch, UNCALIBRATED)
     for part in ("projector", "decoder"):
-        assert np.abs(_flat(getattr(_grads(policy, batch, no_aux), part))).max() == 0.0
-    with_aux = dataclasses.replace(no_aux, aux_weight=0.2)
-    only_aux = SegLossConfig(grpo=kl, calibrate=False, aux_weight=0.2)
-
-    def aux_only(p):
-        t = seg_loss_terms(p(batch), batch, only_aux)
-        return t.aux.total / t.aux.weight
-
-    g_aux = nnx.grad(aux_only)(policy)
-    g_all = _grads(policy, batch, with_aux)
-    np.testing.assert_allclose(_flat(g_all.decoder), _flat(g_aux.decoder), rtol=1e-5, atol=1e-8)
-    assert np.abs(_flat(g_all.decoder)).max() > 0
+        assert np.abs(_flat(getattr(g, part))).max() == 0.0
+    g_all = _grads(policy, batch, AUX_ONLY_MASK)
+    g_aux = _aux_grads(policy, batch)
+    want = _flat(g_aux.decoder)  # aux_mask_loss default weight is 0.2 too
+    np.testing.assert_allclose(_flat(g_all.decoder), want, rtol=1e-5, atol=1e-8)
+    assert np.abs(want).max() > 0
 
 
 def test_kl_uses_text_logprobs_only(policy, qwen_config):
-    """KL is computed before injection: its value does not move with calibration and it
-    sends no gradient to the decoder."""
-    batch = make_batch(qwen_config)
-    pb = batch.policy.replace(ref_logp=np.asarray(policy(batch).logp) - 0.3)
-    batch = batch.replace(policy=pb)
-    g = GRPOLossConfig(policy_loss="on_policy", kl_coef=0.04)
-    fwd = policy(batch)
-    on = seg_loss_terms(fwd, batch, SegLossConfig(grpo=g, calibrate=True))
-    off = seg_loss_terms(fwd, batch, SegLossConfig(grpo=g, calibrate=False))
+    """KL is taken before injection: same value with calibration on or off (and the
+    uncalibrated test above shows it sends the decoder no gradient)."""
+    batch = _batch(policy, qwen_config)
+    fwd = _forward(policy, batch)
+    on = seg_loss_terms(fwd, batch, CALIBRATED)
+    off = seg_loss_terms(fwd, batch, UNCALIBRATED)
+    assert float(on.kl.total) > 0
     np.testing.assert_allclose(float(on.kl.total), float(off.kl.total), rtol=1e-6)
-
-    def kl_only(p):
-        return seg_loss_terms(p(batch), batch, SegLossConfig(grpo=g, calibrate=True)).kl.total
-
-    assert np.abs(_flat(nnx.grad(kl_only)(policy).decoder)).max() == 0.0
+    assert float(on.policy.total) == pytest.approx(float(off.policy.total), rel=1e-6)  # -A
 
 
 def test_count_mismatch_leaves_row_uncalibrated(policy, qwen_config):
-    batch = make_batch(qwen_config, advantages=(1.0, 1.0), counts=[2, 1])
-    cfg = SegLossConfig(grpo=ON_POLICY, calibrate=True, aux_weight=0.0)
-    g_row1 = _ll_grads(policy, batch, row=1)
-    g = _grads(policy, batch, cfg)
-    g_row0 = _ll_grads(policy, batch, row=0)
-    n0 = float(batch.policy.loss_mask[0].sum())
-    # rows weigh 1/2 each (seq-mean over 2 rows); only row 0 contributes on the mask path
-    np.testing.assert_allclose(
-        _flat(g.decoder), -(1.0 / (2 * n0)) * _flat(g_row0.decoder), rtol=1e-4, atol=1e-7
-    )
-    assert np.abs(_flat(g_row1.decoder)).max() > 0
+    batch = _batch(policy, qwen_config, advantages=(1.0, 1.0), counts=[2, 1])
+    g = _grads(policy, batch, CALIBRATED)
+    n = np.asarray(batch.policy.loss_mask.sum(-1))
+    only_row0 = jnp.asarray([-1.0 / (2 * n[0]), 0.0], jnp.float32)
+    want = _flat(_ll_grads(policy, batch, only_row0).decoder)
+    np.testing.assert_allclose(_flat(g.decoder), want, rtol=1e-4, atol=1e-7)
