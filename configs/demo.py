@@ -4,7 +4,8 @@
     jaxseg train --config demo:protocol=o3 --workdir runs/o3 --set grpo.steps=40
     jaxseg train --config demo:quick ...          # a few steps of each stage (CI)
 
-`:arg` knobs (change several fields at once): protocol, size, quick, seed.
+`:arg` knobs (change several fields at once): protocol, size, quick, seed, lora (adapter rank
+for both stages; 0 = full fine-tuning).
 """
 
 from ml_collections import ConfigDict
@@ -13,7 +14,7 @@ from jaxseg.config import parse_arg
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, protocol="veason", size="tiny", quick=False, seed=0)
+    a = parse_arg(arg, protocol="veason", size="tiny", quick=False, seed=0, lora=0)
     c = ConfigDict()
     c.seed = a.seed
 
@@ -59,6 +60,18 @@ def get_config(arg=None):
     c.sft.weight_decay = 0.0
     c.sft.checkpoint_every = 50
     c.sft.keep = 2
+    # LoRA (jaxseg.train.lora): rank 0 = full fine-tuning; alpha None = 2 x rank
+    c.sft.lora_rank = a.lora
+    c.sft.lora_alpha = None
+    c.sft.lora_targets = (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    )
 
     # Stage 2: GRPO (Veason-R1 defaults: PPO clip 0.2, k3 KL; VideoSEG-O3: policy_loss=on_policy)
     c.grpo = ConfigDict()
@@ -83,6 +96,9 @@ def get_config(arg=None):
     c.grpo.weight_decay = 0.0
     c.grpo.checkpoint_every = 10
     c.grpo.keep = 2
+    c.grpo.lora_rank = a.lora
+    c.grpo.lora_alpha = None
+    c.grpo.lora_targets = c.sft.lora_targets
 
     c.eval = ConfigDict()
     c.eval.max_expressions = 8 if a.quick else 48
