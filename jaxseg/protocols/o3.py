@@ -1,6 +1,7 @@
 """VideoSEG-O3 as an episode program, text-coordinate route (seeds_methods.md §1(a);
 VSO3-repo `modeling_sa2va_qwen_cotv3_keyframe_withvis.py::predict_forward`,
-`dataset/refVOS_COT_v2.py`). The [SEG] route comes in a later issue.
+`dataset/refVOS_COT_v2.py`). Two answer modes (`O3Config.answer`): "box" (the text route,
+default) and "seg" (the released [SEG] route, see the end of this docstring).
 
 Turn 0 observation (the order of the released eval): `temporal_frames` uniform frames at
 S_t, then a line listing their absolute indices; `spatial_frames` uniform frames at S_s and
@@ -32,6 +33,16 @@ previous turn's, or the middle frame, when it has none), the text-route reading 
 [SEG] mask on the turn's keyframe". R_m uses the final masks on the turn-0 spatial frames
 (the RL "sampled frames"). Plus the zero-target term. Null sample: structure + null term.
 
+[SEG] route (`answer="seg"`, the released format §1(a)): each turn ends with
+`<VTG>{…}</VTG><RefSeg>[SEG]</RefSeg>` in place of `<box>…</box>`. The environment turns a
+turn's [SEG] into a mask on that turn's keyframe through `protocol.seg_masks`, a callable the
+policy supplies (`episode -> one [H, W] bool mask or None per turn`; jaxseg.seg decodes the
+last [SEG] of each turn with the SAM2 mask decoder). The final turn's keyframe mask goes to
+the mask backend as a mask prompt and is propagated both ways; earlier turns' keyframe masks
+give the per-turn keyframe IoU directly. `gt_keyframe_masks` is the oracle's source (the GT
+mask on the keyframe of each turn that holds a [SEG]), for cold-start traces. The strict
+format term checks the released format (VTG JSON + `<RefSeg>` holding `[SEG]`).
+
 Temporal intervals: the reward reads [start, end) half-open (rewards.o3.temporal_reward);
 the select fetch reads [start, end] inclusive (released code). Both use absolute indices,
 mapped to positions for videos whose ids are not 0..T-1.
@@ -41,7 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -66,6 +77,10 @@ from jaxseg.rewards import format as rfmt
 from jaxseg.rewards import null as rnull
 from jaxseg.rewards import o3 as ro3
 from jaxseg.rewards.mask_iou import mask_iou, per_frame_iou
+from jaxseg.segmenter.interface import ObjectPrompt
+
+ANSWER_MODES = ("box", "seg")
+SEG_TOKEN = "[SEG]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +88,8 @@ class O3Config:
     """temporal_frames / spatial_frames: turn-0 frames (released eval 20 / 8, RL 10 / 5);
     frame_size (S_t), spatial_size (S_s), keyframe_size (S_k): image sides (released
     ~158 / ~448 / ~634 px); frames_per_round: frames fetched per select (5); max_turns (3);
-    temporal_mode: "released" (precision) or "iou"; shipped: the released R_p caps."""
+    temporal_mode: "released" (precision) or "iou"; shipped: the released R_p caps;
+    answer: "box" (text route) or "seg" (`<RefSeg>[SEG]</RefSeg>`, decoded into a mask)."""
 
     temporal_frames: int = 10
     spatial_frames: int = 5
@@ -85,8 +101,11 @@ class O3Config:
     temporal_mode: str = "released"
     shipped: bool = False
     null_reward: bool = True
+    answer: str = "box"
 
     def __post_init__(self) -> None:
+        if self.answer not in ANSWER_MODES:
+            raise ValueError(f"o3.answer must be one of {ANSWER_MODES}: {self}")
         if min(self.temporal_frames, self.spatial_frames, self.frames_per_round) < 1:
             raise ValueError(f"o3: frame counts must be >= 1: {self}")
         if self.max_turns < 1:
@@ -108,6 +127,15 @@ SYSTEM = (
 TURN0 = (
     'Query: "{query}". Show your thought process for finding and segmenting the target. '
     "The video has {T} frames."
+)
+SYSTEM_SEG = (
+    "You segment the object a query refers to in a video. Think inside <think></think> in "
+    "three steps and an action: Step 1: temporal dynamics. Step 2: spatial details. Step 3: "
+    "expression analysis. Action: see new segment, or confirmed. To look closer at part of "
+    'the video, end the turn with <select><VTG>{"start": s, "end": e, "keyframe": k}</VTG>'
+    "<RefSeg>[SEG]</RefSeg></select>; to finish, use <answer> instead of <select>. s, e and k "
+    "are frame indices; [SEG] segments the target on frame k. If nothing in the video matches "
+    "the query, answer <answer>no target</answer>."
 )
 ROUND = (
     'Query: "{query}". Continue reasoning inside <think></think>; select again if needed, '
@@ -154,6 +182,46 @@ def text_strict_format_reward(turns: Sequence[str]) -> float:
     return 1.0 if turns and all(text_turn_format_ok(t) for t in turns) else -1.0
 
 
+def seg_count(text: str) -> int:
+    """Number of [SEG] inside the turn's `<RefSeg>` (in its select/answer body)."""
+    turn = parsing.parse_o3_turn(text)
+    body = parsing.extract(text, turn.action) if turn.action else None
+    refseg = parsing.extract(body, "RefSeg") if body is not None else None
+    return 0 if refseg is None else refseg.count(SEG_TOKEN)
+
+
+def parse_seg_turn(text: str) -> parsing.O3Turn:
+    """The o3 parse of a [SEG]-route turn: status "ok" when the VTG parses and `<RefSeg>`
+    holds a [SEG] ("no_seg" when it does not); boxes, if any, are ignored."""
+    p = parsing.parse_o3_turn(text)
+    if p.no_target or not p.has_vtg:
+        return p
+    return dataclasses.replace(p, status=parsing.OK if seg_count(text) else "no_seg", boxes=())
+
+
+def seg_turn_format_ok(text: str) -> bool:
+    """The released strict turn (`strict_format_reward_cot`): think + select/answer holding
+    VTG JSON with integer start/end/keyframe and `<RefSeg>` holding [SEG] (or no target)."""
+    turn = rfmt.parse_turn(text, ("select", "answer"))
+    if turn is None:
+        return False
+    if turn.action == "answer" and parsing.is_no_target(turn.body):
+        return True
+    ok, vtg = rfmt.parse_json(rfmt.tag_content(turn.body, "VTG"))
+    if not (ok and isinstance(vtg, dict) and ro3.VTG_KEYS <= vtg.keys()):
+        return False
+    if not all(rfmt.is_int(vtg[k]) for k in ro3.VTG_KEYS):
+        return False
+    return SEG_TOKEN in (rfmt.tag_content(turn.body, "RefSeg") or "")
+
+
+def gt_keyframe_masks(episode: O3Episode) -> list[np.ndarray | None]:
+    """The oracle's [SEG] masks: the GT union on each turn's keyframe, for turns whose
+    answer holds a [SEG] (cold-start traces; `protocol.seg_masks = gt_keyframe_masks`)."""
+    gt = episode.sample.target_masks
+    return [gt[k].copy() if p.ok else None for p, k in zip(episode.parsed, episode.turn_keyframes)]
+
+
 def best_temporal_score(presence: np.ndarray, mode: str) -> float:
     """The largest score any [s, e) reaches (1 in "released" mode if the target appears)."""
     p = np.asarray(presence, bool)
@@ -174,11 +242,44 @@ class O3Episode(Episode):
         self.texts: list[str] = []
         self.parsed: list[parsing.O3Turn] = []
         self.turn_keyframes: list[int] = []  # position of each turn's keyframe
+        self._seg_masks: list[np.ndarray | None] | None = None
+
+    @property
+    def seg_mode(self) -> bool:
+        return self.cfg.answer == "seg"
+
+    def seg_masks(self) -> list[np.ndarray | None]:
+        """Per turn, the [SEG] mask [H, W] bool on the turn's keyframe (None: no mask), from
+        `protocol.seg_masks` (asked once, after the last turn)."""
+        if self._seg_masks is None:
+            fn = self.protocol.seg_masks
+            if fn is None:
+                raise ValueError(
+                    "o3 with answer='seg' needs protocol.seg_masks (episode -> per-turn keyframe "
+                    "masks): the policy's [SEG] decoder, or o3.gt_keyframe_masks for the oracle"
+                )
+            masks = list(fn(self))
+            hw = (self.sample.height, self.sample.width)
+            if len(masks) != len(self.texts):
+                raise ValueError(
+                    f"{self.sample.key}: seg_masks gave {len(masks)} masks for "
+                    f"{len(self.texts)} turns"
+                )
+            for t, m in enumerate(masks):
+                if m is not None and np.shape(m) != hw:
+                    raise ValueError(
+                        f"{self.sample.key}: seg_masks turn {t} mask shape {np.shape(m)} != {hw}"
+                    )
+            self._seg_masks = [None if m is None else np.asarray(m, bool) for m in masks]
+        return self._seg_masks
+
+    def turn_format_ok(self, text: str) -> bool:
+        return seg_turn_format_ok(text) if self.seg_mode else text_turn_format_ok(text)
 
     def _step(self, text: str, info=None) -> Message | None:
         s, cfg = self.sample, self.cfg
         self.texts.append(text)
-        p = parsing.parse_o3_turn(text)
+        p = parse_seg_turn(text) if self.seg_mode else parsing.parse_o3_turn(text)
         self.parsed.append(p)
         k = None if p.keyframe is None else s.position_of(p.keyframe)
         if k is None:
@@ -191,6 +292,8 @@ class O3Episode(Episode):
             "keyframe": p.keyframe,
             "boxes": [list(b) for b in p.boxes],
         }
+        if self.seg_mode:
+            action["seg"] = seg_count(text)
         executes = p.action == "select" and p.has_vtg and len(self.texts) < cfg.max_turns
         lo, hi = s.frame_ids[0], s.frame_ids[-1]
         start = end = kf = None
@@ -239,9 +342,13 @@ class O3Episode(Episode):
             mid = spatial[len(spatial) // 2]
             return FinalAction(self.sample.frame_ids[mid], mid, np.zeros((0, 4)), fallback=True)
         pos = self.turn_keyframes[-1]
+        if self.seg_mode:
+            return FinalAction(last.keyframe, pos, np.zeros((0, 4)), fallback=not last.ok)
         return FinalAction(last.keyframe, pos, self._turn_boxes(-1), fallback=not last.boxes)
 
     def mask_jobs(self) -> dict[str, MaskJob]:
+        if self.seg_mode:
+            return self._seg_mask_jobs()
         jobs = super().mask_jobs()
         hw = (self.sample.height, self.sample.width)
         for t in range(len(self.parsed) - 1):
@@ -249,6 +356,24 @@ class O3Episode(Episode):
             if prompts:
                 jobs[f"turn{t}"] = MaskJob(self.turn_keyframes[t], prompts)
         return jobs
+
+    def _seg_mask_jobs(self) -> dict[str, MaskJob]:
+        """The final turn's [SEG] mask as a mask prompt on its keyframe (both directions)."""
+        final = self.final_action()
+        if final.no_target or not self.parsed:
+            return {}
+        mask = self.seg_masks()[-1]
+        if mask is None or not mask.any():
+            return {}
+        return {"final": MaskJob(self.turn_keyframes[-1], (ObjectPrompt(0, mask=mask),))}
+
+    def _turn_keyframe_mask(self, t: int, masks) -> np.ndarray:
+        """Turn t's predicted mask on its keyframe (not the final turn)."""
+        k, shape = self.turn_keyframes[t], self.sample.target_masks.shape
+        if self.seg_mode:
+            m = self.seg_masks()[t]
+            return np.zeros(shape[1:], bool) if m is None else m
+        return union_of(masks.get(f"turn{t}"), shape)[k]
 
     def score(self, masks) -> dict[str, float]:
         s, cfg = self.sample, self.cfg
@@ -269,20 +394,22 @@ class O3Episode(Episode):
         frame_ious = per_frame_iou(final[spatial], s.target_masks[spatial])
         keyframe_ious = []
         for t, k in enumerate(self.turn_keyframes):
-            pred = final if t == len(self.parsed) - 1 else union_of(masks.get(f"turn{t}"), shape)
-            keyframe_ious.append(mask_iou(pred[k], s.target_masks[k]))
+            last_turn = t == len(self.parsed) - 1
+            pred = final[k] if last_turn else self._turn_keyframe_mask(t, masks)
+            keyframe_ious.append(mask_iou(pred, s.target_masks[k]))
         for t, (rec, iou) in enumerate(zip(self.turns, keyframe_ious)):
             rec.reward.update(
                 keyframe_iou=float(iou),
-                format_ok=float(text_turn_format_ok(self.texts[t])),
+                format_ok=float(self.turn_format_ok(self.texts[t])),
                 steps=ro3.step_format_reward([self.texts[t]]),
             )
         interval = None
         if last.has_vtg:
             interval = interval_positions(s, last.start, last.end)
         kf = None if last.keyframe is None else s.position_of(last.keyframe)
+        strict = all(self.turn_format_ok(t) for t in self.texts) and bool(self.texts)
         r = ro3.O3Reward(
-            strict_format=text_strict_format_reward(self.texts),
+            strict_format=1.0 if strict else -1.0,
             step_format=ro3.step_format_reward(self.texts),
             temporal=ro3.temporal_reward(interval, s.presence, mode=cfg.temporal_mode),
             keyframe=ro3.keyframe_reward(kf, s.presence),
@@ -303,9 +430,19 @@ class O3Protocol(Protocol):
     name = "o3"
     stop_strings = ("</answer>", "</select>")
 
-    def __init__(self, cfg: O3Config | None = None):
+    def __init__(
+        self,
+        cfg: O3Config | None = None,
+        *,
+        seg_masks: Callable[[O3Episode], Sequence[np.ndarray | None]] | None = None,
+    ):
         super().__init__(cfg or O3Config())
-        self.system_prompt = SYSTEM.replace("{S}", str(self.cfg.keyframe_size))
+        self.system_prompt = (
+            SYSTEM_SEG
+            if self.cfg.answer == "seg"
+            else SYSTEM.replace("{S}", str(self.cfg.keyframe_size))
+        )
+        self.seg_masks = seg_masks  # answer="seg": the policy's [SEG] -> keyframe-mask decoder
 
     @property
     def max_turns(self) -> int:
@@ -373,7 +510,12 @@ class O3Protocol(Protocol):
         start, end = interval_ids(sample, s, e)
         boxes = ann.scale_boxes(sample.boxes_at(key), (sample.height, sample.width), (size, size))
         vtg = {"start": start, "end": end, "keyframe": sample.frame_ids[key]}
-        body = f"<VTG>{json.dumps(vtg)}</VTG><box>{json.dumps([fmt_box(b) for b in boxes])}</box>"
+        answer = (
+            f"<RefSeg>{SEG_TOKEN}</RefSeg>"
+            if self.cfg.answer == "seg"
+            else f"<box>{json.dumps([fmt_box(b) for b in boxes])}</box>"
+        )
+        body = f"<VTG>{json.dumps(vtg)}</VTG>{answer}"
         seen = id_list(sample, visible) if visible else "none"
         step1 = (
             f"Step 1: the target appears in shown frames {seen}; it is visible without a "
@@ -403,8 +545,13 @@ class O3Protocol(Protocol):
         vtg = {"start": a, "end": b, "keyframe": int(rng.choice(shown))}
         boxes = [fmt_box(sorted_box(rng, size))]
         tag = "select" if kind in (2, 3) else "answer"
+        answer = (
+            f"<RefSeg>{SEG_TOKEN}</RefSeg>"
+            if self.cfg.answer == "seg"
+            else f"<box>{json.dumps(boxes)}</box>"
+        )
         text = (
             f"<think>Step 1: guess. Action: see new segment</think><{tag}><VTG>{json.dumps(vtg)}"
-            f"</VTG><box>{json.dumps(boxes)}</box></{tag}>"
+            f"</VTG>{answer}</{tag}>"
         )
         return text[: int(rng.integers(1, len(text)))] if kind == 3 else text
