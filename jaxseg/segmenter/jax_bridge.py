@@ -15,6 +15,10 @@ Bad per-request inputs never raise inside the callback (JAX treats exceptions th
 undefined behaviour): an out-of-range clip index or keyframe sets `ok=False` and gives empty
 masks, and an object whose box is not finite or has x1 <= x0 / y1 <= y0 is treated as absent.
 Backend failures (sidecar gone after its retries) do raise; they are real errors.
+
+`FeatureBridge` does the same for SAM2 image features (the input of the JAX mask decoder,
+jaxseg.models.sam2): traced code passes (clip index, frame) and gets the frozen encoder's
+output back, fetched from the sidecar's per-(video, frame) cache when already computed.
 """
 
 from __future__ import annotations
@@ -167,3 +171,86 @@ class MaskBridge:
             objects.reshape(*lead, n, t, h, w),
             ok.reshape(lead),
         )
+
+
+class BridgeFeatures(NamedTuple):
+    """image_embed [..., C, h, w]; high_res_0 [..., C/8, 4h, 4w]; high_res_1 [..., C/4, 2h, 2w]
+    (float32, see transport.ImageFeatures); ok [...] bool (False: bad index, zeros given)."""
+
+    image_embed: jax.Array
+    high_res_0: jax.Array
+    high_res_1: jax.Array
+    ok: jax.Array
+
+    @property
+    def high_res_feats(self) -> list[jax.Array]:
+        return [self.high_res_0, self.high_res_1]
+
+
+class FeatureBridge:
+    """SAM2 image features requested from jitted code (`jax.pure_callback`): the frozen
+    encoder runs in the sidecar, the JAX mask decoder (jaxseg.models.sam2) consumes the result.
+
+    channels / embed_size: C and h of the sidecar model (Sam2DecoderConfig.transformer_dim /
+    image_embedding_size: 256 and image_size/16 for released SAM2), fixed so outputs have
+    static shapes. Under vmap the host gets the whole batch and asks once per clip. Bad indices
+    give zeros and ok=False (never an exception inside the callback); a backend failure raises.
+    """
+
+    def __init__(self, backend, channels: int, embed_size: int):
+        if not hasattr(backend, "image_features"):
+            raise InvalidRequestError(
+                f"FeatureBridge: backend {type(backend).__name__} has no image_features "
+                "(use the sam2 SidecarClient itself, not a CachingBackend around it)"
+            )
+        self.backend = backend
+        self.channels = channels
+        self.embed_size = embed_size
+        self.handles: list[VideoHandle] = []
+
+    def add_video(self, frames: np.ndarray, video_id: str | None = None) -> int:
+        """Register a clip [T, H, W, 3] uint8; returns its index for JAX code."""
+        self.handles.append(self.backend.register_video(frames, video_id))
+        return len(self.handles) - 1
+
+    def _shapes(self) -> tuple[tuple[int, int, int], ...]:
+        c, h = self.channels, self.embed_size
+        return (c, h, h), (c // 8, 4 * h, 4 * h), (c // 4, 2 * h, 2 * h)
+
+    def __call__(self, video_index: jax.Array, frame: jax.Array) -> BridgeFeatures:
+        """video_index, frame: int [...] -> BridgeFeatures with leading [...]."""
+        video_index = jnp.asarray(video_index, jnp.int32)
+        frame = jnp.asarray(frame, jnp.int32)
+        video_index, frame = jnp.broadcast_arrays(video_index, frame)
+        lead = frame.shape
+        out_shape = tuple(
+            jax.ShapeDtypeStruct((*lead, *s), jnp.float32) for s in self._shapes()
+        ) + (jax.ShapeDtypeStruct(lead, jnp.bool_),)
+        out = jax.pure_callback(
+            self._host, out_shape, video_index, frame, vmap_method="broadcast_all"
+        )
+        return BridgeFeatures(*out)
+
+    def _host(self, video_index, frame):
+        frame = np.asarray(frame)
+        lead = frame.shape
+        n = int(np.prod(lead, dtype=np.int64))
+        vi = np.asarray(video_index).reshape(n)
+        fr = frame.reshape(n)
+        outs = [np.zeros((n, *s), np.float32) for s in self._shapes()]
+        ok = np.zeros(n, bool)
+        by_video: dict[int, list[int]] = {}
+        for b in range(n):
+            if 0 <= vi[b] < len(self.handles) and 0 <= fr[b] < self.handles[vi[b]].num_frames:
+                by_video.setdefault(int(vi[b]), []).append(b)
+        for v, rows in by_video.items():
+            feats = self.backend.image_features(self.handles[v], [int(fr[b]) for b in rows])
+            for arr, got in zip(outs, feats[:3], strict=True):
+                if got.shape[1:] != arr.shape[1:]:
+                    raise InvalidRequestError(
+                        f"FeatureBridge: sidecar features {got.shape[1:]} != expected "
+                        f"{arr.shape[1:]} (channels/embed_size do not match the model)"
+                    )
+                arr[rows] = got
+            ok[rows] = True
+        return (*(a.reshape(*lead, *a.shape[1:]) for a in outs), ok.reshape(lead))

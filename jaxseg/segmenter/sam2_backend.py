@@ -13,6 +13,11 @@ How requests map onto SAM2 (sam2_eval.md A4, A5):
   image_size x image_size, /255, ImageNet mean/std);
 - each object is prompted on the keyframe (`add_new_points_or_box`, or `add_new_mask`), then
   `propagate_in_video` runs forward from the keyframe and/or with `reverse=True`;
+- image features (`image_features`): the frozen image encoder's output for chosen frames, as
+  `_forward_sam_heads` takes it without memory, for the JAX mask decoder
+  (jaxseg.models.sam2); cached per (video, frame), `embed_cache_frames` entries;
+- decoder weights (`decoder_state_dict`): the `sam_prompt_encoder.*` / `sam_mask_decoder.*`
+  tensors, so the JAX decoder can be loaded with exactly the sidecar's weights;
 - batching: requests on the same (video, keyframe, direction) become objects of ONE inference
   state. SAM2 1.1.0 tracks each object independently (per-object memory, batch size 1 per
   object) and shares only the per-frame image-encoder features, so this is exact and runs the
@@ -42,6 +47,7 @@ from jaxseg.segmenter.interface import (
     handle_for,
     validate_request,
 )
+from jaxseg.segmenter.transport import ImageFeatures, check_frame_indices
 
 CONFIGS = {
     "t": "configs/sam2.1/sam2.1_hiera_t.yaml",
@@ -75,6 +81,9 @@ class Sam2Config:
     instead of sam2's one-frame cache, so requests with different keyframes on the same clip
     (a GRPO group) skip the encoder. Exact (the encoder is deterministic); memory per frame is
     about 5.3 MB at 256 px and 85 MB at 1024 px (fp32). 0 = sam2's own behaviour.
+    embed_cache_frames: frames whose `image_features` output (numpy, fp32) is kept, least
+    recently used evicted: 16.8 MB per frame at 1024 px (256x64x64 + 32x256x256 + 64x128x128
+    floats), 1.05 MB at 256 px. 0 = no cache.
     fill_hole_area: 0 by default because the hole filler needs sam2's CUDA `_C` extension,
     which the PyPI wheel does not ship (without it sam2 warns and skips the step anyway).
     """
@@ -90,6 +99,7 @@ class Sam2Config:
     fill_hole_area: int = 0
     max_videos: int = 4
     feature_cache_frames: int = 0
+    embed_cache_frames: int = 32
     extra_overrides: list[str] = field(default_factory=list)
 
     def hydra(self) -> tuple[str, list[str]]:
@@ -196,6 +206,7 @@ class Sam2Backend:
         self.predictor = build_predictor(self.cfg)
         self._states: OrderedDict[str, dict] = OrderedDict()
         self._features: OrderedDict[tuple[str, int], tuple] = OrderedDict()
+        self._embeds: OrderedDict[tuple[str, int], tuple[np.ndarray, ...]] = OrderedDict()
         if self.cfg.feature_cache_frames > 0:
             self._install_feature_cache()
 
@@ -338,5 +349,56 @@ class Sam2Backend:
             start += n
         return out
 
+    def image_features(self, handle: VideoHandle, frames: Sequence[int]) -> ImageFeatures:
+        """The memory-free SAM2 features of `frames` of a registered clip (see ImageFeatures)."""
+        state = self._state(handle)
+        frames = check_frame_indices(frames, int(state["num_frames"]))
+        if self.cfg.num_threads:
+            torch.set_num_threads(self.cfg.num_threads)  # per calling thread, as in segment
+        per_frame, cached = [], []
+        for f in frames:
+            key = (handle.video_id, f)
+            hit = self._embeds.get(key)
+            cached.append(hit is not None)
+            if hit is None:
+                hit = self._frame_features(state, f)
+                if self.cfg.embed_cache_frames > 0:
+                    self._embeds[key] = hit
+                    while len(self._embeds) > self.cfg.embed_cache_frames:
+                        self._embeds.popitem(last=False)
+            else:
+                self._embeds.move_to_end(key)
+            per_frame.append(hit)
+        embed, hr0, hr1 = (np.stack(x) for x in zip(*per_frame, strict=True))
+        return ImageFeatures(embed, hr0, hr1, np.asarray(cached, bool))
+
+    def _frame_features(self, state: dict, frame: int) -> tuple[np.ndarray, ...]:
+        """([C, h, w], [C/8, 4h, 4w], [C/4, 2h, 2w]) float32 for one frame: the video
+        predictor's backbone output (`_get_image_feature` -> `forward_image` projects the high-res
+        levels with conv_s0/conv_s1) with `no_mem_embed` added to the top level, exactly as
+        `SAM2ImagePredictor.set_image` prepares `_features`."""
+        pred = self.predictor
+        with torch.inference_mode(), self._autocast():
+            _, _, feats, _, sizes = pred._get_image_feature(state, frame, 1)  # noqa: SLF001
+            feats = list(feats)
+            if pred.directly_add_no_mem_embed:
+                feats[-1] = feats[-1] + pred.no_mem_embed
+            maps = [
+                x.permute(1, 2, 0).reshape(x.shape[1], x.shape[2], *hw)[0]
+                for x, hw in zip(feats, sizes, strict=True)
+            ]
+        hr0, hr1, embed = (m.float().cpu().numpy() for m in maps)
+        return embed, hr0, hr1
+
+    def decoder_state_dict(self) -> dict[str, np.ndarray]:
+        """sam_prompt_encoder.* / sam_mask_decoder.* tensors as float32 numpy (torch layouts)."""
+        heads = ("sam_prompt_encoder.", "sam_mask_decoder.")
+        return {
+            k: v.detach().float().cpu().numpy()
+            for k, v in self.predictor.state_dict().items()
+            if k.startswith(heads)
+        }
+
     def close(self) -> None:
         self._states.clear()
+        self._embeds.clear()

@@ -14,6 +14,9 @@ Server (this module's `main`):
   each job is re-run alone so an error reaches only the job that caused it;
 - per-request timeout: the job's deadline is passed to the backend, which gives up between
   frames and replies RequestTimeoutError;
+- besides `segment`, the worker answers `features` (frozen image-encoder output of chosen
+  frames, see transport.ImageFeatures) and `decoder_weights` (the SAM2 prompt encoder + mask
+  decoder tensors) for the JAX mask decoder (jaxseg.models.sam2); sam2 backend only;
 - no orphans: the client passes the read end of a pipe whose write end only it holds; EOF on it
   means the parent is gone (however it died) and the sidecar exits. getppid() is polled as a
   second guard. (prctl(PR_SET_PDEATHSIG) is not used: it fires when the *thread* that forked
@@ -159,7 +162,7 @@ class SidecarServer:
                 op, msg_id = header.get("op"), header.get("id")
                 if op == "ping":
                     conn.reply({"id": msg_id, **self.health()})
-                elif op in ("segment", "register"):
+                elif op in ("segment", "register", "features", "decoder_weights"):
                     self.jobs.put(_Job(conn, header, arrays, time.monotonic()))
                 elif op == "shutdown":
                     conn.reply({"id": msg_id, "ok": True})
@@ -184,8 +187,11 @@ class SidecarServer:
                         break
                 segs = []
                 for job in jobs:
-                    if job.header.get("op") == "register":
+                    op = job.header.get("op")
+                    if op == "register":
                         self._register(job)
+                    elif op in ("features", "decoder_weights"):
+                        self._sam2_extra(job)
                     else:
                         segs.append(job)
                 if segs:
@@ -207,6 +213,26 @@ class SidecarServer:
             job.conn.reply({"id": msg_id, "ok": True, "video": tp.handle_to_wire(handle)})
         except (KeyError, TypeError, ValueError, FileNotFoundError) as e:
             job.conn.reply(_error_reply(msg_id, InvalidRequestError(f"register: {e!r}")))
+        except Exception as e:  # noqa: BLE001 - reported to the client, sidecar stays up
+            job.conn.reply(_error_reply(msg_id, e))
+
+    def _sam2_extra(self, job: _Job) -> None:
+        """`features` / `decoder_weights`: calls that only a backend with a SAM2 model answers."""
+        h, msg_id = job.header, job.header.get("id")
+        op = h.get("op")
+        try:
+            if not hasattr(self.backend, "image_features"):
+                raise InvalidRequestError(
+                    f"{op}: backend {self.backend.name!r} has no SAM2 image encoder / decoder"
+                )
+            if op == "features":
+                handle = tp.handle_from_wire(h.get("video") or {}, "features")
+                feats = self.backend.image_features(handle, h.get("frames"))
+                arrays = tp.features_to_wire(feats)
+            else:
+                arrays = self.backend.decoder_state_dict()
+            self.served += 1
+            job.conn.reply({"id": msg_id, "ok": True}, arrays)
         except Exception as e:  # noqa: BLE001 - reported to the client, sidecar stays up
             job.conn.reply(_error_reply(msg_id, e))
 
@@ -575,6 +601,30 @@ class SidecarClient:
         reply, out = self._call({"op": "segment", "requests": wire}, arrays, videos, timeout)
         self.last_compute_s = float(reply.get("compute_s", float("nan")))
         return tp.results_from_wire(reply["results"], out)
+
+    def image_features(
+        self, handle: VideoHandle, frames: Sequence[int], timeout: float | None = None
+    ) -> tp.ImageFeatures:
+        """SAM2 image-encoder features of `frames` of a registered clip, memory-free (what
+        `_forward_sam_heads` takes on a frame without memory; see transport.ImageFeatures).
+        Cached per (video, frame) in the sidecar. sam2 backend only."""
+        if not isinstance(handle, VideoHandle):
+            raise InvalidRequestError(
+                f"features.video: expected VideoHandle, got {type(handle).__name__}"
+            )
+        if handle.video_id not in self._shm:
+            raise UnknownVideoError(handle.video_id)
+        frames = tp.check_frame_indices(frames, handle.num_frames)
+        header = {"op": "features", "video": tp.handle_to_wire(handle), "frames": frames}
+        _, out = self._call(header, None, [handle.video_id], timeout)
+        return tp.features_from_wire(out)
+
+    def decoder_state_dict(self, timeout: float | None = None) -> dict[str, np.ndarray]:
+        """The sidecar model's `sam_prompt_encoder.*` / `sam_mask_decoder.*` tensors (float32,
+        torch layouts): `jaxseg.models.sam2.load_torch_weights(module, this)` gives the JAX
+        decoder exactly the sidecar's weights (e.g. the random tiny model's)."""
+        _, out = self._call({"op": "decoder_weights"}, None, (), timeout)
+        return {k: np.array(v) for k, v in out.items()}
 
     def health(self) -> dict[str, Any]:
         reply, _ = self._call({"op": "ping"})

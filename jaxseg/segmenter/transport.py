@@ -18,7 +18,7 @@ import os
 import socket
 import struct
 from multiprocessing import resource_tracker, shared_memory
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -271,6 +271,65 @@ def results_from_wire(meta: list[dict[str, Any]], arrays: Arrays) -> list[MaskRe
             )
         )
     return out
+
+
+# ---------------------------------------------------------------------------- image features
+
+
+class ImageFeatures(NamedTuple):
+    """Frozen SAM2 image-encoder output for N frames, as `_forward_sam_heads` takes it on a
+    frame without memory (the image predictor's `set_image` / Sa2VA's `inject_language_embd`):
+
+    image_embed [N, C, h, w] float32: the top FPN level plus `no_mem_embed` (when the model has
+        `directly_add_no_mem_embed`, which every released SAM2 config sets);
+    high_res_0 [N, C/8, 4h, 4w], high_res_1 [N, C/4, 2h, 2w] float32: the two finer FPN levels
+        already projected by the mask decoder's conv_s0 / conv_s1 (`forward_image`);
+    cached [N] bool: the frame came from the sidecar's feature cache.
+    """
+
+    image_embed: np.ndarray
+    high_res_0: np.ndarray
+    high_res_1: np.ndarray
+    cached: np.ndarray
+
+    @property
+    def high_res_feats(self) -> list[np.ndarray]:
+        """The list `SAM2MaskDecoderModule` / `_forward_sam_heads` take."""
+        return [self.high_res_0, self.high_res_1]
+
+
+def check_frame_indices(frames: Any, num_frames: int, where: str = "features.frames") -> list[int]:
+    """A non-empty list of ints in [0, num_frames), else InvalidRequestError naming the entry."""
+    if isinstance(frames, np.ndarray):
+        frames = frames.tolist()
+    if not isinstance(frames, list | tuple) or not frames:
+        raise InvalidRequestError(f"{where}: expected a non-empty list of frame indices")
+    out = []
+    for i, f in enumerate(frames):
+        if isinstance(f, bool) or not isinstance(f, int | np.integer) or not 0 <= f < num_frames:
+            raise InvalidRequestError(
+                f"{where}[{i}]: {f!r} is not a frame index in [0, {num_frames})"
+            )
+        out.append(int(f))
+    return out
+
+
+def features_to_wire(feats: ImageFeatures) -> Arrays:
+    return {
+        "image_embed": np.asarray(feats.image_embed, np.float32),
+        "high_res_0": np.asarray(feats.high_res_0, np.float32),
+        "high_res_1": np.asarray(feats.high_res_1, np.float32),
+        "cached": np.asarray(feats.cached, bool),
+    }
+
+
+def features_from_wire(arrays: Arrays) -> ImageFeatures:
+    try:
+        return ImageFeatures(
+            *(np.array(arrays[k]) for k in ("image_embed", "high_res_0", "high_res_1", "cached"))
+        )
+    except KeyError as e:
+        raise ProtocolError(f"features reply: missing array {e.args[0]!r}") from e
 
 
 def make_private_socket_dir() -> str:

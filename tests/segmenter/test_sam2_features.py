@@ -1,0 +1,162 @@
+"""Issue #10 must-show 4: the sidecar's image-features request (tiny random SAM2, 256 px, CPU)
+returns what sam2 hands `_forward_sam_heads` on a memory-free frame, and those features give
+the same masks through torch's decoder and through jaxseg.models.sam2."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sam2")
+
+from flax import nnx  # noqa: E402
+
+from jaxseg.models.sam2 import (  # noqa: E402
+    SAM2MaskDecoderModule,
+    apply_object_score,
+    hiera_tiny,
+    load_torch_weights,
+)
+from jaxseg.segmenter.interface import InvalidRequestError, UnknownVideoError, VideoHandle  # noqa: E402
+from jaxseg.segmenter.jax_bridge import FeatureBridge  # noqa: E402
+from jaxseg.segmenter.sam2_backend import (  # noqa: E402
+    Sam2Backend,
+    Sam2Config,
+    build_predictor,
+    preprocess_frames,
+)
+
+TOL = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def reference(sam2_sidecar):
+    """The sidecar's model rebuilt in this process (same seed -> same random weights)."""
+    n = torch.get_num_threads()
+    pred = build_predictor(Sam2Config(**sam2_sidecar.config.backend_config))
+    torch.set_num_threads(n)
+    return pred
+
+
+def _reference_features(pred, frames, idx):
+    """image predictor's set_image recipe on the video predictor's preprocessing."""
+    images = preprocess_frames(frames, pred.image_size)[idx]
+    with torch.no_grad():
+        backbone = pred.forward_image(images)
+        _, feats, _, sizes = pred._prepare_backbone_features(backbone)  # noqa: SLF001
+        feats[-1] = feats[-1] + pred.no_mem_embed
+        maps = [
+            x.permute(1, 2, 0).reshape(x.shape[1], x.shape[2], *s) for x, s in zip(feats, sizes)
+        ]
+    return [m.numpy() for m in maps]  # hr0, hr1, embed
+
+
+def test_features_equal_sam2_and_decode_identically(sam2_sidecar, moving_squares, reference):
+    frames = moving_squares(t=6, seed=20)
+    handle = sam2_sidecar.register_video(frames)
+    feats = sam2_sidecar.image_features(handle, [4, 1])
+    assert feats.image_embed.shape == (2, 256, 16, 16)
+    assert feats.high_res_0.shape == (2, 32, 64, 64) and feats.high_res_1.shape == (2, 64, 32, 32)
+    assert not feats.cached.any()
+    again = sam2_sidecar.image_features(handle, [1])
+    assert again.cached.all() and np.array_equal(again.image_embed[0], feats.image_embed[1])
+
+    hr0, hr1, embed = _reference_features(reference, frames, [4, 1])
+    np.testing.assert_allclose(feats.image_embed, embed, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(feats.high_res_0, hr0, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(feats.high_res_1, hr1, atol=1e-5, rtol=0)
+
+    weights = sam2_sidecar.decoder_state_dict()
+    ref_sd = reference.state_dict()
+    assert all(np.array_equal(v, ref_sd[k].numpy()) for k, v in weights.items())
+    ours = load_torch_weights(SAM2MaskDecoderModule(hiera_tiny(256), nnx.Rngs(0)), weights)
+
+    t = torch.from_numpy
+    e, h = jnp.asarray(feats.image_embed), [jnp.asarray(x) for x in feats.high_res_feats]
+    points = np.array([[[40.0, 60.0]], [[200.0, 150.0]]], np.float32)  # SAM2-input pixels
+    labels = np.ones((2, 1), np.int32)
+    for kwargs in ({}, {"point_inputs": {"point_coords": t(points), "point_labels": t(labels)}}):
+        for multimask in (False, True):
+            with torch.no_grad():
+                low, _, ious, *_, obj = reference._forward_sam_heads(  # noqa: SLF001
+                    t(feats.image_embed),
+                    high_res_features=[t(x) for x in feats.high_res_feats],
+                    multimask_output=multimask,
+                    **kwargs,
+                )
+            pts = None if not kwargs else (jnp.asarray(points), jnp.asarray(labels))
+            masks, iou, obj_ours = ours(e, h, points=pts, multimask=multimask)
+            low_ours = np.asarray(apply_object_score(masks, obj_ours))
+            np.testing.assert_allclose(low_ours, low.numpy(), atol=TOL, rtol=0)
+            np.testing.assert_allclose(iou, ious.numpy(), atol=TOL, rtol=0)
+            np.testing.assert_allclose(obj_ours, obj.numpy(), atol=TOL, rtol=0)
+            decided = np.abs(low.numpy()) > TOL
+            assert np.array_equal((low_ours > 0)[decided], (low.numpy() > 0)[decided])
+
+    # the [SEG] injection at SAM2 size: torch heads + Sa2VA's concat vs extra_tokens
+    seg = np.random.default_rng(0).normal(size=(2, 1, 256)).astype(np.float32)
+    with torch.no_grad():
+        pe, md = reference.sam_prompt_encoder, reference.sam_mask_decoder
+        no_pt = (torch.zeros(2, 1, 2), -torch.ones(2, 1, dtype=torch.int32))
+        sparse, dense = pe(points=no_pt, boxes=None, masks=None)
+        ref_masks, ref_iou, _, ref_obj = md(
+            t(feats.image_embed),
+            pe.get_dense_pe(),
+            torch.cat([sparse, t(seg)], 1),
+            dense,
+            False,
+            False,
+            [t(x) for x in feats.high_res_feats],
+        )
+    masks, iou, obj = ours(e, h, extra_tokens=jnp.asarray(seg))
+    np.testing.assert_allclose(masks, ref_masks.numpy(), atol=TOL, rtol=0)
+    np.testing.assert_allclose(iou, ref_iou.numpy(), atol=TOL, rtol=0)
+    np.testing.assert_allclose(obj, ref_obj.numpy(), atol=TOL, rtol=0)
+
+
+def test_feature_bridge_under_jit_and_vmap(sam2_sidecar, moving_squares):
+    frames = moving_squares(t=5, seed=21)
+    bridge = FeatureBridge(sam2_sidecar, channels=256, embed_size=16)
+    vid = bridge.add_video(frames)
+    fn = jax.jit(jax.vmap(lambda f: bridge(vid, f)))
+    out = fn(jnp.array([3, 0, 9], jnp.int32))  # 9 is out of range
+    direct = sam2_sidecar.image_features(bridge.handles[vid], [3, 0])
+    assert np.asarray(out.ok).tolist() == [True, True, False]
+    np.testing.assert_array_equal(np.asarray(out.image_embed[:2]), direct.image_embed)
+    np.testing.assert_array_equal(np.asarray(out.high_res_1[:2]), direct.high_res_1)
+    assert not np.asarray(out.high_res_0[2]).any()
+
+
+def test_backend_cache_eviction_and_errors(sam2_sidecar, moving_squares):
+    config = {**sam2_sidecar.config.backend_config, "embed_cache_frames": 2}
+    backend = Sam2Backend(Sam2Config(**config))
+    frames = moving_squares(t=4, seed=22)
+    handle = backend.register_video(frames)
+    assert backend.image_features(handle, [0, 1, 2]).cached.tolist() == [False] * 3
+    assert backend.image_features(handle, [2, 0]).cached.tolist() == [True, False]  # 0 evicted
+    with pytest.raises(InvalidRequestError, match=r"features.frames\[1\]: 4 is not a frame"):
+        backend.image_features(handle, [0, 4])
+    with pytest.raises(InvalidRequestError, match="non-empty list"):
+        backend.image_features(handle, [])
+    with pytest.raises(UnknownVideoError):
+        backend.image_features(VideoHandle("nope", 4, 64, 80), [0])
+
+
+def test_client_errors(sam2_sidecar, moving_squares):
+    handle = sam2_sidecar.register_video(moving_squares(t=3, seed=23))
+    with pytest.raises(InvalidRequestError, match=r"features.frames\[0\]: -1"):
+        sam2_sidecar.image_features(handle, [-1])
+    with pytest.raises(UnknownVideoError):
+        sam2_sidecar.image_features(VideoHandle("nope", 3, 64, 80), [0])
+    with pytest.raises(InvalidRequestError, match="image_features"):
+        FeatureBridge(object(), 256, 16)
