@@ -120,6 +120,78 @@ class MaskBridge:
             out = jax.pure_callback(host, out_shape, *args, vmap_method="broadcast_all")
         return BridgeMasks(*out)
 
+    def propagate_masks(
+        self,
+        video_index: jax.Array,
+        keyframe: jax.Array,
+        masks: jax.Array,
+        mask_valid: jax.Array | None = None,
+        *,
+        direction: str = "both",
+    ) -> BridgeMasks:
+        """Mask prompts: masks bool [..., N, H, W] on the keyframe (video resolution; e.g. the
+        JAX decoder's keyframe logits upscaled and thresholded) are given to SAM2's
+        `add_new_mask` and propagated in `direction`. mask_valid: bool [..., N]; an all-False
+        mask counts as an absent object (empty result, no request)."""
+        if direction not in DIRECTIONS:
+            raise InvalidRequestError(f"direction: {direction!r} is not one of {DIRECTIONS}")
+        t, h, w = self.shape
+        masks = jnp.asarray(masks, bool)
+        if masks.shape[-2:] != (h, w):
+            raise InvalidRequestError(
+                f"MaskBridge.propagate_masks: masks end in {masks.shape[-2:]}, clips are {(h, w)}"
+            )
+        keyframe = jnp.asarray(keyframe, jnp.int32)
+        lead, n = keyframe.shape, masks.shape[-3]
+        if mask_valid is None:
+            mask_valid = jnp.ones((*lead, n), bool)
+        out_shape = (
+            jax.ShapeDtypeStruct((*lead, t, h, w), jnp.bool_),
+            jax.ShapeDtypeStruct((*lead, n, t, h, w), jnp.bool_),
+            jax.ShapeDtypeStruct(lead, jnp.bool_),
+        )
+        args = (jnp.asarray(video_index, jnp.int32), keyframe, masks, jnp.asarray(mask_valid, bool))
+        host = functools.partial(self._host_masks, direction=direction)
+        if self.io_callback:
+            out = _io_callback(host, out_shape, *args, ordered=False)
+        else:
+            out = jax.pure_callback(host, out_shape, *args, vmap_method="broadcast_all")
+        return BridgeMasks(*out)
+
+    def _host_masks(self, video_index, keyframe, masks, mask_valid, *, direction):
+        keyframe = np.asarray(keyframe)
+        lead = keyframe.shape
+        b_count = int(np.prod(lead, dtype=np.int64))
+        vi = np.broadcast_to(np.asarray(video_index), lead).reshape(b_count)
+        kf = keyframe.reshape(b_count)
+        t, h, w = self.shape
+        n = np.asarray(masks).shape[-3]
+        masks = np.asarray(masks, bool).reshape(b_count, n, h, w)
+        valid = np.asarray(mask_valid, bool).reshape(b_count, n)
+        objects = np.zeros((b_count, n, t, h, w), bool)
+        ok = np.zeros(b_count, bool)
+        reqs, slots = [], []
+        for b in range(b_count):
+            if not (0 <= vi[b] < len(self.handles) and 0 <= kf[b] < t):
+                continue
+            ok[b] = True
+            prompts = tuple(
+                ObjectPrompt(obj_id=j, mask=masks[b, j])
+                for j in range(n)
+                if valid[b, j] and masks[b, j].any()
+            )
+            if prompts:
+                reqs.append(MaskRequest(self.handles[vi[b]], int(kf[b]), prompts, direction))
+                slots.append(b)
+        if reqs:
+            for b, res in zip(slots, self.backend.segment(reqs), strict=True):
+                objects[b, list(res.obj_ids)] = res.object_masks
+        return (
+            objects.any(axis=1).reshape(*lead, t, h, w),
+            objects.reshape(*lead, n, t, h, w),
+            ok.reshape(lead),
+        )
+
     def _host(self, video_index, keyframe, boxes, box_valid, points, point_labels, *, direction):
         keyframe = np.asarray(keyframe)
         lead = keyframe.shape
