@@ -1,44 +1,271 @@
-"""Qwen2.5-VL-3B GRPO at pod scale (Veason-R1's RL setting, seeds_methods.md §3(c)): group 8,
-16 prompts per step, 8 frames at 560x560 passed as images, up to 1024 new tokens, KL 5e-3
-(so a frozen reference model is kept), bf16 compute over fp32 master weights, AdamW.
+"""Qwen2.5-VL-3B real runs, one per seed protocol, with that seed's hyperparameters
+(shared/reference/seeds_methods.md, section cited at each value): cold-start SFT (LoRA, as
+the seeds do) -> GRPO -> evaluation with `jaxseg train`, and the pod-scale memory / time plan
+of the GRPO stage with `jaxseg plan`.
 
+    jaxseg train --config qwen2_5_vl_3b_grpo:protocol=rcot --workdir runs/rcot3b \\
+        --stages sft,grpo,eval --set model.init=/ckpt/Qwen2.5-VL-3B-Instruct \\
+        --set model.processor=/ckpt/Qwen2.5-VL-3B-Instruct --set data.root=/data/revos \\
+        --set segmenter.config.checkpoint=/ckpt/sam2.1_hiera_large.pt
     jaxseg plan --config qwen2_5_vl_3b_grpo --topology v5p-32
-    jaxseg plan --config qwen2_5_vl_3b_grpo:remat=full --topology 8xH100
+    jaxseg plan --config qwen2_5_vl_3b_grpo:protocol=o3,remat=full --topology 8xH100
 
-remat defaults to "none" because that is what the model and trainer run today (eager
-attention, no jax.checkpoint): on one v5p chip per sequence it does not fit, and the plan says
-so. `remat=full` (per-block `nothing_saveable`) is the plan for once the trainer remats.
+Leave out the `data` stage on real data (it writes the synthetic benchmark). Values a seed
+does not publish are marked "not stated" and take the named stand-in.
 
-`arg` knobs (config.parse_arg): remat (none|block|full), group, prompts, frames, new_tokens,
-micro_batch, tensor (size of the tensor axis; fsdp fills the rest of the slice),
-sampler_weights (copy|train).
+remat defaults to "none" because that is what the trainer runs today (eager attention, no
+jax.checkpoint): on one v5p chip per sequence it does not fit, and the plan says so.
+`remat=full` (per-block `nothing_saveable`) is the plan for once the trainer remats.
+
+`arg` knobs (config.parse_arg): protocol (veason|rcot|o3|revseg), remat (none|block|full),
+group, prompts, frames, new_tokens (default: the protocol's), micro_batch, tensor (size of the
+tensor axis; fsdp fills the rest of the slice), sampler_weights (copy|train).
+
+The `rl`, `data.num_frames/frame_size/text_prompt_tokens` and `train` blocks are what the
+planner reads (jaxseg.parallel.planner); `rl` mirrors `grpo` (same values, one source below).
 """
+
+import math
 
 from ml_collections import ConfigDict
 
 from jaxseg.config import parse_arg
 
+TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+# Per seed: cold-start SFT, GRPO, the protocol's own config (jaxseg.protocols.*Config) and the
+# planner's image budget (frames x frame_size: the largest prompt the GRPO stage builds).
+PROTOCOLS = {
+    # Veason-R1, seeds_methods.md §3.
+    "veason": dict(
+        sft=dict(
+            lora_rank=8,  # §3(c): LLaMA-Factory LoRA rank 8
+            lora_alpha=None,  # not stated: LLaMA-Factory's default 2 x rank
+            learning_rate=1e-4,  # §3(c), cosine, 1 epoch
+            warmup_ratio=0.0,  # not stated (LLaMA-Factory default 0)
+            weight_decay=0.0,  # not stated
+            batch_size=64,  # not stated: RCoT-Seg's 8 x grad-accum 8 (§4(c))
+            num_examples=6000,  # §3(c): ~6K CoT traces kept of ~10K instances
+        ),
+        grpo=dict(
+            group_size=8,  # §3(c) n=8
+            prompts_per_step=16,  # §3(c) rollout batch 16
+            learning_rate=1e-6,  # §3(c)
+            weight_decay=0.01,  # §3(c)
+            kl_coef=5e-3,  # §3(c) low_var_kl
+            kl_estimator="low_var_kl",
+            policy_loss="ppo_clip",  # §3(c) clip ratio 0.2, 1 PPO epoch
+            eps_low=0.2,
+            eps_high=0.2,
+            temperature=1.0,  # §3(c) temperature / top_p 1.0 / 1.0
+            top_p=1.0,
+            max_new_tokens=1024,  # §3(c) max response 1024 (single turn)
+            steps=625,  # §3(c) one episode over ~10K prompts (eval loads global_step_625)
+        ),
+        # §3(b): training frames are 6, around a random top-5-area keyframe, at 560 px;
+        # evaluation (§3(a)) shows 8 uniform frames: --set protocol.config.num_frames=8
+        # --set protocol.config.sampling='uniform'.
+        protocol=dict(num_frames=6, image_size=560, sampling="keyframe", top_k=5),
+        plan=dict(frames=8, frame_size=(560, 560), turns=1),  # the 8-frame eval prompt
+    ),
+    # RCoT-Seg, seeds_methods.md §4.
+    "rcot": dict(
+        sft=dict(
+            lora_rank=8,  # §4(c): LLaMA-Factory LoRA r=8
+            lora_alpha=None,  # not stated: LLaMA-Factory's default 2 x rank
+            learning_rate=1e-4,  # §4(c), cosine
+            warmup_ratio=0.1,  # §4(c)
+            weight_decay=0.0,  # not stated
+            batch_size=64,  # §4(c): batch 8 x grad-accum 8
+            num_examples=28000,  # §4(c): RCoT-Seg-SFT-28k (20k KTG + 8k AKS), 1 epoch
+        ),
+        grpo=dict(
+            group_size=8,  # §4(c) rollout n=8
+            prompts_per_step=16,  # §4(c) batch 16
+            learning_rate=1e-6,  # §4(c) constant
+            weight_decay=0.01,  # §4(c)
+            kl_coef=0.01,  # §4(c) low-var-kl
+            kl_estimator="low_var_kl",
+            policy_loss="ppo_clip",  # not stated: verl's default clip 0.2
+            eps_low=0.2,
+            eps_high=0.2,
+            temperature=1.0,  # §4(c)
+            top_p=1.0,
+            max_new_tokens=2000,  # §4(c) max response 2000
+            steps=1500,  # §4(c): AKS 500 + KTG 1000 as two runs; here one run of both
+        ),
+        # §4(a): VDG/KFG see every frame at 448 px (video_frames None), AKS/KTG the keyframe
+        # at 840 px, lambda = 5 re-selections.
+        protocol=dict(video_frames=None, video_size=448, keyframe_size=840, max_reselect=5),
+        # planning assumption (the paper feeds whole videos): 32 frames at 448 px
+        plan=dict(frames=32, frame_size=(448, 448), turns=1),
+    ),
+    # VideoSEG-O3, seeds_methods.md §1 (the seed's LLM is Qwen3-VL; here Qwen2.5-VL-3B).
+    "o3": dict(
+        sft=dict(
+            lora_rank=128,  # §1(c) Stage II (as Stage I): LoRA r=128, alpha=256
+            lora_alpha=256.0,  # (dropout 0.05 and full embed/lm_head training: not supported)
+            learning_rate=4e-5,  # §1(c) AdamW, cosine, 1 epoch
+            warmup_ratio=0.05,  # §1(c) warmup 5%
+            weight_decay=0.05,  # §1(c)
+            batch_size=32,  # §1(c) cold start: 1 per GPU x grad-accum 4 x 8 GPUs
+            num_examples=6000,  # §1(c) VTS-CoT ~6K samples
+        ),
+        grpo=dict(
+            group_size=4,  # §1(c) Stage III num_generations=4
+            prompts_per_step=16,  # §1(c): 64 completions per optimiser step / 4
+            learning_rate=3e-6,  # §1(c)
+            weight_decay=0.0,  # not stated (TRL's default 0)
+            kl_coef=0.04,  # §1(c) beta=0.04, k3
+            kl_estimator="k3",
+            policy_loss="on_policy",  # §1(c): no PPO clipping, one on-policy update
+            eps_low=0.2,
+            eps_high=0.2,
+            temperature=0.9,  # §1(c) TRL-0.17 default 0.9, top_p 0.9
+            top_p=0.9,
+            max_new_tokens=512,  # §1(c) max_completion_length 512 per turn
+            steps=1000,  # §1(c) max_steps
+        ),
+        # §1(c) RL inputs: 10 temporal frames <= 32*28^2 px (140 px), 5 spatial <= 128*28^2
+        # (308 px), keyframe <= 256*28^2 (448 px), 5 frames per select, max_turn 3.
+        protocol=dict(
+            temporal_frames=10,
+            spatial_frames=5,
+            frame_size=140,
+            spatial_size=308,
+            keyframe_size=448,
+            frames_per_round=5,
+            max_turns=3,
+        ),
+        # the 3-turn prompt in 448 px frames of equal token count: turn 0 10x25 + 5x121,
+        # each select 5x25 + 256 -> 1617 tokens ~ 6 x 256
+        plan=dict(frames=6, frame_size=(448, 448), turns=3),
+    ),
+    # ReVSeg, seeds_methods.md §2: code unreleased; most values are not stated.
+    "revseg": dict(
+        sft=None,  # §2(c): no CoT cold start mentioned; GRPO starts from the base model
+        grpo=dict(
+            group_size=8,  # not stated: Veason-R1's values (§3(c)) stand in
+            prompts_per_step=16,
+            learning_rate=1e-6,
+            weight_decay=0.01,
+            kl_coef=5e-3,
+            kl_estimator="low_var_kl",
+            policy_loss="ppo_clip",
+            eps_low=0.2,
+            eps_high=0.2,
+            temperature=1.0,
+            top_p=1.0,
+            max_new_tokens=1024,
+            steps=520,  # §2(c): ~520 logged RL steps
+        ),
+        # frame count / sizes not stated: Veason's 8 frames at 560 px, RCoT's 840 px keyframe;
+        # §2(b): the total reward looks multiplicative
+        protocol=dict(num_frames=8, image_size=560, keyframe_size=840, combine="product"),
+        # 8 x 560 px frames + the 840 px keyframe (~2.25 frames of 560 px)
+        plan=dict(frames=10, frame_size=(560, 560), turns=2),
+    ),
+}
+
 
 def get_config(arg: str | None = None) -> ConfigDict:
     a = parse_arg(
         arg,
+        protocol="veason",
         remat="none",
-        group=8,
-        prompts=16,
-        frames=8,
-        new_tokens=1024,
+        group=None,
+        prompts=None,
+        frames=None,
+        new_tokens=None,
         micro_batch=16,
         tensor=1,
         sampler_weights="copy",
     )
+    if a.protocol not in PROTOCOLS:
+        raise ValueError(f"protocol={a.protocol!r}: choose one of {sorted(PROTOCOLS)}")
+    p = PROTOCOLS[a.protocol]
+    g = dict(p["grpo"])
+    g["group_size"] = g["group_size"] if a.group is None else int(a.group)
+    g["prompts_per_step"] = g["prompts_per_step"] if a.prompts is None else int(a.prompts)
+    g["max_new_tokens"] = g["max_new_tokens"] if a.new_tokens is None else int(a.new_tokens)
+    frames = p["plan"]["frames"] if a.frames is None else int(a.frames)
+
     c = ConfigDict()
+    c.seed = 0
     c.model = ConfigDict(
         dict(
-            hf_config="configs/hf/qwen2_5_vl_3b_instruct",
+            hf_config="configs/hf/qwen2_5_vl_3b_instruct",  # architecture for the planner
+            init="checkpoints/Qwen2.5-VL-3B-Instruct",  # HF directory with the weights
+            processor="checkpoints/Qwen2.5-VL-3B-Instruct",
             dtype="bfloat16",  # computation
             param_dtype="float32",  # master weights (and optax moments)
         )
     )
+    c.data = ConfigDict(
+        dict(
+            root="data/revos",  # §3(c): Veason trains on ReVOS only
+            format="revos",
+            train_split="train",
+            eval_split="valid",
+            # planner: the largest prompt of a GRPO sequence
+            num_frames=frames,
+            frame_size=p["plan"]["frame_size"],
+            text_prompt_tokens=256,  # system prompt + frame indices + query
+        )
+    )
+    c.protocol = ConfigDict(dict(name=a.protocol, config=ConfigDict(p["protocol"])))
+    # frozen SAM2 (every seed; §3(a): SAM2.1-Hiera-L at eval) behind the sidecar
+    c.segmenter = ConfigDict(
+        dict(
+            backend="sam2",
+            config=ConfigDict(
+                dict(model="l", checkpoint="checkpoints/sam2.1_hiera_large.pt", device="cuda")
+            ),
+        )
+    )
+
+    s = p["sft"]
+    c.sft = ConfigDict()
+    if s is None:
+        c.sft.num_examples = 0
+        c.sft.steps = 0
+        c.sft.batch_size = 1
+        c.sft.learning_rate = 0.0
+        c.sft.warmup_steps = 0
+        c.sft.weight_decay = 0.0
+        c.sft.lora_rank = 0
+        c.sft.lora_alpha = None
+    else:
+        c.sft.num_examples = s["num_examples"]
+        c.sft.batch_size = s["batch_size"]
+        c.sft.steps = math.ceil(s["num_examples"] / s["batch_size"])  # one epoch
+        c.sft.learning_rate = s["learning_rate"]
+        c.sft.warmup_steps = round(s["warmup_ratio"] * c.sft.steps)
+        c.sft.weight_decay = s["weight_decay"]
+        c.sft.lora_rank = s["lora_rank"]
+        c.sft.lora_alpha = s["lora_alpha"]
+    c.sft.micro_batch = 8
+    c.sft.lora_targets = TEXT_TARGETS
+    c.sft.checkpoint_every = 50
+    c.sft.keep = 3
+
+    # GRPO: full fine-tuning in every seed (LoRA only in their cold starts)
+    c.grpo = ConfigDict(g)
+    c.grpo.require_sft = s is not None
+    c.grpo.micro_batch = a.micro_batch
+    c.grpo.top_k = 0
+    c.grpo.advantage = "grpo"  # (r - mean) / std over the group (§1(c), §3(c))
+    c.grpo.aggregation = "seq-mean-token-mean"  # §1(c); not stated for Veason / RCoT
+    c.grpo.warmup_steps = 0
+    c.grpo.lora_rank = 0
+    c.grpo.lora_alpha = None
+    c.grpo.lora_targets = TEXT_TARGETS
+    c.grpo.checkpoint_every = 25
+    c.grpo.keep = 3
+
+    c.eval = ConfigDict(dict(max_expressions=1_000_000, chunk=8))  # the whole split
+
+    # ---- pod-scale plan (jaxseg plan): mirrors grpo
     # data x fsdp x tensor inside a slice (ICI); across slices / GPU nodes (DCN) only data.
     c.mesh = ConfigDict(
         dict(
@@ -52,28 +279,20 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.distributed = ConfigDict(dict(coordinator_address="", auto=False))
     c.rl = ConfigDict(
         dict(
-            group_size=a.group,
-            prompts_per_step=a.prompts,  # global, over all hosts
-            max_new_tokens=a.new_tokens,
-            kl_beta=5e-3,
+            group_size=g["group_size"],
+            prompts_per_step=g["prompts_per_step"],  # global, over all hosts
+            # generated tokens per sequence: every turn's budget
+            max_new_tokens=g["max_new_tokens"] * p["plan"]["turns"],
+            kl_beta=g["kl_coef"],
             # 'copy': sample with a bf16 copy sharded over tensor only (refreshed each step);
             # 'train': with the FSDP training shards (all-gathered every generated token).
             sampler_weights=a.sampler_weights,
-        )
-    )
-    c.data = ConfigDict(
-        dict(
-            num_frames=a.frames,
-            frame_size=(560, 560),
-            text_prompt_tokens=256,  # system prompt + frame timestamps + query
         )
     )
     c.train = ConfigDict(
         dict(
             micro_batch=a.micro_batch,  # global sequences per accumulation step
             remat=a.remat,
-            learning_rate=1e-6,
-            weight_decay=0.01,
         )
     )
     c.plan = ConfigDict(dict(mfu=0.4))
