@@ -5,6 +5,12 @@ The loss denominator of the *whole* step is computed on host from the masks firs
 depends on parameters), each micro-batch contributes ``grad(weighted_sum_total) / denom``,
 and the sum is applied once: the update equals the full-batch update (tunix's
 `WeightedMetric`, jax_anchors.md §1.1), whatever the micro-batch split.
+
+On a mesh (`mesh=`, jaxseg.parallel): each micro-batch is placed with its rows over
+data x fsdp, the gradients are pinned to their parameters' shardings and the update pins
+params and optimizer state to the rule shardings (rules.constrain_state), so every step sees
+the same layouts (no drift, no recompiles) and checkpoints restore onto any mesh. Model and
+optimizer are expected on the mesh already (jaxseg.parallel.placement.place).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxseg.parallel.placement import place_batch
+from jaxseg.parallel.rules import constrain_state, state_shardings
 from jaxseg.rl import aggregation
 from jaxseg.rl.diagnostics import policy_diagnostics
 from jaxseg.rl.logprobs import next_token_logprobs, token_entropy
@@ -135,19 +143,24 @@ def loss_weight(batch: PolicyBatch, loss: LossConfig) -> float:
     )
 
 
-@nnx.jit(static_argnames=("loss",))
-def _micro_grads(model, batch: PolicyBatch, denom: jax.Array, loss: LossConfig):
+@nnx.jit(static_argnames=("loss", "mesh"))
+def _micro_grads(model, batch: PolicyBatch, denom: jax.Array, loss: LossConfig, mesh=None):
     def objective(m):
         total, aux = loss_terms(m, batch, loss)
         return total.total / denom, aux
 
     (value, aux), grads = nnx.value_and_grad(objective, has_aux=True)(model)
+    if mesh is not None:  # gradients shard like their parameters
+        grads = jax.lax.with_sharding_constraint(grads, state_shardings(grads, mesh))
     return value, grads, aux
 
 
-@nnx.jit
-def _apply(optimizer: nnx.Optimizer, model, grads):
+@nnx.jit(static_argnames=("mesh",))
+def _apply(optimizer: nnx.Optimizer, model, grads, mesh=None):
     optimizer.update(model, grads)
+    if mesh is not None:  # XLA would otherwise pick the output layouts freely
+        constrain_state(model, mesh, nnx.Param)
+        constrain_state(optimizer, mesh)
     return optax.tree.norm(grads)
 
 
@@ -156,7 +169,7 @@ def _add(a, b):
     return jax.tree.map(jnp.add, a, b)
 
 
-def accumulate_grads(model, micro_batches: Sequence[PolicyBatch], loss: LossConfig):
+def accumulate_grads(model, micro_batches: Sequence[PolicyBatch], loss: LossConfig, mesh=None):
     """(loss value, summed grads, host metrics) of the full batch over its micro-batches."""
     if not micro_batches:
         raise ValueError("a step needs at least one micro-batch")
@@ -165,7 +178,7 @@ def accumulate_grads(model, micro_batches: Sequence[PolicyBatch], loss: LossConf
         raise ValueError("no policy tokens in this step's batch (all loss masks are zero)")
     total, grads, sums = 0.0, None, {}
     for mb in micro_batches:
-        value, g, aux = _micro_grads(model, mb, jnp.float32(denom), loss)
+        value, g, aux = _micro_grads(model, place_batch(mb, mesh), jnp.float32(denom), loss, mesh)
         total += float(value)
         grads = g if grads is None else _add(grads, g)
         for k, v in aux.items():
@@ -181,9 +194,14 @@ def accumulate_grads(model, micro_batches: Sequence[PolicyBatch], loss: LossConf
 
 
 def train_step(
-    model, optimizer: nnx.Optimizer, micro_batches: Sequence[PolicyBatch], loss: LossConfig
+    model,
+    optimizer: nnx.Optimizer,
+    micro_batches: Sequence[PolicyBatch],
+    loss: LossConfig,
+    mesh=None,
 ):
-    """One optimizer update over all micro-batches; returns host metrics."""
-    _, grads, metrics = accumulate_grads(model, micro_batches, loss)
-    metrics["grad_norm"] = float(_apply(optimizer, model, grads))
+    """One optimizer update over all micro-batches; returns host metrics. `mesh`: the mesh
+    model and optimizer live on (see the module docstring)."""
+    _, grads, metrics = accumulate_grads(model, micro_batches, loss, mesh)
+    metrics["grad_norm"] = float(_apply(optimizer, model, grads, mesh))
     return metrics

@@ -50,6 +50,8 @@ from jaxseg.data.tokenizer import (
 )
 from jaxseg.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration, from_pretrained
 from jaxseg.models.qwen2_5_vl.presets import preset_config
+from jaxseg.models.qwen2_5_vl.remat import set_remat
+from jaxseg.parallel.placement import place, place_batch, run_mesh
 from jaxseg.protocols.registry import make_protocol
 from jaxseg.rl import advantages as adv_lib
 from jaxseg.rl.objective import GRPOLossConfig
@@ -97,7 +99,9 @@ class Experiment:
         self.processor = self._processor()
         self.encoder = ChatEncoder(self.processor)
         self.ids = special_token_ids(self.processor.tokenizer)
-        self.model = self._model()
+        self.mesh = run_mesh(config)  # None: one device; else params/opt/batches on the mesh
+        remat = config.model.get("remat", "none")
+        self.model = place(set_remat(self._model(), remat), self.mesh)
         self.protocol = make_protocol(config.protocol.name, **dict(config.protocol.config))
         self.backend = make_backend(config.segmenter.backend, dict(config.segmenter.config))
         self.oracle_backend = make_backend("oracle")
@@ -133,6 +137,10 @@ class Experiment:
     def _model(self) -> Qwen2_5_VLForConditionalGeneration:
         m = self.config.model
         dtype = jnp.dtype(m.dtype)
+        if m.init != "random" and self.mesh is not None:
+            from jaxseg.parallel.weights import load_sharded  # each device reads its slices
+
+            return load_sharded(m.init, self.mesh, dtype=dtype)
         if m.init != "random":
             return from_pretrained(m.init, dtype=dtype)
         ids = self.ids
@@ -158,13 +166,15 @@ class Experiment:
         return self._sources[split]
 
     def policy(self, *, sampling: SamplingParams, max_new_tokens: int, seed: int) -> SamplerPolicy:
-        return SamplerPolicy.for_model(
+        policy = SamplerPolicy.for_model(
             self.model,
             self.processor,
             sampling=sampling,
             max_new_tokens=max_new_tokens,
             seed=seed,
         )
+        policy.sampler.mesh = self.mesh  # rollout rows and KV cache over the batch axes
+        return policy
 
     def _batches(self, examples: list[dict], micro_batch: int) -> list[PolicyBatch]:
         return [
@@ -254,9 +264,11 @@ class Experiment:
             Checkpointer(stage / "ckpt", max_to_keep=c.keep, item_names=ITEMS) as ckpt,
             MetricsLogger(stage) as log,
         ):
+            place(self.model, self.mesh)  # LoRA adapters were just added
             optimizer = nnx.Optimizer(
                 self.model, make_optimizer(opt_cfg), wrt=trainable_params(self.model)
             )
+            place(optimizer, self.mesh)  # restore reads onto these shardings
             start = self._restore(ckpt, optimizer)
             if start >= c.steps:
                 return {"stage": "sft", "skipped": True, "step": start}
@@ -270,7 +282,11 @@ class Experiment:
                 chosen = [examples[j] for j in order[k * c.batch_size : (k + 1) * c.batch_size]]
                 t0 = time.perf_counter()
                 metrics = train_step(
-                    self.model, optimizer, self._batches(chosen, c.micro_batch), SFTLoss()
+                    self.model,
+                    optimizer,
+                    self._batches(chosen, c.micro_batch),
+                    SFTLoss(),
+                    self.mesh,
                 )
                 metrics["step_time"] = time.perf_counter() - t0
                 log.log("train", step, metrics)
@@ -316,9 +332,11 @@ class Experiment:
             Checkpointer(stage / "ckpt", max_to_keep=c.keep, item_names=ITEMS) as ckpt,
             MetricsLogger(stage) as log,
         ):
+            place(self.model, self.mesh)  # LoRA adapters were just added
             optimizer = nnx.Optimizer(
                 self.model, make_optimizer(opt_cfg), wrt=trainable_params(self.model)
             )
+            place(optimizer, self.mesh)  # restore reads onto these shardings
             start = self._restore(ckpt, optimizer)
             if start >= c.steps:
                 return {"stage": "grpo", "skipped": True, "step": start}
@@ -351,11 +369,15 @@ class Experiment:
                 micro = self._batches(examples, c.micro_batch)
                 if loss_cfg.kl_coef > 0:
                     micro = [
-                        mb.replace(ref_logp=np.asarray(_ref_logprobs(reference, mb)))
+                        mb.replace(
+                            ref_logp=np.asarray(
+                                _ref_logprobs(reference, place_batch(mb, self.mesh))
+                            )
+                        )
                         for mb in micro
                     ]
                 t1 = time.perf_counter()
-                metrics = train_step(self.model, optimizer, micro, loss_cfg)
+                metrics = train_step(self.model, optimizer, micro, loss_cfg, self.mesh)
                 metrics.update(reward_summary(episodes))
                 metrics["reward/mean"] = float(rewards.mean())
                 metrics["time/rollout"] = t_rollout
