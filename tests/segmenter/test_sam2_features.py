@@ -12,14 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
 
-from flax import nnx  # noqa: E402
-
-from jaxseg.models.sam2 import (  # noqa: E402
-    SAM2MaskDecoderModule,
-    apply_object_score,
-    hiera_tiny,
-    load_torch_weights,
-)
+from jaxseg.models.sam2 import apply_object_score, from_torch_weights, hiera_tiny  # noqa: E402
 from jaxseg.segmenter.interface import InvalidRequestError, UnknownVideoError, VideoHandle  # noqa: E402
 from jaxseg.segmenter.jax_bridge import FeatureBridge  # noqa: E402
 from jaxseg.segmenter.sam2_backend import (  # noqa: E402
@@ -79,7 +72,7 @@ def test_features_equal_sam2_and_decode_identically(sam2_sidecar, moving_squares
     weights = sam2_sidecar.decoder_state_dict()
     ref_sd = reference.state_dict()
     assert all(np.array_equal(v, ref_sd[k].numpy()) for k, v in weights.items())
-    ours = load_torch_weights(SAM2MaskDecoderModule(hiera_tiny(256), nnx.Rngs(0)), weights)
+    ours = from_torch_weights(hiera_tiny(256), weights)
 
     t = torch.from_numpy
     e, h = jnp.asarray(feats.image_embed), [jnp.asarray(x) for x in feats.high_res_feats]

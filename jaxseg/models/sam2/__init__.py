@@ -7,6 +7,7 @@ The image encoder stays frozen in the PyTorch sidecar; this package is the train
     cfg = preset("tiny")                       # C=32 toy; "hiera_tiny"/"hiera_large"(image_size=...)
     heads = SAM2MaskDecoderModule(cfg, nnx.Rngs(0))
     load_torch_weights(heads, "sam2_hiera_large.pt")   # or a torch state_dict; strict
+    heads = from_torch_weights(cfg, "sam2_hiera_large.pt")  # same, without the random init
     low_res, iou, obj = heads(
         image_embed,        # [B, C, h, w]  (sidecar image_features: no_mem_embed already added)
         high_res_feats,     # [[B, C/8, 4h, 4w], [B, C/4, 2h, 2w]] (conv_s0/conv_s1 applied)
@@ -45,6 +46,7 @@ from .prompt_encoder import PromptEncoder
 from .weights import (
     WeightsError,
     export_torch_state_dict,
+    from_torch_weights,
     load_torch_weights,
     read_checkpoint,
     save_torch_checkpoint,
@@ -62,6 +64,7 @@ __all__ = [
     "WeightsError",
     "apply_object_score",
     "export_torch_state_dict",
+    "from_torch_weights",
     "hiera_large",
     "hiera_tiny",
     "load_torch_weights",

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from .config import Sam2DecoderConfig
 from .model import SAM2MaskDecoderModule
 
 TORCH_PREFIXES = {"prompt_encoder": "sam_prompt_encoder", "mask_decoder": "sam_mask_decoder"}
@@ -108,14 +109,24 @@ def load_torch_weights(
         arr = _as_numpy(state[prefix + key])
         if transpose:
             arr = arr.T
-        if arr.shape != var[...].shape:
-            bad.append(f"{prefix + key}: checkpoint {arr.shape} vs module {var[...].shape}")
+        shape = var.get_value().shape
+        if arr.shape != shape:
+            bad.append(f"{prefix + key}: checkpoint {arr.shape} vs module {shape}")
         values[key] = arr
     if bad:
         raise WeightsError(f"{where}: shape mismatch: " + "; ".join(bad[:8]))
     for key, (_, _, var) in ours.items():
-        var[...] = jnp.asarray(values[key], dtype=var[...].dtype)
+        var.set_value(jnp.asarray(values[key], dtype=var.get_value().dtype))
     return module
+
+
+def from_torch_weights(
+    cfg: Sam2DecoderConfig, source: str | Path | Mapping[str, Any], prefix: str = ""
+) -> SAM2MaskDecoderModule:
+    """A module built abstractly (`nnx.eval_shape`: no random init, which costs seconds of
+    per-parameter compiles on CPU) and filled from a checkpoint, strictly."""
+    module = nnx.eval_shape(lambda: SAM2MaskDecoderModule(cfg, nnx.Rngs(0)))
+    return load_torch_weights(module, source, prefix)
 
 
 def export_torch_state_dict(
@@ -125,7 +136,7 @@ def export_torch_state_dict(
     `load_state_dict` on a SAM2Base, or on the bare modules after stripping the prefixes)."""
     out = {}
     for key, (_, transpose, var) in _variables(module).items():
-        arr = np.asarray(var[...])
+        arr = np.asarray(var.get_value())
         out[prefix + key] = np.array(arr.T if transpose else arr)  # a writable copy
     return out
 

@@ -12,6 +12,7 @@ from jaxseg.models.sam2 import (
     SAM2MaskDecoderModule,
     WeightsError,
     export_torch_state_dict,
+    from_torch_weights,
     load_torch_weights,
     save_torch_checkpoint,
     tiny,
@@ -49,7 +50,7 @@ def _split(sd):
 def test_round_trip_through_jaxseg_is_exact(tmp_path):
     cfg = tiny()
     pe, md = build_torch_heads(cfg, seed=0)
-    ours = load_torch_weights(SAM2MaskDecoderModule(cfg, nnx.Rngs(0)), torch_state_dict(pe, md))
+    ours = from_torch_weights(cfg, torch_state_dict(pe, md))
     exported = export_torch_state_dict(ours)
     assert set(exported) == set(torch_state_dict(pe, md))
     pe2, md2 = build_torch_heads(cfg, seed=1)  # different weights, overwritten below
@@ -61,7 +62,7 @@ def test_round_trip_through_jaxseg_is_exact(tmp_path):
     # the same through a .pt file in sam2's {"model": ...} layout
     path = tmp_path / "heads.pt"
     save_torch_checkpoint(ours, path)
-    again = load_torch_weights(SAM2MaskDecoderModule(cfg, nnx.Rngs(2)), path)
+    again = from_torch_weights(cfg, path)
     for k, v in export_torch_state_dict(again).items():
         np.testing.assert_array_equal(v, exported[k])
 
@@ -72,9 +73,7 @@ def test_prefixed_checkpoint_and_foreign_keys():
     pe, md = build_torch_heads(cfg)
     sd = {"grounding_encoder.sam2_model." + k: v for k, v in torch_state_dict(pe, md).items()}
     sd["grounding_encoder.sam2_model.image_encoder.trunk.w"] = torch.zeros(3)
-    ours = load_torch_weights(
-        SAM2MaskDecoderModule(cfg, nnx.Rngs(0)), sd, prefix="grounding_encoder.sam2_model."
-    )
+    ours = from_torch_weights(cfg, sd, prefix="grounding_encoder.sam2_model.")
     exported = export_torch_state_dict(ours, prefix="grounding_encoder.sam2_model.")
     for k, v in exported.items():
         np.testing.assert_array_equal(v, sd[k].numpy())
@@ -84,7 +83,7 @@ def test_mismatches_name_the_key(tmp_path):
     cfg = tiny()
     pe, md = build_torch_heads(cfg)
     sd = torch_state_dict(pe, md)
-    module = SAM2MaskDecoderModule(cfg, nnx.Rngs(0))
+    module = nnx.eval_shape(lambda: SAM2MaskDecoderModule(cfg, nnx.Rngs(0)))
 
     missing = dict(sd)
     del missing["sam_mask_decoder.iou_token.weight"]
