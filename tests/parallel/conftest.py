@@ -128,3 +128,19 @@ def image_batch():
         "pixel_values": pixel_values.astype(np.float32),
         "image_grid_thw": grid_thw,
     }
+
+
+@pytest.fixture(scope="module")
+def no_replica_parallel_save():
+    """orbax splits the write of a replicated array over its replicas, compiling one slice
+    program per (array, replica) on first use: ~150 compiles here, a one-off cost in a real run
+    but most of this test's time. Write each array from replica 0 instead (same files)."""
+    import orbax.checkpoint as ocp
+
+    registry = ocp.type_handlers
+    original = registry.get_type_handler(jax.Array)
+    registry.register_type_handler(
+        jax.Array, registry.ArrayHandler(use_replica_parallel=False), override=True
+    )
+    yield
+    registry.register_type_handler(jax.Array, original, override=True)

@@ -86,8 +86,9 @@ def _assert_close(got: dict, want: dict):
 
 
 @pytest.fixture(scope="module")
-def sft_runs(tmp_path_factory):
-    """One SFT step without a mesh and on (2, 2, 2)."""
+def sft_runs(tmp_path_factory, no_replica_parallel_save):
+    """One SFT step without a mesh and on (2, 2, 2): (root, plain, sharded, params before the
+    step, plain params after it)."""
     from jaxseg.commands.train import ensure_data
 
     root = tmp_path_factory.mktemp("mesh_runs")
@@ -96,9 +97,10 @@ def sft_runs(tmp_path_factory):
     plain = _experiment(_config(data), root / "plain")
     initial = _params(plain.model)
     plain.sft()
+    after_one = _params(plain.model)
     sharded = _experiment(_config(data, (2, 2, 2)), root / "m222", processor_from=root / "plain")
     sharded.sft()
-    return root, plain, sharded, initial
+    return root, plain, sharded, initial, after_one
 
 
 def test_run_mesh_from_config_block():
@@ -135,43 +137,62 @@ def test_place_batch_puts_rows_on_the_batch_axes(image_batch, tiny_model):
 
 
 def test_experiment_sft_on_mesh_equals_unsharded(sft_runs):
-    root, plain, sharded, initial = sft_runs
+    root, plain, sharded, initial, after_one = sft_runs
     assert plain.mesh is None and dict(sharded.mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
     _assert_on_rules(sharded.model, sharded.mesh)
     gate = sharded.model.language_model.layers[0].mlp.gate_proj.kernel[...]
     assert gate.sharding.spec == P("fsdp", "tensor")
-    _assert_close(_params(sharded.model), _params(plain.model))
+    _assert_close(_params(sharded.model), after_one)
     assert _losses(root / "m222", "sft")[0] == pytest.approx(_losses(root / "plain", "sft")[0])
-    moved = [p for p, v in _params(plain.model).items() if np.abs(v - initial[p]).max() > 5e-5]
+    moved = [p for p, v in after_one.items() if np.abs(v - initial[p]).max() > 5e-5]
     assert len(moved) > len(initial) // 2  # the step did train (lr 1e-4 moves a weight ~1e-4)
 
 
-def test_checkpoint_from_one_mesh_resumes_on_another(sft_runs):
-    """The (2,2,2) run's step-0 checkpoint (params + AdamW state) resumes on (1,2,4) for one more
-    step; the plain run resumes the same way; both continuations agree."""
-    root = sft_runs[0]
-    shutil.copytree(root / "m222", root / "m124")
-    more = ["sft.steps=2"]
-    plain = _experiment(_config(root / "data", extra=more), root / "plain")
-    plain.sft()
-    moved = _experiment(_config(root / "data", (1, 2, 4), more), root / "m124")
-    moved.sft()
-    assert sorted(_losses(root / "m124", "sft")) == [0, 1]  # step 0 came from the checkpoint
-    mesh = moved.mesh
-    assert dict(mesh.shape) == {"data": 1, "fsdp": 2, "tensor": 4}
-    want = abstract_on_mesh(moved.model, mesh, nnx.Param)
-    got = nnx.to_pure_dict(nnx.state(moved.model, nnx.Param))
+def _assert_on_abstract_targets(model, mesh):
+    """Every parameter sits on `rules.abstract_on_mesh`'s sharding (the restore target)."""
+    want = abstract_on_mesh(model, mesh, nnx.Param)
+    got = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     for (path, struct), value in zip(
         jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(got), strict=True
     ):
         assert value.sharding.is_equivalent_to(struct.sharding, value.ndim), path
-    _assert_close(_params(moved.model), _params(plain.model))
-    assert moved.load_stage("sft") == 1  # and the plain load path reads it onto (1,2,4)
-    _assert_on_rules(moved.model, mesh)
+
+
+def test_checkpoint_from_one_mesh_loads_on_another(sft_runs):
+    """The (2,2,2) run's SFT checkpoint read by an Experiment on (1,2,4) (`load_stage`, the
+    path GRPO, eval and export take): same values, this mesh's shardings."""
+    root, _, sharded = sft_runs[:3]
+    shutil.copytree(root / "m222", root / "m124_load")
+    other = _experiment(_config(root / "data", (1, 2, 4)), root / "m124_load")
+    assert dict(other.mesh.shape) == {"data": 1, "fsdp": 2, "tensor": 4}
+    assert other.load_stage("sft") == 0
+    _assert_on_abstract_targets(other.model, other.mesh)
+    gate = other.model.language_model.layers[0].mlp.gate_proj.kernel[...]
+    assert gate.sharding.shard_shape(gate.shape) == (64 // 2, 192 // 4)
+    np.testing.assert_array_equal(
+        np.asarray(gate),
+        np.asarray(sharded.model.language_model.layers[0].mlp.gate_proj.kernel[...]),
+    )
+    _assert_close(_params(other.model), _params(sharded.model))
 
 
 @pytest.mark.slow
-def test_experiment_sft_and_grpo_on_mesh_equal_unsharded(tmp_path):
+def test_checkpoint_from_one_mesh_resumes_on_another(sft_runs):
+    """Params *and* AdamW state: the (2,2,2) run's step-0 checkpoint resumes on (1,2,4) for one
+    more step; the plain run resumes the same way; both continuations agree."""
+    root, plain = sft_runs[0], sft_runs[1]
+    shutil.copytree(root / "m222", root / "m124")
+    plain.config.sft.steps = 2  # the plain run resumes from its own step-0 checkpoint
+    plain.sft()
+    moved = _experiment(_config(root / "data", (1, 2, 4), ["sft.steps=2"]), root / "m124")
+    moved.sft()
+    assert sorted(_losses(root / "m124", "sft")) == [0, 1]  # step 0 came from the checkpoint
+    _assert_on_abstract_targets(moved.model, moved.mesh)
+    _assert_close(_params(moved.model), _params(plain.model))
+
+
+@pytest.mark.slow
+def test_experiment_sft_and_grpo_on_mesh_equal_unsharded(tmp_path, no_replica_parallel_save):
     """Two SFT steps then one GRPO step (rollouts by the sampler on the mesh, rewards, KL
     reference, update) on (2,2,2) equal the single-device run."""
     from jaxseg.commands.train import ensure_data

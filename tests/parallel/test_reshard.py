@@ -7,28 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
-import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from jaxseg.parallel import mesh_from_shape
 from jaxseg.parallel.rules import abstract_on_mesh, state_shardings
 from jaxseg.train.checkpoint import Checkpointer
-
-
-@pytest.fixture
-def no_replica_parallel_save():
-    """orbax splits the write of a replicated array over its replicas, compiling one slice
-    program per (array, replica) on first use: ~150 compiles here, a one-off cost in a real run
-    but most of this test's time. Write each array from replica 0 instead (same files)."""
-    registry = ocp.type_handlers
-    original = registry.get_type_handler(jax.Array)
-    registry.register_type_handler(
-        jax.Array, registry.ArrayHandler(use_replica_parallel=False), override=True
-    )
-    yield
-    registry.register_type_handler(jax.Array, original, override=True)
 
 
 @nnx.jit
