@@ -84,3 +84,15 @@ def make_batch(config, *, advantages=(1.0,), seed: int = 0, counts=None) -> SegB
         gt_masks=jnp.asarray(gt, jnp.float32),
         gt_valid=jnp.ones((b, k), bool),
     )
+
+
+@pytest.fixture(scope="session")
+def target_samples():
+    """Synthetic samples that have a target (small 128 px videos, generated in memory)."""
+    from jaxseg.data.synth import SynthConfig, generate_video
+    from jaxseg.protocols.sample import from_synth
+
+    cfg = SynthConfig.preset("medium", frames=(16, 20), queries_per_video=4)
+    video = generate_video(0, "test", 0, cfg)
+    samples = [from_synth(video, q, key=f"v0/q{q}") for q in range(len(video.queries))]
+    return [s for s in samples if not s.is_null]
