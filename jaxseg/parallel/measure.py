@@ -9,10 +9,9 @@ the rest is what does not scale with depth (logits, log-softmax and their gradie
 block's recompute under remat). Run it on the target machine (a TPU VM host, a GPU node) for
 that backend's numbers: `jaxseg plan --measure`.
 
-Remat is applied here as the trainer would: each decoder block under `nnx.remat` with
-`dots_saveable` ("block") or `nothing_saveable` ("full") -- the model and trainer in this
-repository do not rematerialise yet, so "block"/"full" measure what they would keep (on a
-TPU/GPU backend only, see `measure_decoder`).
+Remat is the model's own (jaxseg/models/qwen2_5_vl/remat.py): each decoder block under
+`nnx.remat` with `dots_saveable` or `nothing_saveable` ("full"), as the trainer runs it with
+`model.remat` set (measurable on a TPU/GPU backend only, see `measure_decoder`).
 """
 
 from __future__ import annotations
@@ -24,13 +23,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, token_log_probs
+from jaxseg.models.qwen2_5_vl.remat import remat_block
 from jaxseg.models.qwen2_5_vl.rope import text_rope_cos_sin
 from jaxseg.models.qwen2_5_vl.text import attention_mask_4d
-
-POLICIES = {
-    "block": jax.checkpoint_policies.dots_saveable,
-    "full": jax.checkpoint_policies.nothing_saveable,
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +58,7 @@ def _temp_bytes(mcfg: Qwen2_5_VLConfig, rows: int, length: int, dtype, remat: st
         def block(layer, x):
             return layer(x, cos, sin, mask)[0]
 
-        if remat in POLICIES:
-            block = nnx.remat(block, policy=POLICIES[remat])
+        block = remat_block(block, remat)
         for layer in lm.layers:
             x = block(layer, x)
         logits = m.compute_logits(lm.norm(x))

@@ -6,13 +6,15 @@ Everything is computed from the model as built here and the sharding rules the r
   per-device shard shapes (`nnx.eval_shape` model + `state_shardings` / `named_sharding` on an
   `AbstractMesh` of the slice), so replication of indivisible dimensions is counted exactly;
 * activations follow the ops of jaxseg/models/qwen2_5_vl (eager attention materialises
-  `[H, S, S]` scores; see `_layer_elements`), per remat policy:
-    none  - no rematerialisation: every intermediate of every layer is kept for backward;
-    block - each block under `jax.checkpoint(policy=dots_saveable)`: matmul outputs kept,
-            elementwise ops recomputed (no extra matmul FLOPs);
-    full  - each block under `jax.checkpoint(policy=nothing_saveable)`: only block inputs
-            kept, one extra forward pass of FLOPs;
-  plus, for block/full, one block's full set live while it is recomputed;
+  `[H, S, S]` scores; see `_layer_elements`), per remat policy (`train.remat`, the names the
+  model's per-block remat takes, jaxseg/models/qwen2_5_vl/remat.py; the trainer reads it as
+  `model.remat`):
+    none          - no rematerialisation: every intermediate of every layer is kept;
+    dots_saveable - each block under `nnx.remat(policy=dots_saveable)`: matmul outputs kept,
+                    elementwise ops recomputed (no extra matmul FLOPs);
+    full          - each block under `nnx.remat(policy=nothing_saveable)`: only block inputs
+                    kept, one extra forward pass of FLOPs;
+  plus, for dots_saveable/full, one block's full set live while it is recomputed;
 * step time: FLOPs (6 N per trained token + attention + vision tower; 2 N per generated
   token) at the chip's dense bf16 peak times an MFU assumption; decoding is also bounded by
   reading the weights and cache from HBM and, under FSDP, all-gathering the weights over ICI
@@ -36,12 +38,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+from jaxseg.models.qwen2_5_vl.remat import REMAT_POLICIES
 
 from .mesh import MeshConfig, fill_shape
 from .rules import named_sharding, state_shardings
 from .topology import Topology
 
-REMAT = ("none", "block", "full")
+REMAT = tuple(REMAT_POLICIES)  # none, dots_saveable, full
 # train: the sampler multiplies by the training shards (FSDP: all-gathered every token);
 # copy: a compute-dtype copy, sharded over tensor only, refreshed once per step.
 SAMPLER_WEIGHTS = ("train", "copy")
@@ -132,7 +135,7 @@ def _layer_elements(d, dq, dkv, f, heads, s, t, tk, b, remat):
     none = (6 * d + 5 * dq / t + 3 * dkv / tk + 4 * f / t) * b + heads / t * s * (2 * b + 4)
     if remat == "none":
         return none, none
-    if remat == "block":  # dots: q/k/v, scores, attention output, o, gate, up, down + input
+    if remat == "dots_saveable":  # q/k/v, scores, attention output, o, gate, up, down + input
         kept = (3 * d + 2 * dq / t + 2 * dkv / tk + 2 * f / t) * b + heads / t * s * b
         return kept, none
     return d * b, none  # full: the block input only
@@ -540,11 +543,11 @@ def format_plan(p: Plan) -> str:
     def section(title, lines, unit, total_label=None):
         out.append(title)
         for line in lines:
-            out.append(f"  {line.label:<38} {_fmt(line.value, unit)}   = {line.arithmetic}")
+            out.append(f"  {line.label:<44} {_fmt(line.value, unit)}   = {line.arithmetic}")
         if total_label:
             total = sum(line.value for line in lines)
             out.append(
-                f"  {total_label:<38} {_fmt(total, unit)}   "
+                f"  {total_label:<44} {_fmt(total, unit)}   "
                 f"({100 * total / chip.hbm_bytes:.0f}% of {chip.hbm_bytes / GB:.0f} GB)"
             )
         out.append("")
@@ -555,7 +558,7 @@ def format_plan(p: Plan) -> str:
     section("memory per device, rollout phase", p.rollout, "B", "total")
     section("FLOPs per GRPO step", p.flops, "F")
     section("time per GRPO step", p.time, "s")
-    out.append(f"  {'step total':<38} {_fmt(sum(x.value for x in p.time), 's')}")
+    out.append(f"  {'step total':<44} {_fmt(sum(x.value for x in p.time), 's')}")
     out.append("")
     verdict = "fits" if p.fits else "DOES NOT FIT"
     out.append(f"peak {p.peak_bytes / GB:.1f} GB / device -> {verdict}")
