@@ -24,8 +24,10 @@ def gelu(x: jax.Array) -> jax.Array:
 
 
 def layer_norm(dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
-    """torch nn.LayerNorm(dim): eps 1e-5 (flax's default is 1e-6)."""
-    return nnx.LayerNorm(dim, epsilon=1e-5, rngs=rngs)
+    """torch nn.LayerNorm(dim): eps 1e-5 (flax's default is 1e-6) and the two-pass variance
+    mean((x - mean)^2) (flax's default fast variance E[x^2] - E[x]^2 loses digits when the mean
+    is large: measured 2.6x further from float64 than torch at 1024 px before this)."""
+    return nnx.LayerNorm(dim, epsilon=1e-5, use_fast_variance=False, rngs=rngs)
 
 
 class Embedding(nnx.Module):

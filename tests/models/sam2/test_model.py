@@ -19,8 +19,7 @@ from jaxseg.models.sam2 import (
     upscale_logits,
 )
 from jaxseg.models.sam2.mask_decoder import dynamic_multimask_via_stability
-
-from .conftest import build_torch_heads, torch_state_dict
+from jaxseg.models.sam2.torch_reference import build_torch_heads, torch_state_dict
 
 TOL = 1e-4
 B = 2

@@ -17,8 +17,7 @@ from jaxseg.models.sam2 import (
     save_torch_checkpoint,
     tiny,
 )
-
-from .conftest import build_torch_heads, torch_state_dict
+from jaxseg.models.sam2.torch_reference import build_torch_heads, torch_state_dict
 
 
 def _run_torch(pe, md, seed=0):
