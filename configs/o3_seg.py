@@ -34,7 +34,7 @@ def get_config(arg=None):
     c.seg.aux_weight = 0.2  # lambda_seg (res_loss_ratio)
 
     c.sft.num_examples = 16 if a.quick else 400
-    c.sft.steps = 2 if a.quick else 300
+    c.sft.steps = 2 if a.quick else 240
     c.sft.batch_size = 4 if a.quick else 8
     c.sft.micro_batch = 4 if a.quick else 8
     c.sft.learning_rate = 1e-3

@@ -31,7 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
+from flax import nnx, serialization
 from ml_collections import ConfigDict
 from tqdm.auto import tqdm
 
@@ -419,6 +419,16 @@ class SegTrainer:
     def restore(self, snapshot) -> None:
         nnx.update(self.policy, snapshot)
 
+    def save_params(self, path: Path) -> None:
+        """All trainable parameters (policy, projector, decoder) as msgpack."""
+        pure = jax.device_get(nnx.to_pure_dict(nnx.state(self.policy, nnx.Param)))
+        Path(path).write_bytes(serialization.msgpack_serialize(pure))
+
+    def load_params(self, path: Path) -> None:
+        params = nnx.state(self.policy, nnx.Param)
+        nnx.replace_by_pure_dict(params, serialization.msgpack_restore(Path(path).read_bytes()))
+        nnx.update(self.policy, params)
+
     def close(self) -> None:
         self.features.backend.close()
 
@@ -443,19 +453,38 @@ def loss_config(config: ConfigDict, *, calibrate: bool) -> SegLossConfig:
 def calibration_ablation(config: ConfigDict, workdir: str | Path, *, progress: bool = True):
     """Cold start once, then GRPO with calibration on and with it off from the same weights;
     each evaluated on the held-out split. Returns {"sft": .., "calibrated": .., "uncalibrated": ..}
-    summaries and writes <workdir>/ablation.json."""
+    summaries and writes <workdir>/ablation.json. Resumable at stage granularity: the
+    cold-start params (sft/params.msgpack) and finished stages (ablation_partial.json) are
+    reused by a rerun on the same workdir."""
     trainer = SegTrainer(config, workdir, progress=progress)
+    workdir = Path(workdir)
+    partial = workdir / "ablation_partial.json"
+    results = json.loads(partial.read_text()) if partial.is_file() else {}
+    sft_params = workdir / "sft" / "params.msgpack"
+
+    def done(key, value):
+        results[key] = value
+        partial.write_text(json.dumps(results, indent=2, default=str))
+
     try:
-        results = {"sft_train": trainer.sft()}
-        results["sft"] = trainer.evaluate("sft")
+        if sft_params.is_file():  # resume: the cold start is done
+            trainer.load_params(sft_params)
+        else:
+            done("sft_train", trainer.sft())
+            trainer.save_params(sft_params)
+        if "sft" not in results:
+            done("sft", trainer.evaluate("sft"))
         start = trainer.snapshot()
         for name, calibrate in (("calibrated", True), ("uncalibrated", False)):
+            if name in results:
+                continue
             trainer.restore(start)
-            results[f"{name}_train"] = trainer.grpo(
-                loss_config(config, calibrate=calibrate), tag=f"grpo_{name}"
+            done(
+                f"{name}_train",
+                trainer.grpo(loss_config(config, calibrate=calibrate), tag=f"grpo_{name}"),
             )
-            results[name] = trainer.evaluate(name)
+            done(name, trainer.evaluate(name))
     finally:
         trainer.close()
-    (Path(workdir) / "ablation.json").write_text(json.dumps(results, indent=2, default=str))
+    (workdir / "ablation.json").write_text(json.dumps(results, indent=2, default=str))
     return results
