@@ -4,18 +4,13 @@ equal the unsharded update."""
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 from flax import nnx
 
 from jaxseg.parallel import mesh_from_shape
-from jaxseg.parallel.rules import (
-    batch_sharding,
-    pixel_rows_sharding,
-    position_ids_sharding,
-    state_shardings,
-)
+from jaxseg.parallel.placement import place
+from jaxseg.parallel.rules import state_shardings
 from jaxseg.rl.objective import GRPOLossConfig
 from jaxseg.train.batch import make_policy_batch
 from jaxseg.train.steps import OptimizerConfig, make_optimizer, train_step
@@ -54,40 +49,15 @@ def grpo_batch(image_batch):
     return make_policy_batch(examples, config=tiny_config(), length_buckets=(32,), patch_bucket=64)
 
 
-def _place(batch, mesh):
-    row = lambda x: jax.device_put(x, batch_sharding(x.shape, mesh))  # noqa: E731
-    return batch.replace(
-        input_ids=row(batch.input_ids),
-        attention_mask=row(batch.attention_mask),
-        loss_mask=row(batch.loss_mask),
-        advantages=row(batch.advantages),
-        old_logp=row(batch.old_logp),
-        ref_logp=row(batch.ref_logp),
-        position_ids=jax.device_put(
-            batch.position_ids, position_ids_sharding(batch.position_ids.shape, mesh)
-        ),
-        pixel_values=jax.device_put(
-            batch.pixel_values, pixel_rows_sharding(batch.pixel_values.shape, mesh)
-        ),
-    )
-
-
 def _update(model, batch, mesh=None):
-    """Updates a copy of `model` (the session fixture stays untouched)."""
-    graphdef, state = nnx.split(nnx.clone(model))
-    if mesh is not None:
-        state = jax.device_put(state, state_shardings(model, mesh))
-        batch = _place(batch, mesh)
-    model = nnx.merge(graphdef, state)
-    opt = nnx.Optimizer(model, make_optimizer(OPT), wrt=nnx.Param)
-    if mesh is not None:
-        nnx.update(opt, jax.device_put(nnx.state(opt), state_shardings(opt, mesh)))
-        with jax.set_mesh(mesh):
-            metrics = train_step(model, opt, [batch], LOSS)
-    else:
-        metrics = train_step(model, opt, [batch], LOSS)
+    """Updates a copy of `model` (the session fixture stays untouched) with train_step, on
+    `mesh` when given (model and optimizer placed by jaxseg.parallel.placement, the batch by
+    train_step itself)."""
+    model = place(nnx.clone(model), mesh)
+    opt = place(nnx.Optimizer(model, make_optimizer(OPT), wrt=nnx.Param), mesh)
+    metrics = train_step(model, opt, [batch], LOSS, mesh)
     params = {p: np.asarray(v[...]) for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
-    return metrics, params
+    return metrics, params, model, opt
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +76,8 @@ GRPO_MESHES = [
 
 @pytest.mark.parametrize("shape", GRPO_MESHES, ids=lambda s: "x".join(map(str, s)))
 def test_grpo_update_on_mesh_equals_unsharded(shape, tiny_model, grpo_batch, unsharded_update):
-    ref_metrics, ref_params = unsharded_update
-    metrics, params = _update(tiny_model, grpo_batch, mesh_from_shape(shape))
+    ref_metrics, ref_params = unsharded_update[:2]
+    metrics, params = _update(tiny_model, grpo_batch, mesh_from_shape(shape))[:2]
     for key in ("loss", "grad_norm", "kl_k3", "ratio_mean", "clip_frac_total", "entropy"):
         assert metrics[key] == pytest.approx(ref_metrics[key], abs=1e-5), key
     assert 0 < ref_metrics["clip_frac_total"] < 1  # perturbed old log-probs: some clipping
@@ -119,27 +89,13 @@ def test_grpo_update_on_mesh_equals_unsharded(shape, tiny_model, grpo_batch, uns
     assert moved > len(ref_params) // 2  # the update did change most tensors
 
 
-def test_constrain_state_keeps_rule_shardings_through_a_jitted_update(tiny_model, grpo_batch):
-    """train_step's own update leaves the layout to XLA; an update that ends with
-    constrain_state returns every parameter and moment on its rule sharding."""
-    from jaxseg.parallel.rules import constrain_state
-    from jaxseg.train.steps import accumulate_grads
-
+def test_train_step_on_mesh_keeps_rule_shardings(tiny_model, grpo_batch):
+    """XLA picks a jitted update's output layouts freely (the vision norms and their moments
+    came back sharded over 'fsdp'); train_step on a mesh pins every parameter and moment to
+    its rule sharding (rules.constrain_state), two steps in a row."""
     mesh = mesh_from_shape((2, 2, 2))
-    graphdef, state = nnx.split(nnx.clone(tiny_model))
-    model = nnx.merge(graphdef, jax.device_put(state, state_shardings(tiny_model, mesh)))
-    opt = nnx.Optimizer(model, make_optimizer(OPT), wrt=nnx.Param)
-    nnx.update(opt, jax.device_put(nnx.state(opt), state_shardings(opt, mesh)))
-
-    @nnx.jit
-    def apply(opt, model, grads):
-        opt.update(model, grads)
-        constrain_state(model, mesh, nnx.Param)
-        constrain_state(opt, mesh)
-
-    with jax.set_mesh(mesh):
-        _, grads, _ = accumulate_grads(model, [_place(grpo_batch, mesh)], LOSS)
-        apply(opt, model, grads)
+    _, _, model, opt = _update(tiny_model, grpo_batch, mesh)
+    train_step(model, opt, [grpo_batch], LOSS, mesh)
     for module, filters in ((model, (nnx.Param,)), (opt, ())):
         want = dict(nnx.to_flat_state(state_shardings(module, mesh, *filters)))
         for path, var in nnx.to_flat_state(nnx.state(module, *filters)):
