@@ -14,6 +14,9 @@ Where the values come from, first hit wins:
    metadata, SLURM, Open MPI, k8s), optionally pinned with `cluster_detection_method`.
 
 With none of these (one process), nothing is initialised: single-host runs need no set-up.
+`jaxseg.train.trainer.Experiment` calls `initialize(config.distributed)` before it builds
+anything on a device, so `jaxseg train` under launch/ (which sets the environment) joins the
+job; a second call in the same process returns the running job's index and count.
 """
 
 from __future__ import annotations
@@ -134,6 +137,8 @@ def initialize(
     if not dc.enabled:
         return ProcessInfo(index=0, count=1, initialized=False)
     _check(dc)
+    if initialize_fn is None and jax.distributed.is_initialized():  # e.g. a second Experiment
+        return ProcessInfo(index=jax.process_index(), count=jax.process_count(), initialized=True)
     kwargs: dict[str, Any] = dict(initialization_timeout=dc.initialization_timeout)
     if dc.auto:
         if dc.cluster_detection_method:

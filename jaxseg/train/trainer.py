@@ -51,6 +51,7 @@ from jaxseg.data.tokenizer import (
 from jaxseg.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration, from_pretrained
 from jaxseg.models.qwen2_5_vl.presets import preset_config
 from jaxseg.models.qwen2_5_vl.remat import set_remat
+from jaxseg.parallel.distributed import initialize
 from jaxseg.parallel.placement import place, place_batch, run_mesh
 from jaxseg.protocols.registry import make_protocol
 from jaxseg.rl import advantages as adv_lib
@@ -99,6 +100,8 @@ class Experiment:
         self.processor = self._processor()
         self.encoder = ChatEncoder(self.processor)
         self.ids = special_token_ids(self.processor.tokenizer)
+        # Multi-host (launch/): join the jax.distributed job first; a no-op for one process.
+        self.process = initialize(config.get("distributed"))
         self.mesh = run_mesh(config)  # None: one device; else params/opt/batches on the mesh
         remat = config.model.get("remat", "none")
         self.model = place(set_remat(self._model(), remat), self.mesh)
