@@ -270,12 +270,15 @@ class FeatureBridge:
     """
 
     def __init__(self, backend, channels: int, embed_size: int):
-        if not hasattr(backend, "image_features"):
+        inner = backend
+        while not hasattr(inner, "image_features") and hasattr(inner, "inner"):
+            inner = inner.inner  # make_backend("sam2") wraps the client in a CachingBackend
+        if not hasattr(inner, "image_features"):
             raise InvalidRequestError(
                 f"FeatureBridge: backend {type(backend).__name__} has no image_features "
-                "(use the sam2 SidecarClient itself, not a CachingBackend around it)"
+                "(only the sam2 sidecar client computes SAM2 features)"
             )
-        self.backend = backend
+        self.backend = inner
         self.channels = channels
         self.embed_size = embed_size
         self.handles: list[VideoHandle] = []

@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
 
 from jaxseg.models.sam2 import apply_object_score, from_torch_weights, hiera_tiny  # noqa: E402
+from jaxseg.segmenter.cache import CachingBackend  # noqa: E402
 from jaxseg.segmenter.interface import InvalidRequestError, UnknownVideoError, VideoHandle  # noqa: E402
 from jaxseg.segmenter.jax_bridge import FeatureBridge  # noqa: E402
 from jaxseg.segmenter.sam2_backend import (  # noqa: E402
@@ -119,7 +120,9 @@ def test_features_equal_sam2_and_decode_identically(sam2_sidecar, moving_squares
 
 def test_feature_bridge_under_jit_and_vmap(sam2_sidecar, moving_squares):
     frames = moving_squares(t=5, seed=21)
-    bridge = FeatureBridge(sam2_sidecar, channels=256, embed_size=16)
+    # make_backend("sam2") hands out the client inside a CachingBackend: the bridge unwraps it
+    bridge = FeatureBridge(CachingBackend(sam2_sidecar), channels=256, embed_size=16)
+    assert bridge.backend is sam2_sidecar
     vid = bridge.add_video(frames)
     fn = jax.jit(jax.vmap(lambda f: bridge(vid, f)))
     out = fn(jnp.array([3, 0, 9], jnp.int32))  # 9 is out of range
@@ -153,3 +156,23 @@ def test_client_errors(sam2_sidecar, moving_squares):
         sam2_sidecar.image_features(VideoHandle("nope", 3, 64, 80), [0])
     with pytest.raises(InvalidRequestError, match="image_features"):
         FeatureBridge(object(), 256, 16)
+
+
+def test_server_reports_features_on_a_backend_without_sam2(moving_squares):
+    """The sidecar answers a `features` op on the classical backend with a named error."""
+    from jaxseg.segmenter import transport as tp
+    from jaxseg.segmenter.classical import ClassicalBackend, ClassicalConfig
+    from jaxseg.segmenter.sidecar import SidecarServer, _Job
+
+    class Conn:
+        def reply(self, header, arrays=None):
+            self.header, self.arrays = header, arrays
+
+    backend = ClassicalBackend(ClassicalConfig())
+    handle = backend.register_video(moving_squares(t=3, seed=24))
+    server, conn = SidecarServer(backend), Conn()
+    header = {"op": "features", "id": 7, "video": tp.handle_to_wire(handle), "frames": [0]}
+    server._sam2_extra(_Job(conn, header, {}, 0.0))  # noqa: SLF001
+    assert conn.header["id"] == 7 and not conn.header["ok"]
+    assert conn.header["error"]["type"] == "InvalidRequestError"
+    assert "no SAM2 image encoder" in conn.header["error"]["message"]
