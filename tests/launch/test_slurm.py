@@ -40,6 +40,20 @@ def test_dry_run_prints_srun_over_the_allocation():
     assert srun[6:] == ["/r/.venv/bin/jaxseg", "train", *ARGS]
 
 
+def test_plan_gate_sizes_the_topology_from_the_allocation():
+    """--plan-config runs `jaxseg plan` for nodes x 8 GPUs first (it exits 1 when the config
+    does not fit, and `set -e` stops the job before srun)."""
+    args = ["--dry-run", "--plan-config", "qwen2_5_vl_3b_grpo:remat=full", "--gpu", "H200", *ARGS]
+    proc = _run(args, {"SLURM_JOB_NUM_NODES": "2", "SLURM_SUBMIT_DIR": "/r"})
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if not ln.startswith("#")]
+    assert shlex.split(lines[1]) == [
+        "/r/.venv/bin/jaxseg", "plan", "--config", "qwen2_5_vl_3b_grpo:remat=full",
+        "--topology", "16xH200",
+    ]  # fmt: skip
+    assert lines[2].startswith("srun --nodes=2")
+
+
 def test_real_path_runs_srun(tmp_path):
     fake = tmp_path / "bin"
     fake.mkdir()
