@@ -2,9 +2,9 @@
 """Cloud TPU VM slices for jaxseg: create, set up every worker, run, babysit, delete.
 
     python launch/tpu.py up       --name seg --zone us-east5-a --accelerator v5p-32 \\
-        --config qwen_grpo --workdir gs://bucket/runs/seg --spot
+        --config qwen_grpo --workdir /mnt/bucket/runs/seg --spot
     python launch/tpu.py babysit  --name seg --zone us-east5-a --accelerator v5p-32 \\
-        --config qwen_grpo --workdir gs://bucket/runs/seg --spot
+        --config qwen_grpo --workdir /mnt/bucket/runs/seg --spot
     python launch/tpu.py --dry-run up ...          # print every command, run nothing
 
 Actions: create (the slice), setup (copy this checkout to every worker, install a Python 3.11
@@ -14,10 +14,11 @@ when the run died: start it again; stop when the run wrote its done marker), del
 (create + setup + run).
 
 Every worker runs the same command (multi-controller JAX): JAXSEG_DISTRIBUTED_AUTO=1 makes
-jaxseg.parallel.distributed.initialize call jax.distributed.initialize(), which reads the
-slice's metadata; each host reads its own data shard and spawns its own SAM2 sidecar. Resuming
-after preemption needs a --workdir that outlives the VMs (a gs:// bucket or a mounted disk):
-the trainer restarts from its latest checkpoint there.
+jaxseg.parallel.distributed.initialize (called by Experiment) call jax.distributed.initialize(),
+which reads the slice's metadata; each host builds its own mask backend (SAM2 sidecar); what is
+and is not split per host: launch/README.md. Resuming after preemption needs a --workdir that
+outlives the VMs (a mounted bucket or disk): the trainer restarts from its latest checkpoint
+there.
 (After big_vision's run_tpu.sh and levanter's infra/babysit-tpu-vm.sh, jax_anchors.md §1.7-1.8.)
 """
 
