@@ -6,7 +6,7 @@ import numpy as np
 
 from jaxseg.protocols.sample import EpisodeSample
 
-COORD_DECIMALS = 1  # oracle coordinates: integers where exact, else one decimal
+COORD_DECIMALS = 0  # oracle coordinates: integer pixels, as Qwen2.5-VL writes boxes (fewer tokens)
 
 _JUNK = (
     "<think>",
