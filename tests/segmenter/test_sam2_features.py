@@ -42,6 +42,11 @@ def reference(sam2_sidecar):
     return pred
 
 
+def no_point(b):
+    """`_forward_sam_heads`' prompt when there is none: a (0, 0) point labelled -1."""
+    return torch.zeros(b, 1, 2), -torch.ones(b, 1, dtype=torch.int32)
+
+
 def _reference_features(pred, frames, idx):
     """image predictor's set_image recipe on the video predictor's preprocessing."""
     images = preprocess_frames(frames, pred.image_size)[idx]
@@ -79,6 +84,8 @@ def test_features_equal_sam2_and_decode_identically(sam2_sidecar, moving_squares
     e, h = jnp.asarray(feats.image_embed), [jnp.asarray(x) for x in feats.high_res_feats]
     points = np.array([[[40.0, 60.0]], [[200.0, 150.0]]], np.float32)  # SAM2-input pixels
     labels = np.ones((2, 1), np.int32)
+    pe, md = reference.sam_prompt_encoder, reference.sam_mask_decoder
+    opened = False
     for kwargs in ({}, {"point_inputs": {"point_coords": t(points), "point_labels": t(labels)}}):
         for multimask in (False, True):
             with torch.no_grad():
@@ -88,21 +95,34 @@ def test_features_equal_sam2_and_decode_identically(sam2_sidecar, moving_squares
                     multimask_output=multimask,
                     **kwargs,
                 )
+                # the decoder's raw logits too: where obj <= 0 sam2 overwrites them with -1024
+                pts_t = (t(points), t(labels)) if kwargs else no_point(2)
+                sparse, dense = pe(points=pts_t, boxes=None, masks=None)
+                raw = md(
+                    t(feats.image_embed),
+                    pe.get_dense_pe(),
+                    sparse,
+                    dense,
+                    multimask,
+                    False,
+                    [t(x) for x in feats.high_res_feats],
+                )[0].numpy()
             pts = None if not kwargs else (jnp.asarray(points), jnp.asarray(labels))
             masks, iou, obj_ours = ours(e, h, points=pts, multimask=multimask)
+            np.testing.assert_allclose(masks, raw, atol=TOL, rtol=0)
             low_ours = np.asarray(apply_object_score(masks, obj_ours))
             np.testing.assert_allclose(low_ours, low.numpy(), atol=TOL, rtol=0)
             np.testing.assert_allclose(iou, ious.numpy(), atol=TOL, rtol=0)
             np.testing.assert_allclose(obj_ours, obj.numpy(), atol=TOL, rtol=0)
             decided = np.abs(low.numpy()) > TOL
             assert np.array_equal((low_ours > 0)[decided], (low.numpy() > 0)[decided])
+            opened |= bool((obj.numpy() > 0).any())
+    assert opened  # at least one case where sam2 keeps the decoder's mask
 
     # the [SEG] injection at SAM2 size: torch heads + Sa2VA's concat vs extra_tokens
     seg = np.random.default_rng(0).normal(size=(2, 1, 256)).astype(np.float32)
     with torch.no_grad():
-        pe, md = reference.sam_prompt_encoder, reference.sam_mask_decoder
-        no_pt = (torch.zeros(2, 1, 2), -torch.ones(2, 1, dtype=torch.int32))
-        sparse, dense = pe(points=no_pt, boxes=None, masks=None)
+        sparse, dense = pe(points=no_point(2), boxes=None, masks=None)
         ref_masks, ref_iou, _, ref_obj = md(
             t(feats.image_embed),
             pe.get_dense_pe(),

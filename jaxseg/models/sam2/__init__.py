@@ -24,11 +24,25 @@ The image encoder stays frozen in the PyTorch sidecar; this package is the train
 With no points and no boxes the sparse prompt is sam2's `_forward_sam_heads` one (two
 not-a-point tokens), so `extra_tokens=[SEG]` reproduces Sa2VA's `inject_language_embd` input.
 Inputs are channel-first like torch; computation is channel-last inside. All pure functions of
-(params, inputs): use under `nnx.jit` / `nnx.grad` or split with `nnx.split`.
+(params, inputs): use under `nnx.jit` / `nnx.grad` or split with `nnx.split`; `multimask` and
+`stability_selection` are Python bools (static under jit). Dynamic multimask via stability
+(cfg.dynamic_multimask_via_stability, on in the released presets) is what torch does in eval
+mode; a training step that should match a torch module in train mode passes
+stability_selection=False. Parameters are float32; bf16 inputs are promoted.
 
-The sidecar's CI-sized SAM2 (`Sam2Config(model="tiny")`, image_size 256) has the decoder of
-`preset("hiera_tiny", image_size=256)`; `export_torch_state_dict` / `load_torch_weights` move
-weights between the two.
+Matching the sidecar: its CI-sized SAM2 `Sam2Config(model="tiny")` (random hiera-t, image_size
+256; any multiple of 16 >= 64 works, 128 is faster) has the decoder of
+`preset("hiera_tiny", image_size=<same>)`, and `SidecarClient.decoder_state_dict()` hands over
+its weights:
+
+    client = SidecarClient(SidecarConfig(backend="sam2", backend_config={"model": "tiny"}))
+    heads = from_torch_weights(preset("hiera_tiny", image_size=256), client.decoder_state_dict())
+    feats = client.image_features(client.register_video(frames), [keyframe])
+    low_res, iou, obj = heads(jnp.asarray(feats.image_embed),
+                              [jnp.asarray(x) for x in feats.high_res_feats], extra_tokens=seg)
+
+From jitted code use `jaxseg.segmenter.jax_bridge.FeatureBridge` (features) and
+`MaskBridge.propagate_masks` (a decoded keyframe mask propagated by SAM2's video predictor).
 """
 
 from .config import (

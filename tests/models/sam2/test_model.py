@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import types
 
 import jax
@@ -186,10 +187,19 @@ def test_dynamic_multimask_selection_matches_torch(heads):
 
 def test_forward_sam_heads_no_prompt_path(heads):
     """SAM2Base._forward_sam_heads itself (on a stand-in holding the two torch heads): its
-    low-res masks, high-res masks and IoU equal ours + apply_object_score + upscale_logits."""
+    low-res masks, high-res masks and IoU equal ours + apply_object_score + upscale_logits.
+    The object-score bias is shifted so that sam2 keeps batch item 0's masks and replaces item
+    1's with -1024 (with the raw weights both scores are negative and every logit is -1024)."""
     from sam2.modeling.sam2_base import SAM2Base
 
     cfg, pe, md, ours = heads
+    embed, hr = _features(cfg, seed=5)
+    args = (jnp.asarray(embed), [jnp.asarray(x) for x in hr])
+    scores = np.asarray(ours(*args, multimask=True)[2]).ravel()
+    md = copy.deepcopy(md)
+    with torch.no_grad():
+        md.pred_obj_score_head.layers[-1].bias += float(-scores.mean())
+    shifted = from_torch_weights(cfg, torch_state_dict(pe, md))
     stand_in = types.SimpleNamespace(
         sam_prompt_embed_dim=cfg.transformer_dim,
         sam_image_embedding_size=cfg.image_embedding_size,
@@ -202,7 +212,6 @@ def test_forward_sam_heads_no_prompt_path(heads):
         fixed_no_obj_ptr=False,
         no_obj_ptr=torch.zeros(1, cfg.transformer_dim),
     )
-    embed, hr = _features(cfg, seed=5)
     with torch.no_grad():
         low, high, ious, *_rest, obj = SAM2Base._forward_sam_heads(
             stand_in,
@@ -210,7 +219,9 @@ def test_forward_sam_heads_no_prompt_path(heads):
             high_res_features=[torch.from_numpy(x) for x in hr],
             multimask_output=True,
         )
-    masks, iou, obj_ours = ours(jnp.asarray(embed), [jnp.asarray(x) for x in hr], multimask=True)
+    masks, iou, obj_ours = shifted(*args, multimask=True)
+    assert (np.asarray(obj_ours).ravel() > 0).tolist() == (scores > scores.mean()).tolist()
+    assert (low.numpy() == -1024).any() and (low.numpy() != -1024).any()
     low_ours = apply_object_score(masks, obj_ours)
     np.testing.assert_allclose(low_ours, low.numpy(), atol=TOL, rtol=0)
     np.testing.assert_allclose(iou, ious.numpy(), atol=TOL, rtol=0)
