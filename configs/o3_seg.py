@@ -34,14 +34,15 @@ def get_config(arg=None):
     c.seg.aux_weight = 0.2  # lambda_seg (res_loss_ratio)
 
     c.sft.num_examples = 16 if a.quick else 400
-    c.sft.steps = 2 if a.quick else 240
+    c.sft.steps = 2 if a.quick else 180
     c.sft.batch_size = 4 if a.quick else 8
     c.sft.micro_batch = 4 if a.quick else 8
     c.sft.learning_rate = 1e-3
+    c.sft.warmup_steps = 0 if a.quick else 10
     c.sft.mask_weight = 1.0  # Sa2VA Stage I: BCE 2.0 + Dice 0.5, unscaled
 
     # VideoSEG-O3 GRPO: on-policy surrogate, k3 KL; lr raised for the tiny budget
-    c.grpo.steps = 2 if a.quick else 12
+    c.grpo.steps = 2 if a.quick else 8
     c.grpo.prompts_per_step = 2 if a.quick else 4
     c.grpo.group_size = 2 if a.quick else 4
     c.grpo.micro_batch = 4 if a.quick else 8
@@ -51,6 +52,6 @@ def get_config(arg=None):
     c.grpo.learning_rate = 5e-5
     c.grpo.temperature = 1.0
 
-    c.eval.max_expressions = 4 if a.quick else 32
+    c.eval.max_expressions = 4 if a.quick else 24
     c.eval.chunk = 8
     return c
