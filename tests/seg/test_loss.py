@@ -150,3 +150,26 @@ def test_count_mismatch_leaves_row_uncalibrated(policy, qwen_config):
     only_row0 = jnp.asarray([-1.0 / (2 * n[0]), 0.0], jnp.float32)
     want = _flat(_ll_grads(policy, batch, only_row0).decoder)
     np.testing.assert_allclose(_flat(g.decoder), want, rtol=1e-4, atol=1e-7)
+
+
+def test_ppo_clip_old_policy_is_calibrated_with_the_rollout_mask(qwen_config):
+    """With PPO clipping the old log-prob of a [SEG] is calibrated with l_mask(R, R): the
+    [SEG] ratio is exp(l_mask(F, R) - l_mask(R, R)) (1 when the decoder reproduces R)."""
+    from jaxseg.seg.policy import SegForward
+
+    batch = make_batch(qwen_config, advantages=(1.0, -1.0))
+    b, length = batch.policy.loss_mask.shape
+    logp = jnp.asarray(np.random.default_rng(1).uniform(-3, -0.1, (b, length)), jnp.float32)
+    batch = batch.replace(policy=batch.policy.replace(old_logp=np.asarray(logp)))
+    cfg = SegLossConfig(grpo=GRPOLossConfig(eps_low=10.0), calibrate=True, aux_weight=0.0)
+    r = batch.rollout_logits
+    same = SegForward(None, logp, None, r)
+    t = seg_loss_terms(same, batch, cfg)
+    np.testing.assert_allclose(float(t.policy.total), -(1.0 - 1.0), atol=1e-6)  # -A per row
+    shifted = SegForward(None, logp, None, r + 1.0)
+    t = seg_loss_terms(shifted, batch, cfg)
+    ratio = np.exp(np.asarray(mask_loglik(r + 1.0, r) - mask_loglik(r, r)))  # [B, K]
+    n = np.asarray(batch.policy.loss_mask.sum(-1))
+    adv = np.asarray([1.0, -1.0])
+    want = sum(-adv[i] * ((n[i] - 2) + ratio[i].sum()) / n[i] for i in range(2))
+    np.testing.assert_allclose(float(t.policy.total), want, rtol=1e-4)
