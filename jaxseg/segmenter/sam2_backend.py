@@ -74,7 +74,8 @@ class Sam2Config:
 
     checkpoint: a SAM2.1 `.pt` (loaded with torch.load(weights_only=True)); required unless
     model == "tiny" or random_init is set (random weights at full size, for timing only).
-    image_size: None keeps the config's 1024 (256 for "tiny"); must be a multiple of 16.
+    image_size: None keeps the config's 1024 (256 for "tiny"); must be a multiple of 16 >= 64
+    (tiny verified at 64, 96, 128 and 256: prompt, propagation and image_features all run).
     max_videos: clips whose preprocessed frames stay resident (T x 3 x S x S float32 each:
     12.6 MB per frame at 1024 px), least recently used evicted.
     feature_cache_frames: keep the image-encoder output of up to this many frames (all clips)

@@ -12,6 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
 
+from flax import nnx  # noqa: E402
+
 from jaxseg.models.sam2 import apply_object_score, from_torch_weights, hiera_tiny  # noqa: E402
 from jaxseg.segmenter.cache import CachingBackend  # noqa: E402
 from jaxseg.segmenter.interface import InvalidRequestError, UnknownVideoError, VideoHandle  # noqa: E402
@@ -79,6 +81,15 @@ def test_features_equal_sam2_and_decode_identically(sam2_sidecar, moving_squares
     ref_sd = reference.state_dict()
     assert all(np.array_equal(v, ref_sd[k].numpy()) for k, v in weights.items())
     ours = from_torch_weights(hiera_tiny(256), weights)
+    # a whole SAM2 state dict (image encoder, memory, object pointers...) loads the same heads
+    whole = from_torch_weights(hiera_tiny(256), reference.state_dict())
+    assert set(weights) < set(reference.state_dict())
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(
+            jax.tree.leaves(nnx.state(whole)), jax.tree.leaves(nnx.state(ours)), strict=True
+        )
+    )
 
     t = torch.from_numpy
     e, h = jnp.asarray(feats.image_embed), [jnp.asarray(x) for x in feats.high_res_feats]
