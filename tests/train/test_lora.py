@@ -40,6 +40,7 @@ from jaxseg.train.steps import (
 
 jax.config.update("jax_default_matmul_precision", "highest")
 IMG, VID, VS, VE = 90, 91, 92, 93
+TEXT_AND_VISION = LoRAConfig(4, 8.0, TEXT_TARGETS + VISION_TARGETS)
 
 
 def tiny_config():
@@ -103,15 +104,27 @@ def _flat(tree):
     return {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree.leaves_with_path(tree)}
 
 
-def _optimizer(model, lr=1e-2):
-    tx = make_optimizer(OptimizerConfig(learning_rate=lr, schedule="constant"))
-    return nnx.Optimizer(model, tx, wrt=trainable(model))
+def _committed(model):
+    """Every variable committed to one device: fresh, restored and updated arrays then reach
+    the jitted step with the same placement, so it compiles once for all these tests."""
+    state = nnx.state(model)
+    nnx.update(model, jax.device_put(state, jax.devices()[0]))
+    return model
+
+
+# one transformation object: the jitted update's cache key holds it, so every optimizer built
+# on it reuses one compilation
+TX = make_optimizer(OptimizerConfig(learning_rate=1e-2, schedule="constant"))
+
+
+def _optimizer(model):
+    return nnx.Optimizer(model, TX, wrt=trainable(model))
 
 
 def test_zero_init_b_gives_exactly_the_base_model(batch):
     model = _model()
     base = _logits(model, batch)
-    paths = apply_lora(model, LoRAConfig(4, 8.0, TEXT_TARGETS + VISION_TARGETS), rngs=nnx.Rngs(1))
+    paths = apply_lora(model, TEXT_AND_VISION, rngs=nnx.Rngs(1))
     n_layers = tiny_config().text.num_hidden_layers
     assert sum(p.startswith("language_model.") for p in paths) == 7 * n_layers
     assert any(p.startswith("visual.blocks.") for p in paths)
@@ -127,6 +140,7 @@ def test_zero_init_b_gives_exactly_the_base_model(batch):
 def test_sft_steps_train_only_the_adapters(batch):
     model = _model()
     apply_lora(model, LoRAConfig(4, 8.0), rngs=nnx.Rngs(1))
+    _committed(model)
     base_before = _flat(nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.LoRAParam))))
     lora_before = _flat(adapter_params(model))
     opt = _optimizer(model)
@@ -146,7 +160,7 @@ def test_merged_model_equals_adapted_model_and_exports_to_transformers(batch, tm
     from transformers import Qwen2_5_VLForConditionalGeneration as HF
 
     model = _model()
-    apply_lora(model, LoRAConfig(4, 16.0, TEXT_TARGETS + VISION_TARGETS), rngs=nnx.Rngs(1))
+    apply_lora(model, TEXT_AND_VISION, rngs=nnx.Rngs(1))
     _perturb(model)
     adapted_logits = _logits(model, batch)
     assert np.abs(adapted_logits - _logits(_model(), batch)).max() > 1e-2  # adapters matter
@@ -166,15 +180,15 @@ def test_merged_model_equals_adapted_model_and_exports_to_transformers(batch, tm
     np.testing.assert_allclose(np.asarray(model(ids)), theirs, atol=1e-4)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(
-    rank=st.integers(1, 6),
+    rank=st.sampled_from([1, 5]),
     alpha=st.floats(0.5, 64.0),
-    d_in=st.integers(1, 9),
-    d_out=st.integers(1, 9),
+    shape=st.sampled_from([(1, 3), (6, 7)]),
     seed=st.integers(0, 2**16),
 )
-def test_merged_kernel_is_base_plus_scaled_product(rank, alpha, d_in, d_out, seed):
+def test_merged_kernel_is_base_plus_scaled_product(rank, alpha, shape, seed):
+    d_in, d_out = shape
     base = Linear(
         d_in,
         d_out,
@@ -210,6 +224,7 @@ def test_checkpoint_resume_continues_exactly(batch, tmp_path):
     cfg = LoRAConfig(4, 8.0)
     model = _model()
     apply_lora(model, cfg, rngs=nnx.Rngs(1))
+    _committed(model)
     opt = _optimizer(model)
     for _ in range(2):
         train_step(model, opt, [batch], SFTLoss())
@@ -221,6 +236,7 @@ def test_checkpoint_resume_continues_exactly(batch, tmp_path):
 
     resumed = _model()  # the frozen base, rebuilt as on a fresh start
     apply_lora(resumed, cfg, rngs=nnx.Rngs(99))  # different init: restore must overwrite it
+    _committed(resumed)
     opt2 = _optimizer(resumed)
     target = {k: v for k, v in _state(resumed, opt2).items() if k != "params"}
     with Checkpointer(tmp_path / "ckpt", item_names=("params", "opt", "lora")) as ckpt:
@@ -289,7 +305,7 @@ SMALL = [
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory):
-    """demo:quick with LoRA rank 4 in both stages: SFT 3 steps (a checkpoint each), GRPO 1."""
+    """demo:quick with LoRA rank 4: SFT 3 steps, a checkpoint each."""
     from jaxseg.commands.train import ensure_data
     from jaxseg.config import load_config
     from jaxseg.train.trainer import Experiment
@@ -301,7 +317,6 @@ def lora_run(tmp_path_factory):
     exp.sft()
     assert not has_lora(exp.model)  # merged after the stage
     sft_params = _flat(nnx.to_pure_dict(nnx.state(exp.model, nnx.Param)))
-    exp.grpo()
     return root, config, sft_params
 
 
@@ -328,9 +343,29 @@ def test_trainer_lora_stages_save_merged_params(lora_run):
     changed = {k for k in init if not np.array_equal(init[k], loaded[k])}
     assert changed and all(k.split("'")[-2] == "kernel" for k in changed), changed
     assert {k.split("'")[-4] for k in changed} <= set(TEXT_TARGETS)
-    assert exp.load_latest() == "grpo"  # the GRPO stage's merged params load the same way
-    with Checkpointer(root / "run" / "grpo" / "ckpt", item_names=ITEMS) as ckpt:
-        assert (ckpt.directory / "0" / "lora").is_dir()
+
+
+@pytest.mark.slow
+def test_trainer_lora_grpo_stage_starts_from_the_merged_sft(lora_run):
+    """GRPO with LoRA on top of the LoRA SFT result (rollouts sample the adapted model)."""
+    from jaxseg.train.trainer import ITEMS, Experiment
+
+    root, config, sft_params = lora_run
+    run = root / "grpo_run"
+    shutil.copytree(root / "run", run)
+    exp = Experiment(config, run, progress=False)
+    exp.grpo()
+    assert not has_lora(exp.model)
+    with Checkpointer(run / "grpo" / "ckpt", item_names=ITEMS) as ckpt:
+        assert ckpt.latest_step() == 0 and (ckpt.directory / "0" / "lora").is_dir()
+    fresh = Experiment.from_workdir(run, progress=False)
+    assert fresh.load_latest() == "grpo"
+    grpo = _flat(nnx.to_pure_dict(nnx.state(fresh.model, nnx.Param)))
+    assert grpo.keys() == sft_params.keys()
+    # the frozen parts (embeddings, norms, vision) are still the SFT values
+    for k, v in sft_params.items():
+        if "kernel" not in k or "language_model" not in k:
+            np.testing.assert_array_equal(grpo[k], v, err_msg=k)
 
 
 def test_trainer_lora_resume_continues_exactly(lora_run, tmp_path):
