@@ -304,3 +304,19 @@ def test_bad_inputs_name_the_argument(heads):
         ours(e, h, points=(jnp.zeros((B, 2, 3)), jnp.zeros((B, 2), jnp.int32)))
     with pytest.raises(ValueError, match="boxes"):
         ours(e, h, boxes=jnp.zeros((B, 2, 2)))
+
+
+def test_project_high_res_is_forward_images_projection(heads):
+    """conv_s0 / conv_s1 as SAM2Base.forward_image applies them to raw FPN maps."""
+    cfg, _, md, ours = heads
+    g = np.random.default_rng(7)
+    c, h = cfg.transformer_dim, cfg.image_embedding_size
+    fpn0 = g.normal(size=(B, c, 4 * h, 4 * h)).astype(np.float32)
+    fpn1 = g.normal(size=(B, c, 2 * h, 2 * h)).astype(np.float32)
+    with torch.no_grad():
+        ref0, ref1 = md.conv_s0(torch.from_numpy(fpn0)), md.conv_s1(torch.from_numpy(fpn1))
+    got0, got1 = ours.mask_decoder.project_high_res(
+        jnp.asarray(fpn0).transpose(0, 2, 3, 1), jnp.asarray(fpn1).transpose(0, 2, 3, 1)
+    )
+    np.testing.assert_allclose(got0.transpose(0, 3, 1, 2), ref0.numpy(), atol=TOL, rtol=0)
+    np.testing.assert_allclose(got1.transpose(0, 3, 1, 2), ref1.numpy(), atol=TOL, rtol=0)
