@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxseg.parallel.distributed import DistributedError, initialize, resolve
@@ -122,3 +123,45 @@ def test_two_process_cpu_run_shards_data_and_matches_unsharded():
     assert results[0]["shard"] == [0, 2, 4, 6, 8] and results[1]["shard"] == [1, 3, 5, 7, 9]
     total = results[0]["local_sum"] + results[1]["local_sum"]
     assert results[0]["global_sum"] == results[1]["global_sum"] == total
+
+
+@pytest.mark.slow
+def test_two_process_experiment_sft_and_grpo_equal_one_process(tmp_path):
+    """`Experiment` (demo quick config, nano model) as a 2-host job: each process joins the job
+    from the launcher's environment, builds its own mask backend, and trains on a (data 2 x
+    fsdp 4) mesh whose data axis spans the processes. One SFT step then one GRPO step
+    (rollouts, rewards, KL reference, update) give the params of a single plain process."""
+    from jaxseg.commands.train import ensure_data
+    from jaxseg.config import load_config
+
+    data = tmp_path / "data"
+    ensure_data(load_config("demo:quick", [f"data.root={data}"]), progress=False)
+    worker = str(Path(__file__).with_name("multihost_experiment.py"))
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    env["PYTHON"] = sys.executable
+    plain = subprocess.run(
+        [sys.executable, worker, str(data), str(tmp_path / "plain"), "sft,grpo",
+         str(tmp_path / "plain.npz")],
+        env=dict(env, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    launch = [str(REPO / "launch" / "local.sh"), "--processes", "2", "--devices-per-process", "4"]
+    multi = subprocess.run(
+        ["bash", *launch, "--", sys.executable, worker, str(data), str(tmp_path / "multi"),
+         "sft,grpo", str(tmp_path / "multi.npz"), "2x4"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    decoder = json.JSONDecoder()
+    results = [
+        decoder.raw_decode(multi.stdout, m.end())[0] for m in re.finditer(r"RESULT ", multi.stdout)
+    ]
+    assert multi.returncode == 0 and len(results) == 2, (multi.stdout + multi.stderr)[-3000:]
+    for i, r in enumerate(sorted(results, key=lambda r: r["index"])):
+        assert (r["index"], r["count"]) == (i, 2)
+        assert r["mesh"] == {"data": 2, "fsdp": 4, "tensor": 1}
+    want, got = np.load(tmp_path / "plain.npz"), np.load(tmp_path / "multi.npz")
+    assert set(want.files) == set(got.files) and len(want.files) > 50
+    for name in want.files:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-5, rtol=0, err_msg=name)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "multi" / "grpo" / "metrics.jsonl").open()]
+    assert set(steps) == {0}  # (every process logs its own line today: see launch/README.md)
