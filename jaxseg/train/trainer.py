@@ -60,6 +60,7 @@ from jaxseg.sampling.filters import SamplingParams
 from jaxseg.sampling.policy import SamplerPolicy
 from jaxseg.segmenter import make_backend
 
+from . import grounding
 from .batch import PolicyBatch, make_policy_batch
 from .checkpoint import Checkpointer, abstract_like
 from .cot import CycledSamples, iter_episodes, oracle_episodes
@@ -119,8 +120,8 @@ class Experiment:
         return cls(ConfigDict(json.loads(path.read_text())), workdir, progress=progress)
 
     def load_latest(self) -> str:
-        """Loads the newest trained params (grpo, else sft); returns the stage, or "init"."""
-        for stage in ("grpo", "sft"):
+        """Loads the newest trained params (grpo, sft, pretrain); returns the stage or "init"."""
+        for stage in ("grpo", "sft", "pretrain"):
             if self.load_stage(stage) is not None:
                 return stage
         return "init"
@@ -253,9 +254,59 @@ class Experiment:
         )
         return iter_episodes(make, samples, progress=self.progress)
 
+    def pretrain(self) -> dict[str, Any]:
+        """Stage 0 (optional, `pretrain.steps`): single-frame referring grounding, the base
+        skill a from-scratch policy lacks (jaxseg.train.grounding); then its held-out box IoU."""
+        c = self.config.get("pretrain")
+        if c is None or c.steps <= 0:
+            return {"stage": "pretrain", "skipped": True, "step": 0}
+        clean = lambda msgs: [{k: v for k, v in m.items() if k != "meta"} for m in msgs]  # noqa: E731
+
+        def examples():
+            items = grounding.grounding_items(
+                self.source(self.config.data.train_split),
+                c.num_examples,
+                image_size=c.image_size,
+                seed=int(self.config.seed),
+            )
+            return [
+                self.encoder.encode(clean(grounding.conversation(x, with_answer=True))).as_example()
+                for x in items
+            ]
+
+        out = self._supervised("pretrain", c, examples)
+        path = self.workdir / "pretrain" / "grounding.json"
+        if not path.is_file():
+            path.write_text(json.dumps(self.grounding_eval(), indent=2))
+        return out
+
+    def grounding_eval(self, count: int | None = None) -> dict[str, float]:
+        """Greedy single-frame boxes of the current policy on held-out frames vs GT."""
+        c = self.config.pretrain
+        items = grounding.grounding_items(
+            self.source(self.config.data.eval_split),
+            count or c.eval_items,
+            image_size=c.image_size,
+            seed=1,
+        )
+        policy = self.policy(sampling=SamplingParams(temperature=0.0), max_new_tokens=24, seed=0)
+        texts = policy.respond(
+            policy.start([grounding.conversation(x, with_answer=False) for x in items])
+        )
+        return grounding.grounding_iou(texts, items)
+
     def sft(self) -> dict[str, Any]:
+        if (self.workdir / "pretrain" / "ckpt").is_dir():
+            self.load_stage("pretrain")  # SFT starts from the grounding-pretrained base
         c = self.config.sft
-        stage = self.workdir / "sft"
+        return self._supervised(
+            "sft", c, lambda: self.sft_examples(self.config.data.train_split, c.num_examples)
+        )
+
+    def _supervised(self, name: str, c, make_examples) -> dict[str, Any]:
+        """Token-mean cross-entropy training of stage `name` on `make_examples()` (called only
+        when there are steps left), resumable, LoRA when `c.lora_rank` > 0."""
+        stage = self.workdir / name
         opt_cfg = OptimizerConfig(
             learning_rate=c.learning_rate,
             warmup_steps=c.warmup_steps,
@@ -263,7 +314,7 @@ class Experiment:
             weight_decay=c.weight_decay,
         )
         with (
-            adapted(self.model, LoRAConfig.from_stage(c, "sft"), rngs=nnx.Rngs(self.config.seed)),
+            adapted(self.model, LoRAConfig.from_stage(c, name), rngs=nnx.Rngs(self.config.seed)),
             Checkpointer(stage / "ckpt", max_to_keep=c.keep, item_names=ITEMS) as ckpt,
             MetricsLogger(stage) as log,
         ):
@@ -274,11 +325,11 @@ class Experiment:
             place(optimizer, self.mesh)  # restore reads onto these shardings
             start = self._restore(ckpt, optimizer)
             if start >= c.steps:
-                return {"stage": "sft", "skipped": True, "step": start}
-            examples = self.sft_examples(self.config.data.train_split, c.num_examples)
+                return {"stage": name, "skipped": True, "step": start}
+            examples = make_examples()
             rng_seed = int(self.config.seed)
             per_epoch = max(len(examples) // c.batch_size, 1)
-            bar = tqdm(range(start, c.steps), desc="sft", disable=not self.progress)
+            bar = tqdm(range(start, c.steps), desc=name, disable=not self.progress)
             for step in bar:
                 epoch, k = divmod(step, per_epoch)
                 order = np.random.default_rng([rng_seed, epoch]).permutation(len(examples))
@@ -299,7 +350,7 @@ class Experiment:
                         step, self._train_state(optimizer), {"next_step": step + 1}, force=True
                     )
             ckpt.wait()
-        return {"stage": "sft", "step": c.steps}
+        return {"stage": name, "step": c.steps}
 
     # ------------------------------------------------------------------ GRPO
     def grpo(self) -> dict[str, Any]:
