@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
@@ -247,16 +247,3 @@ def load_adapters(model: nnx.Module, adapters: Mapping) -> None:
     state = nnx.state(model, nnx.LoRAParam)
     nnx.replace_by_pure_dict(state, adapters)
     nnx.update(model, state)
-
-
-def count_params(model: nnx.Module, kind: type[nnx.Variable] = nnx.Param) -> int:
-    return sum(int(v.size) for v in jax.tree.leaves(nnx.state(model, kind)))
-
-
-def describe(paths: Sequence[str], model: nnx.Module) -> str:
-    """One line for logs: how many layers are adapted and the trainable fraction."""
-    lora, total = count_params(model, nnx.LoRAParam), count_params(model)
-    return (
-        f"LoRA on {len(paths)} Linear layers: {lora:,} trainable of {total:,} parameters "
-        f"({100.0 * lora / max(total, 1):.2f}%)"
-    )
