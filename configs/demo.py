@@ -49,6 +49,21 @@ def get_config(arg=None):
     c.segmenter.backend = "classical"
     c.segmenter.config = ConfigDict()
 
+    # Stage 0: single-frame referring grounding (jaxseg.train.grounding), the base skill a
+    # from-scratch policy lacks and a real Qwen2.5-VL brings; steps=0 skips it
+    c.pretrain = ConfigDict()
+    c.pretrain.steps = 3 if a.quick else 1200
+    c.pretrain.num_examples = 32 if a.quick else 3000
+    c.pretrain.batch_size = 4 if a.quick else 64
+    c.pretrain.micro_batch = 4 if a.quick else 64
+    c.pretrain.learning_rate = 3e-3
+    c.pretrain.warmup_steps = 0 if a.quick else 30
+    c.pretrain.weight_decay = 0.0
+    c.pretrain.image_size = 112
+    c.pretrain.eval_items = 8 if a.quick else 96
+    c.pretrain.checkpoint_every = 100
+    c.pretrain.keep = 2
+
     # Stage 1: cold-start SFT on the protocol's oracle traces
     c.sft = ConfigDict()
     c.sft.num_examples = 32 if a.quick else 1600

@@ -1,7 +1,8 @@
 """`jaxseg demo`: the end-to-end demo on the embedded default (configs/demo.py).
 
 generate the synthetic benchmark -> build a tiny Qwen2.5-VL-architecture policy ->
-evaluate it untrained -> cold-start SFT on the protocol's oracle traces -> evaluate ->
+evaluate it untrained -> single-frame grounding pretraining (the base skill a real VLM brings)
+-> cold-start SFT on the protocol's oracle traces -> evaluate ->
 GRPO with the classical mask backend -> evaluate -> report (markdown + PNGs) with J, F,
 J&F, R per query type for untrained / SFT / SFT+GRPO, reward and KL curves, mask overlays
 and example reasoning traces. Resumable: re-run on the same --workdir.
@@ -43,9 +44,15 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     ensure_data(config, progress=progress)
     exp = Experiment(config, args.workdir, progress=progress)
-    for tag, stage in (("init", None), ("sft", exp.sft), ("grpo", exp.grpo)):
+    stages = (("init", None), ("pretrain", exp.pretrain), ("sft", exp.sft), ("grpo", exp.grpo))
+    for tag, stage in stages:
         if stage is not None:
             stage()
+        if tag == "pretrain":  # scored on held-out grounding, not with the protocol
+            grounding = exp.workdir / "pretrain" / "grounding.json"
+            if grounding.is_file():
+                print(f"\n[pretrain] held-out single-frame grounding: {grounding.read_text()}")
+            continue
         summary_path = exp.workdir / "eval" / tag / "summary.json"
         if not summary_path.is_file():
             summary = exp.evaluate(tag)

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-STAGES = ("data", "sft", "grpo", "eval")
+STAGES = ("data", "pretrain", "sft", "grpo", "eval")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +69,8 @@ def run_stages(config, workdir: str | Path, stages, *, progress: bool = True) ->
     if "data" in stages and config.data.format == "revos":
         ensure_data(config, progress=progress)
     exp = Experiment(config, workdir, progress=progress)
+    if "pretrain" in stages:
+        results["pretrain"] = exp.pretrain()
     if "sft" in stages:
         results["sft"] = exp.sft()
     if "grpo" in stages:

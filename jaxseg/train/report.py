@@ -55,8 +55,11 @@ def plot_curves(workdir: Path, out: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     panels = []
+    pre = workdir / "pretrain" / "metrics.jsonl"
     sft = workdir / "sft" / "metrics.jsonl"
     grpo = workdir / "grpo" / "metrics.jsonl"
+    if pre.is_file():
+        panels.append(("grounding pretraining loss", read_metrics(pre, "train"), "loss"))
     if sft.is_file():
         panels.append(("SFT loss", read_metrics(sft, "train"), "loss"))
     if grpo.is_file():
@@ -164,6 +167,15 @@ def write_report(workdir: str | Path, data_root: str | Path) -> Path:
     if summaries:
         note = next(iter(summaries.values())).get("note", "")
         parts += ["", f"_{note}_"]
+    grounding = workdir / "pretrain" / "grounding.json"
+    if grounding.is_file():
+        g = json.loads(grounding.read_text())
+        parts += [
+            "",
+            "Stage 0 (single-frame grounding pretraining), held-out frames: box IoU "
+            f"{g['box_iou']:.3f} (IoU > 0.5 on {100 * g['iou>0.5']:.0f}%, parsed "
+            f"{100 * g['parse_ok']:.0f}%); always answering the mean box: {g['mean_box_iou']:.3f}.",
+        ]
     curves = plot_curves(workdir, workdir / "curves.png")
     if curves:
         parts += ["", "## Training curves", "", "![curves](curves.png)"]
