@@ -12,7 +12,8 @@ Conventions (after big_vision and scenic/vmoe, see shared/reference/jax_anchors.
   ``product``/``sweep``/``zip``/``chain`` to build the list of override dicts.
 
 A spec is either a path to a ``.py`` file or the name of a file in the repository's
-``configs/`` folder (``demo`` -> ``configs/demo.py``).
+``configs/`` folder (``synthetic_tiny`` -> ``configs/synthetic_tiny.py``); ``demo`` is the
+name the README uses for the demo's config, ``synthetic_tiny``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 from ml_collections import ConfigDict
 
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+ALIASES = {"demo": "synthetic_tiny"}
 
 
 class ConfigError(ValueError):
@@ -79,7 +81,7 @@ def resolve_spec(spec: str) -> tuple[Path, str | None]:
     path_part, _, arg = spec.partition(":")
     path = Path(path_part)
     if path.suffix != ".py":
-        path = CONFIGS_DIR / f"{path_part}.py"
+        path = CONFIGS_DIR / f"{ALIASES.get(path_part, path_part)}.py"
     if not path.is_file():
         known = sorted(p.stem for p in CONFIGS_DIR.glob("*.py")) if CONFIGS_DIR.is_dir() else []
         raise ConfigError(f"config file not found: {path} (built-in names: {known})")

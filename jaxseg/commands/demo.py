@@ -1,4 +1,4 @@
-"""`jaxseg demo`: the end-to-end demo on the embedded default (configs/demo.py).
+"""`jaxseg demo`: the end-to-end demo on the embedded default (configs/synthetic_tiny.py).
 
 generate the synthetic benchmark -> build a tiny Qwen2.5-VL-architecture policy ->
 evaluate it untrained -> single-frame grounding pretraining (the base skill a real VLM brings)

@@ -69,6 +69,9 @@ def plot_curves(workdir: Path, out: Path) -> Path | None:
             ("GRPO rollout J", recs, "J"),
             ("GRPO KL (k3) to SFT", recs, "kl_k3"),
         ]
+        evals = read_metrics(grpo, "eval")
+        if evals:
+            panels.append(("held-out J&F during GRPO", evals, "JF"))
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3))

@@ -1,10 +1,11 @@
 """SFT (cold start) and GRPO training of the policy, resumable, with periodic evaluation.
 
 One `Experiment` owns everything a run needs, built from an ml_collections config
-(`configs/demo.py` documents every field): the processor (tokenizer + image processor), the
+(`configs/synthetic_tiny.py` documents every field): the processor (tokenizer + image processor), the
 policy, the protocol, the mask backend and the data. Each stage writes into
 ``<workdir>/<stage>/``: ``ckpt/`` (orbax, atomic, keep-N), ``metrics.jsonl`` + ``tb/``, and
-``eval_<step>/`` (prediction PNGs + summary JSON).
+``eval/<stage>_<step>/`` every ``eval_every`` steps (prediction PNGs + summary JSON, and
+"eval" records in metrics.jsonl).
 
 Resume: a stage restarted on the same workdir restores params, optimizer state and step
 from its latest checkpoint; data order and sampling seeds are functions of (seed, step), so
@@ -345,6 +346,7 @@ class Experiment:
                 metrics["step_time"] = time.perf_counter() - t0
                 log.log("train", step, metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+                self._periodic_eval(name, c, step, log)
                 if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
                     ckpt.save(
                         step, self._train_state(optimizer), {"next_step": step + 1}, force=True
@@ -441,6 +443,7 @@ class Experiment:
                 )
                 log.log("train", step, metrics)
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", J=f"{metrics['J']:.2f}")
+                self._periodic_eval("grpo", c, step, log)
                 if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
                     ckpt.save(
                         step, self._train_state(optimizer), {"next_step": step + 1}, force=True
@@ -449,6 +452,21 @@ class Experiment:
         return {"stage": "grpo", "step": c.steps}
 
     # ------------------------------------------------------------------ eval
+    def _periodic_eval(self, name: str, c, step: int, log: MetricsLogger) -> None:
+        """Every `c.eval_every` steps (0 = never): held-out episodes (`eval.periodic_expressions`
+        of them) into eval/<name>_<step>/ and the "eval" records of the stage's metrics."""
+        every = int(c.get("eval_every", 0) or 0)
+        if every <= 0 or (step + 1) % every != 0:
+            return
+        if name == "pretrain":
+            log.log("eval", step, self.grounding_eval())
+            return
+        limit = int(self.config.eval.get("periodic_expressions", 16))
+        summary = self.evaluate(f"{name}_{step + 1}", limit=limit)
+        row = {k: summary["overall"].get(k) for k in ("JF", "J", "F", "R")}
+        row["reward"] = summary["reward"].get("reward/total")
+        log.log("eval", step, row)
+
     def evaluate(self, tag: str, *, split: str | None = None, limit: int | None = None) -> dict:
         """Greedy episodes of the current policy on the held-out split, scored by jaxseg.eval."""
         e = self.config.eval

@@ -1,4 +1,4 @@
-"""The embedded default: synthetic benchmark -> tiny Qwen2.5-VL -> SFT -> GRPO -> eval.
+"""The embedded default (`demo`): synthetic benchmark -> tiny Qwen2.5-VL -> SFT -> GRPO -> eval.
 
     jaxseg demo                                   # this config
     jaxseg train --config demo:protocol=o3 --workdir runs/o3 --set grpo.steps=40
@@ -62,6 +62,7 @@ def get_config(arg=None):
     c.pretrain.image_size = 112
     c.pretrain.eval_items = 8 if a.quick else 96
     c.pretrain.checkpoint_every = 100
+    c.pretrain.eval_every = 0
     c.pretrain.keep = 2
 
     # Stage 1: cold-start SFT on the protocol's oracle traces
@@ -74,6 +75,7 @@ def get_config(arg=None):
     c.sft.warmup_steps = 0 if a.quick else 20
     c.sft.weight_decay = 0.0
     c.sft.checkpoint_every = 50
+    c.sft.eval_every = 0
     c.sft.keep = 2
     # LoRA (jaxseg.train.lora): rank 0 = full fine-tuning; alpha None = 2 x rank
     c.sft.lora_rank = a.lora
@@ -110,6 +112,7 @@ def get_config(arg=None):
     c.grpo.warmup_steps = 0
     c.grpo.weight_decay = 0.0
     c.grpo.checkpoint_every = 10
+    c.grpo.eval_every = 2 if a.quick else 10  # held-out J&F during training (0 = off)
     c.grpo.keep = 2
     c.grpo.lora_rank = a.lora
     c.grpo.lora_alpha = None
@@ -118,6 +121,7 @@ def get_config(arg=None):
     c.eval = ConfigDict()
     c.eval.max_expressions = 8 if a.quick else 48
     c.eval.chunk = 8
+    c.eval.periodic_expressions = 4 if a.quick else 16  # per eval_every evaluation
     return c
 
 
