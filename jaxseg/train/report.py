@@ -79,7 +79,7 @@ def plot_curves(workdir: Path, out: Path) -> Path | None:
     for ax, (title, recs, key) in zip(axes, panels):
         xs = [r["step"] for r in recs if r.get(key) is not None]
         ys = [r[key] for r in recs if r.get(key) is not None]
-        ax.plot(xs, ys, lw=1)
+        ax.plot(xs, ys, lw=1, marker="o" if len(ys) < 12 else None, ms=3)
         if len(ys) >= 5:
             k = max(len(ys) // 10, 2)
             smooth = np.convolve(ys, np.ones(k) / k, mode="valid")
