@@ -4,8 +4,9 @@
     jaxseg plan --config qwen2_5_vl_3b_grpo:remat=full --topology 8xH100 train.micro_batch=8
     jaxseg plan --config qwen2_5_vl_3b_grpo --topology v5p-32 --measure   # XLA's own numbers
 
-Prints every quantity with the arithmetic behind it (jaxseg/parallel/planner.py) and exits 1
-when the config does not fit, so a launch script can refuse it.
+Prints every quantity with the arithmetic behind it (jaxseg/parallel/planner.py), then the
+same plan under each remat policy in one line each, and exits 1 when the config (with its own
+`train.remat`) does not fit, so a launch script can refuse it.
 """
 
 from __future__ import annotations
@@ -32,14 +33,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from jaxseg.config import ConfigError, load_config
     from jaxseg.parallel.mesh import MeshError
-    from jaxseg.parallel.planner import PlanError, format_plan, plan
+    from jaxseg.parallel.planner import (
+        PlanError,
+        format_plan,
+        format_remat_options,
+        plan,
+        remat_options,
+    )
     from jaxseg.parallel.topology import TopologyError, parse_topology
 
     try:
         config = load_config(args.config, args.overrides)
-        result = plan(config, parse_topology(args.topology), measure=args.measure)
+        topology = parse_topology(args.topology)
+        result = plan(config, topology, measure=args.measure)
+        options = remat_options(config, topology)
     except (ConfigError, PlanError, MeshError, TopologyError, KeyError) as err:
         print(f"jaxseg plan: {err}")
         return 2
     print(format_plan(result))
+    print()
+    print(format_remat_options(options))
     return 0 if result.fits else 1

@@ -36,6 +36,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from ml_collections import ConfigDict
 
 from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from jaxseg.models.qwen2_5_vl.remat import REMAT_POLICIES
@@ -519,6 +520,31 @@ def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False
             "over the tensor axis"
         )
     return Plan(topology, shape, inputs, params, train_lines, rollout_lines, flops, time, warnings)
+
+
+def remat_options(config: Mapping[str, Any], topology: Topology) -> dict[str, Plan]:
+    """The plan of `config` under every remat policy (same mesh, workload and assumptions):
+    the trade of activation memory against recompute FLOPs, side by side."""
+    plans = {}
+    base = config if isinstance(config, ConfigDict) else ConfigDict(config)
+    for policy in REMAT:
+        variant = base.copy_and_resolve_references()
+        variant.train.remat = policy
+        plans[policy] = plan(variant, topology)
+    return plans
+
+
+def format_remat_options(plans: Mapping[str, Plan]) -> str:
+    """One line per remat policy: peak GB per device (train phase), step time, verdict."""
+    out = ["remat policies (train.remat; the model's per-block nnx.remat)"]
+    for policy, p in plans.items():
+        step = sum(x.value for x in p.time)
+        verdict = "fits" if p.fits else "DOES NOT FIT"
+        out.append(
+            f"  {policy:<14} train phase {p.total('train') / GB:7.1f} GB / device, "
+            f"step {step:6.2f} s  -> {verdict}"
+        )
+    return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------- report

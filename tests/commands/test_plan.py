@@ -1,5 +1,7 @@
 """`jaxseg plan`: report on stdout, exit 0 when it fits, 1 when not, 2 on a bad request."""
 
+import re
+
 from jaxseg.cli import main
 
 
@@ -23,6 +25,22 @@ def test_plan_that_does_not_fit_exits_1(capsys):
     rc = main(["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "v5p-32"])
     assert rc == 1
     assert "DOES NOT FIT" in capsys.readouterr().out
+
+
+def test_plan_lists_every_remat_policy(capsys):
+    """The config's own policy decides the exit code; the table shows all three, memory
+    falling and (full) recompute time rising."""
+    rc = main(["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "v5p-32"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    rows = {}
+    for policy in ("none", "dots_saveable", "full"):
+        (line,) = [x for x in out.splitlines() if x.strip().startswith(policy + " ")]
+        gb, step = (float(v) for v in re.findall(r"([\d.]+) (?:GB|s)", line))
+        rows[policy] = (gb, step, line.endswith("-> fits"))
+    assert rows["none"][0] > rows["dots_saveable"][0] > rows["full"][0]
+    assert rows["full"][1] > rows["dots_saveable"][1] == rows["none"][1]
+    assert [rows[p][2] for p in rows] == [False, True, True]
 
 
 def test_bad_topology_or_override_exits_2(capsys):
