@@ -1,5 +1,5 @@
-"""Scale-out: device meshes, sharding rules, multi-host runtime, sharded weight loading, per-host
-data and the capacity planner (issue #9).
+"""Scale-out: device meshes, sharding rules, placing a run's state on its mesh, multi-host
+runtime, sharded weight loading, per-host data and the capacity planner (issue #9).
 
 Names are imported on first use, so `jaxseg.parallel.topology` (plain Python, used by the
 launch scripts) does not pull in JAX.
@@ -26,6 +26,9 @@ _EXPORTS = {
     "shard_source": "data",
     "to_global": "data",
     "to_host_local": "data",
+    "place": "placement",
+    "place_batch": "placement",
+    "run_mesh": "placement",
     "plan": "planner",
     "parse_topology": "topology",
 }
