@@ -248,6 +248,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.sft.lora_targets = TEXT_TARGETS
     c.sft.checkpoint_every = 50
     c.sft.keep = 3
+    c.sft.eval_every = 0  # held-out evaluation during the stage (0 = off)
 
     # GRPO: full fine-tuning in every seed (LoRA only in their cold starts)
     c.grpo = ConfigDict(g)
@@ -262,8 +263,10 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.grpo.lora_targets = TEXT_TARGETS
     c.grpo.checkpoint_every = 25
     c.grpo.keep = 3
+    c.grpo.eval_every = 50
 
-    c.eval = ConfigDict(dict(max_expressions=1_000_000, chunk=8))  # the whole split
+    # final evaluation on the whole split; eval_every ones on periodic_expressions of it
+    c.eval = ConfigDict(dict(max_expressions=1_000_000, chunk=8, periodic_expressions=64))
 
     # ---- pod-scale plan (jaxseg plan): mirrors grpo
     # data x fsdp x tensor inside a slice (ICI); across slices / GPU nodes (DCN) only data.
