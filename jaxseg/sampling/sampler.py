@@ -255,11 +255,11 @@ class Sampler:
         pad = jnp.asarray(self.pad_token_id, jnp.int32)
         stops = self._stop_table(stop_strings)
         state = decode_loop(graphdef, weights, state, stops, pad, sampling)
-        tokens = np.array(state.tokens)
-        logprobs = np.array(state.logprobs)
-        sampling_lp = np.array(state.sampling_logprobs)
-        lengths = np.array(state.lengths)
-        finish = np.array(state.finish)
+        tokens = _to_host(state.tokens)
+        logprobs = _to_host(state.logprobs)
+        sampling_lp = _to_host(state.sampling_logprobs)
+        lengths = _to_host(state.lengths)
+        finish = _to_host(state.finish)
         finish[skipped] = SKIPPED
         if stop_strings:
             cut = self._host_stop_check(tokens, lengths, finish, stop_strings)
@@ -300,3 +300,13 @@ class Sampler:
             if n < lengths[b] or finish[b] not in (EOS, STOP_STRING):
                 keep[b], changed[b], finish[b] = n, True, STOP_STRING
         return (keep, changed) if changed.any() else None
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    """The whole array on this host, also when its rows live on other processes' devices
+    (a multi-host mesh shards rollout rows over the data axis)."""
+    if getattr(x, "is_fully_addressable", True):
+        return np.array(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
