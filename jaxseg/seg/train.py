@@ -238,6 +238,8 @@ class SegTrainer:
                 eps.append(e)
             bar.update(len(part))
         bar.close()
+        if c.get("init_params"):  # continue a cold start (its saved params.msgpack)
+            self.load_params(Path(c.init_params))
         optimizer = self._optimizer(c.learning_rate, c.steps, c.warmup_steps, "cosine")
         rng = np.random.default_rng(int(self.config.seed))
         with MetricsLogger(self.workdir / "sft") as log:
