@@ -13,11 +13,11 @@ of the GRPO stage with `jaxseg plan`.
 Leave out the `data` stage on real data (it writes the synthetic benchmark). Values a seed
 does not publish are marked "not stated" and take the named stand-in.
 
-remat defaults to "none" because that is what the trainer runs today (eager attention, no
-jax.checkpoint): on one v5p chip per sequence it does not fit, and the plan says so.
-`remat=full` (per-block `nothing_saveable`) is the plan for once the trainer remats.
+remat: the model rematerialises per block (`model.remat`, the trainer's setting, and
+`train.remat`, the planner's, both from this knob). It defaults to "none" so the plan shows
+what no remat costs (it does not fit a v5p-32); `remat=full` is the setting to train with.
 
-`arg` knobs (config.parse_arg): protocol (veason|rcot|o3|revseg), remat (none|block|full),
+`arg` knobs (config.parse_arg): protocol (veason|rcot|o3|revseg), remat (none|dots_saveable|full),
 group, prompts, frames, new_tokens (default: the protocol's), micro_batch, tensor (size of the
 tensor axis; fsdp fills the rest of the slice), sampler_weights (copy|train).
 
@@ -199,6 +199,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
             processor="checkpoints/Qwen2.5-VL-3B-Instruct",
             dtype="bfloat16",  # computation
             param_dtype="float32",  # master weights (and optax moments)
+            remat=a.remat,  # per transformer block, training passes only
         )
     )
     c.data = ConfigDict(

@@ -5,7 +5,7 @@
     jaxseg train --config demo:quick ...          # a few steps of each stage (CI)
 
 `:arg` knobs (change several fields at once): protocol, size, quick, seed, lora (adapter rank
-for both stages; 0 = full fine-tuning).
+for both stages; 0 = full fine-tuning), mesh (e.g. 2x2x2: data x fsdp x tensor).
 """
 
 from ml_collections import ConfigDict
@@ -14,9 +14,11 @@ from jaxseg.config import parse_arg
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, protocol="veason", size="tiny", quick=False, seed=0, lora=0)
+    a = parse_arg(arg, protocol="veason", size="tiny", quick=False, seed=0, lora=0, mesh="")
     c = ConfigDict()
     c.seed = a.seed
+    if a.mesh:  # e.g. mesh=2x2x2: data x fsdp x tensor over the local devices (jaxseg.parallel)
+        c.mesh = ConfigDict(dict(ici=tuple(int(n) for n in str(a.mesh).split("x"))))
 
     # Data: the synthetic reasoning-VOS benchmark in the ReVOS layout (any reader format works)
     c.data = ConfigDict()
@@ -38,6 +40,7 @@ def get_config(arg=None):
     c.model.size = "nano" if a.quick else a.size
     c.model.init = "random"
     c.model.dtype = "float32"
+    c.model.remat = "none"  # none | dots_saveable | full (per block, training only)
     c.model.processor = "synthetic"  # or a processor dir (tokenizer.json + processor_config.json)
 
     c.protocol = ConfigDict()
@@ -50,9 +53,11 @@ def get_config(arg=None):
     c.segmenter.config = ConfigDict()
 
     # Stage 0: single-frame referring grounding (jaxseg.train.grounding), the base skill a
-    # from-scratch policy lacks and a real Qwen2.5-VL brings; steps=0 skips it
+    # from-scratch policy lacks and a real Qwen2.5-VL brings; steps=0 skips it. Off in the
+    # demo: measured, the tiny policy did not learn it in the budget (held-out box IoU 0.02 after
+    # 600 steps x 64 frames, vs 0.006 for always answering the mean box); quick runs exercise it.
     c.pretrain = ConfigDict()
-    c.pretrain.steps = 3 if a.quick else 1200
+    c.pretrain.steps = 3 if a.quick else 0
     c.pretrain.num_examples = 32 if a.quick else 3000
     c.pretrain.batch_size = 4 if a.quick else 64
     c.pretrain.micro_batch = 4 if a.quick else 64

@@ -33,10 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def ensure_data(config, *, progress: bool = True) -> Path:
     """Writes the synthetic benchmark at data.root unless it is already there (same seed)."""
     from jaxseg.data.synth import SynthConfig, write_benchmark
+    from jaxseg.data.synth.writer import PARTIAL_MARKER
 
     d = config.data
     root = Path(d.root)
+    if "synth" not in d:
+        raise ValueError(
+            f"data.synth is not set: {root} is a real benchmark, nothing to generate "
+            "(leave 'data' out of --stages)"
+        )
     marker = root / "jaxseg_synth.json"
+    partial = root / PARTIAL_MARKER  # a generation that did not finish
     wanted = {
         "splits": {d.train_split: d.synth.videos, d.eval_split: d.synth.valid_videos},
         "seed": d.synth.seed,
@@ -44,9 +51,13 @@ def ensure_data(config, *, progress: bool = True) -> Path:
     }
     if marker.is_file() and json.loads(marker.read_text()) == wanted:
         return root
-    if root.exists() and any(root.iterdir()) and not marker.is_file():
-        if not (root / "mask_dict.json").exists():
-            raise FileExistsError(f"data.root {root} exists and is not a synthetic benchmark")
+    if root.exists() and any(root.iterdir()) and not (marker.is_file() or partial.is_file()):
+        raise FileExistsError(
+            f"data.root {root} exists and is not a synthetic benchmark written by jaxseg; "
+            "refusing to overwrite it (point data.root elsewhere)"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    partial.write_text(json.dumps(wanted))
     write_benchmark(
         root,
         wanted["splits"],
@@ -56,6 +67,7 @@ def ensure_data(config, *, progress: bool = True) -> Path:
         progress=progress,
     )
     marker.write_text(json.dumps(wanted))
+    partial.unlink(missing_ok=True)
     return root
 
 
@@ -66,7 +78,7 @@ def run_stages(config, workdir: str | Path, stages, *, progress: bool = True) ->
     if unknown:
         raise SystemExit(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
     results: dict = {}
-    if "data" in stages and config.data.format == "revos":
+    if "data" in stages and "synth" in config.data:
         ensure_data(config, progress=progress)
     exp = Experiment(config, workdir, progress=progress)
     if "pretrain" in stages:

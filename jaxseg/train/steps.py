@@ -143,13 +143,17 @@ def loss_weight(batch: PolicyBatch, loss: LossConfig) -> float:
     )
 
 
-@nnx.jit(static_argnames=("loss", "mesh"))
-def _micro_grads(model, batch: PolicyBatch, denom: jax.Array, loss: LossConfig, mesh=None):
+@nnx.jit(static_argnames=("loss", "mesh", "wrt"))
+def _micro_grads(
+    model, batch: PolicyBatch, denom: jax.Array, loss: LossConfig, mesh=None, wrt=nnx.Param
+):
     def objective(m):
         total, aux = loss_terms(m, batch, loss)
         return total.total / denom, aux
 
-    (value, aux), grads = nnx.value_and_grad(objective, has_aux=True)(model)
+    # only the trained variables (e.g. LoRA adapters) get gradients: no full-size grad tree
+    grad_fn = nnx.value_and_grad(objective, argnums=nnx.DiffState(0, wrt), has_aux=True)
+    (value, aux), grads = grad_fn(model)
     if mesh is not None:  # gradients shard like their parameters
         grads = jax.lax.with_sharding_constraint(grads, state_shardings(grads, mesh))
     return value, grads, aux
@@ -169,8 +173,11 @@ def _add(a, b):
     return jax.tree.map(jnp.add, a, b)
 
 
-def accumulate_grads(model, micro_batches: Sequence[PolicyBatch], loss: LossConfig, mesh=None):
-    """(loss value, summed grads, host metrics) of the full batch over its micro-batches."""
+def accumulate_grads(
+    model, micro_batches: Sequence[PolicyBatch], loss: LossConfig, mesh=None, wrt=nnx.Param
+):
+    """(loss value, summed grads, host metrics) of the full batch over its micro-batches;
+    `wrt`: the variables differentiated (the optimizer's `wrt`)."""
     if not micro_batches:
         raise ValueError("a step needs at least one micro-batch")
     denom = sum(loss_weight(b, loss) for b in micro_batches)
@@ -178,7 +185,9 @@ def accumulate_grads(model, micro_batches: Sequence[PolicyBatch], loss: LossConf
         raise ValueError("no policy tokens in this step's batch (all loss masks are zero)")
     total, grads, sums = 0.0, None, {}
     for mb in micro_batches:
-        value, g, aux = _micro_grads(model, place_batch(mb, mesh), jnp.float32(denom), loss, mesh)
+        value, g, aux = _micro_grads(
+            model, place_batch(mb, mesh), jnp.float32(denom), loss, mesh, wrt
+        )
         total += float(value)
         grads = g if grads is None else _add(grads, g)
         for k, v in aux.items():
@@ -202,6 +211,6 @@ def train_step(
 ):
     """One optimizer update over all micro-batches; returns host metrics. `mesh`: the mesh
     model and optimizer live on (see the module docstring)."""
-    _, grads, metrics = accumulate_grads(model, micro_batches, loss, mesh)
+    _, grads, metrics = accumulate_grads(model, micro_batches, loss, mesh, optimizer.wrt)
     metrics["grad_norm"] = float(_apply(optimizer, model, grads, mesh))
     return metrics

@@ -142,12 +142,13 @@ class Experiment:
     def _model(self) -> Qwen2_5_VLForConditionalGeneration:
         m = self.config.model
         dtype = jnp.dtype(m.dtype)
+        param_dtype = jnp.dtype(m.get("param_dtype", m.dtype))  # e.g. fp32 masters, bf16 compute
         if m.init != "random" and self.mesh is not None:
             from jaxseg.parallel.weights import load_sharded  # each device reads its slices
 
-            return load_sharded(m.init, self.mesh, dtype=dtype)
+            return load_sharded(m.init, self.mesh, dtype=dtype, param_dtype=param_dtype)
         if m.init != "random":
-            return from_pretrained(m.init, dtype=dtype)
+            return from_pretrained(m.init, dtype=dtype, param_dtype=param_dtype)
         ids = self.ids
         cfg = preset_config(
             m.size,
@@ -161,7 +162,7 @@ class Experiment:
             bos_token_id=ids["bos_token_id"],
         )
         return Qwen2_5_VLForConditionalGeneration(
-            cfg, dtype=dtype, rngs=nnx.Rngs(int(self.config.seed))
+            cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(int(self.config.seed))
         )
 
     def source(self, split: str) -> SampleSource:

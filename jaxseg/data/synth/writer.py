@@ -105,6 +105,9 @@ def _expression_sidecar(video: SynthVideo, query: dict[str, Any]) -> dict[str, A
     }
 
 
+PARTIAL_MARKER = "jaxseg_synth.partial"  # written before a generation, removed after it
+
+
 def write_benchmark(
     out: str | Path,
     splits: Mapping[str, int],
@@ -123,7 +126,8 @@ def write_benchmark(
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite)")
-        if not (out / "mask_dict.json").exists():
+        ours = (out / "mask_dict.json").exists() or (out / PARTIAL_MARKER).exists()
+        if not ours:
             raise FileExistsError(f"{out} is not a synthetic benchmark; refusing to overwrite it")
         shutil.rmtree(out / "JPEGImages", ignore_errors=True)
         for p in out.glob("*.json"):
