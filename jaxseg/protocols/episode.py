@@ -283,10 +283,15 @@ def run_episodes(
     backend,
     group_size: int = 1,
     seed: int = 0,
+    first_sample: int = 0,
 ) -> list[EpisodeTrace]:
     """Run G = group_size episodes per sample; traces come sample-major (sample 0's G
-    episodes first), the layout jaxseg.rl's group advantages expect."""
-    episodes, owners = play_episodes(protocol, policy, samples, group_size=group_size, seed=seed)
+    episodes first), the layout jaxseg.rl's group advantages expect. `first_sample`: the
+    index of `samples[0]` in a larger batch (one host's share opens its episodes as the
+    whole batch would)."""
+    episodes, owners = play_episodes(
+        protocol, policy, samples, group_size=group_size, seed=seed, first_sample=first_sample
+    )
     return _score_all(protocol, episodes, owners, samples, backend)
 
 
@@ -297,6 +302,7 @@ def play_episodes(
     *,
     group_size: int = 1,
     seed: int = 0,
+    first_sample: int = 0,
 ) -> tuple[list[Episode], list[int]]:
     """The turn loop alone: the finished episodes and the sample index of each (no masks,
     no reward; `run_episodes` and `predict_episodes` add those)."""
@@ -305,7 +311,7 @@ def play_episodes(
     episodes: list[Episode] = []
     owners: list[int] = []
     for s_idx, sample in enumerate(samples):
-        rng = np.random.default_rng([seed, s_idx])
+        rng = np.random.default_rng([seed, first_sample + s_idx])
         opening = protocol.opening(sample, rng)
         for _ in range(group_size):
             episodes.append(protocol.episode(sample, opening))

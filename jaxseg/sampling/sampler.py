@@ -79,6 +79,9 @@ class Sampler:
         self.patch_buckets = patch_buckets
         self.mesh = mesh
         self.prefill_rows = 0  # rows run through prefill so far (shared-prefill accounting)
+        # stream id of row 0: a host sampling rows [first_row, ...) of a larger batch draws
+        # the tokens the whole batch would draw for them (jaxseg.parallel.hosts)
+        self.first_row = 0
 
     def _stop_table(self, stop_strings: tuple[str, ...]) -> StopTable:
         if stop_strings not in self._stop_tables:
@@ -181,7 +184,7 @@ class Sampler:
             cache,
             logits,
             next_pos,
-            row_ids=jnp.arange(rows),
+            row_ids=jnp.arange(self.first_row, self.first_row + rows),
             rng=jax.random.key(seed),
             draw_offset=0,
             max_new_tokens=max_new_tokens,

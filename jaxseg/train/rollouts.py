@@ -59,11 +59,18 @@ def run_recorded(
     backend,
     group_size: int = 1,
     seed: int = 0,
+    first_sample: int = 0,
 ) -> list[RecordedEpisode]:
     """`run_episodes` plus each episode's conversation and turn info (sample-major order)."""
     recorder = RecordingPolicy(policy)
     traces = run_episodes(
-        protocol, recorder, samples, backend=backend, group_size=group_size, seed=seed
+        protocol,
+        recorder,
+        samples,
+        backend=backend,
+        group_size=group_size,
+        seed=seed,
+        first_sample=first_sample,
     )
     state = recorder.state
     assert state is not None and len(state.conversations) == len(traces)

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,15 @@ from jaxseg.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration, from_pr
 from jaxseg.models.qwen2_5_vl.presets import preset_config
 from jaxseg.models.qwen2_5_vl.remat import set_remat
 from jaxseg.parallel.distributed import initialize
+from jaxseg.parallel.hosts import (
+    Discard,
+    allgather_objects,
+    barrier,
+    host_share,
+    is_writer,
+    local_mesh,
+    local_replica,
+)
 from jaxseg.parallel.placement import place, place_batch, run_mesh
 from jaxseg.protocols.registry import make_protocol
 from jaxseg.rl import advantages as adv_lib
@@ -69,7 +80,13 @@ from .evaluate import evaluate_policy
 from .lora import LoRAConfig, adapted, adapter_params, has_lora, load_adapters, merged_params
 from .lora import trainable as trainable_params
 from .metrics import MetricsLogger
-from .rollouts import reward_summary, rollout_example, run_recorded, sft_example
+from .rollouts import (
+    RecordedEpisode,
+    reward_summary,
+    rollout_example,
+    run_recorded,
+    sft_example,
+)
 from .samples import SampleSource
 from .steps import OptimizerConfig, SFTLoss, make_optimizer, sequence_logprobs, train_step
 
@@ -86,6 +103,13 @@ def _ref_logprobs(model, batch: PolicyBatch) -> jax.Array:
     return sequence_logprobs(model, batch)
 
 
+def _summary_only(episode: RecordedEpisode) -> RecordedEpisode:
+    """What the step's metrics read of an episode (its trace, turn truncation), small enough
+    to send to the other hosts."""
+    turns = [{"truncated": t.get("truncated", False)} for t in episode.turn_info]
+    return RecordedEpisode(episode.trace, [], turns)
+
+
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -98,12 +122,14 @@ class Experiment:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.progress = progress
-        (self.workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+        # Multi-host (launch/): join the jax.distributed job first; a no-op for one process.
+        # Every process computes; only process 0 writes files (hosts.is_writer).
+        self.process = initialize(config.get("distributed"))
+        if is_writer():
+            (self.workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
         self.processor = self._processor()
         self.encoder = ChatEncoder(self.processor)
         self.ids = special_token_ids(self.processor.tokenizer)
-        # Multi-host (launch/): join the jax.distributed job first; a no-op for one process.
-        self.process = initialize(config.get("distributed"))
         self.mesh = run_mesh(config)  # None: one device; else params/opt/batches on the mesh
         remat = config.model.get("remat", "none")
         self.model = place(set_remat(self._model(), remat), self.mesh)
@@ -130,13 +156,16 @@ class Experiment:
     # ------------------------------------------------------------------ parts
     def _processor(self):
         path = self.workdir / "processor"
-        if (path / "tokenizer.json").is_file():
+        saved = (path / "tokenizer.json").is_file()
+        barrier("processor")  # every host has looked before process 0 writes
+        if saved:
             return load_processor(path)
         src = self.config.model.processor
         processor = (
             build_processor(build_tokenizer()) if src == "synthetic" else load_processor(src)
         )
-        save_processor(processor, path)
+        if is_writer():
+            save_processor(processor, path)
         return processor
 
     def _model(self) -> Qwen2_5_VLForConditionalGeneration:
@@ -171,16 +200,33 @@ class Experiment:
             self._sources[split] = SampleSource(d.root, split, format=d.format)
         return self._sources[split]
 
-    def policy(self, *, sampling: SamplingParams, max_new_tokens: int, seed: int) -> SamplerPolicy:
+    def policy(
+        self,
+        *,
+        sampling: SamplingParams,
+        max_new_tokens: int,
+        seed: int,
+        first_row: int | None = None,
+    ) -> SamplerPolicy:
+        """The sampler-backed policy over the whole mesh; with `first_row` (GRPO rollouts) a
+        host-local one instead: this process's copy of the weights on its own devices, its
+        rows drawing the random streams of rows `first_row, ...` of the whole step's batch."""
+        model, mesh = self.model, self.mesh
+        if first_row is not None and self.mesh is not None and self.process.count > 1:
+            model, mesh = local_replica(self.model, self.mesh, place), local_mesh(self.mesh)
         policy = SamplerPolicy.for_model(
-            self.model,
+            model,
             self.processor,
             sampling=sampling,
             max_new_tokens=max_new_tokens,
             seed=seed,
         )
-        policy.sampler.mesh = self.mesh  # rollout rows and KV cache over the batch axes
+        policy.sampler.mesh = mesh  # rollout rows and KV cache over the batch axes
+        policy.sampler.first_row = first_row or 0
         return policy
+
+    def _logger(self, stage: Path) -> MetricsLogger | Discard:
+        return MetricsLogger(stage) if is_writer() else Discard()
 
     def _batches(self, examples: list[dict], micro_batch: int) -> list[PolicyBatch]:
         return [
@@ -278,7 +324,7 @@ class Experiment:
 
         out = self._supervised("pretrain", c, examples)
         path = self.workdir / "pretrain" / "grounding.json"
-        if not path.is_file():
+        if not path.is_file() and is_writer():
             path.write_text(json.dumps(self.grounding_eval(), indent=2))
         return out
 
@@ -318,7 +364,7 @@ class Experiment:
         with (
             adapted(self.model, LoRAConfig.from_stage(c, name), rngs=nnx.Rngs(self.config.seed)),
             Checkpointer(stage / "ckpt", max_to_keep=c.keep, item_names=ITEMS) as ckpt,
-            MetricsLogger(stage) as log,
+            self._logger(stage) as log,
         ):
             place(self.model, self.mesh)  # LoRA adapters were just added
             optimizer = nnx.Optimizer(
@@ -387,7 +433,7 @@ class Experiment:
         with (
             adapted(self.model, LoRAConfig.from_stage(c, "grpo"), rngs=nnx.Rngs(self.config.seed)),
             Checkpointer(stage / "ckpt", max_to_keep=c.keep, item_names=ITEMS) as ckpt,
-            MetricsLogger(stage) as log,
+            self._logger(stage) as log,
         ):
             place(self.model, self.mesh)  # LoRA adapters were just added
             optimizer = nnx.Optimizer(
@@ -398,31 +444,39 @@ class Experiment:
             if start >= c.steps:
                 return {"stage": "grpo", "skipped": True, "step": start}
             batches = source.batches(c.prompts_per_step, int(self.config.seed), start)
+            lo, hi = host_share(c.prompts_per_step, "grpo.prompts_per_step")  # this host's
             bar = tqdm(range(start, c.steps), desc="grpo", disable=not self.progress)
             for step in bar:
                 _, positions = next(batches)
-                samples = [source[i] for i in positions]
+                samples = [source[i] for i in positions[lo:hi]]
                 t0 = time.perf_counter()
                 policy = self.policy(
                     sampling=sampling,
                     max_new_tokens=c.max_new_tokens,
                     seed=int(self.config.seed) * 100_003 + step,
+                    first_row=lo * c.group_size,
                 )
-                episodes = run_recorded(
+                local = run_recorded(  # this host's prompts, scored by its own mask backend
                     self.protocol,
                     policy,
                     samples,
                     backend=self.backend,
                     group_size=c.group_size,
                     seed=step,
+                    first_sample=lo,
                 )
                 t_rollout = time.perf_counter() - t0
-                rewards = jnp.asarray([ep.trace.total for ep in episodes], jnp.float32)
-                advantages = np.asarray(advantage_fn(rewards, c.group_size))
-                examples = [
+                rewards = jnp.asarray([ep.trace.total for ep in local], jnp.float32)
+                advantages = np.asarray(advantage_fn(rewards, c.group_size))  # whole groups
+                local_examples = [
                     rollout_example(ep, image_processor, advantage=float(a))
-                    for ep, a in zip(episodes, advantages)
+                    for ep, a in zip(local, advantages)
                 ]
+                # every host gets every host's examples, in prompt order (hosts.py says why)
+                shares = allgather_objects((local_examples, [_summary_only(ep) for ep in local]))
+                examples = [x for ex, _ in shares for x in ex]
+                episodes = [ep for _, eps in shares for ep in eps]
+                rewards = jnp.asarray([ep.trace.total for ep in episodes], jnp.float32)
                 micro = self._batches(examples, c.micro_batch)
                 if loss_cfg.kl_coef > 0:
                     micro = [
@@ -480,6 +534,8 @@ class Experiment:
             seed=0,
         )
         out = self.workdir / "eval" / tag
+        if not is_writer():  # the same episodes run everywhere; process 0 keeps the files
+            out = Path(tempfile.mkdtemp(prefix=f"jaxseg-eval-{jax.process_index()}-"))
         summary, episodes = evaluate_policy(
             self.protocol,
             policy,
@@ -496,4 +552,6 @@ class Experiment:
         with (out / "traces.jsonl").open("w") as f:
             for ep in episodes:
                 f.write(json.dumps(ep.trace.to_json()) + "\n")
+        if not is_writer():
+            shutil.rmtree(out)
         return summary

@@ -5,7 +5,8 @@
 Runs `Experiment` stages (comma-separated: sft, grpo) on the demo's quick config; with MESH
 (`2x4`: data over the 2 processes, fsdp over each one's 4 devices) the run is multi-host,
 without it one plain process. Process 0 writes the trained params (global values) to OUT.npz;
-every process prints one JSON line: its index, the process count and the mesh."""
+every process prints one JSON line: its index, the process count, the mesh and how many videos
+its own GRPO mask backend registered (one per rollout prompt it scored)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,24 @@ OVERRIDES = [
     "grpo.group_size=2",
     "grpo.micro_batch=4",
     "grpo.max_new_tokens=16",
+    "sft.eval_every=0",
+    "grpo.eval_every=0",
 ]
+
+
+class CountingBackend:
+    """The run's mask backend, counting the videos registered with it (the prompts it scores)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.videos = 0
+
+    def register_video(self, *args, **kwargs):
+        self.videos += 1
+        return self.inner.register_video(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
 
 
 def _name(path) -> str:
@@ -50,6 +68,7 @@ def main() -> int:
         data, fsdp = (int(x) for x in sys.argv[5].split("x"))
         config.mesh = ConfigDict(dict(ici=(1, fsdp, 1), dcn=(data, 1, 1), granule="process"))
     exp = Experiment(config, workdir, progress=False)
+    exp.backend = backend = CountingBackend(exp.backend)
     for stage in stages.split(","):
         getattr(exp, stage)()
     state = nnx.to_pure_dict(nnx.state(exp.model, nnx.Param))
@@ -61,6 +80,7 @@ def main() -> int:
         "index": exp.process.index,
         "count": exp.process.count,
         "mesh": None if exp.mesh is None else dict(exp.mesh.shape),
+        "videos_scored": backend.videos,
     }
     sys.stdout.write("RESULT " + json.dumps(out) + "\n")
     sys.stdout.flush()

@@ -129,8 +129,10 @@ def test_two_process_cpu_run_shards_data_and_matches_unsharded():
 def test_two_process_experiment_sft_and_grpo_equal_one_process(tmp_path):
     """`Experiment` (demo quick config, nano model) as a 2-host job: each process joins the job
     from the launcher's environment, builds its own mask backend, and trains on a (data 2 x
-    fsdp 4) mesh whose data axis spans the processes. One SFT step then one GRPO step
-    (rollouts, rewards, KL reference, update) give the params of a single plain process."""
+    fsdp 4) mesh whose data axis spans the processes. In the GRPO step each process rolls out
+    and scores only its half of the prompts (on its own devices, with its own backend). One SFT
+    step then one GRPO step (rollouts, rewards, KL reference, update) give the params of a
+    single plain process, and only process 0 writes the metrics."""
     from jaxseg.commands.train import ensure_data
     from jaxseg.config import load_config
 
@@ -145,6 +147,11 @@ def test_two_process_experiment_sft_and_grpo_equal_one_process(tmp_path):
         env=dict(env, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert plain.returncode == 0, plain.stderr[-3000:]
+    (plain_result,) = [
+        json.loads(line.removeprefix("RESULT "))
+        for line in plain.stdout.splitlines()
+        if line.startswith("RESULT ")
+    ]
     launch = [str(REPO / "launch" / "local.sh"), "--processes", "2", "--devices-per-process", "4"]
     multi = subprocess.run(
         ["bash", *launch, "--", sys.executable, worker, str(data), str(tmp_path / "multi"),
@@ -159,9 +166,17 @@ def test_two_process_experiment_sft_and_grpo_equal_one_process(tmp_path):
     for i, r in enumerate(sorted(results, key=lambda r: r["index"])):
         assert (r["index"], r["count"]) == (i, 2)
         assert r["mesh"] == {"data": 2, "fsdp": 4, "tensor": 1}
+    # each host's backend scored its own half of the step's prompts (the plain run: all of them)
+    assert plain_result["videos_scored"] > 0
+    assert [r["videos_scored"] for r in results] == [plain_result["videos_scored"] // 2] * 2
     want, got = np.load(tmp_path / "plain.npz"), np.load(tmp_path / "multi.npz")
     assert set(want.files) == set(got.files) and len(want.files) > 50
     for name in want.files:
         np.testing.assert_allclose(got[name], want[name], atol=1e-5, rtol=0, err_msg=name)
-    steps = [json.loads(x)["step"] for x in (tmp_path / "multi" / "grpo" / "metrics.jsonl").open()]
-    assert set(steps) == {0}  # (every process logs its own line today: see launch/README.md)
+    for stage in ("sft", "grpo"):  # process 0 alone writes: one line per step
+        lines = (tmp_path / "multi" / stage / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(x)["step"] for x in lines] == [0], stage
+    want_log = json.loads((tmp_path / "plain" / "grpo" / "metrics.jsonl").read_text())
+    got_log = json.loads((tmp_path / "multi" / "grpo" / "metrics.jsonl").read_text())
+    for key in ("reward/mean", "J", "turns", "tokens", "denominator"):  # all hosts' episodes
+        np.testing.assert_allclose(got_log[key], want_log[key], atol=1e-5, err_msg=key)

@@ -1,0 +1,111 @@
+"""Host-side work split over the processes of a multi-controller run (issue #9).
+
+Every process runs the same program; these helpers decide which share of the host work
+(rollouts, their SAM2 rewards) is this process's, bring the results back together, and
+say who writes files. With one process each is the identity (or a no-op), so the trainer
+keeps one code path:
+
+    lo, hi = host_share(len(prompts))          # this host's contiguous prompts
+    episodes = rollouts(prompts[lo:hi])        # own sampler call, own mask backend
+    everything = allgather_objects(local_examples)   # [host 0's, host 1's, ...]
+    if is_writer(): write_metrics(...)
+
+Why an allgather of host-built examples rather than `data.to_global` of padded rows: a
+PolicyBatch's vision fields are global (the patches of all rows concatenated in row order
+plus one window layout over them), so per-host pixel blocks cannot simply be stacked; the
+examples are small next to the rollouts that made them, and with the same examples in the
+same order every host builds the same micro-batches the single-process run builds.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+
+def host_share(n: int, what: str = "items") -> tuple[int, int]:
+    """[lo, hi) of this process's contiguous share of `n` items (all of them for one process).
+    Shares are equal, so `n` must divide by the process count (a host with fewer items would
+    leave the others waiting in the next collective)."""
+    count, index = jax.process_count(), jax.process_index()
+    if n % count:
+        raise ValueError(f"{what}={n} does not divide by the {count} processes of this run")
+    per = n // count
+    return index * per, (index + 1) * per
+
+
+def is_writer() -> bool:
+    """Process 0 writes metrics, eval files and reports; the others only compute."""
+    return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Waits until every process reaches `name` (e.g. before reading what process 0 wrote)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+def agree_max(x: int) -> int:
+    """The largest `x` over all processes (e.g. a padded length every host must use)."""
+    if jax.process_count() == 1:
+        return int(x)
+    return int(np.max(multihost_utils.process_allgather(np.asarray([x], np.int64))))
+
+
+def allgather_objects(obj: Any) -> list[Any]:
+    """Every process's `obj` (picklable), in process order, on every process ([obj] for one
+    process). Pickled bytes padded to the longest, gathered with `process_allgather`."""
+    if jax.process_count() == 1:
+        return [obj]
+    data = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), np.uint8)
+    size = agree_max(data.size)
+    padded = np.zeros(size + 8, np.uint8)  # 8 leading bytes: this host's length
+    padded[:8] = np.frombuffer(np.int64(data.size).tobytes(), np.uint8)
+    padded[8 : 8 + data.size] = data
+    rows = np.asarray(multihost_utils.process_allgather(padded))  # [processes, size + 8]
+    out = []
+    for row in rows:
+        n = int(np.frombuffer(row[:8].tobytes(), np.int64)[0])
+        out.append(pickle.loads(row[8 : 8 + n].tobytes()))
+    return out
+
+
+def local_mesh(mesh: Mesh) -> Mesh:
+    """A mesh over this process's devices with `mesh`'s axis names: every local device on the
+    fsdp axis (or the first axis when there is none), the other axes of size 1."""
+    devices = np.asarray(jax.local_devices())
+    names = tuple(mesh.axis_names)
+    shape = [1] * len(names)
+    shape[names.index("fsdp") if "fsdp" in names else 0] = devices.size
+    return Mesh(devices.reshape(shape), names)
+
+
+def local_replica(module: nnx.Module, mesh: Mesh | None, place_fn) -> nnx.Module:
+    """A copy of `module` that lives on this process's devices only (`place_fn(copy, mesh)`
+    with `local_mesh(mesh)`), for work each host does on its own rows (its rollouts). One
+    process: `module` itself. Costs one gather of the variables to host memory per call."""
+    if mesh is None or jax.process_count() == 1:
+        return module
+    graphdef, state = nnx.split(module)
+    values = multihost_utils.process_allgather(state, tiled=True)
+    copy = nnx.merge(graphdef, jax.tree.map(np.asarray, values))
+    return place_fn(copy, local_mesh(mesh))
+
+
+class Discard:
+    """A MetricsLogger stand-in for the processes that do not write (`log` drops the record)."""
+
+    def log(self, kind: str, step: int, metrics: Any) -> None:
+        del kind, step, metrics
+
+    def __enter__(self) -> Discard:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
