@@ -63,17 +63,26 @@ def allgather_objects(obj: Any) -> list[Any]:
     process). Pickled bytes padded to the longest, gathered with `process_allgather`."""
     if jax.process_count() == 1:
         return [obj]
-    data = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), np.uint8)
-    size = agree_max(data.size)
-    padded = np.zeros(size + 8, np.uint8)  # 8 leading bytes: this host's length
-    padded[:8] = np.frombuffer(np.int64(data.size).tobytes(), np.uint8)
-    padded[8 : 8 + data.size] = data
-    rows = np.asarray(multihost_utils.process_allgather(padded))  # [processes, size + 8]
-    out = []
-    for row in rows:
-        n = int(np.frombuffer(row[:8].tobytes(), np.int64)[0])
-        out.append(pickle.loads(row[8 : 8 + n].tobytes()))
-    return out
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    row = pack_bytes(data, agree_max(len(data)))
+    rows = np.asarray(multihost_utils.process_allgather(row))  # [processes, size + 8]
+    return [pickle.loads(unpack_bytes(r)) for r in rows]
+
+
+def pack_bytes(data: bytes, size: int) -> np.ndarray:
+    """`data` as a uint8 row of `size + 8`: its length (int64), the bytes, zero padding."""
+    if len(data) > size:
+        raise ValueError(f"{len(data)} bytes do not fit a row of {size}")
+    row = np.zeros(size + 8, np.uint8)
+    row[:8] = np.frombuffer(np.int64(len(data)).tobytes(), np.uint8)
+    row[8 : 8 + len(data)] = np.frombuffer(data, np.uint8)
+    return row
+
+
+def unpack_bytes(row: np.ndarray) -> bytes:
+    """Inverse of `pack_bytes`."""
+    n = int(np.frombuffer(np.asarray(row[:8], np.uint8).tobytes(), np.int64)[0])
+    return np.asarray(row[8 : 8 + n], np.uint8).tobytes()
 
 
 def local_mesh(mesh: Mesh) -> Mesh:
