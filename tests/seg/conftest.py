@@ -37,7 +37,7 @@ class StandInDecoder(nnx.Module):
 
 @pytest.fixture(scope="session")
 def qwen_config():
-    """nano with one text layer: the tests trace the text path only (no images)."""
+    """nano with one text layer and one vision block: the tests trace the text path only."""
     cfg = preset_config(
         "nano",
         vocab_size=VOCAB,
@@ -46,7 +46,10 @@ def qwen_config():
         vision_start_token_id=62,
         vision_end_token_id=63,
     )
-    return dataclasses.replace(cfg, text=dataclasses.replace(cfg.text, num_hidden_layers=1))
+    vision = dataclasses.replace(cfg.vision, depth=1, fullatt_block_indexes=(0,))
+    return dataclasses.replace(
+        cfg, vision=vision, text=dataclasses.replace(cfg.text, num_hidden_layers=1)
+    )
 
 
 def make_policy(config, seed: int = 0) -> SegPolicy:
