@@ -6,12 +6,13 @@ Runs `Experiment` stages (comma-separated: sft, grpo) on the demo's quick config
 (`2x4`: data over the 2 processes, fsdp over each one's 4 devices) the run is multi-host,
 without it one plain process. Process 0 writes the trained params (global values) to OUT.npz;
 every process prints one JSON line: its index, the process count, the mesh and how many videos
-its own GRPO mask backend registered (one per rollout prompt it scored)."""
+it opened in GRPO (its rollout prompts; the stages must end with grpo)."""
 
 from __future__ import annotations
 
 import json
 import sys
+import zlib
 
 import jax
 import numpy as np
@@ -42,16 +43,36 @@ OVERRIDES = [
 ]
 
 
-class CountingBackend:
-    """The run's mask backend, counting the videos registered with it (the prompts it scores)."""
+class ProbedProtocol:
+    """The run's protocol, counting the episodes it opens (this process's rollout prompts) and
+    adding to each episode's reward a term read off its sampled turns, so that the untrained
+    nano policy (no parsable answer, reward 0 everywhere) still gets non-zero advantages and the
+    GRPO update depends on exactly which tokens each host sampled."""
 
     def __init__(self, inner):
         self.inner = inner
-        self.videos = 0
+        self.openings = 0
 
-    def register_video(self, *args, **kwargs):
-        self.videos += 1
-        return self.inner.register_video(*args, **kwargs)
+    def opening(self, *args, **kwargs):
+        self.openings += 1
+        return self.inner.opening(*args, **kwargs)
+
+    def episode(self, *args, **kwargs):
+        return ProbedEpisode(self.inner.episode(*args, **kwargs))
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class ProbedEpisode:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def score(self, results):
+        reward = dict(self.inner.score(results))
+        reward["probe"] = (zlib.crc32(repr(self.inner.turns).encode()) % 97) / 97
+        reward["total"] = reward["total"] + reward["probe"]
+        return reward
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -68,8 +89,9 @@ def main() -> int:
         data, fsdp = (int(x) for x in sys.argv[5].split("x"))
         config.mesh = ConfigDict(dict(ici=(1, fsdp, 1), dcn=(data, 1, 1), granule="process"))
     exp = Experiment(config, workdir, progress=False)
-    exp.backend = backend = CountingBackend(exp.backend)
     for stage in stages.split(","):
+        if stage == "grpo":
+            exp.protocol = protocol = ProbedProtocol(exp.protocol)
         getattr(exp, stage)()
     state = nnx.to_pure_dict(nnx.state(exp.model, nnx.Param))
     params = multihost_utils.process_allgather(state, tiled=True)  # global values, every host
@@ -80,7 +102,7 @@ def main() -> int:
         "index": exp.process.index,
         "count": exp.process.count,
         "mesh": None if exp.mesh is None else dict(exp.mesh.shape),
-        "videos_scored": backend.videos,
+        "grpo_openings": protocol.openings,
     }
     sys.stdout.write("RESULT " + json.dumps(out) + "\n")
     sys.stdout.flush()

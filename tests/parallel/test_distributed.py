@@ -166,9 +166,9 @@ def test_two_process_experiment_sft_and_grpo_equal_one_process(tmp_path):
     for i, r in enumerate(sorted(results, key=lambda r: r["index"])):
         assert (r["index"], r["count"]) == (i, 2)
         assert r["mesh"] == {"data": 2, "fsdp": 4, "tensor": 1}
-    # each host's backend scored its own half of the step's prompts (the plain run: all of them)
-    assert plain_result["videos_scored"] > 0
-    assert [r["videos_scored"] for r in results] == [plain_result["videos_scored"] // 2] * 2
+    # each host rolled out its own half of the step's prompts (the plain run: all of them)
+    assert plain_result["grpo_openings"] == 2
+    assert [r["grpo_openings"] for r in results] == [1, 1]
     want, got = np.load(tmp_path / "plain.npz"), np.load(tmp_path / "multi.npz")
     assert set(want.files) == set(got.files) and len(want.files) > 50
     for name in want.files:
@@ -178,5 +178,6 @@ def test_two_process_experiment_sft_and_grpo_equal_one_process(tmp_path):
         assert [json.loads(x)["step"] for x in lines] == [0], stage
     want_log = json.loads((tmp_path / "plain" / "grpo" / "metrics.jsonl").read_text())
     got_log = json.loads((tmp_path / "multi" / "grpo" / "metrics.jsonl").read_text())
-    for key in ("reward/mean", "J", "turns", "tokens", "denominator"):  # all hosts' episodes
-        np.testing.assert_allclose(got_log[key], want_log[key], atol=1e-5, err_msg=key)
+    assert want_log["adv_nonzero_frac"] > 0 and want_log["grad_norm"] > 1e-3  # a real update
+    for key in ("reward/mean", "reward/probe", "adv_std", "tokens", "entropy", "grad_norm"):
+        np.testing.assert_allclose(got_log[key], want_log[key], rtol=1e-4, err_msg=key)
