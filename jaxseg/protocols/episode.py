@@ -292,7 +292,7 @@ def run_episodes(
     episodes, owners = play_episodes(
         protocol, policy, samples, group_size=group_size, seed=seed, first_sample=first_sample
     )
-    return _score_all(protocol, episodes, owners, samples, backend)
+    return score_episodes(protocol, episodes, owners, samples, backend)
 
 
 def play_episodes(
@@ -383,7 +383,7 @@ def predict_episodes(
     return traces
 
 
-def _score_all(protocol, episodes, owners, samples, backend) -> list[EpisodeTrace]:
+def score_episodes(protocol, episodes, owners, samples, backend) -> list[EpisodeTrace]:
     handles: dict[int, VideoHandle] = {}
     requests: list[MaskRequest] = []
     where: list[tuple[int, str]] = []

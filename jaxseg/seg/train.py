@@ -39,8 +39,7 @@ from jaxseg.data.readers.layouts import write_prediction_pngs
 from jaxseg.eval.aggregate import summarize
 from jaxseg.eval.scoring import score_all
 from jaxseg.models.sam2 import SAM2MaskDecoderModule, preset
-from jaxseg.protocols.episode import _score_all as score_episodes
-from jaxseg.protocols.episode import play_episodes
+from jaxseg.protocols.episode import play_episodes, score_episodes
 from jaxseg.protocols.o3 import SEG_TOKEN, gt_keyframe_masks
 from jaxseg.protocols.scripted import OraclePolicy
 from jaxseg.rl.aggregation import aggregate
