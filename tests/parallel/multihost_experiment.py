@@ -70,7 +70,8 @@ class ProbedEpisode:
 
     def score(self, results):
         reward = dict(self.inner.score(results))
-        reward["probe"] = (zlib.crc32(repr(self.inner.turns).encode()) % 97) / 97
+        text = "\x00".join(t.response for t in self.inner.turns)  # the sampled text only
+        reward["probe"] = (zlib.crc32(text.encode()) % 97) / 97
         reward["total"] = reward["total"] + reward["probe"]
         return reward
 
