@@ -18,6 +18,11 @@ protocol) -> group advantages (jaxseg.rl.advantages) -> teacher-forced loss on t
 tokens with the sampler's log-probs as the old policy and the frozen SFT policy as the KL
 reference -> one optimizer update over all micro-batches (exact accumulation).
 
+Multi-host (several processes, jaxseg.parallel.hosts; launch/README.md): each process rolls
+out and scores only its contiguous share of a GRPO step's prompts, on its own devices and with
+its own mask backend, then the hosts exchange the examples, so every host builds the micro-
+batches one process would; only process 0 writes files.
+
 LoRA (``sft.lora_rank`` / ``grpo.lora_rank`` > 0, jaxseg.train.lora): the stage trains
 adapters only; its checkpoints hold the *merged* params (so load_stage, eval and export read
 them like a full fine-tune's) plus the adapters (item ``lora``) and their optimizer state.
