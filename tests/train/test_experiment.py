@@ -59,6 +59,8 @@ def test_export_matches_transformers(quick_run, tmp_path):
     from transformers import Qwen2_5_VLForConditionalGeneration as HF
 
     from jaxseg import cli
+    from jaxseg.sampling import Prompt, Sampler
+    from jaxseg.sampling.filters import SamplingParams
     from jaxseg.train.trainer import Experiment
 
     out = tmp_path / "hf"
@@ -67,11 +69,8 @@ def test_export_matches_transformers(quick_run, tmp_path):
     assert exp.load_latest() == "grpo"
     example = exp.sft_examples("train", 1)[0]
     ids = example["input_ids"][None]
-    ours = np.asarray(
-        exp.model(
-            ids, pixel_values=example["pixel_values"], image_grid_thw=example["image_grid_thw"]
-        )
-    )
+    pixels = np.asarray(example["pixel_values"], np.float32)
+    ours = np.asarray(exp.model(ids, pixel_values=pixels, image_grid_thw=example["image_grid_thw"]))
     from jaxseg.models.qwen2_5_vl import mm_token_type_ids_from_input_ids
 
     cfg = exp.model.config
@@ -81,10 +80,35 @@ def test_export_matches_transformers(quick_run, tmp_path):
         theirs = hf(
             input_ids=torch.as_tensor(ids),
             mm_token_type_ids=torch.as_tensor(types),
-            pixel_values=torch.as_tensor(example["pixel_values"]),
+            pixel_values=torch.as_tensor(pixels),
             image_grid_thw=torch.as_tensor(example["image_grid_thw"]),
         ).logits.numpy()
     np.testing.assert_allclose(ours, theirs, atol=2e-4, rtol=1e-4)
+
+    # greedy generation of the exported model in transformers == our sampler's, from the
+    # prompt (the conversation up to the first assistant turn)
+    first = int(np.argmax(example["policy_mask"] > 0))
+    prompt = Prompt(ids[0, :first].tolist(), pixels, example["image_grid_thw"])
+    greedy = SamplingParams(temperature=0.0)
+    new = 12
+    rollout = Sampler(exp.model, eos_token_ids=[], pad_token_id=exp.ids["pad_token_id"]).generate(
+        [prompt], max_new_tokens=new, sampling=greedy
+    )
+    prompt_ids = torch.as_tensor(ids[:, :first])
+    with torch.no_grad():
+        hf_tokens = hf.generate(
+            input_ids=prompt_ids,
+            attention_mask=torch.ones_like(prompt_ids),
+            mm_token_type_ids=torch.as_tensor(types[:, :first]),
+            pixel_values=torch.as_tensor(pixels),
+            image_grid_thw=torch.as_tensor(example["image_grid_thw"]),
+            max_new_tokens=new,
+            min_new_tokens=new,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=exp.ids["pad_token_id"],
+        )[:, first:]
+    np.testing.assert_array_equal(rollout.tokens, hf_tokens.numpy())
     assert (out / "tokenizer.json").is_file() and (out / "chat_template.jinja").is_file()
 
 
