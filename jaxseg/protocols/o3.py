@@ -160,9 +160,9 @@ def interval_ids(sample: EpisodeSample, s: int, e: int) -> tuple[int, int]:
     return sample.frame_ids[s], end
 
 
-def text_turn_format_ok(text: str) -> bool:
-    """The strict text-route turn: think + select/answer holding VTG JSON with integer
-    start/end/keyframe and a JSON list of boxes (answer may be `no target`)."""
+def _strict_turn_ok(text: str, target_ok) -> bool:
+    """think + select/answer holding VTG JSON with integer start/end/keyframe and a target
+    that `target_ok(body)` accepts; an answer may be `no target` instead."""
     turn = rfmt.parse_turn(text, ("select", "answer"))
     if turn is None:
         return False
@@ -171,10 +171,17 @@ def text_turn_format_ok(text: str) -> bool:
     ok, vtg = rfmt.parse_json(rfmt.tag_content(turn.body, "VTG"))
     if not (ok and isinstance(vtg, dict) and ro3.VTG_KEYS <= vtg.keys()):
         return False
-    if not all(rfmt.is_int(vtg[k]) for k in ro3.VTG_KEYS):
-        return False
-    ok, boxes = rfmt.parse_json(rfmt.tag_content(turn.body, "box"))
+    return all(rfmt.is_int(vtg[k]) for k in ro3.VTG_KEYS) and target_ok(turn.body)
+
+
+def _boxes_ok(body: str) -> bool:
+    ok, boxes = rfmt.parse_json(rfmt.tag_content(body, "box"))
     return ok and isinstance(boxes, list) and bool(boxes) and all(rfmt.is_box(b) for b in boxes)
+
+
+def text_turn_format_ok(text: str) -> bool:
+    """The strict text-route turn: the VTG plus a JSON list of boxes in `<box>`."""
+    return _strict_turn_ok(text, _boxes_ok)
 
 
 def text_strict_format_reward(turns: Sequence[str]) -> float:
@@ -200,19 +207,9 @@ def parse_seg_turn(text: str) -> parsing.O3Turn:
 
 
 def seg_turn_format_ok(text: str) -> bool:
-    """The released strict turn (`strict_format_reward_cot`): think + select/answer holding
-    VTG JSON with integer start/end/keyframe and `<RefSeg>` holding [SEG] (or no target)."""
-    turn = rfmt.parse_turn(text, ("select", "answer"))
-    if turn is None:
-        return False
-    if turn.action == "answer" and parsing.is_no_target(turn.body):
-        return True
-    ok, vtg = rfmt.parse_json(rfmt.tag_content(turn.body, "VTG"))
-    if not (ok and isinstance(vtg, dict) and ro3.VTG_KEYS <= vtg.keys()):
-        return False
-    if not all(rfmt.is_int(vtg[k]) for k in ro3.VTG_KEYS):
-        return False
-    return SEG_TOKEN in (rfmt.tag_content(turn.body, "RefSeg") or "")
+    """The released strict turn (`strict_format_reward_cot`): the VTG plus `<RefSeg>` holding
+    [SEG]."""
+    return _strict_turn_ok(text, lambda body: SEG_TOKEN in (rfmt.tag_content(body, "RefSeg") or ""))
 
 
 def gt_keyframe_masks(episode: O3Episode) -> list[np.ndarray | None]:
