@@ -79,17 +79,20 @@ def run_recorded(
     ]
 
 
-def sft_example(episode: RecordedEpisode, encoder: ChatEncoder) -> dict[str, np.ndarray]:
-    """The whole conversation with the loss on the assistant turns.
-
-    Pixel rows are kept in float16 (a stage holds thousands of examples: 1600 eight-frame
-    traces are 3.8 GB in float32); the normalised values of 8-bit frames lose < 1e-3, far
-    below one 8-bit step (~0.015), and make_policy_batch casts back to float32."""
-    clean = [{k: v for k, v in m.items() if k != "meta"} for m in episode.conversation]
-    example = encoder.encode(clean).as_example()
+def stored_example(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The form a supervised stage keeps its examples in: pixel rows in float16 (a stage
+    holds thousands of examples: 1600 eight-frame traces are 3.8 GB in float32). Normalised
+    values of 8-bit frames lose < 1e-3, far below one 8-bit step (~0.015);
+    make_policy_batch casts back to float32."""
     if "pixel_values" in example:
-        example["pixel_values"] = np.asarray(example["pixel_values"], np.float16)
+        example = {**example, "pixel_values": np.asarray(example["pixel_values"], np.float16)}
     return example
+
+
+def sft_example(episode: RecordedEpisode, encoder: ChatEncoder) -> dict[str, np.ndarray]:
+    """The whole conversation with the loss on the assistant turns (`stored_example` form)."""
+    clean = [{k: v for k, v in m.items() if k != "meta"} for m in episode.conversation]
+    return stored_example(encoder.encode(clean).as_example())
 
 
 def rollout_example(

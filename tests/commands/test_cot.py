@@ -195,7 +195,7 @@ def test_a_written_trace_trains_like_the_in_memory_one(data, protocol):
     example Experiment.sft_examples builds from the episode."""
     from jaxseg.data.chat import ChatEncoder
     from jaxseg.data.tokenizer import build_processor, build_tokenizer
-    from jaxseg.train.rollouts import sft_example
+    from jaxseg.train.rollouts import sft_example, stored_example
 
     encoder = ChatEncoder(build_processor(build_tokenizer()))
     source = SampleSource(data, "train")
@@ -203,7 +203,9 @@ def test_a_written_trace_trains_like_the_in_memory_one(data, protocol):
     episodes = cot.oracle_episodes(make_protocol(protocol), samples, backend=make_backend("oracle"))
     for sample, ep in zip(samples, episodes):
         record = json.loads(json.dumps(cot.trace_record(ep)))
-        rebuilt = encoder.encode(cot.conversation_from_record(record, sample)).as_example()
+        rebuilt = stored_example(
+            encoder.encode(cot.conversation_from_record(record, sample)).as_example()
+        )
         expected = sft_example(ep, encoder)
         assert rebuilt.keys() == expected.keys()
         for k in expected:
