@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from policy_examples import example
 
 from jaxseg.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration, save_pretrained
 from jaxseg.models.qwen2_5_vl.layers import Linear
@@ -55,21 +56,6 @@ def tiny_config():
     )
 
 
-def example(rng, n_text, with_image, cfg):
-    """[text][vs img*4 ve][text], the last half as policy tokens."""
-    ex = {}
-    text = rng.integers(1, 80, n_text)
-    if with_image:
-        ids = np.concatenate([text[: n_text // 2], [VS], [IMG] * 4, [VE], text[n_text // 2 :]])
-        ex["pixel_values"] = rng.normal(size=(16, cfg.vision.patch_dim)).astype(np.float32)
-        ex["image_grid_thw"] = np.array([[1, 4, 4]])  # 16 patches -> 4 merged tokens
-    else:
-        ids = text
-    mask = np.zeros(ids.size, np.float32)
-    mask[ids.size // 2 :] = 1
-    return dict(ex, input_ids=ids, policy_mask=mask)
-
-
 def _model(seed=0):
     return Qwen2_5_VLForConditionalGeneration(tiny_config(), rngs=nnx.Rngs(seed))
 
@@ -78,7 +64,9 @@ def _model(seed=0):
 def batch():
     cfg = tiny_config()
     rng = np.random.default_rng(0)
-    examples = [example(rng, n, img, cfg) for n, img in [(10, True), (17, False), (12, True)]]
+    examples = [
+        example(rng, n, img, cfg, text_high=80) for n, img in [(10, True), (17, False), (12, True)]
+    ]
     return make_policy_batch(examples, config=cfg, length_buckets=(32,))
 
 

@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from policy_examples import example
 
 from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from jaxseg.models.qwen2_5_vl.config import TextConfig, VisionConfig
@@ -55,23 +56,6 @@ def tiny_config():
         vision_end_token_id=VE,
         tie_word_embeddings=False,
     )
-
-
-def example(rng, n_text, with_image, cfg):
-    """[text][vs img*4 ve][text] with the last half as 'assistant' tokens."""
-    ex = {}
-    text = rng.integers(1, 50, n_text)
-    if with_image:
-        grid = np.array([[1, 4, 4]])  # 16 patches -> 4 merged tokens
-        ids = np.concatenate([text[: n_text // 2], [VS], [IMG] * 4, [VE], text[n_text // 2 :]])
-        ex["pixel_values"] = rng.normal(size=(16, cfg.vision.patch_dim)).astype(np.float32)
-        ex["image_grid_thw"] = grid
-    else:
-        ids = text
-    mask = np.zeros(ids.size, np.float32)
-    mask[ids.size // 2 :] = 1
-    ex.update(input_ids=ids, policy_mask=mask)
-    return ex
 
 
 @pytest.fixture(scope="module")
