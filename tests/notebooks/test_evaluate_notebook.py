@@ -9,28 +9,11 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from jaxseg import cli
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "evaluate.ipynb"
-QUICK = [  # the smallest run that still has every stage (as tests/train/test_experiment.py)
-    "sft.steps=2",
-    "sft.num_examples=8",
-    "grpo.steps=1",
-    "grpo.prompts_per_step=2",
-    "grpo.group_size=2",
-    "grpo.max_new_tokens=16",
-    "eval.max_expressions=3",
-]
-
-
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nb")
-    args = ["demo", "--quick", "--workdir", str(root / "run"), "--no-progress"]
-    for o in [f"data.root={root / 'data'}", *QUICK]:
-        args += ["--set", o]
-    assert cli.main(args) == 0
-    return root / "run"
+def quick_run(quick_demo_run):
+    return quick_demo_run / "run"
 
 
 def execute(monkeypatch, run: Path) -> nbformat.NotebookNode:

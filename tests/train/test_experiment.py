@@ -17,27 +17,10 @@ from jaxseg.train.checkpoint import Checkpointer
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
-QUICK = [
-    "sft.steps=2",
-    "sft.num_examples=8",
-    "grpo.steps=1",
-    "grpo.prompts_per_step=2",
-    "grpo.group_size=2",
-    "grpo.max_new_tokens=24",
-    "eval.max_expressions=4",
-]
-
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    from jaxseg import cli
-
-    root = tmp_path_factory.mktemp("demo")
-    args = ["demo", "--quick", "--workdir", str(root / "run"), "--no-progress"]
-    for o in [f"data.root={root / 'data'}", *QUICK]:
-        args += ["--set", o]
-    assert cli.main(args) == 0
-    return root
+def quick_run(quick_demo_run):
+    return quick_demo_run
 
 
 def test_report_has_every_stage(quick_run):
