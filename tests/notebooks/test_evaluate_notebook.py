@@ -9,8 +9,9 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "evaluate.ipynb"
+
+
 @pytest.fixture(scope="module")
 def quick_run(quick_demo_run):
     return quick_demo_run / "run"
