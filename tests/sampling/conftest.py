@@ -4,10 +4,10 @@ are that tokenizer's (eager attention, fp32), the jaxseg model loaded from its s
 and random pixel inputs in the processor's `[N, C*T*P*P]` layout (the values are arbitrary
 for parity tests; only the grids matter for positions).
 
-Pattern from tests/models/qwen2_5_vl/conftest.py (helper A): vision depth 2 with one full-
-attention block, window 112 px. The video has tokens_per_second=2 and 4 temporal grids, so its
-scaled temporal ids (0, 2, 4, 6) run past its spatial extent (3): the M-RoPE case where the
-position after the video is not max + 1.
+The config is tests/hf_tiny.py's with vision depth 2 (one full-attention block). The video
+has tokens_per_second=2 and 4 temporal grids, so its scaled temporal ids (0, 2, 4, 6) run
+past its spatial extent (3): the M-RoPE case where the position after the video is not
+max + 1.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import hf_tiny
 import jax
 import numpy as np
 import pytest
@@ -42,51 +43,9 @@ def special(tokenizer):
     return special_token_ids(tokenizer)
 
 
-def tiny_hf_config(vocab: int, special: dict):
-    from transformers import Qwen2_5_VLConfig
-
-    return Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=vocab,
-            hidden_size=64,
-            intermediate_size=96,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e4},
-            rms_norm_eps=1e-6,
-            bos_token_id=None,
-            eos_token_id=None,
-        ),
-        vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=48,
-            num_heads=2,
-            out_hidden_size=64,
-            fullatt_block_indexes=[1],
-            window_size=112,
-            tokens_per_second=2,
-        ),
-        image_token_id=special["image_token_id"],
-        video_token_id=special["video_token_id"],
-        vision_start_token_id=special["vision_start_token_id"],
-        vision_end_token_id=special["vision_end_token_id"],
-        tie_word_embeddings=False,
-        attn_implementation="eager",
-    )
-
-
 def build_hf(vocab: int, special: dict, seed: int = 0):
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(tiny_hf_config(vocab, special)).eval()
-    with torch.no_grad():  # perturb norms / biases away from their 1 / 0 init
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or "norm" in name or "ln_q" in name:
-                p.add_(0.1 * torch.randn_like(p))
+    model = hf_tiny.build_hf(hf_tiny.tiny_hf_config(vocab=vocab, ids=special, vision_depth=2), seed)
+    with torch.no_grad():
         # A sharper output distribution than random init gives, so greedy parity is not decided
         # by float noise between near-tied logits.
         model.lm_head.weight.mul_(8.0)

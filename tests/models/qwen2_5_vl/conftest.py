@@ -15,6 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import importlib.util
 
+import hf_tiny
 import jax
 import numpy as np
 import pytest
@@ -30,53 +31,21 @@ VOCAB = 300
 
 
 def tiny_hf_config(tie_word_embeddings: bool = False, fullatt=(1,)):
-    from transformers import Qwen2_5_VLConfig
-
-    return Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=VOCAB,
-            hidden_size=64,
-            intermediate_size=96,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e4},
-            rms_norm_eps=1e-6,
-            bos_token_id=None,
-            eos_token_id=None,
+    return hf_tiny.tiny_hf_config(
+        vocab=VOCAB,
+        ids=dict(
+            image_token_id=IMAGE_TOKEN,
+            video_token_id=VIDEO_TOKEN,
+            vision_start_token_id=VISION_START,
+            vision_end_token_id=VISION_END,
         ),
-        vision_config=dict(
-            depth=4,
-            hidden_size=32,
-            intermediate_size=48,
-            num_heads=2,
-            out_hidden_size=64,
-            fullatt_block_indexes=list(fullatt),
-            window_size=112,
-            tokens_per_second=2,
-        ),
-        image_token_id=IMAGE_TOKEN,
-        video_token_id=VIDEO_TOKEN,
-        vision_start_token_id=VISION_START,
-        vision_end_token_id=VISION_END,
+        fullatt=fullatt,
         tie_word_embeddings=tie_word_embeddings,
-        attn_implementation="eager",
     )
 
 
 def build_hf(seed: int = 0, **kw):
-    import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(tiny_hf_config(**kw)).eval()
-    # Random init leaves norms at 1 and biases at 0; perturb them so they are tested too.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or "norm" in name or "ln_q" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
+    return hf_tiny.build_hf(tiny_hf_config(**kw), seed)
 
 
 @pytest.fixture(scope="session")
