@@ -32,6 +32,7 @@ def get_config(arg=None):
             valid_videos=2 if a.quick else 24,
             seed=1000,
             difficulty="medium",
+            position_ramp=0.0,
         )
     )
 

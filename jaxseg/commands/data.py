@@ -33,6 +33,11 @@ def _add_synth(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, help="frame side in px (default 128)")
     p.add_argument("--objects", type=int, nargs="+", metavar="N", help="objects: N or LO HI")
     p.add_argument("--queries", type=int, help="queries per video (default 6)")
+    p.add_argument(
+        "--position-ramp",
+        type=float,
+        help="chroma ramp amplitude that writes location into the background (default 0)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing benchmark")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -54,6 +59,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         ("objects", _range(args.objects, "--objects")),
         ("size", args.size),
         ("queries_per_video", args.queries),
+        ("position_ramp", args.position_ramp),
     ):
         if value is not None:
             overrides[key] = value

@@ -48,6 +48,7 @@ def ensure_data(config, *, progress: bool = True) -> Path:
         "splits": {d.train_split: d.synth.videos, d.eval_split: d.synth.valid_videos},
         "seed": d.synth.seed,
         "difficulty": d.synth.difficulty,
+        "position_ramp": float(d.synth.get("position_ramp", 0.0)),
     }
     if marker.is_file() and json.loads(marker.read_text()) == wanted:
         return root
@@ -62,7 +63,7 @@ def ensure_data(config, *, progress: bool = True) -> Path:
         root,
         wanted["splits"],
         seed=d.synth.seed,
-        cfg=SynthConfig.preset(d.synth.difficulty),
+        cfg=SynthConfig.preset(d.synth.difficulty, position_ramp=wanted["position_ramp"]),
         overwrite=True,
         progress=progress,
     )

@@ -50,6 +50,9 @@ class SynthConfig:
     frames: tuple[int, int] = (16, 24)
     objects: tuple[int, int] = (2, 6)
     textured_prob: float = 0.5  # else a plain background
+    # chroma ramp amplitude (8-bit levels) that writes pixel location into the background
+    # (render.position_ramp); 0 = none
+    position_ramp: float = 0.0
     # per-object events
     p_static: float = 0.25  # never moves (a good occludee)
     p_enter: float = 0.35
@@ -103,6 +106,11 @@ class SynthConfig:
             if f.name.endswith("_prob") or f.name.startswith("p_"):
                 if not 0.0 <= value <= 1.0:
                     raise ValueError(f"SynthConfig.{f.name} must be in [0, 1], got {value}")
+        if not 0 <= self.position_ramp <= 20:
+            raise ValueError(
+                "SynthConfig.position_ramp must be in [0, 20] (chroma stays under the "
+                f"segmenter's salience threshold), got {self.position_ramp}"
+            )
         if self.partial_target_weight < 0:
             raise ValueError(
                 f"SynthConfig.partial_target_weight must be >= 0, got {self.partial_target_weight}"
