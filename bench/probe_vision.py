@@ -71,12 +71,12 @@ def scene_items(exp, count: int, split: str, seed: int, size: int):
 
 
 def conversation(item, with_answer: bool):
-    from jaxseg.protocols.policy import image_part, message, text_part
+    from jaxseg.protocols.policy import image_part, message, text_part, without_meta
 
     msgs = [message("user", [image_part(item[0]), text_part(item[1])])]
     if with_answer:
         msgs.append(message("assistant", [text_part(item[2])]))
-    return [{k: v for k, v in m.items() if k != "meta"} for m in msgs]
+    return without_meta(msgs)
 
 
 def score(task: str, texts, items, train) -> tuple[float, float]:

@@ -52,6 +52,11 @@ def message(role: str, parts: Sequence[dict[str, Any]], meta: dict | None = None
     return msg
 
 
+def without_meta(messages: Sequence[Message]) -> list[Message]:
+    """The messages as the chat template sees them: `meta` is bookkeeping, never model input."""
+    return [{k: v for k, v in m.items() if k != "meta"} for m in messages]
+
+
 def message_text(msg: Message) -> str:
     """The concatenated text parts of a message (images dropped)."""
     content = msg.get("content", "")

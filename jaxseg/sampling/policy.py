@@ -37,6 +37,7 @@ from jaxseg.protocols.policy import (
     message,
     message_images,
     text_part,
+    without_meta,
 )
 
 from .batch import Prompt
@@ -112,9 +113,8 @@ class SamplerPolicy(ChatPolicyBase):
 
     # ------------------------------------------------------------------ encoding
     def _render(self, messages: Sequence[Message], generation_prompt: bool) -> str:
-        clean = [{k: v for k, v in m.items() if k != "meta"} for m in messages]
         return self.processor.apply_chat_template(
-            clean, add_generation_prompt=generation_prompt, tokenize=False
+            without_meta(messages), add_generation_prompt=generation_prompt, tokenize=False
         )
 
     def _encode(self, text: str, images: list[np.ndarray]) -> Prompt:

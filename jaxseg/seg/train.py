@@ -41,6 +41,7 @@ from jaxseg.eval.scoring import score_all
 from jaxseg.models.sam2 import SAM2MaskDecoderModule, preset
 from jaxseg.protocols.episode import play_episodes, score_episodes
 from jaxseg.protocols.o3 import SEG_TOKEN, gt_keyframe_masks
+from jaxseg.protocols.policy import without_meta
 from jaxseg.protocols.scripted import OraclePolicy
 from jaxseg.rl.aggregation import aggregate
 from jaxseg.rl.objective import GRPOLossConfig
@@ -232,8 +233,8 @@ class SegTrainer:
             part = samples[start : start + 16]
             for e in self.play(OraclePolicy(self.protocol, part), part, group_size=1, seed=0):
                 e.owner += start
-                clean = [{k: v for k, v in m.items() if k != "meta"} for m in e.conversation]
-                self._with_slots(e, self.exp.encoder.encode(clean).as_example())
+                example = self.exp.encoder.encode(without_meta(e.conversation)).as_example()
+                self._with_slots(e, example)
                 eps.append(e)
             bar.update(len(part))
         bar.close()

@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxseg.data.chat import ChatEncoder
 from jaxseg.protocols.episode import EpisodeTrace, Protocol, run_episodes
-from jaxseg.protocols.policy import Message, Policy, PolicyState, message_images
+from jaxseg.protocols.policy import Message, Policy, PolicyState, message_images, without_meta
 
 
 class RecordingPolicy:
@@ -91,8 +91,7 @@ def stored_example(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def sft_example(episode: RecordedEpisode, encoder: ChatEncoder) -> dict[str, np.ndarray]:
     """The whole conversation with the loss on the assistant turns (`stored_example` form)."""
-    clean = [{k: v for k, v in m.items() if k != "meta"} for m in episode.conversation]
-    return stored_example(encoder.encode(clean).as_example())
+    return stored_example(encoder.encode(without_meta(episode.conversation)).as_example())
 
 
 def rollout_example(

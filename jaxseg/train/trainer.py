@@ -70,6 +70,7 @@ from jaxseg.parallel.hosts import (
     local_replica,
 )
 from jaxseg.parallel.placement import place, place_batch, run_mesh
+from jaxseg.protocols.policy import without_meta
 from jaxseg.protocols.registry import make_protocol
 from jaxseg.rl import advantages as adv_lib
 from jaxseg.rl.objective import GRPOLossConfig
@@ -313,7 +314,6 @@ class Experiment:
         c = self.config.get("pretrain")
         if c is None or c.steps <= 0:
             return {"stage": "pretrain", "skipped": True, "step": 0}
-        clean = lambda msgs: [{k: v for k, v in m.items() if k != "meta"} for m in msgs]  # noqa: E731
 
         def examples():
             items = grounding.grounding_items(
@@ -323,7 +323,9 @@ class Experiment:
                 seed=int(self.config.seed),
             )
             return [
-                self.encoder.encode(clean(grounding.conversation(x, with_answer=True))).as_example()
+                self.encoder.encode(
+                    without_meta(grounding.conversation(x, with_answer=True))
+                ).as_example()
                 for x in items
             ]
 
