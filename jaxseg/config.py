@@ -11,9 +11,11 @@ Conventions (after big_vision and scenic/vmoe, see shared/reference/jax_anchors.
 - A file may define ``get_sweep(hyper) -> list[dict]``; :class:`Hyper` offers
   ``product``/``sweep``/``zip``/``chain`` to build the list of override dicts.
 
-A spec is either a path to a ``.py`` file or the name of a file in the repository's
-``configs/`` folder (``synthetic_tiny`` -> ``configs/synthetic_tiny.py``); ``demo`` is the
-name the README uses for the demo's config, ``synthetic_tiny``.
+A spec is either a path to a ``.py`` file or the name of a built-in config
+(``synthetic_tiny`` -> ``configs/synthetic_tiny.py``); ``demo`` is the name the README uses
+for the demo's config, ``synthetic_tiny``. The built-in configs are package data, found with
+``importlib.resources`` (``jaxseg/configs``, a link to the repository's ``configs/`` in a
+checkout, real files in a wheel), so the names resolve from an installed wheel too.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import ast
 import importlib.util
 import itertools
 from collections.abc import Iterable, Sequence
+from importlib import resources
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from ml_collections import ConfigDict
 
-CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS_DIR = Path(str(resources.files("jaxseg") / "configs"))
 ALIASES = {"demo": "synthetic_tiny"}
 
 

@@ -1,0 +1,88 @@
+"""A wheel built from HEAD carries the configs, and the built-in names resolve from it alone
+(installed into a plain folder, no checkout on the path)."""
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+CHECK = """
+import json, sys
+from importlib import resources
+from pathlib import Path
+import jaxseg
+from jaxseg.config import CONFIGS_DIR, load_config
+
+target = Path(sys.argv[1]).resolve()
+assert Path(jaxseg.__file__).resolve().is_relative_to(target), jaxseg.__file__
+assert CONFIGS_DIR.resolve().is_relative_to(target), CONFIGS_DIR
+assert load_config("demo").protocol.name
+assert load_config("synthetic_tiny", ["grpo.steps=3"]).grpo.steps == 3
+assert load_config("o3_seg").protocol.name == "o3"
+assert load_config("qwen2_5_vl_3b_grpo:protocol=rcot").protocol.name == "rcot"
+hf = resources.files("jaxseg") / "configs" / "hf" / "qwen2_5_vl_3b_instruct" / "config.json"
+assert json.loads(hf.read_text())["model_type"] == "qwen2_5_vl"
+print("ok", CONFIGS_DIR)
+"""
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    if not (REPO / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("needs a git checkout (the wheel is built from HEAD)")
+    root = tmp_path_factory.mktemp("wheel")
+    src = root / "src"
+    src.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", "HEAD"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    out = root / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+        + ["-w", str(out), str(src)],
+        check=True,
+        cwd=root,
+    )
+    (path,) = out.glob("jaxseg-*.whl")
+    return path
+
+
+def test_wheel_contains_the_configs(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in (
+        "jaxseg/configs/synthetic_tiny.py",
+        "jaxseg/configs/o3_seg.py",
+        "jaxseg/configs/qwen2_5_vl_3b_grpo.py",
+        "jaxseg/configs/hf/README.md",
+        "jaxseg/configs/hf/qwen2_5_vl_3b_instruct/config.json",
+        "jaxseg/configs/hf/qwen2_5_vl_7b_instruct/config.json",
+    ):
+        assert name in names, f"{name} missing from {wheel.name}"
+
+
+def test_config_names_resolve_from_the_installed_wheel(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
+        + [str(wheel)],
+        check=True,
+    )
+    assert not (target / "jaxseg" / "configs").is_symlink()  # real files, not the checkout
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", CHECK, str(target)],
+        cwd=tmp_path,  # not the checkout: only the wheel's jaxseg is importable
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("ok ")
