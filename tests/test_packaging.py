@@ -86,3 +86,27 @@ def test_config_names_resolve_from_the_installed_wheel(wheel, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("ok ")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ImportError,
+    reason="save_processor (jaxseg/data/tokenizer.py, not this change's file) writes a "
+    "processor whose AutoProcessor load needs torchvision's video processor; the fix "
+    "(ship processing_jaxseg.py + auto_map) is described in the packaging note of issue 19",
+)
+def test_saved_processor_loads_with_autoprocessor_without_torchvision(tmp_path):
+    """What an exported folder needs: transformers' AutoProcessor builds a working processor
+    from it in this install (no torchvision), given trust_remote_code for an image-only
+    class the folder ships."""
+    import importlib.util
+
+    from transformers import AutoProcessor
+
+    from jaxseg.data.tokenizer import build_processor, build_tokenizer, save_processor
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: the case is loading without it")
+    path = save_processor(build_processor(build_tokenizer()), tmp_path / "processor")
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+    assert processor.image_processor is not None

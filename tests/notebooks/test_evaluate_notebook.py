@@ -2,6 +2,11 @@
 and shows the learning table, the curves, the overlays, the per-subset tables and traces."""
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -9,7 +14,8 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "evaluate.ipynb"
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOK = REPO / "notebooks" / "evaluate.ipynb"
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +66,21 @@ def test_notebook_shows_the_run(quick_run, monkeypatch):
 def test_missing_run_is_named(tmp_path, monkeypatch):
     with pytest.raises(CellExecutionError, match="no config.json"):
         execute(monkeypatch, tmp_path / "no_run_here")
+
+
+def test_readme_notebook_command_runs_verbatim(quick_run, tmp_path):
+    """The README's command, word for word, in a copy of the checkout's layout whose
+    runs/demo is the quick run: it executes the notebook and writes the HTML page."""
+    readme = (REPO / "README.md").read_text()
+    (command,) = re.findall(r"`(JAXSEG_RUN=\S+ jupyter nbconvert [^`]*)`", readme)
+    shutil.copytree(NOTEBOOK.parent, tmp_path / "notebooks")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "demo").symlink_to(quick_run, target_is_directory=True)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    html = (tmp_path / "notebooks" / "evaluate.html").read_text()
+    assert f"run: {quick_run.resolve()}" in html
+    assert "| untrained |" in html or "<td>untrained</td>" in html
