@@ -152,13 +152,13 @@ def segment(
         sampling=SamplingParams(temperature=0.0), max_new_tokens=max_new_tokens, seed=0
     )
     (trace,) = predict_episodes(
-        protocol or exp.protocol, policy, [sample], backend=backend or exp.backend
+        protocol or exp.eval_protocol, policy, [sample], backend=backend or exp.backend
     )
     return trace
 
 
 def run(args: argparse.Namespace) -> int:
-    from jaxseg.protocols.registry import make_protocol
+    from jaxseg.protocols.registry import make_eval_protocol
     from jaxseg.segmenter import make_backend
     from jaxseg.train.trainer import Experiment
 
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = exp.config
     protocol = None
     if args.protocol and args.protocol != cfg.protocol.name:
-        protocol = make_protocol(args.protocol)
+        protocol = make_eval_protocol(args.protocol)
     backend = None
     if args.backend and args.backend != cfg.segmenter.backend:
         backend = make_backend(args.backend)

@@ -263,6 +263,13 @@ class Protocol(abc.ABC):
     def system_message(self) -> Message:
         return message("system", [text_part(self.system_prompt)])
 
+    def ground_truth_inputs(self) -> list[str]:
+        """Why this configuration would let annotations shape what the policy is shown (one
+        reason each; empty = the observations depend only on frames, ids and the query).
+        Training-only samplers (Veason-R1's keyframe-centred frames, RCoT-Seg's stage tasks)
+        are fine in training and are refused at evaluation (`registry.make_eval_protocol`)."""
+        return []
+
 
 # ----------------------------------------------------------------------------- runner
 def register_sample(backend, sample: EpisodeSample) -> VideoHandle:

@@ -2,16 +2,28 @@
 placeholder and the prompt templates (paper Figs. 5-9) were not readable, so the wording is
 ours; the step structure, sizes and loop follow the paper.
 
-One conversation, steps (each a user turn, then one assistant turn):
+Tasks (`RCoTConfig.task`). The paper trains AKS and KTG as two separate GRPO runs (500 and
+1000 steps) whose prompts hold only the keyframe, the video description and the query (max
+prompt 3000 tokens): `task="aks"` and `task="ktg"` are those one-turn tasks, with the paper's
+labels (AKS: A = the largest-area frame, B = a frame with no target, drawn 1:1 by
+`aks_b_fraction`; KTG: the largest-area frame). The description in a stage prompt is the
+video's factual summary (`video_summary`; the paper's came from its 3B model's VDG). Both
+stage tasks choose their frame from ground truth, so they are training-only
+(`ground_truth_inputs`); evaluation and inference always run `task="pipeline"`, which is also
+the joint-training variant (one conversation, AKS and KTG rewards summed in one trajectory).
+
+Pipeline: one conversation, steps (each a user turn, then one assistant turn):
   vdg  all frames (or `video_frames` uniform ones) at S_v, each after its absolute index:
        "describe the video" -> `<think>…</think><answer>description</answer>`
   kfg  (text only: the video is in context) the query -> `<answer>{"keyframe": k}</answer>`
   aks  frame k at S_k (the paper's 840x840), the description and the query: is k a valid
        keyframe? -> `<answer>A</answer>` (valid) or `<answer>B</answer>`
-       B: kfg again, listing the rejected frames, up to `max_reselect` (lambda, default 5)
-       times. The re-selection turn shows the whole video again (the paper re-runs KFG on the
-       full video) or, with `light_reselect`, only `light_frames` (16) uniform frames.
-  ktg  (text only: frame k is in context) -> `<answer>[{"bbox_2d": [x1,y1,x2,y2],
+       B: kfg again, listing the rejected frames, until A or `max_reselect` (lambda, default
+       5) aks turns; lambda = 0 runs no aks turn (the frame kfg gives goes to ktg). The
+       re-selection turn shows the whole video again (the paper re-runs KFG on the full
+       video) or, with `light_reselect`, only `light_frames` (16) uniform frames.
+  ktg  (text only when frame k is in context from aks; with lambda = 0 frame k is shown
+       here) -> `<answer>[{"bbox_2d": [x1,y1,x2,y2],
        "point_2d": [x, y]}, …]</answer>` in S_k coordinates, one entry per target.
   Each (box, point) prompts the mask backend on k; masks propagate both ways; union.
 Fallbacks: kfg unparseable (or no such frame) -> the first frame not yet rejected (the
@@ -19,19 +31,22 @@ paper's no-KFG ablation uses the first frame); aks unparseable -> accepted (loop
 turn earns no accuracy); ktg unparseable -> no masks. `<answer>no target</answer>` at ktg
 abstains.
 
-Reward (jaxseg.rewards.rcot): mean over the aks turns of lambda_f R_f + lambda_a R_a (max 3)
-+ KTG R_f + R_a (max 6, coordinates rescaled to the paper's 840 px so its thresholds keep
-their meaning) + the zero-target term. The paper trains AKS and KTG as separate tasks; the
-mean (not the sum) keeps a policy from farming AKS rewards by proposing bad frames to reject.
-AKS ground truth: A iff the target area at k is at least `aks_valid_fraction` of its largest
-area in the video (the paper labels only the extremes: A = largest-area frame, B = frames
-with no target). Null sample: structure (every turn think/answer) + null term.
+Reward (jaxseg.rewards.rcot): task "aks": lambda_f R_f + lambda_a R_a (max 3); task "ktg":
+KTG R_f + R_a (max 6, coordinates rescaled to the paper's 840 px so its thresholds keep
+their meaning; L1 point distance, Eq. 10) + the zero-target term; task "pipeline" (joint
+variant, not the paper's): the mean over the aks turns of the AKS reward + the KTG reward +
+the zero-target term (the mean, not the sum, keeps a policy from farming AKS rewards by
+proposing bad frames to reject). In the pipeline the proposed frame can be anything, so its
+AKS ground truth needs a rule for frames between the paper's two extremes: A iff the target
+area at k is at least `aks_valid_fraction` of its largest area. Null sample: structure
+(every turn think/answer) + null term.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,14 +64,19 @@ from jaxseg.rewards import format as rfmt
 from jaxseg.rewards import null as rnull
 from jaxseg.rewards import rcot as rrcot
 
+TASKS = ("pipeline", "aks", "ktg")
+
 
 @dataclasses.dataclass(frozen=True)
 class RCoTConfig:
     """video_frames: frames shown at vdg (None: all, as the paper); video_size: their side
     (448 in the paper); keyframe_size: the aks/ktg keyframe side (840 in the paper);
-    max_reselect: lambda; light_reselect / light_frames: the light re-evaluation variant;
-    aks_valid_fraction: AKS ground-truth threshold; reward_scale: the KTG reward's pixel
-    scale (840: the paper's thresholds are in 840 px)."""
+    max_reselect: lambda, the most aks turns (0: none); light_reselect / light_frames: the
+    light re-evaluation variant; aks_valid_fraction: the pipeline's AKS ground-truth
+    threshold; reward_scale: the KTG reward's pixel scale (840: the paper's thresholds are
+    in 840 px); task: "pipeline" | "aks" | "ktg" (the paper's GRPO stage tasks);
+    aks_b_fraction: the share of B (zero-area) frames in task "aks" (the paper's 1:1);
+    point_metric: KTG point distance, "l1" (the paper) or "euclidean"."""
 
     video_frames: int | None = None
     video_size: int = 112
@@ -67,8 +87,17 @@ class RCoTConfig:
     aks_valid_fraction: float = 0.5
     reward_scale: int = 840
     null_reward: bool = True
+    task: str = "pipeline"
+    aks_b_fraction: float = 0.5
+    point_metric: str = "l1"
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"rcot.task must be one of {TASKS}: {self.task!r}")
+        if not 0.0 <= self.aks_b_fraction <= 1.0:
+            raise ValueError(f"rcot.aks_b_fraction must be in [0, 1]: {self}")
+        if self.point_metric not in ("l1", "euclidean"):
+            raise ValueError(f"rcot.point_metric must be 'l1' or 'euclidean': {self}")
         if self.max_reselect < 0 or self.light_frames < 1:
             raise ValueError(f"rcot: max_reselect >= 0 and light_frames >= 1 needed: {self}")
         if not 0.0 < self.aks_valid_fraction <= 1.0:
@@ -95,6 +124,13 @@ AKS = (
     'Video description: "{desc}". Query: "{query}". Is frame {k}, shown above, a good '
     "keyframe: is the target of the query clearly visible in it? Options: A. yes; B. no. "
     "Think inside <think></think>, then answer inside <answer></answer> with A or B."
+)
+KTG_STAGE = (
+    'Video description: "{desc}". Query: "{query}". Ground every target of the query in '
+    "frame {k}, shown above. Think inside <think></think>, then answer inside "
+    '<answer></answer> as [{{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}}, …], one '
+    "entry per target, in the {S}x{S} coordinates of frame {k}. If nothing in the video "
+    "matches, answer <answer>no target</answer>."
 )
 KTG = (
     'Ground every target of the query "{query}" in frame {k}. Think inside <think></think>, '
@@ -131,6 +167,25 @@ def ktg_objects(sample: EpisodeSample, position: int, size: int) -> list[rrcot.R
 NO_POINT = (-1e6, -1e6)  # outside every box: S_pt = 0
 
 
+def stage_keyframe(
+    sample: EpisodeSample, task: str, rng: np.random.Generator, b_fraction: float = 0.5
+) -> tuple[int, str]:
+    """(position, AKS truth) of a stage task's frame, the paper's labels: KTG and AKS option A
+    use the largest-area frame; AKS option B (drawn with probability b_fraction, when the
+    video has frames without the target) a random zero-area frame."""
+    areas = sample.areas
+    best = int(np.argmax(areas))
+    zero = np.flatnonzero(areas == 0)
+    if task == "aks" and len(zero) and (areas[best] == 0 or rng.random() < b_fraction):
+        return int(rng.choice(zero)), "B"
+    return best, "A" if areas[best] > 0 else "B"
+
+
+def _coin(key: str, salt: str) -> bool:
+    """A fair, reproducible coin per sample (the oracle's trace variety)."""
+    return zlib.crc32(f"{salt}:{key}".encode()) % 2 == 1
+
+
 class RCoTEpisode(Episode):
     def __init__(self, protocol, sample, opening):
         super().__init__(protocol, sample, opening)
@@ -142,6 +197,10 @@ class RCoTEpisode(Episode):
         self.ktg_text = ""
         self.ktg = parsing.GroundedObjects("no_turn")
         self.phase = "vdg"
+        self.task = protocol.cfg.task
+        if self.task != "pipeline":  # the stage tasks open on their frame
+            self.phase = self.task
+            self.candidate = opening.context["position"]
 
     # ---------------------------------------------------------------- environment
     def _step(self, text: str, info=None) -> Message | None:
@@ -169,6 +228,8 @@ class RCoTEpisode(Episode):
         self.candidate = position
         action = {"keyframe": s.frame_ids[position], "fallback": fallback}
         self._record(text, "kfg", status, action, info=info)
+        if self.cfg.max_reselect == 0:  # lambda = 0: no self-check
+            return self._ktg_message(show_frame=True)
         self.phase = "aks"
         size = self.cfg.keyframe_size
         parts = [
@@ -183,12 +244,18 @@ class RCoTEpisode(Episode):
     def _aks(self, text, info):
         s, cfg = self.sample, self.cfg
         parsed = parsing.parse_choice(text)
-        truth = aks_truth(s, self.candidate, cfg.aks_valid_fraction)
+        if self.task == "aks":
+            truth = self.opening.context["truth"]
+        else:
+            truth = aks_truth(s, self.candidate, cfg.aks_valid_fraction)
         reward = rrcot.aks_reward(text, parsed.choice, truth)
         self.aks_rewards.append(reward)
         action = {"choice": parsed.choice, "truth": truth, "keyframe": s.frame_ids[self.candidate]}
         self._record(text, "aks", parsed.status, action, {"aks": reward}, info=info)
-        if parsed.choice == "B" and len(self.rejected) < cfg.max_reselect:
+        if self.task == "aks":
+            self.phase = "done"
+            return None
+        if parsed.choice == "B" and len(self.aks_rewards) < cfg.max_reselect:
             self.rejected.append(self.candidate)
             self.phase = "kfg"
             n = s.num_frames if cfg.video_frames is None else cfg.video_frames
@@ -206,11 +273,26 @@ class RCoTEpisode(Episode):
                 image_size=cfg.video_size,
                 rejected=[s.frame_ids[p] for p in self.rejected],
             )
+        return self._ktg_message(show_frame=False)
+
+    def _ktg_message(self, *, show_frame: bool) -> Message:
+        s, cfg = self.sample, self.cfg
         self.phase = "ktg"
         k = s.frame_ids[self.candidate]
-        q = KTG.format(query=s.query, k=k, S=cfg.keyframe_size)
+        parts = [text_part(KTG.format(query=s.query, k=k, S=cfg.keyframe_size))]
+        shown: list[int] = []
+        if show_frame:
+            image = image_part(ann.resize_image(s.frames[self.candidate], cfg.keyframe_size))
+            parts = [text_part(f"Frame {k}: "), image] + parts
+            shown = [self.candidate]
         return user_message(
-            [text_part(q)], step="ktg", sample=s, image_size=cfg.keyframe_size, target_frame=k
+            parts,
+            step="ktg",
+            sample=s,
+            shown=shown,
+            keyframe=self.candidate if show_frame else None,
+            image_size=cfg.keyframe_size,
+            target_frame=k,
         )
 
     def _ktg(self, text, info):
@@ -245,13 +327,16 @@ class RCoTEpisode(Episode):
             said_no_target=self.ktg.no_target,
             num_pred_boxes=len(self.ktg.boxes),
         )
-        if s.is_null:
+        if s.is_null and self.task != "aks":
             structure = float(
                 len(self.texts) > 0
                 and all(rfmt.think_answer_format_reward(t) for t in self.texts)
                 and self.phase == "done"
             )
             return {"structure": structure, "null": null_term, "total": structure + null_term}
+        if self.task == "aks":
+            aks = self.aks_rewards[0] if self.aks_rewards else 0.0
+            return {"aks": aks, "total": aks}
         aks = float(np.mean(self.aks_rewards)) if self.aks_rewards else 0.0
         scale = cfg.reward_scale / cfg.keyframe_size
         pred = None
@@ -265,8 +350,12 @@ class RCoTEpisode(Episode):
             ]
         gt = [] if self.candidate is None else ktg_objects(s, self.candidate, cfg.reward_scale)
         ktg_format = rrcot.ktg_format_reward(self.ktg_text)
-        ktg_acc = rrcot.ktg_accuracy_reward(pred, gt) if pred is not None and gt else 0.0
-        out = {"aks": aks, "ktg_format": ktg_format, "ktg_accuracy": ktg_acc}
+        ktg_acc = 0.0
+        if pred is not None and gt:
+            ktg_acc = rrcot.ktg_accuracy_reward(pred, gt, point_metric=cfg.point_metric)
+        out = {"ktg_format": ktg_format, "ktg_accuracy": ktg_acc}
+        if self.task == "pipeline":
+            out = {"aks": aks, **out}
         if cfg.null_reward:
             out["null"] = null_term
         out["total"] = float(sum(out.values()))
@@ -282,10 +371,20 @@ class RCoTProtocol(Protocol):
 
     @property
     def max_turns(self) -> int:
-        return 2 * (self.cfg.max_reselect + 1) + 2
+        if self.cfg.task != "pipeline":
+            return 1
+        lam = self.cfg.max_reselect  # vdg + kfg per check (at least one) + aks + ktg
+        return 1 + max(lam, 1) + lam + 1
+
+    def ground_truth_inputs(self) -> list[str]:
+        if self.cfg.task != "pipeline":
+            return [f"rcot.task={self.cfg.task!r} shows a frame chosen from GT mask areas"]
+        return []
 
     def opening(self, sample: EpisodeSample, rng: np.random.Generator) -> Opening:
         cfg = self.cfg
+        if cfg.task != "pipeline":
+            return self._stage_opening(sample, rng)
         n = sample.num_frames if cfg.video_frames is None else cfg.video_frames
         positions = [int(p) for p in uniform_positions(sample.num_frames, n)]
         text = VDG.format(T=sample.num_frames, N=len(positions))
@@ -299,12 +398,38 @@ class RCoTProtocol(Protocol):
             {"positions": positions},
         )
 
+    def _stage_opening(self, sample: EpisodeSample, rng: np.random.Generator) -> Opening:
+        """The paper's stage prompt: the keyframe at S_k, the description and the query."""
+        cfg = self.cfg
+        position, truth = stage_keyframe(sample, cfg.task, rng, cfg.aks_b_fraction)
+        k = sample.frame_ids[position]
+        desc = video_summary(sample)
+        if cfg.task == "aks":
+            text = AKS.format(desc=desc, query=sample.query, k=k)
+        else:
+            text = KTG_STAGE.format(desc=desc, query=sample.query, k=k, S=cfg.keyframe_size)
+        parts = frame_parts(sample, [position], cfg.keyframe_size) + [text_part(text)]
+        user = user_message(
+            parts,
+            step=cfg.task,
+            sample=sample,
+            shown=[position],
+            keyframe=position,
+            image_size=cfg.keyframe_size,
+            target_frame=k,
+        )
+        return Opening([self.system_message(), user], [k], {"position": position, "truth": truth})
+
     def episode(self, sample: EpisodeSample, opening: Opening) -> RCoTEpisode:
         return RCoTEpisode(self, sample, opening)
 
     def max_reward(self, sample: EpisodeSample) -> float:
+        if self.cfg.task == "aks":
+            return rrcot.AKS_MAX
         if sample.is_null:
             return 2.0  # structure 1 + null term 1
+        if self.cfg.task == "ktg":
+            return rrcot.KTG_MAX
         return rrcot.AKS_MAX + rrcot.KTG_MAX
 
     # ------------------------------------------------------------------ scripted turns
@@ -320,6 +445,24 @@ class RCoTProtocol(Protocol):
             seen = _frames_in_context(sample, conversation)
             options = [p for p in seen if p not in rejected] or seen
             key = ann.best_position(areas, options)
+            weak = [
+                p for p in options if areas[p] < self.cfg.aks_valid_fraction * areas.max(initial=0)
+            ]
+            if (  # half the traces first check a frame where the target is missing or small,
+                not rejected  # which AKS rejects (B), then re-select
+                and weak
+                and areas[key] > 0
+                and self.cfg.max_reselect > 1
+                and _coin(sample.key, "rcot-kfg")
+            ):
+                empty = [p for p in weak if areas[p] == 0]
+                first = (empty or weak)[len(empty or weak) // 2]
+                think = (
+                    f"The query asks for {json.dumps(sample.query)}{which_is(sample)}. I first "
+                    f"check frame {sample.frame_ids[first]}."
+                )
+                answer = json.dumps({"keyframe": sample.frame_ids[first]})
+                return f"<think>{think}</think><answer>{answer}</answer>"
             if areas[key] > 0:
                 think = (
                     f"The query asks for {json.dumps(sample.query)}{which_is(sample)}. Among the "

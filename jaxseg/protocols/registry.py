@@ -1,4 +1,5 @@
-"""Protocols by config name: `make_protocol("o3", max_turns=2)`."""
+"""Protocols by config name: `make_protocol("o3", max_turns=2)`; the evaluation variant of a
+training config: `make_eval_protocol("veason", train_config, eval_config)`."""
 
 from __future__ import annotations
 
@@ -32,3 +33,38 @@ def make_protocol(name: str, **config: Any) -> Protocol:
             f"protocol {name!r}: unknown config field(s) {sorted(unknown)}; valid: {sorted(fields)}"
         )
     return cls(cfg_cls(**config))
+
+
+# What evaluation always overrides in a training config: the seeds evaluate on inputs a user
+# has (Veason-R1: 8 uniform frames, §3(a); RCoT-Seg: the full VDG -> KFG -> AKS -> KTG
+# pipeline, §4(a)). `protocol.eval_config` in a run config adds to / changes these.
+EVAL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "veason": {"sampling": "uniform", "num_frames": 8},
+    "rcot": {"task": "pipeline"},
+    "o3": {},
+    "revseg": {},
+}
+
+
+def eval_config_of(
+    name: str, config: dict[str, Any] | None = None, eval_config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The protocol config evaluation runs with: training `config`, then `EVAL_DEFAULTS`, then
+    the run's explicit `eval_config`."""
+    return {**dict(config or {}), **EVAL_DEFAULTS.get(name, {}), **dict(eval_config or {})}
+
+
+def make_eval_protocol(
+    name: str, config: dict[str, Any] | None = None, eval_config: dict[str, Any] | None = None
+) -> Protocol:
+    """The protocol every evaluation path uses (final and periodic evals, `jaxseg segment`,
+    the [SEG] trainer's eval). Refuses a configuration whose observations would depend on
+    ground truth (`Protocol.ground_truth_inputs`)."""
+    protocol = make_protocol(name, **eval_config_of(name, config, eval_config))
+    leaks = protocol.ground_truth_inputs()
+    if leaks:
+        raise ValueError(
+            f"protocol {name!r} evaluation config lets ground truth into the policy's inputs: "
+            + "; ".join(leaks)
+        )
+    return protocol

@@ -142,6 +142,11 @@ class VeasonProtocol(Protocol):
     def max_turns(self) -> int:
         return 1
 
+    def ground_truth_inputs(self) -> list[str]:
+        if self.cfg.sampling == "keyframe":
+            return ["veason.sampling='keyframe' centres the shown frames on a GT top-k-area frame"]
+        return []
+
     def opening(self, sample: EpisodeSample, rng: np.random.Generator) -> Opening:
         cfg = self.cfg
         if cfg.sampling == "uniform":

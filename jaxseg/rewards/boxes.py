@@ -56,10 +56,16 @@ def box_l1_matrix(pred, gt) -> np.ndarray:
     return np.abs(a[:, None, :] - b[None, :, :]).mean(axis=-1)
 
 
-def point_distance_matrix(pred, gt) -> np.ndarray:
-    """Euclidean distance of every (pred, gt) point pair: [M, 2], [N, 2] -> [M, N]."""
+def point_distance_matrix(pred, gt, metric: str = "euclidean") -> np.ndarray:
+    """Distance of every (pred, gt) point pair: [M, 2], [N, 2] -> [M, N]; metric "euclidean"
+    or "l1" (|dx| + |dy|, RCoT-Seg Eq. 10)."""
     a, b = as_points(pred, "pred points"), as_points(gt, "gt points")
-    return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=-1))
+    diff = a[:, None, :] - b[None, :, :]
+    if metric == "l1":
+        return np.abs(diff).sum(axis=-1)
+    if metric == "euclidean":
+        return np.sqrt((diff**2).sum(axis=-1))
+    raise ValueError(f"point metric must be 'euclidean' or 'l1', got {metric!r}")
 
 
 def points_in_boxes(points, boxes) -> np.ndarray:

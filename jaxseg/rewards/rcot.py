@@ -9,10 +9,12 @@ KTG (keyframe target grounding), total = R_f + R_a, max 6:
   R_f in [0, 3]  1 for structure + (valid bbox_2d fraction) + (valid point_2d fraction)
                  over the answer's list items (VisionReasoner format reward, boxes and
                  points one credit each)
-  R_a in [0, 3]  per (pred i, gt j): S = [IoU > 0.5] + [box L1 < 10] + [dist(point) < 30
+  R_a in [0, 3]  per (pred i, gt j): S = [IoU > 0.5] + [box L1 < 10] + [L1(point) < 30
                  and pred point inside pred box]; Hungarian maximising S;
                  R_a = sum matched S / max(N_pred, N_gt). Coordinates at the 840x840
-                 keyframe scale; box L1 is the mean absolute coordinate difference.
+                 keyframe scale; box L1 is the mean absolute coordinate difference; the
+                 point distance is L1 (|dx| + |dy|) as the paper's Eq. 10 writes it
+                 (`point_metric="euclidean"` gives the VisionReasoner template's).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def ktg_score_matrix(
     iou_thresh: float = 0.5,
     l1_thresh: float = 10.0,
     point_thresh: float = 30.0,
+    point_metric: str = "l1",
 ) -> np.ndarray:
     """S[i, j] in {0, 1, 2, 3} for every (pred, gt) pair (eta, gamma_box, gamma_pt)."""
     pb = box_ops.as_boxes([o.box for o in pred], "pred boxes")
@@ -87,16 +90,19 @@ def ktg_score_matrix(
     s_iou = box_ops.box_iou_matrix(pb, gb) > iou_thresh
     s_l1 = box_ops.box_l1_matrix(pb, gb) < l1_thresh
     inside = box_ops.points_in_boxes(pp, pb) if len(pred) else np.zeros(0, bool)
-    s_pt = (box_ops.point_distance_matrix(pp, gp) < point_thresh) & inside[:, None]
+    s_pt = (box_ops.point_distance_matrix(pp, gp, point_metric) < point_thresh) & inside[:, None]
     return s_iou.astype(float) + s_l1.astype(float) + s_pt.astype(float)
 
 
-def ktg_accuracy_reward(pred: Sequence[RCoTObject], gt: Sequence[RCoTObject]) -> float:
+def ktg_accuracy_reward(
+    pred: Sequence[RCoTObject], gt: Sequence[RCoTObject], *, point_metric: str = "l1"
+) -> float:
     """R_a in [0, 3]. RCoT-Seg does not support zero-target queries: gt must be non-empty
     (use rewards.null for those)."""
     if len(gt) == 0:
         raise ValueError("KTG ground truth has no objects; zero-target queries use rewards.null")
-    return box_ops.hungarian_reward(ktg_score_matrix(pred, gt)).reward
+    scores = ktg_score_matrix(pred, gt, point_metric=point_metric)
+    return box_ops.hungarian_reward(scores).reward
 
 
 def ktg_reward(text: str, pred: Sequence[RCoTObject] | None, gt: Sequence[RCoTObject]) -> float:

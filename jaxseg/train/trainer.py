@@ -71,7 +71,7 @@ from jaxseg.parallel.hosts import (
 )
 from jaxseg.parallel.placement import place, place_batch, run_mesh
 from jaxseg.protocols.policy import without_meta
-from jaxseg.protocols.registry import make_protocol
+from jaxseg.protocols.registry import make_eval_protocol, make_protocol
 from jaxseg.rl import advantages as adv_lib
 from jaxseg.rl.objective import GRPOLossConfig
 from jaxseg.sampling.filters import SamplingParams
@@ -140,6 +140,12 @@ class Experiment:
         remat = config.model.get("remat", "none")
         self.model = place(set_remat(self._model(), remat), self.mesh)
         self.protocol = make_protocol(config.protocol.name, **dict(config.protocol.config))
+        # evaluation sees only what a user has (issue #17): no GT-chosen frames
+        self.eval_protocol = make_eval_protocol(
+            config.protocol.name,
+            dict(config.protocol.config),
+            dict(config.protocol.get("eval_config") or {}),
+        )
         self.backend = make_backend(config.segmenter.backend, dict(config.segmenter.config))
         self.oracle_backend = make_backend("oracle")
         self._sources: dict[str, SampleSource] = {}
@@ -410,14 +416,31 @@ class Experiment:
 
     # ------------------------------------------------------------------ GRPO
     def grpo(self) -> dict[str, Any]:
-        c = self.config.grpo
-        stage = self.workdir / "grpo"
+        """GRPO: one run (grpo/), or the runs `grpo.stages` names one after another (e.g.
+        RCoT-Seg's "aks,ktg", jaxseg.train.stages): each starts from the previous one's weights,
+        all keep the SFT policy as the KL reference, the last writes grpo/."""
+        from .stages import grpo_stages
+
+        out: dict[str, Any] = {}
+        for run in grpo_stages(self):
+            self._stage = run
+            out = self._grpo_run()
+            out["stage"] = run.dir
+        self._stage = None
+        return out
+
+    def _grpo_run(self) -> dict[str, Any]:
+        run = self._stage
+        c = run.config
+        stage = self.workdir / run.dir
         if self.load_stage("sft") is None and self.config.grpo.require_sft:
             raise FileNotFoundError(
                 f"{self.workdir / 'sft' / 'ckpt'}: no SFT checkpoint (run the sft stage first, "
                 "or set grpo.require_sft=False to start GRPO from the initial policy)"
             )
         reference = nnx.clone(self.model)  # frozen KL reference = the SFT policy
+        if run.start_from != "sft" and self.load_stage(run.start_from) is None:
+            raise FileNotFoundError(f"{self.workdir / run.start_from}: the previous GRPO stage")
         opt_cfg = OptimizerConfig(
             learning_rate=c.learning_rate,
             warmup_steps=c.warmup_steps,
@@ -450,9 +473,9 @@ class Experiment:
             start = self._restore(ckpt, optimizer)
             if start >= c.steps:
                 return {"stage": "grpo", "skipped": True, "step": start}
-            batches = source.batches(c.prompts_per_step, int(self.config.seed), start)
+            batches = run.batches(source, c.prompts_per_step, int(self.config.seed), start)
             lo, hi = host_share(c.prompts_per_step, "grpo.prompts_per_step")  # this host's
-            bar = tqdm(range(start, c.steps), desc="grpo", disable=not self.progress)
+            bar = tqdm(range(start, c.steps), desc=run.dir, disable=not self.progress)
             for step in bar:
                 _, positions = next(batches)
                 samples = [source[i] for i in positions[lo:hi]]
@@ -464,7 +487,7 @@ class Experiment:
                     first_row=lo * c.group_size,
                 )
                 local = run_recorded(  # this host's prompts, scored by its own mask backend
-                    self.protocol,
+                    run.protocol,
                     policy,
                     samples,
                     backend=self.backend,
@@ -505,7 +528,7 @@ class Experiment:
                 )
                 log.log("train", step, metrics)
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", J=f"{metrics['J']:.2f}")
-                self._periodic_eval("grpo", c, step, log)
+                self._periodic_eval(run.dir, c, step, log)
                 if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
                     ckpt.save(
                         step, self._train_state(optimizer), {"next_step": step + 1}, force=True
@@ -544,7 +567,7 @@ class Experiment:
         if not is_writer():  # the same episodes run everywhere; process 0 keeps the files
             out = Path(tempfile.mkdtemp(prefix=f"jaxseg-eval-{jax.process_index()}-"))
         summary, episodes = evaluate_policy(
-            self.protocol,
+            self.eval_protocol,
             policy,
             source,
             backend=self.backend,

@@ -72,11 +72,82 @@ def test_light_reselection_shows_sixteen_or_fewer_sampled_frames(strided):
 
 def test_reselection_stops_after_lambda_rounds(strided):
     protocol = make_protocol("rcot", max_reselect=2)
-    script = [VDG] + [kfg(0), aks("B")] * 3 + [ktg([GT_OBJ])] + ["unused"] * 4
+    script = [VDG] + [kfg(0), aks("B")] * 2 + [ktg([GT_OBJ])] + ["unused"] * 4
     tr = run(protocol, strided, script)
-    assert [t.step for t in tr.turns].count("aks") == 3  # 1 + lambda checks
+    assert [t.step for t in tr.turns].count("aks") == 2  # lambda checks in all
     assert tr.turns[-1].step == "ktg"
     assert tr.final.keyframe == 0  # the last candidate stands
+    assert protocol.max_turns == 1 + 2 + 2 + 1
+
+
+def test_lambda_zero_runs_no_aks_turn(strided):
+    protocol = make_protocol("rcot", max_reselect=0, keyframe_size=128)
+    tr = run(protocol, strided, [VDG, kfg(25), ktg([GT_OBJ])])
+    assert [t.step for t in tr.turns] == ["vdg", "kfg", "ktg"]
+    assert tr.turns[2].frames_shown == [25] and tr.turns[2].keyframe_shown == 25
+    assert tr.reward["ktg_accuracy"] == 3.0 and tr.reward["aks"] == 0.0
+    assert protocol.max_turns == 3
+
+
+def test_stage_tasks_use_the_paper_labels(strided):
+    """AKS: A = the largest-area frame, B = a zero-area frame, 1:1; KTG: the largest-area frame;
+    one turn each, the prompt holds the keyframe, the description and the query only."""
+    import numpy as np
+
+    aks_p = make_protocol("rcot", task="aks", keyframe_size=128)
+    best = int(np.argmax(strided.areas))
+    truths = []
+    for seed in range(200):
+        o = aks_p.opening(strided, np.random.default_rng(seed))
+        pos, truth = o.context["position"], o.context["truth"]
+        assert (truth == "A" and pos == best) or (truth == "B" and strided.areas[pos] == 0)
+        truths.append(truth)
+        assert len(o.shown) == 1
+    assert 80 < truths.count("B") < 120
+    assert aks_p.max_turns == 1
+    tr = run(aks_p, strided, [aks("A")])
+    assert [t.step for t in tr.turns] == ["aks"] and "Video description" in tr.turns[0].observation
+    assert set(tr.reward) == {"aks", "total"} and tr.reward["total"] in (1.0, 3.0)
+
+    ktg_p = make_protocol("rcot", task="ktg", keyframe_size=128)
+    tr = run(ktg_p, strided, [ktg([GT_OBJ])])
+    assert tr.turns[0].frames_shown == [strided.frame_ids[best]]
+    assert tr.reward["ktg_format"] == 3.0 and tr.reward["ktg_accuracy"] == 3.0
+    assert "aks" not in tr.reward and tr.metrics["J"] == 1.0
+
+
+def test_ktg_point_distance_is_l1(strided):
+    """A point 12 px right and 12 px down (at 840 px) of the GT point: L1 24 < 30 passes,
+    then 20 + 20: L1 40 fails where the Euclidean 28.3 would pass."""
+    from jaxseg.protocols.rcot import ktg_objects
+
+    (obj_gt,) = ktg_objects(strided, int(strided.areas.argmax()), 840)
+    box, gt = list(obj_gt.box), list(obj_gt.point)
+    for off, l1_ok in ((12, True), (20, False)):
+        obj = {"bbox_2d": box, "point_2d": [gt[0] + off, gt[1] + off]}
+        for metric, expect in (("l1", l1_ok), ("euclidean", True)):
+            p = make_protocol("rcot", task="ktg", keyframe_size=840, point_metric=metric)
+            tr = run(p, strided, [ktg([obj])])
+            assert tr.reward["ktg_accuracy"] == (3.0 if expect else 2.0), (off, metric)
+
+
+def test_oracle_pipeline_answers_b_on_some_traces(target_samples):
+    from jaxseg.protocols.scripted import OraclePolicy
+
+    protocol = make_protocol("rcot", video_size=64, keyframe_size=64)
+    traces = run_episodes(
+        protocol,
+        OraclePolicy(protocol, target_samples),
+        target_samples,
+        backend=make_backend("oracle"),
+    )
+    answers = [t.action["choice"] for tr in traces for t in tr.turns if t.step == "aks"]
+    assert 0.05 < answers.count("B") / len(answers) < 0.5  # where a weak frame exists
+    assert all(
+        a == t
+        for tr in traces
+        for a, t in [(x.action["choice"], x.action["truth"]) for x in tr.turns if x.step == "aks"]
+    )
 
 
 def test_fallbacks(strided):

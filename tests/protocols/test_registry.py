@@ -11,7 +11,7 @@ def test_every_protocol_builds_with_defaults_and_overrides():
         p = make_protocol(name)
         assert p.name == name and p.max_turns >= 1 and p.stop_strings
     assert make_protocol("o3", max_turns=5).max_turns == 5
-    assert make_protocol("rcot", max_reselect=2).max_turns == 2 * 3 + 2
+    assert make_protocol("rcot", max_reselect=2).max_turns == 1 + 2 + 2 + 1  # vdg kfg aks ktg
 
 
 def test_errors_name_the_valid_choices():

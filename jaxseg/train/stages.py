@@ -1,0 +1,91 @@
+"""GRPO as one run or as consecutive task runs (RCoT-Seg trains AKS, then KTG: two GRPO runs of
+500 and 1000 steps, RCT-paper §4(c); seeds_methods.md §4(c)).
+
+Config (read by `Experiment.grpo`):
+
+    grpo.stages = "aks,ktg"              # "" (default): one run of protocol.config in grpo/
+    grpo.stage.aks = dict(steps=500, protocol=dict(task="aks"), single_multi=(3, 1))
+    grpo.stage.ktg = dict(steps=1000, protocol=dict(task="ktg"), single_multi=(3, 1))
+
+Each stage's entries override the `grpo` block (steps, max_new_tokens, ...), `protocol`
+overrides `protocol.config`, and `single_multi` draws its prompts single : multi-target at that
+ratio (jaxseg.train.mix; absent = the plain shuffled order). Stage i starts from stage i-1's
+checkpoint (the first from SFT), the KL reference is the SFT policy in every stage, earlier
+stages write grpo_<name>/ and the last writes grpo/ (what eval/export/segment load).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ml_collections import ConfigDict
+
+from jaxseg.protocols.registry import make_protocol
+
+from .mix import mixed_batches
+
+STAGE_KEYS = ("protocol", "single_multi")
+
+
+@dataclasses.dataclass
+class GrpoStage:
+    """One GRPO run: its directory, the run it starts from, its grpo block and protocol."""
+
+    name: str
+    dir: str
+    start_from: str
+    config: ConfigDict
+    protocol: Any
+    single_multi: tuple[float, float] | None = None
+
+    def batches(self, source, size: int, seed: int, start: int):
+        if self.single_multi is None:
+            return source.batches(size, seed, start)
+        return mixed_batches(source, size, seed, start, self.single_multi)
+
+
+def stage_names(grpo: ConfigDict) -> list[str]:
+    raw = grpo.get("stages", "") or ""
+    names = [n.strip() for n in (raw.split(",") if isinstance(raw, str) else raw) if n.strip()]
+    if len(set(names)) != len(names):
+        raise ValueError(f"grpo.stages names a stage twice: {raw!r}")
+    return names
+
+
+def grpo_stages(exp) -> list[GrpoStage]:
+    """The runs `exp.grpo()` makes, in order."""
+    config = exp.config
+    names = stage_names(config.grpo)
+    if not names:
+        return [GrpoStage("grpo", "grpo", "sft", config.grpo, exp.protocol)]
+    table = config.grpo.get("stage") or {}
+    out: list[GrpoStage] = []
+    for i, name in enumerate(names):
+        if name not in table:
+            raise KeyError(f"grpo.stages names {name!r} but grpo.stage has no such entry")
+        spec = dict(table[name])
+        grpo = ConfigDict(config.grpo.to_dict())
+        for key, value in spec.items():
+            if key in STAGE_KEYS:
+                continue
+            if key not in grpo:
+                raise KeyError(f"grpo.stage.{name}.{key}: not a grpo field")
+            grpo[key] = value
+        protocol = make_protocol(
+            config.protocol.name,
+            **{**dict(config.protocol.config), **dict(spec.get("protocol") or {})},
+        )
+        mix = spec.get("single_multi")
+        last = i == len(names) - 1
+        out.append(
+            GrpoStage(
+                name=name,
+                dir="grpo" if last else f"grpo_{name}",
+                start_from=out[-1].dir if out else "sft",
+                config=grpo,
+                protocol=protocol,
+                single_multi=None if mix is None else tuple(float(v) for v in mix),
+            )
+        )
+    return out
