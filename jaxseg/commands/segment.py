@@ -8,8 +8,10 @@ greedily; one episode of the protocol (the run's unless --protocol) is played on
 and its final action prompts the mask backend (the run's unless --backend). There is no
 ground truth, so there is no reward (jaxseg.protocols.episode.predict_episodes).
 
-Writes <out>/masks/<frame>.png (0/255), <out>/overlay.gif (mask tinted red over the frames)
-and <out>/trace.json (turns, parsed actions, final action), and prints the trace.
+Writes <out>/masks/<frame>.png (0/255), <out>/overlay.gif and <out>/overlay.mp4 (the mask's
+contour in a colour no object uses, a caption with the query, frame index, keyframe marker and
+the answered box or "no target"; boxes/points drawn on the keyframe; jaxseg.viz) and
+<out>/trace.json (turns, parsed actions, final action), and prints the trace.
 """
 
 from __future__ import annotations
@@ -98,20 +100,15 @@ def write_masks(masks: np.ndarray, names: list[str], out: Path) -> Path:
     return folder
 
 
-def overlay_frames(frames: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """[T, H, W, 3] uint8: the mask tinted red over each frame."""
-    red = np.array([255, 0, 0], np.float32)
-    tinted = frames.astype(np.float32)
-    tinted[masks] = (1 - alpha) * tinted[masks] + alpha * red
-    return tinted.round().astype(np.uint8)
+def write_overlays(
+    frames: np.ndarray, masks: np.ndarray, out: Path, *, query: str, final: dict, fps: float = 6
+) -> list[Path]:
+    """out/overlay.gif and out/overlay.mp4: the captioned prediction on every frame
+    (jaxseg.viz.overlay.annotate_video; there is no ground truth here)."""
+    from jaxseg.viz import Answer, annotate_video, write_video
 
-
-def write_overlay_gif(frames: np.ndarray, masks: np.ndarray, path: Path, fps: float = 8) -> Path:
-    from PIL import Image
-
-    images = [Image.fromarray(f) for f in overlay_frames(frames, masks)]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-    return path
+    video = annotate_video(frames, masks, query=query, answer=Answer.from_json(final))
+    return [write_video(video, out / f"overlay.{ext}", fps) for ext in ("gif", "mp4")]
 
 
 def format_trace(trace: dict) -> str:
@@ -204,11 +201,13 @@ def run(args: argparse.Namespace) -> int:
         turn["policy_info"].pop("segment_ids", None)
     (out / "trace.json").write_text(json.dumps(record, indent=2))
     write_masks(trace.pred_masks, names, out)
-    write_overlay_gif(frames, trace.pred_masks, out / "overlay.gif")
+    gif, mp4 = write_overlays(
+        frames, trace.pred_masks, out, query=args.query, final=record["final"]
+    )
     print(format_trace(record))
     area = trace.pred_masks.reshape(len(frames), -1).mean(axis=1)
     print(
         f"\nmasks: {out / 'masks'} (target on {int((area > 0).sum())}/{len(frames)} frames), "
-        f"overlay: {out / 'overlay.gif'}, trace: {out / 'trace.json'}"
+        f"overlay: {gif} and {mp4}, trace: {out / 'trace.json'}"
     )
     return 0

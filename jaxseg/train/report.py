@@ -92,13 +92,22 @@ def plot_curves(workdir: Path, out: Path) -> Path | None:
     return out
 
 
-def plot_overlays(workdir: Path, data_root: Path, tag: str, out: Path, n: int = 4) -> Path | None:
-    """A few held-out expressions: frames with GT (green) and predicted (red) outlines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_overlays(workdir: Path, data_root: Path, tag: str, out, n: int = 4) -> Path | None:
+    """A few held-out expressions, one row each: three frames (the keyframe among them),
+    each as ground truth | prediction side by side (jaxseg.viz.overlay: contours in a colour
+    no object uses, the answer's boxes/points on the keyframe, a caption with the whole
+    query, frame index, keyframe marker, predicted box or "no target"). `out`: a path or a
+    binary file object; returns it."""
     from PIL import Image
+
+    from jaxseg.viz.overlay import (
+        Answer,
+        annotate_frame,
+        pick_mark_colour,
+        pick_positions,
+        scale_for,
+        tile,
+    )
 
     traces_path = workdir / "eval" / tag / "traces.jsonl"
     if not traces_path.is_file():
@@ -109,33 +118,39 @@ def plot_overlays(workdir: Path, data_root: Path, tag: str, out: Path, n: int = 
     from jaxseg.data.readers import read_dataset
 
     index = {r.key: r for r in read_dataset("revos", data_root, "valid")}
-    cols = 5
-    fig, axes = plt.subplots(len(traces), cols, figsize=(2.2 * cols, 2.4 * len(traces)))
-    axes = np.atleast_2d(axes)
-    for row, trace in zip(axes, traces):
+    cols, tiles = 3, []
+    for trace in traces:
         record = index.get(trace["sample_key"])
         if record is None:
             continue
-        positions = np.linspace(0, record.num_frames - 1, cols).round().astype(int)
+        answer = Answer.from_json(trace.get("final"))
+        ids = [int(i) for i in record.frame_ids]
+        key_pos = ids.index(answer.keyframe) if answer.keyframe in ids else None
+        positions = pick_positions(record.num_frames, key_pos, cols)
+        frames = [np.asarray(Image.open(record.frame_paths[p]).convert("RGB")) for p in positions]
         gt = record.target_masks(list(positions))
         pred_dir = workdir / "eval" / tag / "pred" / record.video_id / record.exp_id
-        for ax, p, g in zip(row, positions, gt):
-            frame = np.asarray(Image.open(record.frame_paths[p]).convert("RGB"))
-            ax.imshow(frame)
-            ax.contour(g, levels=[0.5], colors="lime", linewidths=1)
+        colour = pick_mark_colour(np.stack(frames))
+        scale = scale_for(*frames[0].shape[:2], target=160)
+        for p, frame, g in zip(positions, frames, gt):
             pred_path = pred_dir / f"{record.frame_names[p]}.png"
-            if pred_path.is_file():
-                pm = np.asarray(Image.open(pred_path)) > 0
-                if pm.any():
-                    ax.contour(pm, levels=[0.5], colors="red", linewidths=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"t={record.frame_ids[p]}", fontsize=7)
-        row[0].set_ylabel(trace["query"][:40], fontsize=7)
-    fig.suptitle(f"{TAG_NAMES.get(tag, tag)}: GT green, prediction red", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+            pm = np.asarray(Image.open(pred_path)) > 0 if pred_path.is_file() else None
+            tiles.append(
+                annotate_frame(
+                    frame,
+                    pm,
+                    gt_mask=g,
+                    query=trace["query"],
+                    frame_index=int(record.frame_ids[p]),
+                    num_frames=record.num_frames,
+                    answer=answer,
+                    colour=colour,
+                    scale=scale,
+                )
+            )
+    if not tiles:
+        return None
+    Image.fromarray(tile(tiles, cols)).save(out, format="PNG")
     return out
 
 

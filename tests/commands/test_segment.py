@@ -15,6 +15,7 @@ from jaxseg.protocols.registry import make_protocol
 from jaxseg.protocols.scripted import OraclePolicy
 from jaxseg.segmenter import make_backend
 from jaxseg.train.samples import SampleSource
+from jaxseg.viz import read_video
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,7 @@ def test_segment_a_frame_directory(run_dir, tmp_path, capsys):
     assert all(Image.open(p).size == (w, h) for p in masks)
     with Image.open(out / "overlay.gif") as gif:
         assert gif.n_frames == len(frames)
+    assert read_video(out / "overlay.mp4").shape[0] == len(frames)
     trace = json.loads((out / "trace.json").read_text())
     assert trace["query"] == "the red circle" and trace["stage"] == "sft"
     assert trace["protocol"] == "veason" and trace["frames"] == [p.stem for p in frames]
@@ -104,15 +106,6 @@ def test_frames_of_different_sizes_are_refused(tmp_path):
         seg.load_video(tmp_path)
 
 
-def test_overlay_tints_only_the_mask():
-    frames = np.full((2, 4, 5, 3), 100, np.uint8)
-    masks = np.zeros((2, 4, 5), bool)
-    masks[1, 1:3, 2] = True
-    out = seg.overlay_frames(frames, masks, alpha=0.5)
-    np.testing.assert_array_equal(out[~masks], frames[~masks])
-    np.testing.assert_array_equal(out[masks], np.tile([178, 50, 50], (2, 1)))
-
-
 @pytest.mark.parametrize("protocol", ("veason", "rcot", "o3", "revseg"))
 def test_prediction_needs_no_ground_truth(run_dir, protocol):
     """The oracle (which knows the GT of its own copy) plays the same turns on a GT-free copy;
@@ -142,6 +135,8 @@ def test_masks_and_overlay_round_trip(tmp_path):
     back = np.stack([np.asarray(Image.open(folder / f"{n}.png")) for n in "abc"])
     np.testing.assert_array_equal(back == 255, masks)
     assert set(np.unique(back)) <= {0, 255}
-    seg.write_overlay_gif(frames, masks, tmp_path / "o.gif")
-    with Image.open(tmp_path / "o.gif") as gif:
-        assert gif.n_frames == 3 and gif.size == (7, 6)
+    final = {"keyframe": 1, "boxes": [[1, 1, 4, 4]], "points": None, "no_target": False}
+    gif, mp4 = seg.write_overlays(frames, masks, tmp_path, query="q", final=final)
+    with Image.open(gif) as image:  # enlarged, with a caption bar above
+        assert image.n_frames == 3 and image.size[0] >= 7 * 30 and image.size[1] > 6 * 30
+    assert read_video(mp4).shape[0] == 3
