@@ -70,6 +70,10 @@ def get_config(arg=None):
     c.pretrain.checkpoint_every = 100
     c.pretrain.eval_every = 0
     c.pretrain.keep = 2
+    # a step with a non-finite loss or grad norm is skipped (no update, counted as
+    # nonfinite_skipped); more than max_nonfinite of them in a row abort the run
+    # (exit != 0; 0 = abort at the first). jaxseg.train.faults
+    c.pretrain.max_nonfinite = 3
 
     # Stage 1: cold-start SFT on the protocol's oracle traces
     c.sft = ConfigDict()
@@ -83,6 +87,7 @@ def get_config(arg=None):
     c.sft.checkpoint_every = 50
     c.sft.eval_every = 0
     c.sft.keep = 2
+    c.sft.max_nonfinite = 3
     # LoRA (jaxseg.train.lora): rank 0 = full fine-tuning; alpha None = 2 x rank
     c.sft.lora_rank = a.lora
     c.sft.lora_alpha = None
@@ -120,6 +125,7 @@ def get_config(arg=None):
     c.grpo.checkpoint_every = 10
     c.grpo.eval_every = 2 if a.quick else 10  # held-out J&F during training (0 = off)
     c.grpo.keep = 2
+    c.grpo.max_nonfinite = 3
     c.grpo.lora_rank = a.lora
     c.grpo.lora_alpha = None
     c.grpo.lora_targets = c.sft.lora_targets

@@ -12,18 +12,122 @@ orbax writes each step into a temporary directory and renames it when complete, 
 killed mid-save leaves the previous step intact; ``latest_step`` never returns a partial
 step. Saves are asynchronous (the train loop continues while arrays are written);
 ``wait()``/``close()`` block until they are durable.
+
+Integrity: every saved array's checksum (a position-weighted sum of its bits, computed on
+device, sharding-independent) goes into ``meta`` (``_integrity``) and is verified on
+restore, so flipped bytes in the data files are an error, not a silent restore.
+`restore_intact` restores the newest step that is intact, saying which newer steps it
+skipped and why (an empty or incomplete step folder, missing or unreadable metadata, missing
+data files, a checksum mismatch); those steps are moved to ``<dir>/broken/`` (kept, never
+deleted). A step whose arrays do not have this run's structure is `CheckpointMismatch`.
+
+Rotation keeps the newest ``max_to_keep`` steps and, always, the newest step whose
+``meta["finite"]`` is not False (the trainer marks checkpoints written after a non-finite
+step), deleting older ones only once the newer save is durable.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import logging
+import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+INTEGRITY = "_integrity"  # meta key: {item: {leaf path: [dtype, shape, checksum]}}
+BROKEN = "broken"  # <dir>/broken/<step>-<time>: steps restore found damaged
+
+
+class CheckpointCorrupt(RuntimeError):
+    """A checkpoint step that cannot be restored as saved (the message says why)."""
+
+
+class CheckpointMismatch(ValueError):
+    """An intact step whose arrays do not have the structure this run asked for."""
+
+
+_UINT = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}
+
+
+def _leaf_checksum(x: jax.Array) -> jax.Array:
+    """sum_i bits_i * w_i mod 2**32 with odd weights w_i: any change of one element changes
+    it; integer sums are exact, so the value does not depend on sharding or device."""
+    x = jnp.asarray(x)
+    if x.dtype == jnp.bool_:
+        x = x.astype(jnp.uint8)
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    size = x.dtype.itemsize
+    if size == 8:
+        bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+    else:
+        bits = jax.lax.bitcast_convert_type(x, _UINT[size])
+    bits = bits.reshape(-1).astype(jnp.uint32)
+    idx = jnp.arange(bits.shape[0], dtype=jnp.uint32)
+    weights = (idx * jnp.uint32(2654435761)) | jnp.uint32(1)
+    return jnp.sum(bits * weights, dtype=jnp.uint32)
+
+
+@jax.jit
+def _tree_checksums(tree: Any) -> Any:
+    return jax.tree.map(_leaf_checksum, tree)
+
+
+def _cause(err: BaseException) -> str:
+    """The innermost exception of a chain, on one line (tensorstore's outer ones dump specs)."""
+    seen = []
+    while err is not None and err not in seen:
+        seen.append(err)
+        err = err.__cause__ or err.__context__
+    root = seen[-1]
+    lines = [x.strip() for x in str(root).splitlines() if x.strip()]
+    return f"{type(root).__name__}: {lines[0][:400] if lines else ''}"
+
+
+def _key(k) -> str:
+    for attr in ("key", "idx", "name"):  # DictKey, SequenceKey, GetAttrKey (namedtuples)
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
+
+
+def _path(keys) -> str:
+    return "/".join(_key(k) for k in keys)
+
+
+def checksums(tree: Any) -> dict[str, list]:
+    """{leaf path: [dtype, shape, checksum]} of an array pytree."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    if not leaves:
+        return {}
+    sums = jax.device_get(_tree_checksums([v for _, v in leaves]))
+    return {
+        _path(k): [str(jnp.asarray(v).dtype), list(np.shape(v)), int(c)]
+        for (k, v), c in zip(leaves, sums)
+    }
+
+
+def verify(item: str, tree: Any, expected: Mapping[str, list]) -> None:
+    """Raises `CheckpointCorrupt` naming the first array whose checksum differs."""
+    got = checksums(tree)
+    for path, (dtype, shape, value) in got.items():
+        want = expected.get(path)
+        if want is None or want[0] != dtype or list(want[1]) != shape:
+            continue  # restored in another dtype/shape (or not recorded): nothing to compare
+        if int(want[2]) != value:
+            raise CheckpointCorrupt(
+                f"checksum mismatch in {item}/{path} ({dtype}{shape}): the data files of "
+                "this step were changed after it was saved"
+            )
 
 
 def key_to_data(key: jax.Array) -> jax.Array:
@@ -61,11 +165,13 @@ class Checkpointer:
         self.item_names = tuple(item_names)
         self.directory = Path(directory).resolve()
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep,
+            max_to_keep=None,  # rotation is ours (_rotate): it never drops the last finite step
             save_interval_steps=save_interval_steps,
             enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True,  # partial saves of a killed run are removed
         )
+        self.max_to_keep = max_to_keep
+        self._finite: dict[int, bool] = {}
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=(*self.item_names, "meta")
         )
@@ -84,9 +190,41 @@ class Checkpointer:
         Returns whether a save was started (``save_interval_steps`` may skip it).
         """
         items = self._items(state)
+        meta = dict(meta or {})
+        meta[INTEGRITY] = {name: checksums(tree) for name, tree in items.items()}
         args = {name: ocp.args.StandardSave(tree) for name, tree in items.items()}
-        args["meta"] = ocp.args.JsonSave(dict(meta or {}))
-        return self._manager.save(step, args=ocp.args.Composite(**args), force=force)
+        args["meta"] = ocp.args.JsonSave(meta)
+        self._manager.wait_until_finished()  # the previous save is durable: now rotate
+        self._rotate()
+        started = self._manager.save(step, args=ocp.args.Composite(**args), force=force)
+        if started:
+            self._finite[step] = meta.get("finite", True) is not False
+        return started
+
+    def _is_finite(self, step: int) -> bool:
+        if step not in self._finite:
+            try:
+                meta = json.loads((self.directory / str(step) / "meta" / "metadata").read_text())
+                self._finite[step] = meta.get("finite", True) is not False
+            except (OSError, ValueError, AttributeError):
+                return False  # unreadable: not a step to protect
+        return self._finite[step]
+
+    def _rotate(self) -> None:
+        """Deletes all but the newest `max_to_keep` durable steps, never the newest finite
+        one."""
+        if self.max_to_keep is None:
+            return
+        steps = sorted(self._manager.all_steps())
+        keep = set(steps[-self.max_to_keep :]) if self.max_to_keep > 0 else set()
+        for step in reversed(steps):
+            if self._is_finite(step):
+                keep.add(step)
+                break
+        for step in steps:
+            if step not in keep:
+                self._manager.delete(step)
+                self._finite.pop(step, None)
 
     def _items(self, tree: Any) -> dict[str, Any]:
         if self.item_names == ("state",):
@@ -118,18 +256,123 @@ class Checkpointer:
                 f"no checkpoint for step {step} in {self.directory}; have {self.all_steps()}"
             )
         items = self._items(abstract_state)
+        self._check_files(step, items)
         args = {name: ocp.args.StandardRestore(tree) for name, tree in items.items()}
         args["meta"] = ocp.args.JsonRestore()
-        restored = self._manager.restore(step, args=ocp.args.Composite(**args))
+        where = f"{self.directory / str(step)}"
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(**args))
+        except CheckpointMismatch:
+            raise
+        except Exception as err:  # orbax/tensorstore: missing or unreadable data files
+            raise CheckpointCorrupt(f"{where}: reading the arrays failed ({_cause(err)})") from err
         state = {name: restored[name] for name in items}
         meta = dict(restored["meta"] or {})
+        sums = meta.pop(INTEGRITY, None)
+        if sums is not None:
+            for name, tree in state.items():
+                try:
+                    verify(name, tree, sums.get(name, {}))
+                except CheckpointCorrupt as err:
+                    raise CheckpointCorrupt(f"{where}: {err}") from None
         return (state["state"] if self.item_names == ("state",) else state), meta
+
+    def _check_files(self, step: int, items: Mapping[str, Any]) -> None:
+        """The precise reason a step's files cannot be what `restore` needs, before orbax
+        gives a generic one: `CheckpointCorrupt`, or `CheckpointMismatch` for intact arrays
+        of another structure."""
+        where = self.directory / str(step)
+        if not where.is_dir() or not any(where.iterdir()):
+            raise CheckpointCorrupt(f"{where}: empty step folder (a save that never started)")
+        for name in (*items, "meta"):
+            item = where / name
+            if not item.is_dir():
+                raise CheckpointCorrupt(f"{where}: item folder {name!r} is missing")
+            if name == "meta":
+                path = item / "metadata"
+                if not path.is_file():
+                    raise CheckpointCorrupt(f"{path}: missing (the step's JSON metadata)")
+                try:
+                    json.loads(path.read_text())
+                except ValueError as err:
+                    raise CheckpointCorrupt(f"{path}: not valid JSON ({err})") from None
+                continue
+            path = item / "_METADATA"
+            if not path.is_file():
+                raise CheckpointCorrupt(f"{path}: missing (orbax's array metadata of {name!r})")
+            try:
+                tree = json.loads(path.read_text())["tree_metadata"]
+                saved = {  # empty nodes (None, optax's EmptyState) are not arrays
+                    tuple(str(k["key"]) for k in v["key_metadata"])
+                    for v in tree.values()
+                    if not v.get("value_metadata", {}).get("skip_deserialize", False)
+                }
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                raise CheckpointCorrupt(
+                    f"{path}: unreadable orbax metadata ({type(err).__name__}: {err})"
+                ) from None
+            wanted = {
+                tuple(_key(k) for k in keys)
+                for keys, _ in jax.tree_util.tree_flatten_with_path(items[name])[0]
+            }
+            if wanted != saved:
+                missing = sorted("/".join(k) for k in wanted - saved)
+                extra = sorted("/".join(k) for k in saved - wanted)
+                raise CheckpointMismatch(
+                    f"{where}: item {name!r} holds other arrays than this run's "
+                    f"({len(missing)} wanted but absent, e.g. {missing[:3]}; {len(extra)} "
+                    f"saved but not wanted, e.g. {extra[:3]})"
+                )
+            if not (item / "manifest.ocdbt").is_file() and not list(item.glob("*/.zarray")):
+                raise CheckpointCorrupt(f"{item}: the array data files are missing")
+
+    def restore_intact(
+        self, abstract_state: Any, *, quarantine: bool = True
+    ) -> tuple[int | None, Any, dict[str, Any], list[tuple[int, str]]]:
+        """(step, state, meta, skipped) of the newest step that restores intact; `skipped`:
+        (step, reason) of each newer step that did not (moved to ``<dir>/broken/`` when an
+        older step was intact and `quarantine`). (None, None, {}, []) without checkpoints;
+        `CheckpointCorrupt` listing every reason when no step is intact;
+        `CheckpointMismatch` at once for a step of another structure."""
+        skipped: list[tuple[int, str]] = []
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                state, meta = self.restore(abstract_state, step)
+            except CheckpointCorrupt as err:
+                skipped.append((step, str(err)))
+                log.warning("checkpoint step %d skipped: %s", step, err)
+                continue
+            if skipped and quarantine and jax.process_index() == 0:
+                self._quarantine([s for s, _ in skipped])
+            return step, state, meta, skipped
+        if skipped:
+            reasons = "; ".join(f"step {s}: {r}" for s, r in skipped)
+            raise CheckpointCorrupt(
+                f"{self.directory}: no intact checkpoint ({reasons}). Move the folder aside "
+                "to start this stage over."
+            )
+        return None, None, {}, []
+
+    def _quarantine(self, steps: list[int]) -> None:
+        """Moves damaged steps out of the step list (kept for inspection, never deleted), so
+        the run saves those step numbers again."""
+        self._manager.wait_until_finished()
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        (self.directory / BROKEN).mkdir(exist_ok=True)
+        for step in steps:
+            src = self.directory / str(step)
+            if src.exists():
+                shutil.move(str(src), str(self.directory / BROKEN / f"{step}-{stamp}"))
+            self._finite.pop(step, None)
+        self._manager.reload()
 
     def wait(self) -> None:
         self._manager.wait_until_finished()
+        self._rotate()  # the newest save is durable: older steps beyond keep-N can go
 
     def close(self) -> None:
         self._manager.wait_until_finished()
+        self._rotate()
         self._manager.close()
 
     def __enter__(self) -> Checkpointer:

@@ -1,8 +1,8 @@
 """Run metrics: one JSON line per record (the source of truth) mirrored to TensorBoard.
 
 JSONL is appended and flushed per record, so a crash loses nothing already logged, and a
-resumed run keeps appending to the same file (records carry their step; readers keep the
-last record of each (kind, step)).
+resumed run keeps appending to the same file after `rewind` dropped the records of the steps
+it runs again (records carry their step; readers keep the last record of each (kind, step)).
 """
 
 from __future__ import annotations
@@ -46,6 +46,32 @@ class MetricsLogger:
             for k, v in record.items():
                 if k not in ("kind", "step", "time") and isinstance(v, int | float):
                     self._tb.add_scalar(f"{kind}/{k}", v, int(step))
+
+    def rewind(self, next_step: int) -> int:
+        """Drops the records of steps >= `next_step` (a resumed stage runs them again) and a
+        torn last line (a killed writer); returns how many lines went. Atomic: the kept
+        lines are written to a temporary file that replaces metrics.jsonl."""
+        self._file.close()
+        kept, dropped = [], 0
+        with self.path.open() as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    keep = int(rec["step"]) < next_step
+                except (ValueError, KeyError, TypeError):
+                    keep = False  # a line cut by a crash
+                if keep:
+                    kept.append(line if line.endswith("\n") else line + "\n")
+                else:
+                    dropped += 1
+        if dropped:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(kept))
+            tmp.replace(self.path)
+        self._file = self.path.open("a")
+        return dropped
 
     def close(self) -> None:
         self._file.close()

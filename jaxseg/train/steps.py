@@ -16,6 +16,7 @@ optimizer are expected on the mesh already (jaxseg.parallel.placement.place).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import jax
@@ -202,15 +203,33 @@ def accumulate_grads(
     return total, grads, metrics
 
 
+@jax.jit
+def _grad_norm(grads):
+    return optax.tree.norm(grads)
+
+
 def train_step(
     model,
     optimizer: nnx.Optimizer,
     micro_batches: Sequence[PolicyBatch],
     loss: LossConfig,
     mesh=None,
+    *,
+    skip_nonfinite: bool = True,
 ):
     """One optimizer update over all micro-batches; returns host metrics. `mesh`: the mesh
-    model and optimizer live on (see the module docstring)."""
+    model and optimizer live on (see the module docstring).
+
+    A step whose loss or gradient norm is not finite (NaN/inf) changes nothing: model and
+    optimizer state stay as they were and ``metrics["skipped"]`` is 1.0 (the caller counts
+    and decides when to abort, jaxseg.train.faults). ``skip_nonfinite=False`` applies it.
+    """
     _, grads, metrics = accumulate_grads(model, micro_batches, loss, mesh, optimizer.wrt)
-    metrics["grad_norm"] = float(_apply(optimizer, model, grads, mesh))
+    norm = float(_grad_norm(grads))
+    metrics["grad_norm"] = norm
+    finite = math.isfinite(float(metrics["loss"])) and math.isfinite(norm)
+    skip = skip_nonfinite and not finite
+    if not skip:
+        _apply(optimizer, model, grads, mesh)
+    metrics["skipped"] = float(skip)
     return metrics

@@ -80,9 +80,10 @@ from jaxseg.segmenter import make_backend
 
 from . import grounding
 from .batch import PolicyBatch, make_policy_batch
-from .checkpoint import Checkpointer, abstract_like
+from .checkpoint import Checkpointer, CheckpointMismatch, abstract_like
 from .cot import CycledSamples, iter_episodes, oracle_episodes
 from .evaluate import evaluate_policy
+from .faults import NonFiniteGuard
 from .lora import LoRAConfig, adapted, adapter_params, has_lora, load_adapters, merged_params
 from .lora import trainable as trainable_params
 from .metrics import MetricsLogger
@@ -114,6 +115,13 @@ def _summary_only(episode: RecordedEpisode) -> RecordedEpisode:
     to send to the other hosts."""
     turns = [{"truncated": t.get("truncated", False)} for t in episode.turn_info]
     return RecordedEpisode(episode.trace, [], turns)
+
+
+def log_rewind(log: Any, next_step: int) -> None:
+    """A resumed stage drops its metrics records of steps >= `next_step` (they run again)."""
+    rewind = getattr(log, "rewind", None)
+    if rewind is not None:
+        rewind(next_step)
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -256,23 +264,25 @@ class Experiment:
             state["lora"] = adapter_params(self.model)
         return state
 
-    def _restore(self, ckpt: Checkpointer, optimizer: nnx.Optimizer) -> int:
-        """Restores the latest checkpoint into model + optimizer; returns the next step."""
-        step = ckpt.latest_step()
-        if step is None:
-            return 0
+    def _restore(self, ckpt: Checkpointer, optimizer: nnx.Optimizer) -> tuple[int, dict]:
+        """Restores the newest intact checkpoint into model + optimizer (newer damaged steps
+        are skipped, named and moved to ckpt/broken/); returns (next step, its meta)."""
+        if ckpt.latest_step() is None:
+            return 0, {}
         target = {"opt": nnx.to_pure_dict(nnx.state(optimizer, nnx.optimizer.OptState))}
         if has_lora(self.model):  # the base is this stage's starting point, rebuilt as fresh
             target["lora"] = adapter_params(self.model)
         else:
             target["params"] = nnx.to_pure_dict(nnx.state(self.model, nnx.Param))
         try:
-            restored, meta = ckpt.restore(abstract_like(target), step)
-        except (KeyError, ValueError) as err:
+            step, restored, meta, skipped = ckpt.restore_intact(abstract_like(target))
+        except CheckpointMismatch as err:
             raise ValueError(
-                f"{ckpt.directory}: step {step} does not match this run's trainable parameters "
-                "(was lora_rank / lora_targets changed since it was written?)"
+                f"{err}: it does not match this run's trainable parameters (was lora_rank / "
+                "lora_targets changed since it was written?)"
             ) from err
+        for bad, why in skipped:
+            tqdm.write(f"resume: skipped checkpoint step {bad} ({why}); resuming from step {step}")
         if "lora" in restored:
             load_adapters(self.model, restored["lora"])
         else:
@@ -282,19 +292,23 @@ class Experiment:
         opt = nnx.state(optimizer, nnx.optimizer.OptState)
         nnx.replace_by_pure_dict(opt, restored["opt"])
         nnx.update(optimizer, opt)
-        return int(meta["next_step"])
+        return int(meta["next_step"]), meta
 
     def load_stage(self, stage: str) -> int | None:
         """Loads the params of `stage`'s latest checkpoint into the model (None if absent)."""
         ckpt_dir = self.workdir / stage / "ckpt"
         if not ckpt_dir.is_dir():
             return None
-        with Checkpointer(ckpt_dir, item_names=ITEMS) as ckpt:
-            step = ckpt.latest_step()
+        with Checkpointer(ckpt_dir, item_names=ITEMS, max_to_keep=None) as ckpt:
+            target = {"params": nnx.to_pure_dict(nnx.state(self.model, nnx.Param))}
+            # newest intact step; a reader (export, eval, GRPO's start) never moves files
+            step, restored, _, skipped = ckpt.restore_intact(
+                abstract_like(target), quarantine=False
+            )
             if step is None:
                 return None
-            target = {"params": nnx.to_pure_dict(nnx.state(self.model, nnx.Param))}
-            restored, _ = ckpt.restore(abstract_like(target), step)
+            for bad, why in skipped:
+                tqdm.write(f"{stage}: skipped checkpoint step {bad} ({why}); loaded step {step}")
         params = nnx.state(self.model, nnx.Param)
         nnx.replace_by_pure_dict(params, restored["params"])
         nnx.update(self.model, params)
@@ -384,9 +398,13 @@ class Experiment:
                 self.model, make_optimizer(opt_cfg), wrt=trainable_params(self.model)
             )
             place(optimizer, self.mesh)  # restore reads onto these shardings
-            start = self._restore(ckpt, optimizer)
+            start, resumed = self._restore(ckpt, optimizer)
             if start >= c.steps:
                 return {"stage": name, "skipped": True, "step": start}
+            log_rewind(log, start)  # steps >= start run again: their old records go
+            guard = NonFiniteGuard(
+                name, c.get("max_nonfinite", 3), skipped_before=resumed.get("nonfinite_skipped", 0)
+            )
             examples = make_examples()
             rng_seed = int(self.config.seed)
             per_epoch = max(len(examples) // c.batch_size, 1)
@@ -404,13 +422,13 @@ class Experiment:
                     self.mesh,
                 )
                 metrics["step_time"] = time.perf_counter() - t0
+                guard.check(step, metrics)  # a non-finite step changed nothing; too many abort
                 log.log("train", step, metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
                 self._periodic_eval(name, c, step, log)
                 if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
-                    ckpt.save(
-                        step, self._train_state(optimizer), {"next_step": step + 1}, force=True
-                    )
+                    meta = {"next_step": step + 1, **guard.checkpoint_meta()}
+                    ckpt.save(step, self._train_state(optimizer), meta, force=True)
             ckpt.wait()
         return {"stage": name, "step": c.steps}
 
@@ -470,9 +488,15 @@ class Experiment:
                 self.model, make_optimizer(opt_cfg), wrt=trainable_params(self.model)
             )
             place(optimizer, self.mesh)  # restore reads onto these shardings
-            start = self._restore(ckpt, optimizer)
+            start, resumed = self._restore(ckpt, optimizer)
             if start >= c.steps:
                 return {"stage": "grpo", "skipped": True, "step": start}
+            log_rewind(log, start)  # steps >= start run again: their old records go
+            guard = NonFiniteGuard(
+                "grpo",
+                c.get("max_nonfinite", 3),
+                skipped_before=resumed.get("nonfinite_skipped", 0),
+            )
             batches = run.batches(source, c.prompts_per_step, int(self.config.seed), start)
             lo, hi = host_share(c.prompts_per_step, "grpo.prompts_per_step")  # this host's
             bar = tqdm(range(start, c.steps), desc=run.dir, disable=not self.progress)
@@ -519,6 +543,7 @@ class Experiment:
                     ]
                 t1 = time.perf_counter()
                 metrics = train_step(self.model, optimizer, micro, loss_cfg, self.mesh)
+                guard.check(step, metrics)  # a non-finite step changed nothing; too many abort
                 metrics.update(reward_summary(episodes))
                 metrics["reward/mean"] = float(rewards.mean())
                 metrics["time/rollout"] = t_rollout
@@ -530,9 +555,8 @@ class Experiment:
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", J=f"{metrics['J']:.2f}")
                 self._periodic_eval(run.dir, c, step, log)
                 if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
-                    ckpt.save(
-                        step, self._train_state(optimizer), {"next_step": step + 1}, force=True
-                    )
+                    meta = {"next_step": step + 1, **guard.checkpoint_meta()}
+                    ckpt.save(step, self._train_state(optimizer), meta, force=True)
             ckpt.wait()
         return {"stage": "grpo", "step": c.steps}
 

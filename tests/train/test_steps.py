@@ -1,6 +1,7 @@
 """Train steps: batch building, exact micro-batch accumulation, SFT/GRPO updates."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -162,3 +163,24 @@ def test_grpo_step_moves_logprobs_with_advantage(setup):
     # rows with positive advantage gain log-prob, negative ones lose it
     assert np.all(np.sign(delta) == np.sign(batch.advantages)), (delta, batch.advantages)
     assert np.isfinite(metrics["grad_norm"]) and metrics["tokens"] == m.sum()
+
+
+def test_nonfinite_step_changes_nothing(setup):
+    """Fault injection: a NaN in the weights (as a corrupted checkpoint would restore) makes
+    the loss NaN; the step is skipped, model and optimizer state stay exactly as they were."""
+    cfg, examples = setup
+    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(4))
+    opt = nnx.Optimizer(
+        model,
+        make_optimizer(OptimizerConfig(learning_rate=1e-3, schedule="constant")),
+        wrt=nnx.Param,
+    )
+    batch = make_policy_batch(examples, config=cfg, length_buckets=(32,))
+    train_step(model, opt, [batch], SFTLoss())  # a real update first: opt state non-trivial
+    emb = model.language_model.embed_tokens.embedding
+    emb.value = emb.value.at[:, 0].set(jnp.nan)
+    before = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state((model, opt))))
+    metrics = train_step(model, opt, [batch], SFTLoss())
+    assert metrics["skipped"] == 1.0 and not np.isfinite(metrics["loss"])
+    after = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state((model, opt))))
+    jax.tree.map(np.testing.assert_array_equal, before, after)
