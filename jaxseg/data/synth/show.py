@@ -66,6 +66,14 @@ def pick_examples(meta: dict[str, Any], rows: int, per_video: int = 3) -> list[t
     return picked[:rows]
 
 
+LEGEND = (
+    "Legend: frames show the answer to the row's query bright, outlined in white; everything "
+    "else is dimmed.  t=N: frame index; 'key': the annotated keyframe; '(none)': no target "
+    "in that frame.\nLeft column: video, expression id, [query type], the query, the answer's "
+    "object ids, the scene's objects (#id size colour shape) and its events."
+)
+
+
 def render_example_page(
     data: str | Path, out: str | Path, *, split: str = "valid", rows: int = 12, cols: int = 6
 ) -> Path:
@@ -135,7 +143,8 @@ def render_example_page(
             ax.axis("off")
         for c in range(len(shown) + 1, cols + 1):
             axes[row, c].axis("off")
-    fig.tight_layout()
+    fig.text(0.005, 0.999, LEGEND, va="top", ha="left", fontsize=7, family="monospace")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.42 / fig.get_figheight()))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)
