@@ -8,22 +8,45 @@ oracle's cold-start traces); real benchmarks have none, and the reader path is t
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import numpy as np
 
 from jaxseg.data.readers import read_dataset
+from jaxseg.data.readers.common import field_of, int_of, load_json, videos_of
+from jaxseg.data.readers.errors import BadInputPolicy, DataFormatError
 from jaxseg.protocols.sample import EpisodeSample, from_record, synth_description
 
 
-def _synth_graphs(root: Path, split: str | None) -> dict[str, tuple[dict, list[int]]]:
-    """video id -> (scene graph, anno id of each object) from the synthetic sidecar."""
+def _synth_graphs(
+    root: Path, split: str | None, policy: BadInputPolicy | None = None
+) -> dict[str, tuple[dict, list[int]]]:
+    """video id -> (scene graph, anno id of each object) from the synthetic sidecar. A file
+    that is not JSON is a `DataFormatError`; a bad video entry is one naming its field (under
+    `policy.skip_bad` that video is left without descriptions, with a warning)."""
     path = root / f"synth_scene_graph_{split}_.json"
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
-    return {vid: (v["graph"], [int(a) for a in v["anno_id"]]) for vid, v in data["videos"].items()}
+    policy = policy or BadInputPolicy()
+    data = load_json(path, "synth_scene_graph")
+    videos = videos_of(data, path)
+    out = {}
+    for vid, v in videos.items():
+        field = f'videos["{vid}"]'
+        try:
+            graph = field_of(v, "graph", path, field)
+            if not isinstance(graph, dict):
+                raise DataFormatError(path, f"{field}.graph", "is not a mapping")
+            ids = field_of(v, "anno_id", path, field)
+            if not isinstance(ids, list):
+                raise DataFormatError(path, f"{field}.anno_id", f"{ids!r} is not a list")
+            out[vid] = (
+                graph,
+                [int_of(a, path, f"{field}.anno_id[{i}]") for i, a in enumerate(ids)],
+            )
+        except DataFormatError as err:
+            policy.report(err)
+    return out
 
 
 class SampleSource:
@@ -37,11 +60,14 @@ class SampleSource:
         format: str = "revos",
         include_null: bool = True,
         cache_size: int = 256,
+        skip_bad: bool = False,
     ):
         self.root = Path(root)
         self.split = split
-        self.index = read_dataset(format, self.root, split)
-        self._graphs = _synth_graphs(self.root, split)
+        self.index = read_dataset(format, self.root, split, skip_bad=skip_bad)
+        policy = BadInputPolicy(skip_bad)
+        self._graphs = _synth_graphs(self.root, split, policy)
+        self.skipped = [*self.index.skipped, *policy.skipped]
         self.indices = [i for i, r in enumerate(self.index) if include_null or not r.is_null]
         if not self.indices:
             raise ValueError(f"{self.root} split {split!r}: no expressions")
@@ -57,7 +83,14 @@ class SampleSource:
         if record.video_id not in self._graphs or record.is_null:
             return None
         graph, anno_ids = self._graphs[record.video_id]
-        targets = [anno_ids.index(int(a)) for a in record.target_ids]
+        try:
+            targets = [anno_ids.index(int(a)) for a in record.target_ids]
+        except ValueError:
+            raise DataFormatError(
+                self.root / f"synth_scene_graph_{self.split}_.json",
+                f'videos["{record.video_id}"].anno_id',
+                f"{anno_ids} lacks the expression's target {list(record.target_ids)}",
+            ) from None
         return synth_description(graph, targets)
 
     def _load_uncached(self, i: int) -> EpisodeSample:

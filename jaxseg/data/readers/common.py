@@ -36,6 +36,42 @@ def field_of(mapping: Any, key: str, path: str | Path, field: str) -> Any:
     return mapping[key]
 
 
+def text_of(mapping: Any, key: str, path: str | Path, field: str) -> str:
+    """A required non-empty string (an expression's text): null, a number or "" is an error,
+    never the query "None"."""
+    value = field_of(mapping, key, path, field)
+    if not isinstance(value, str) or not value.strip():
+        raise DataFormatError(path, f"{field}.{key}", f"{value!r} is not a non-empty string")
+    return value
+
+
+def int_of(value: Any, path: str | Path, field: str) -> int:
+    """An integer field: an int or a string of digits; "tall", 2.5, true or null are errors."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise DataFormatError(path, field, f"{value!r} is not an integer")
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isdigit() or (text[:1] == "-" and text[1:].isdigit())):
+            raise DataFormatError(path, field, f"{value!r} is not an integer")
+        return int(text)
+    return value
+
+
+def safe_name(name: Any, path: str | Path, field: str) -> str:
+    """A file or folder name from a meta file, joined under the dataset root: it may hold
+    '/' (ReVOS video names do) but not '..', an absolute path, or a NUL, which would read
+    outside the dataset."""
+    if not isinstance(name, (str, int)) or isinstance(name, bool):
+        raise DataFormatError(path, field, f"{name!r} is not a name")
+    text = str(name)
+    parts = text.replace("\\", "/").split("/")
+    if not text or "\x00" in text or os.path.isabs(text) or ".." in parts or text[:1] in "/\\":
+        raise DataFormatError(
+            path, field, f"{text!r} is not a name inside the dataset (absolute or '..')"
+        )
+    return text
+
+
 def expressions_of(info: Any, path: str | Path, field: str) -> list[tuple[str, dict]]:
     """(exp_id, expression dict) pairs of a video: a mapping exp_id -> {...} (every released
     meta file), or a list of {...} whose position or "exp_id" is the id (Veason-R1's
@@ -72,6 +108,10 @@ def frame_files(
     """
     if not isinstance(names, (list, tuple)) or len(names) == 0:
         raise DataFormatError(meta_path, field, "empty video: no frames listed")
+    names = [safe_name(n, meta_path, f"{field}[{i}]") for i, n in enumerate(names)]
+    video = Path(frames_dir).name
+    if video == ".." or not video:
+        raise DataFormatError(meta_path, field, f"{str(frames_dir)!r} is outside the dataset")
     paths = tuple(os.path.join(str(frames_dir), f"{name}{extension}") for name in names)
     ids = tuple(frame_number(str(n), i) for i, n in enumerate(names))
     height, width = image_size(paths[0], field=f"frame {names[0]} of {field}")

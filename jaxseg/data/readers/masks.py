@@ -55,6 +55,41 @@ class MaskSource:
         return out
 
 
+def rle_counts(counts: Any) -> np.ndarray:
+    """The run lengths of a COCO RLE: a list as is, a compressed string decoded as
+    pycocotools' rleFrString does (vectorised). ValueError on a malformed string."""
+    if isinstance(counts, (list, tuple)):
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in counts):
+            raise ValueError("counts holds non-integers")
+        return np.asarray(counts, dtype=np.int64)
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii", errors="replace")
+    if not isinstance(counts, str):
+        raise ValueError(f"counts is a {type(counts).__name__}, not a list or an RLE string")
+    c = np.frombuffer(counts.encode("ascii", errors="replace"), np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return np.zeros(0, np.int64)
+    if ((c < 0) | (c > 63)).any():
+        raise ValueError("counts string holds characters outside the RLE alphabet")
+    more = (c & 0x20) != 0
+    if more[-1]:
+        raise ValueError("counts string ends inside a number (truncated)")
+    ends = np.flatnonzero(~more)
+    group = np.concatenate([[0], np.cumsum(~more[:-1])])
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    j = np.arange(c.size) - starts[group]
+    if j.max() > 11:
+        raise ValueError("counts string holds a number too long for a run length")
+    vals = np.zeros(ends.size, np.int64)
+    np.add.at(vals, group, (c & 0x1F) << (5 * j))
+    neg = (c[ends] & 0x10) != 0
+    vals[neg] -= np.left_shift(1, 5 * (ends - starts + 1))[neg]
+    out = vals.copy()
+    out[3::2] = np.cumsum(vals[1::2])[1:]  # m > 2: x += cnts[m - 2]
+    out[4::2] = np.cumsum(vals[2::2])[1:]
+    return out
+
+
 def _rle_for_pycocotools(rle: dict, height: int, width: int) -> dict:
     if isinstance(rle.get("counts"), list):  # uncompressed RLE
         return mask_utils.frPyObjects(rle, height, width)
@@ -96,13 +131,36 @@ class RleMasks(MaskSource):
                     raise DataFormatError(
                         self.path, f"{field}[{t}]", "is not a COCO RLE {size, counts}"
                     )
-                size = [int(v) for v in rle["size"]]
+                try:
+                    size = [int(v) for v in rle["size"]]
+                except (TypeError, ValueError):
+                    raise DataFormatError(
+                        self.path, f"{field}[{t}].size", f"is not [height, width]: {rle['size']!r}"
+                    ) from None
                 if size != [self.height, self.width]:
                     raise DataFormatError(
                         self.path,
                         f"{field}[{t}].size",
                         f"RLE size {size} disagrees with the frame size "
                         f"[{self.height}, {self.width}]",
+                    )
+                # pycocotools decodes a short RLE into uninitialised memory and a long one
+                # over the next frame's: the runs must cover the frame exactly
+                try:
+                    counts = rle_counts(rle["counts"])
+                except ValueError as err:
+                    raise DataFormatError(self.path, f"{field}[{t}].counts", str(err)) from None
+                if (counts < 0).any():
+                    raise DataFormatError(
+                        self.path, f"{field}[{t}].counts", "holds a negative run length"
+                    )
+                total = int(counts.sum())
+                if total != self.height * self.width:
+                    raise DataFormatError(
+                        self.path,
+                        f"{field}[{t}].counts",
+                        f"runs cover {total} pixels but the frame has {self.height} x "
+                        f"{self.width} = {self.height * self.width} (truncated or corrupted RLE)",
                     )
 
     def decode(self, positions: Sequence[int] | None = None) -> np.ndarray:

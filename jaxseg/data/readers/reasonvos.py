@@ -21,6 +21,8 @@ from jaxseg.data.readers.common import (
     frame_files,
     listed_frames,
     load_json,
+    safe_name,
+    text_of,
     videos_of,
 )
 from jaxseg.data.readers.errors import BadInputPolicy, DataFormatError
@@ -46,7 +48,8 @@ def read_reasonvos(
     for video, info in videos.items():
         vfield = f'videos["{video}"]'
         try:
-            source = str(field_of(info, "source", meta_path, vfield))
+            safe_name(video, meta_path, vfield)
+            source = safe_name(field_of(info, "source", meta_path, vfield), meta_path, vfield)
             expressions = expressions_of(info, meta_path, vfield)
             names = info.get("frames") or listed_frames(root / "JPEGImages" / video)
             paths, ids, height, width = frame_files(
@@ -63,10 +66,8 @@ def read_reasonvos(
         for key, exp in expressions:
             efield = f'{vfield}.expressions["{key}"]'
             try:
-                obj_id = str(field_of(exp, "obj_id", meta_path, efield))
-                text = exp.get("exp_text", exp.get("exp"))
-                if text is None:
-                    raise DataFormatError(meta_path, f"{efield}.exp_text", "is missing")
+                obj_id = safe_name(field_of(exp, "obj_id", meta_path, efield), meta_path, efield)
+                text = text_of(exp, "exp_text" if "exp_text" in exp else "exp", meta_path, efield)
                 gt_dir = root / "Annotations" / f"{source}_{video}_{obj_id}"
                 if not gt_dir.is_dir():
                     raise DataFormatError(

@@ -17,7 +17,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jaxseg.data.readers.common import field_of, listed_video, load_json, videos_of
+from jaxseg.data.readers.common import (
+    field_of,
+    listed_video,
+    load_json,
+    safe_name,
+    text_of,
+    videos_of,
+)
 from jaxseg.data.readers.errors import BadInputPolicy, DataFormatError
 from jaxseg.data.readers.masks import PaletteMasks
 from jaxseg.data.readers.records import ExpressionIndex, VideoExpression
@@ -58,6 +65,7 @@ def read_ytvos_layout(
     for video, info in videos.items():
         vfield = f'videos["{video}"]'
         try:
+            safe_name(video, meta_path, vfield)
             names, expressions, paths, ids, height, width = listed_video(
                 info,
                 split_dir / "JPEGImages" / video,
@@ -79,8 +87,8 @@ def read_ytvos_layout(
         for exp_id, exp in expressions:
             efield = f'{vfield}.expressions["{exp_id}"]'
             try:
-                text = field_of(exp, "exp", meta_path, efield)
-                obj_id = str(field_of(exp, "obj_id", meta_path, efield))
+                text = text_of(exp, "exp", meta_path, efield)
+                obj_id = safe_name(field_of(exp, "obj_id", meta_path, efield), meta_path, efield)
                 if not obj_id.isdigit() or not 0 < int(obj_id) < 256:
                     raise DataFormatError(
                         meta_path, f"{efield}.obj_id", f"{obj_id!r} is not a palette index 1..255"

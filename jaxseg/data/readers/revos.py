@@ -21,7 +21,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from jaxseg.data.readers.common import field_of, listed_video, load_json, videos_of
+from jaxseg.data.readers.common import (
+    int_of,
+    listed_video,
+    load_json,
+    safe_name,
+    text_of,
+    videos_of,
+)
 from jaxseg.data.readers.errors import BadInputPolicy, DataFormatError
 from jaxseg.data.readers.masks import RleMasks
 from jaxseg.data.readers.records import (
@@ -103,13 +110,16 @@ def read_rle_layout(
     for video, info in videos.items():
         vfield = _video_field(video)
         try:
+            safe_name(video, meta_path, vfield)
             names, expressions, paths, ids, height, width = listed_video(
                 info, frames_dir / video, meta_path=meta_path, field=vfield, verify=verify_frames
             )
             for key in ("height", "width"):
                 declared = info.get(key)
                 actual = height if key == "height" else width
-                if declared is not None and int(declared) != actual:
+                if declared is None:
+                    continue
+                if int_of(declared, meta_path, f"{vfield}.{key}") != actual:
                     raise DataFormatError(
                         meta_path,
                         f"{vfield}.{key}",
@@ -126,14 +136,14 @@ def read_rle_layout(
         for exp_id, exp in expressions:
             efield = f'{vfield}.expressions["{exp_id}"]'
             try:
-                text = field_of(exp, "exp", meta_path, efield)
+                text = text_of(exp, "exp", meta_path, efield)
                 anno_ids = [str(a) for a in _as_list(exp.get("anno_id", []))]
                 type_id = exp.get("type_id")
                 if type_id is None:
                     if require_type_id:
                         raise DataFormatError(meta_path, f"{efield}.type_id", "is missing")
                     type_id = TYPE_REFERRING
-                type_id = int(type_id)
+                type_id = int_of(type_id, meta_path, f"{efield}.type_id")
                 if type_id not in (TYPE_REFERRING, TYPE_REASONING, TYPE_NULL):
                     raise DataFormatError(
                         meta_path, f"{efield}.type_id", f"{type_id} is not 0, 1 or 2"
