@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "episodes": ("jaxseg.commands.episodes", "run a protocol with a scripted policy; rewards"),
     "segment": ("jaxseg.commands.segment", "segment one video for a query with a trained run"),
+    "view": ("jaxseg.commands.view", "HTML trace viewer: one self-contained page per run"),
     "seg": ("jaxseg.commands.seg", "o3 [SEG] route: cold start, GRPO calibration on vs off"),
     "plan": (
         "jaxseg.commands.plan",
