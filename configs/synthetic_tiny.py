@@ -4,8 +4,9 @@
     jaxseg train --config demo:protocol=o3 --workdir runs/o3 --set grpo.steps=40
     jaxseg train --config demo:quick ...          # a few steps of each stage (CI)
 
-`:arg` knobs (change several fields at once): protocol, size, quick, seed, lora (adapter rank
-for both stages; 0 = full fine-tuning), mesh (e.g. 2x2x2: data x fsdp x tensor).
+`:arg` knobs (change several fields at once): protocol, size, family (qwen2_5_vl | qwen3_vl),
+quick, seed, lora (adapter rank for both stages; 0 = full fine-tuning), mesh (e.g. 2x2x2: data
+x fsdp x tensor).
 """
 
 from ml_collections import ConfigDict
@@ -14,7 +15,16 @@ from jaxseg.config import parse_arg
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, protocol="veason", size="tiny", quick=False, seed=0, lora=0, mesh="")
+    a = parse_arg(
+        arg,
+        protocol="veason",
+        size="tiny",
+        family="qwen2_5_vl",
+        quick=False,
+        seed=0,
+        lora=0,
+        mesh="",
+    )
     c = ConfigDict()
     c.seed = a.seed
     if a.mesh:  # e.g. mesh=2x2x2: data x fsdp x tensor over the local devices (jaxseg.parallel)
@@ -36,8 +46,10 @@ def get_config(arg=None):
         )
     )
 
-    # Policy: Qwen2.5-VL architecture; `init` = "random" (preset size) or an HF checkpoint dir
+    # Policy: `family` (jaxseg.models.family) and `init` = "random" (preset size) or an HF
+    # checkpoint dir (its config.json's model_type then decides the family)
     c.model = ConfigDict()
+    c.model.family = a.family
     c.model.size = "nano" if a.quick else a.size
     c.model.init = "random"
     c.model.dtype = "float32"

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _load_teacher(args: argparse.Namespace):
     from jaxseg.data.tokenizer import load_processor
-    from jaxseg.models.qwen2_5_vl import from_pretrained
+    from jaxseg.models.family import load_pretrained
     from jaxseg.train.cot import teacher_policy
 
     path = Path(args.teacher)
@@ -102,7 +102,7 @@ def _load_teacher(args: argparse.Namespace):
         processor = load_processor(path)
     except FileNotFoundError as err:
         raise SystemExit(f"jaxseg data cot: --teacher: {err}") from None
-    model = from_pretrained(path)
+    model = load_pretrained(path)
     return teacher_policy(
         model,
         processor,

@@ -6,7 +6,7 @@ An encode function maps a `Clip` to a dict of numpy arrays. Two are provided:
   processor, each frame becomes `<|vision_start|><|image_pad|>*n<|vision_end|>` preceded by
   its absolute frame index as a timestamp "(t s)" (Veason-R1's absolute frame indexing,
   seeds_methods.md §3(a)), and the M-RoPE positions come from
-  `jaxseg.models.qwen2_5_vl.rope.get_rope_index`.
+  the family's `get_rope_index` (jaxseg.models.family).
 Both are module-level classes so grain can pickle them into worker processes.
 """
 
@@ -82,7 +82,7 @@ def _chat(tokenizer: Any, system: str, user: str) -> str:
 class Qwen25VLEncode:
     """tokenizer: a transformers tokenizer holding Qwen2.5-VL's special tokens;
     image_processor: `Qwen2VLImageProcessorPil` (or any with the same call signature);
-    config: `jaxseg.models.qwen2_5_vl.config.Qwen2_5_VLConfig` (token ids, merge size).
+    config: a policy family's config (token ids, merge size; jaxseg.models.family).
 
     Returns input_ids / attention_mask [L] int32, position_ids [3, L] int32,
     pixel_values [P, C*T*p*p] float32, image_grid_thw [M, 3] int32.
@@ -95,7 +95,7 @@ class Qwen25VLEncode:
     instruction: str = DEFAULT_INSTRUCTION
 
     def __call__(self, clip: Clip) -> dict[str, np.ndarray]:
-        from jaxseg.models.qwen2_5_vl.rope import get_rope_index
+        from jaxseg.models.family import family_of
 
         vision = self.image_processor(images=list(clip.frames), return_tensors="np")
         grid = np.asarray(vision["image_grid_thw"], dtype=np.int64)
@@ -115,7 +115,7 @@ class Qwen25VLEncode:
         if n_pad != int(np.prod(grid, axis=1).sum() // merge**2):
             raise ValueError("tokenizer split the image placeholder tokens; check its vocab")
         mask = np.ones_like(ids)
-        positions, _ = get_rope_index(
+        positions, _ = family_of(self.config).get_rope_index(
             ids[None], image_grid_thw=grid, attention_mask=mask[None], config=self.config
         )
         return {

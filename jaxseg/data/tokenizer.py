@@ -96,8 +96,6 @@ IMAGE_MAX_PIXELS = 64 * 28 * 28
 VIDEO_MIN_PIXELS = 4 * 28 * 28
 VIDEO_MAX_PIXELS = 16 * 28 * 28
 # CLIP statistics, as in Qwen2-VL's preprocessor_config.json
-_MEAN = [0.48145466, 0.4578275, 0.40821073]
-_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
 def chat_corpus() -> list[str]:
@@ -249,29 +247,52 @@ def special_token_ids(tokenizer) -> dict[str, int]:
     return {k: int(tokenizer.convert_tokens_to_ids(v)) for k, v in ids.items()}
 
 
-def _image_processor(min_pixels: int, max_pixels: int):
+def _family_image_settings(family: str) -> dict[str, Any]:
+    from jaxseg.models.family import get_family
+
+    return get_family(family).image_processor
+
+
+def _image_processor(min_pixels: int, max_pixels: int, family: str = "qwen2_5_vl"):
+    """The family's image processor (patch size, normalisation). Pixel bounds are given for
+    patch 14 (28 px merged tokens) and scaled to the family's merged-token side, so a frame
+    gets the same number of visual tokens in every family."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
         Qwen2VLImageProcessorPil,
     )
 
+    settings = _family_image_settings(family)
+    patch = settings["patch_size"]
     return Qwen2VLImageProcessorPil(
-        min_pixels=min_pixels, max_pixels=max_pixels, image_mean=_MEAN, image_std=_STD
+        min_pixels=min_pixels * (2 * patch) ** 2 // 28**2,
+        max_pixels=max_pixels * (2 * patch) ** 2 // 28**2,
+        patch_size=patch,
+        image_mean=settings["image_mean"],
+        image_std=settings["image_std"],
     )
 
 
-def video_processor_config(min_pixels: int = VIDEO_MIN_PIXELS, max_pixels: int = VIDEO_MAX_PIXELS):
-    """What `Qwen2VLVideoProcessor.from_pretrained` reads (video_preprocessor_config.json)."""
+def video_processor_config(
+    min_pixels: int = VIDEO_MIN_PIXELS,
+    max_pixels: int = VIDEO_MAX_PIXELS,
+    family: str = "qwen2_5_vl",
+):
+    """What the family's video processor reads (video_preprocessor_config.json)."""
+    settings = _family_image_settings(family)
+    side2 = (2 * settings["patch_size"]) ** 2
+    min_pixels, max_pixels = min_pixels * side2 // 28**2, max_pixels * side2 // 28**2
+    video_type = "Qwen3VLVideoProcessor" if family == "qwen3_vl" else "Qwen2VLVideoProcessor"
     return {
-        "video_processor_type": "Qwen2VLVideoProcessor",
-        "processor_class": "Qwen2_5_VLProcessor",
+        "video_processor_type": video_type,
+        "processor_class": settings["processor_class"],
         "size": {"shortest_edge": min_pixels, "longest_edge": max_pixels},
         "min_pixels": min_pixels,
         "max_pixels": max_pixels,
-        "patch_size": 14,
+        "patch_size": settings["patch_size"],
         "temporal_patch_size": 2,
         "merge_size": 2,
-        "image_mean": _MEAN,
-        "image_std": _STD,
+        "image_mean": settings["image_mean"],
+        "image_std": settings["image_std"],
         "do_resize": True,
         "do_rescale": True,
         "rescale_factor": 1 / 255,
@@ -285,21 +306,33 @@ def has_video_backend() -> bool:
     return importlib.util.find_spec("torchvision") is not None
 
 
-def _image_only_class():
-    from transformers import Qwen2_5_VLProcessor
+def _processor_class(family: str):
+    import transformers
+
+    return getattr(transformers, _family_image_settings(family)["processor_class"])
+
+
+def _image_only_class(family: str = "qwen2_5_vl"):
     from transformers.processing_utils import ProcessorMixin
 
-    class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
-        """Qwen2_5_VLProcessor minus the video processor (which needs torchvision)."""
+    base = _processor_class(family)
+
+    class ImageOnlyProcessor(base):
+        """The family's processor minus the video processor (which needs torchvision)."""
 
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
             self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
             self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
             self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
             self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            self.vision_start_token = "<|vision_start|>"
+            self.vision_end_token = "<|vision_end|>"
+            self.vision_start_token_id = tokenizer.convert_tokens_to_ids(self.vision_start_token)
+            self.vision_end_token_id = tokenizer.convert_tokens_to_ids(self.vision_end_token)
             ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
-    return ImageOnlyQwen2_5_VLProcessor
+    ImageOnlyProcessor.__name__ = f"ImageOnly{base.__name__}"
+    return ImageOnlyProcessor
 
 
 def build_processor(
@@ -309,19 +342,22 @@ def build_processor(
     image_max_pixels: int = IMAGE_MAX_PIXELS,
     video_min_pixels: int = VIDEO_MIN_PIXELS,
     video_max_pixels: int = VIDEO_MAX_PIXELS,
+    family: str = "qwen2_5_vl",
 ):
-    """A Qwen2_5_VLProcessor for `tokenizer` (full with torchvision, else image-only)."""
-    image_processor = _image_processor(image_min_pixels, image_max_pixels)
+    """The `family`'s processor (Qwen2_5_VLProcessor / Qwen3VLProcessor) for `tokenizer`: full
+    with torchvision, else image-only. Pixel bounds are for patch 14 and scale with the
+    family's patch size (`_image_processor`)."""
+    image_processor = _image_processor(image_min_pixels, image_max_pixels, family)
     template = tokenizer.chat_template or QWEN2_5_VL_CHAT_TEMPLATE
+    video_cfg = video_processor_config(video_min_pixels, video_max_pixels, family)
     if has_video_backend():  # pragma: no cover - torchvision is not installable here
-        from transformers import Qwen2_5_VLProcessor
-        from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+        from transformers import AutoVideoProcessor
 
-        cfg = video_processor_config(video_min_pixels, video_max_pixels)
-        video = Qwen2VLVideoProcessor(**{k: v for k, v in cfg.items() if "type" not in k})
-        return Qwen2_5_VLProcessor(image_processor, tokenizer, video, chat_template=template)
-    processor = _image_only_class()(image_processor, tokenizer, chat_template=template)
-    processor._video_config = video_processor_config(video_min_pixels, video_max_pixels)
+        video = AutoVideoProcessor.for_model(video_cfg["processor_class"])
+        return _processor_class(family)(image_processor, tokenizer, video, chat_template=template)
+    processor = _image_only_class(family)(image_processor, tokenizer, chat_template=template)
+    processor._video_config = video_cfg
+    processor._family = family
     return processor
 
 
@@ -338,7 +374,9 @@ def save_processor(processor, path: str | Path) -> Path:
     if video_cfg is not None:
         (path / "video_preprocessor_config.json").write_text(json.dumps(video_cfg, indent=2))
         proc_cfg["video_processor"] = video_cfg
-    proc_cfg["processor_class"] = "Qwen2_5_VLProcessor"  # what AutoProcessor should build
+    family = getattr(processor, "_family", "qwen2_5_vl")
+    # what AutoProcessor should build
+    proc_cfg["processor_class"] = _family_image_settings(family)["processor_class"]
     proc_cfg_path.write_text(json.dumps(proc_cfg, indent=2))
     return path
 
@@ -357,18 +395,24 @@ def load_processor(path: str | Path):
         return AutoProcessor.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     proc_cfg = json.loads((path / "processor_config.json").read_text())
+    family = "qwen3_vl" if proc_cfg.get("processor_class") == "Qwen3VLProcessor" else "qwen2_5_vl"
     image_cfg = proc_cfg.get("image_processor")
     if image_cfg is None:
         image_cfg = json.loads((path / "preprocessor_config.json").read_text())
     try:
         size = image_cfg["size"]
-        image_processor = _image_processor(size["shortest_edge"], size["longest_edge"])
+        patch = _family_image_settings(family)["patch_size"]
+        side2 = (2 * patch) ** 2  # saved bounds are in the family's pixels
+        image_processor = _image_processor(
+            size["shortest_edge"] * 28**2 // side2, size["longest_edge"] * 28**2 // side2, family
+        )
     except KeyError as err:
         raise ValueError(f"{path}: image processor config lacks size.{err.args[0]}") from None
-    processor = _image_only_class()(
+    processor = _image_only_class(family)(
         image_processor, tokenizer, chat_template=tokenizer.chat_template
     )
     processor._video_config = proc_cfg.get("video_processor")
+    processor._family = family
     return processor
 
 

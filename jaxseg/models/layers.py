@@ -69,6 +69,23 @@ class RMSNorm(nnx.Module):
         return self.weight[...] * normed
 
 
+class LayerNorm(nnx.Module):
+    """torch `nn.LayerNorm(size, eps)` with weight and bias: statistics in float32, result cast
+    to the input dtype, then scaled and shifted."""
+
+    def __init__(self, size: int, *, eps: float, param_dtype: jnp.dtype, axes: Axes = ("norm",)):
+        self.weight = param(None, _ones, (size,), param_dtype, axes)
+        self.bias = param(None, _zeros, (size,), param_dtype, axes)
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        mean = jnp.mean(x32, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+        normed = ((x32 - mean) * jax.lax.rsqrt(var + self.eps)).astype(x.dtype)
+        return normed * self.weight[...].astype(x.dtype) + self.bias[...].astype(x.dtype)
+
+
 class Embed(nnx.Module):
     """Token embedding `[vocab, hidden]`; `attend` is the tied lm_head (x @ embedding.T)."""
 

@@ -8,7 +8,7 @@ A policy name says what one block keeps for the backward pass (jax.checkpoint_po
 
 Only the teacher-forced (training) path is wrapped; decoding with a KV cache never is (it has
 no backward pass). Gradients are the same function either way (tests/models/qwen2_5_vl/
-test_remat.py); `jaxseg plan` prices each policy's memory and FLOPs (jaxseg/parallel/planner.py).
+test_remat.py for each family); `jaxseg plan` prices each policy's memory and FLOPs (jaxseg/parallel/planner.py).
 """
 
 from __future__ import annotations
@@ -39,14 +39,17 @@ def remat_block(fn: Callable, policy: str) -> Callable:
     return nnx.remat(fn, policy=REMAT_POLICIES[policy])
 
 
-def set_remat(model: nnx.Module, policy: str) -> nnx.Module:
-    """Switches every block stack of `model` that supports remat (the vision tower, the
-    decoder) to `policy`, in place: for models built elsewhere (`from_pretrained`)."""
-    from .text import TextModel  # they import this module
-    from .vision import VisionTransformer
+class RematStack:
+    """Mixin of a module whose block stack honours `self.remat` (a vision tower, a decoder)."""
 
+    remat: str = "none"
+
+
+def set_remat(model: nnx.Module, policy: str) -> nnx.Module:
+    """Switches every block stack of `model` that supports remat (`RematStack`: the vision
+    tower, the decoder) to `policy`, in place: for models built elsewhere (`from_pretrained`)."""
     check_remat(policy)
     for _, module in nnx.iter_modules(model):
-        if isinstance(module, TextModel | VisionTransformer):
+        if isinstance(module, RematStack):
             module.remat = policy
     return model

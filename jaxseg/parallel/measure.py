@@ -9,7 +9,7 @@ the rest is what does not scale with depth (logits, log-softmax and their gradie
 block's recompute under remat). Run it on the target machine (a TPU VM host, a GPU node) for
 that backend's numbers: `jaxseg plan --measure`.
 
-Remat is the model's own (jaxseg/models/qwen2_5_vl/remat.py): each decoder block under
+Remat is the model's own (jaxseg/models/remat.py): each decoder block under
 `nnx.remat` with `dots_saveable` or `nothing_saveable` ("full"), as the trainer runs it with
 `model.remat` set (measurable on a TPU/GPU backend only, see `measure_decoder`).
 """
@@ -22,10 +22,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxseg.models.kv_cache import attention_mask_4d
 from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, token_log_probs
-from jaxseg.models.qwen2_5_vl.remat import remat_block
 from jaxseg.models.qwen2_5_vl.rope import text_rope_cos_sin
-from jaxseg.models.qwen2_5_vl.text import attention_mask_4d
+from jaxseg.models.remat import remat_block
 
 
 @dataclasses.dataclass(frozen=True)

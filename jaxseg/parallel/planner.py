@@ -7,7 +7,7 @@ Everything is computed from the model as built here and the sharding rules the r
   `AbstractMesh` of the slice), so replication of indivisible dimensions is counted exactly;
 * activations follow the ops of jaxseg/models/qwen2_5_vl (eager attention materialises
   `[H, S, S]` scores; see `_layer_elements`), per remat policy (`train.remat`, the names the
-  model's per-block remat takes, jaxseg/models/qwen2_5_vl/remat.py; the trainer reads it as
+  model's per-block remat takes, jaxseg/models/remat.py; the trainer reads it as
   `model.remat`):
     none          - no rematerialisation: every intermediate of every layer is kept;
     dots_saveable - each block under `nnx.remat(policy=dots_saveable)`: matmul outputs kept,
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,8 +39,8 @@ import jax.numpy as jnp
 from flax import nnx
 from ml_collections import ConfigDict
 
-from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-from jaxseg.models.qwen2_5_vl.remat import REMAT_POLICIES
+from jaxseg.models.family import PolicyConfig, family_of, get_family
+from jaxseg.models.remat import REMAT_POLICIES
 
 from .mesh import MeshConfig, fill_shape
 from .rules import named_sharding, state_shardings
@@ -96,20 +97,28 @@ def _dtype_bytes(name: str, field: str) -> int:
     return DTYPE_BYTES[name]
 
 
-def model_config(path: str) -> Qwen2_5_VLConfig:
+def model_config(path: str) -> PolicyConfig:
+    """Any family's config from an HF config.json (its `model_type` picks the family)."""
     p = Path(path)
     if not p.is_absolute() and not p.exists():
         p = REPO_ROOT / p
-    return Qwen2_5_VLConfig.from_json_file(p)
+    if p.is_dir():
+        p = p / "config.json"
+    try:
+        model_type = json.loads(p.read_text()).get("model_type")
+    except (OSError, json.JSONDecodeError) as e:
+        raise PlanError(f"model.hf_config = {path!r}: cannot read ({e})") from None
+    return get_family(model_type).config_from_json(p)
 
 
-def vision_patches_per_frame(height: int, width: int) -> tuple[int, int]:
-    """(patches, merged tokens) of one frame after the processor's smart_resize (28 px grid,
-    default pixel budget), each frame encoded as an image (temporal patch = the frame twice)."""
+def vision_patches_per_frame(height: int, width: int, patch: int = 14) -> tuple[int, int]:
+    """(patches, merged tokens) of one frame after the processor's smart_resize (a 2 x patch
+    px grid, default pixel budget), each frame encoded as an image (temporal patch = the frame
+    twice)."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
-    h, w = smart_resize(height, width)
-    patches = (h // 14) * (w // 14)
+    h, w = smart_resize(height, width, factor=2 * patch)
+    patches = (h // patch) * (w // patch)
     return patches, patches // 4
 
 
@@ -151,13 +160,12 @@ class _FixedKey:
         return jax.random.key(0)
 
 
-def abstract_model(mcfg: Qwen2_5_VLConfig, dtype=jnp.float32) -> Qwen2_5_VLForConditionalGeneration:
+def abstract_model(mcfg: PolicyConfig, dtype=jnp.float32) -> nnx.Module:
     """The model with float32 ShapeDtypeStruct parameters and computation `dtype`, built
     without allocating."""
+    family = family_of(mcfg)
     return nnx.eval_shape(
-        lambda: Qwen2_5_VLForConditionalGeneration(
-            mcfg, dtype=dtype, param_dtype=jnp.float32, rngs=_FixedKey()
-        )
+        lambda: family.build(mcfg, dtype=dtype, param_dtype=jnp.float32, rngs=_FixedKey())
     )
 
 
@@ -172,7 +180,7 @@ class ParamStats:
 
 
 @functools.lru_cache(maxsize=16)
-def param_stats(mcfg: Qwen2_5_VLConfig, mesh_shape: tuple[tuple[str, int], ...]) -> ParamStats:
+def param_stats(mcfg: PolicyConfig, mesh_shape: tuple[tuple[str, int], ...]) -> ParamStats:
     """Parameter counts of the model, per device on a mesh of `mesh_shape` (cached: the
     abstract 3B build takes about a second)."""
     names = tuple(a for a, _ in mesh_shape)
@@ -243,7 +251,7 @@ def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False
     new_tokens = int(rl["max_new_tokens"])
     frames = int(data["num_frames"])
     fh, fw = data["frame_size"]
-    patches_frame, tokens_frame = vision_patches_per_frame(int(fh), int(fw))
+    patches_frame, tokens_frame = vision_patches_per_frame(int(fh), int(fw), vis.patch_size)
     patches = frames * patches_frame
     prompt_len = frames * (tokens_frame + 2) + int(data["text_prompt_tokens"])
     seq_len = prompt_len + new_tokens
@@ -267,7 +275,8 @@ def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False
         Line(
             "vision patches / sample",
             patches,
-            f"{frames} frames x {patches_frame} patches ({fh}x{fw} px -> 14 px patches, "
+            f"{frames} frames x {patches_frame} patches ({fh}x{fw} px -> {vis.patch_size} px "
+            "patches, "
             f"{tokens_frame} tokens each after 2x2 merge)",
         ),
         Line(

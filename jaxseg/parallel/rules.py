@@ -21,8 +21,8 @@ import jax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxseg.models.kv_cache import KVCache
 from jaxseg.models.qwen2_5_vl.sharding import DEFAULT_RULES, Rules, logical_to_mesh_spec
-from jaxseg.models.qwen2_5_vl.text import KVCache
 
 BATCH_AXES = ("data", "fsdp")
 

@@ -8,8 +8,8 @@ once per *addressable* device and reads only that device's slice through safeten
 §1.7). A host therefore reads only the shards its own devices hold, and host memory holds at
 most one parameter's local shards at a time.
 
-The HF name <-> nnx path table, the layout transforms and the error class are the model's own
-(jaxseg/models/qwen2_5_vl/weights.py); the checks are the same: a tensor with no parameter, a
+The HF name <-> nnx path table is the model family's (`jaxseg.models.family`), the layout
+transforms and the error class are jaxseg.models.hf_weights'; the checks are the same: a tensor with no parameter, a
 parameter no tensor fills, or a shape mismatch raises `WeightsError` naming the tensor.
 """
 
@@ -25,15 +25,8 @@ import numpy as np
 from flax import nnx
 from safetensors import safe_open
 
-from jaxseg.models.qwen2_5_vl.config import Qwen2_5_VLConfig
-from jaxseg.models.qwen2_5_vl.model import Qwen2_5_VLForConditionalGeneration
-from jaxseg.models.qwen2_5_vl.weights import (
-    WeightsError,
-    _checkpoint_files,
-    _expected_hf_shape,
-    hf_to_nnx_path,
-    nnx_path_to_hf,
-)
+from jaxseg.models.family import family_of_checkpoint
+from jaxseg.models.hf_weights import WeightsError, checkpoint_files, expected_hf_shape
 
 from .rules import RULES, Rules, variable_sharding
 
@@ -78,8 +71,8 @@ def load_sharded(
     param_dtype: jnp.dtype | None = None,
     rules: Rules = RULES,
     on_read: ReadHook | None = None,
-) -> Qwen2_5_VLForConditionalGeneration:
-    """Qwen2.5-VL from an HF checkpoint directory, every parameter placed on `mesh` with its
+) -> nnx.Module:
+    """A policy (any family, from config.json's model_type) from an HF checkpoint directory, every parameter placed on `mesh` with its
     logical-axis rule, each device's slice read directly from the safetensors file.
 
     `on_read(hf_name, shape_read)` is called for every slice read from disk (tests and
@@ -88,11 +81,11 @@ def load_sharded(
     check needs the whole tensor; `from_pretrained` does it)."""
     directory = Path(directory)
     param_dtype = dtype if param_dtype is None else param_dtype
-    config = Qwen2_5_VLConfig.from_json_file(directory / "config.json")
+    family = family_of_checkpoint(directory)
+    table = family.weight_table
+    config = family.config_from_json(directory / "config.json")
     abstract = nnx.eval_shape(
-        lambda: Qwen2_5_VLForConditionalGeneration(
-            config, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0)
-        )
+        lambda: family.build(config, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0))
     )
     targets = {
         ".".join(str(k) for k in path): var
@@ -102,10 +95,10 @@ def load_sharded(
         # nnx path -> (open file, HF name, transform)
         sources: dict[str, tuple[object, str, str]] = {}
         unexpected: list[str] = []
-        for file in _checkpoint_files(directory):
+        for file in checkpoint_files(directory):
             handle = stack.enter_context(safe_open(file, framework="numpy"))
             for name in handle.keys():
-                mapped = hf_to_nnx_path(name)
+                mapped = table.hf_to_nnx_path(name)
                 if mapped is None:
                     unexpected.append(name)
                     continue
@@ -118,7 +111,7 @@ def load_sharded(
                 if path in sources:
                     raise WeightsError(f"{directory}: tensor {name!r} appears twice (as {path})")
                 shape = tuple(handle.get_slice(name).get_shape())
-                want = _expected_hf_shape(targets[path].shape, transform, config)
+                want = expected_hf_shape(targets[path].shape, transform, config)
                 if shape != want:
                     raise WeightsError(
                         f"{directory}: tensor {name!r} has shape {list(shape)}, expected "
@@ -132,7 +125,7 @@ def load_sharded(
         missing = sorted(set(targets) - set(sources))
         if missing:
             raise WeightsError(
-                f"{directory}: missing tensors: {[nnx_path_to_hf(p)[0] for p in missing]}"
+                f"{directory}: missing tensors: {[table.nnx_path_to_hf(p)[0] for p in missing]}"
             )
 
         for path, var in targets.items():

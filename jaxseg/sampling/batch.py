@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 from flax import struct
 
-from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, VisionLayout, get_rope_index, vision_layout
+from jaxseg.models.family import PolicyConfig, VisionLayout, family_of
 
 
 def bucket_length(n: int, buckets: Sequence[int] | None = None, minimum: int = 16) -> int:
@@ -114,16 +114,16 @@ def _seconds(prompt: Prompt, n_videos: int) -> list[float]:
     return secs
 
 
-def _probe_token(config: Qwen2_5_VLConfig) -> int:
+def _probe_token(config: PolicyConfig) -> int:
     media = {config.image_token_id, config.video_token_id}
     return next(t for t in range(3) if t not in media)
 
 
-def conversation_positions(history: History, config: Qwen2_5_VLConfig) -> tuple[np.ndarray, int]:
+def conversation_positions(history: History, config: PolicyConfig) -> tuple[np.ndarray, int]:
     """M-RoPE positions `[3, len(history.ids)]` of the whole conversation and the position the
     next (text) token gets."""
     ids = np.asarray([history.ids + [_probe_token(config)]])
-    pos, _ = get_rope_index(
+    pos, _ = family_of(config).get_rope_index(
         ids,
         np.stack(history.image_grids) if history.image_grids else None,
         np.stack(history.video_grids) if history.video_grids else None,
@@ -145,7 +145,7 @@ def _check_ids(b: int, ids: Sequence[int], vocab: int, what: str) -> np.ndarray:
     return arr
 
 
-def _check_media(b: int, prompt: Prompt, ids: np.ndarray, config: Qwen2_5_VLConfig) -> None:
+def _check_media(b: int, prompt: Prompt, ids: np.ndarray, config: PolicyConfig) -> None:
     """Pixels and grids given together, pixel rows == patches of the grids, one grid per run of
     placeholder tokens (so features land in the right row after the batch-wide merge)."""
     for pixels_attr, grid_attr, token in (
@@ -176,7 +176,7 @@ def _media(
     prompts: Sequence[Prompt],
     pixels_attr: str,
     grid_attr: str,
-    config: Qwen2_5_VLConfig,
+    config: PolicyConfig,
     patch_buckets: Sequence[int] | None,
 ) -> tuple[np.ndarray | None, VisionLayout | None]:
     pixels, grids = [], []
@@ -192,7 +192,7 @@ def _media(
     grid = np.concatenate(grids)
     n = int(np.prod(grid, axis=1).sum())
     n_pad = bucket_length(n, patch_buckets, minimum=config.vision.spatial_merge_unit * 16)
-    layout = vision_layout(grid, config.vision, pad_to=n_pad)
+    layout = family_of(config).vision_layout(grid, config.vision, pad_to=n_pad)
     # The real patch count is static metadata of VisionLayout; mark the layout as covering the
     # padded pixels so jit sees one treedef per bucket (features past the real count are pad
     # rows that `merge_features` never reads).
@@ -205,7 +205,7 @@ def _media(
 def assemble_segment(
     histories: Sequence[History],
     segments: Sequence[Prompt | None],
-    config: Qwen2_5_VLConfig,
+    config: PolicyConfig,
     *,
     length_buckets: Sequence[int] | None = None,
     patch_buckets: Sequence[int] | None = None,

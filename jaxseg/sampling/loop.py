@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxseg.models.qwen2_5_vl import KVCache
+from jaxseg.models.kv_cache import KVCache
 
 from .batch import SegmentBatch
 from .filters import SamplingParams, sample_tokens
@@ -34,14 +34,16 @@ def prefill(
     """Vision tower + merge + decoder over a left-padded segment `[B, L]` written at
     `cache.index`. Returns the last slot's logits `[B, V]` (float32) and the cache."""
     model = nnx.merge(graphdef, params)
-    embeds = model.embed_and_merge(
+    logits, cache = model.forward(
         batch.input_ids,
-        batch.pixel_values,
-        pixel_values_videos=batch.pixel_values_videos,
+        batch.attention_mask,
+        batch.position_ids,
+        pixel_values=batch.pixel_values,
         image_layout=batch.image_layout,
+        pixel_values_videos=batch.pixel_values_videos,
         video_layout=batch.video_layout,
+        kv_cache=cache,
     )
-    logits, cache = model.decode(embeds, batch.position_ids, batch.attention_mask, cache)
     return logits[:, -1].astype(jnp.float32), cache
 
 
@@ -97,9 +99,10 @@ def _decode_step(model, state: DecodeState, stop: StopTable, pad_id, params: Sam
     still = active & ~hit_eos & ~hit_stop
 
     # Feed the drawn tokens: slot valid only for rows that were active when drawing.
-    embeds = model.language_model.embed_tokens(tokens[:, None])
     positions = jnp.broadcast_to(state.next_pos[None, :, None], (3, *tokens.shape, 1))
-    logits, cache = model.decode(embeds, positions, active[:, None].astype(jnp.int32), state.cache)
+    logits, cache = model.forward(
+        tokens[:, None], active[:, None].astype(jnp.int32), positions, kv_cache=state.cache
+    )
     return state.replace(
         cache=cache,
         logits=logits[:, -1].astype(jnp.float32),

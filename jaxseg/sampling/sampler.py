@@ -34,11 +34,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxseg.models.qwen2_5_vl import (
-    KVCache,
-    Qwen2_5_VLForConditionalGeneration,
-    logical_to_mesh_spec,
-)
+from jaxseg.models.kv_cache import KVCache
+from jaxseg.models.qwen2_5_vl import logical_to_mesh_spec
 
 from .batch import History, Prompt, SegmentBatch, assemble_segment, bucket_length
 from .filters import SamplingParams
@@ -55,7 +52,7 @@ class Sampler:
 
     def __init__(
         self,
-        model: Qwen2_5_VLForConditionalGeneration,
+        model: nnx.Module,
         *,
         eos_token_ids: Sequence[int] = (),
         pad_token_id: int = 0,
@@ -121,7 +118,7 @@ class Sampler:
         )
 
     def _new_cache(self, batch: int, length: int) -> KVCache:
-        cache = KVCache.create(self.config.text, batch, length, dtype=self.model.dtype)
+        cache = self.model.init_cache(batch, length)
         return cache if self.mesh is None else self._place_cache(cache)
 
     # ------------------------------------------------------------------ public API

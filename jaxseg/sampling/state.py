@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from flax import struct
 
-from jaxseg.models.qwen2_5_vl import KVCache
+from jaxseg.models.kv_cache import KVCache
 
 from .batch import History
 

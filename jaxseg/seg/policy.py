@@ -66,7 +66,8 @@ def gather_rows(x: jax.Array, index: jax.Array) -> jax.Array:
 
 
 class SegPolicy(nnx.Module):
-    """qwen (Qwen2_5_VLForConditionalGeneration), projector (SegProjector), decoder."""
+    """qwen (any policy family's model, jaxseg.models.family), projector (SegProjector),
+    decoder."""
 
     def __init__(self, qwen, decoder, *, prompt_dim: int, rngs: nnx.Rngs):
         self.qwen = qwen
@@ -76,10 +77,14 @@ class SegPolicy(nnx.Module):
     def hidden_and_logits(self, batch: PolicyBatch) -> tuple[jax.Array, jax.Array]:
         """Final-normed hidden states [B, L, D] and logits [B, L, V], teacher-forced."""
         q = self.qwen
-        embeds = q.embed_and_merge(
-            batch.input_ids, batch.pixel_values, image_layout=batch.image_layout
+        hidden, _ = q.forward(
+            batch.input_ids,
+            batch.attention_mask,
+            batch.position_ids,
+            pixel_values=batch.pixel_values,
+            image_layout=batch.image_layout,
+            return_hidden=True,
         )
-        hidden, _ = q.language_model(embeds, batch.position_ids, batch.attention_mask)
         return hidden, q.compute_logits(hidden)
 
     def decode_masks(

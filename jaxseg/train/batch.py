@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from flax import struct
 
-from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, VisionLayout, get_rope_index, vision_layout
+from jaxseg.models.family import PolicyConfig, VisionLayout, family_of
 
 DEFAULT_LENGTH_BUCKETS = (64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192)
 
@@ -66,7 +66,7 @@ def _field(example: Mapping[str, Any], key: str, index: int) -> np.ndarray:
 def make_policy_batch(
     examples: Sequence[Mapping[str, Any]],
     *,
-    config: Qwen2_5_VLConfig,
+    config: PolicyConfig,
     pad_id: int = 0,
     length_buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS,
     patch_bucket: int = 256,
@@ -117,7 +117,7 @@ def make_policy_batch(
         n_patches = pixel_values.shape[0]
         padded = -(-n_patches // patch_bucket) * patch_bucket
         padded = -(-padded // unit) * unit
-        layout = vision_layout(grid, config.vision, pad_to=padded)
+        layout = family_of(config).vision_layout(grid, config.vision, pad_to=padded)
         pixel_values = np.concatenate(
             [pixel_values, np.zeros((padded - n_patches, pixel_values.shape[1]), np.float32)]
         )
@@ -129,7 +129,9 @@ def make_policy_batch(
             )
     else:
         grid, pixel_values, layout = None, None, None
-    positions, _ = get_rope_index(input_ids, grid, None, None, attention, config=config)
+    positions, _ = family_of(config).get_rope_index(
+        input_ids, grid, None, None, attention, config=config
+    )
     return PolicyBatch(
         input_ids=input_ids.astype(np.int32),
         attention_mask=attention.astype(np.int32),

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxseg.models.qwen2_5_vl.layers import Linear
+from jaxseg.models.layers import Linear
 
 # The decoder's projections (PEFT's "all-linear" on the language model, lm_head excluded).
 TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -81,10 +81,13 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
 
 def forward_logits(model, batch: PolicyBatch) -> jax.Array:
     """Teacher-forced logits `[B, L, V]` of the whole conversation."""
-    embeds = model.embed_and_merge(
-        batch.input_ids, batch.pixel_values, image_layout=batch.image_layout
+    logits, _ = model.forward(
+        batch.input_ids,
+        batch.attention_mask,
+        batch.position_ids,
+        pixel_values=batch.pixel_values,
+        image_layout=batch.image_layout,
     )
-    logits, _ = model.decode(embeds, batch.position_ids, batch.attention_mask)
     return logits
 
 

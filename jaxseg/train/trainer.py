@@ -56,9 +56,8 @@ from jaxseg.data.tokenizer import (
     save_processor,
     special_token_ids,
 )
-from jaxseg.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration, from_pretrained
-from jaxseg.models.qwen2_5_vl.presets import preset_config
-from jaxseg.models.qwen2_5_vl.remat import set_remat
+from jaxseg.models.family import get_family, load_pretrained
+from jaxseg.models.remat import set_remat
 from jaxseg.parallel.distributed import initialize
 from jaxseg.parallel.hosts import (
     Discard,
@@ -182,13 +181,17 @@ class Experiment:
             return load_processor(path)
         src = self.config.model.processor
         processor = (
-            build_processor(build_tokenizer()) if src == "synthetic" else load_processor(src)
+            build_processor(build_tokenizer(), family=self.config.model.get("family", "qwen2_5_vl"))
+            if src == "synthetic"
+            else load_processor(src)
         )
         if is_writer():
             save_processor(processor, path)
         return processor
 
-    def _model(self) -> Qwen2_5_VLForConditionalGeneration:
+    def _model(self) -> nnx.Module:
+        """The policy: `model.init` (an HF checkpoint dir, any family) or a random
+        `model.family` preset of `model.size` for the run's tokenizer."""
         m = self.config.model
         dtype = jnp.dtype(m.dtype)
         param_dtype = jnp.dtype(m.get("param_dtype", m.dtype))  # e.g. fp32 masters, bf16 compute
@@ -197,9 +200,10 @@ class Experiment:
 
             return load_sharded(m.init, self.mesh, dtype=dtype, param_dtype=param_dtype)
         if m.init != "random":
-            return from_pretrained(m.init, dtype=dtype, param_dtype=param_dtype)
+            return load_pretrained(m.init, dtype=dtype, param_dtype=param_dtype)
         ids = self.ids
-        cfg = preset_config(
+        family = get_family(m.get("family", "qwen2_5_vl"))
+        cfg = family.preset(
             m.size,
             vocab_size=len(self.processor.tokenizer),
             image_token_id=ids["image_token_id"],
@@ -210,7 +214,7 @@ class Experiment:
             pad_token_id=ids["pad_token_id"],
             bos_token_id=ids["bos_token_id"],
         )
-        return Qwen2_5_VLForConditionalGeneration(
+        return family.build(
             cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(int(self.config.seed))
         )
 

@@ -11,6 +11,7 @@ Under jit, compute the host-side pieces first (`vision_layout`, `get_rope_index`
 `embed_and_merge` + `decode` (which also takes a preallocated `KVCache`).
 """
 
+from ..kv_cache import KVCache
 from .config import ConfigError, Qwen2_5_VLConfig, TextConfig, VisionConfig
 from .inputs import prepare_inputs
 from .model import (
@@ -26,7 +27,6 @@ from .sharding import (
     model_shardings,
     shard_model,
 )
-from .text import KVCache
 from .vision_layout import VisionLayout, vision_layout
 from .weights import WeightsError, from_pretrained, save_pretrained
 

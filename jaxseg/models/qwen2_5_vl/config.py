@@ -118,6 +118,8 @@ class Qwen2_5_VLConfig:
     vision_end_token_id: int
     tie_word_embeddings: bool
 
+    model_type = "qwen2_5_vl"  # the family key (HF config.json "model_type")
+
     # ------------------------------------------------------------------ reading
     @classmethod
     def from_json_file(cls, path: str | Path) -> Qwen2_5_VLConfig:

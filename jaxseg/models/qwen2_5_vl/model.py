@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ..layers import Linear
 from .config import Qwen2_5_VLConfig
-from .layers import Linear
 from .rope import get_rope_index
 from .text import KVCache, TextModel
 from .vision import VisionTransformer
@@ -180,6 +180,36 @@ class Qwen2_5_VLForConditionalGeneration(nnx.Module):
         Decode step: L = 1, positions `cache.index + rope_deltas` on all 3 rows."""
         hidden, cache = self.language_model(inputs_embeds, position_ids, attention_mask, kv_cache)
         return self.compute_logits(hidden), cache
+
+    def init_cache(self, batch: int, length: int, dtype=None) -> KVCache:
+        """An empty `KVCache` of `length` slots for `batch` rows."""
+        return KVCache.create(self.config.text, batch, length, dtype=dtype or self.dtype)
+
+    def forward(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array | None,
+        position_ids: jax.Array,
+        *,
+        pixel_values: jax.Array | None = None,
+        image_layout: VisionLayout | None = None,
+        pixel_values_videos: jax.Array | None = None,
+        video_layout: VisionLayout | None = None,
+        kv_cache: KVCache | None = None,
+        return_hidden: bool = False,
+    ) -> tuple[jax.Array, KVCache | None]:
+        """The policy interface (jaxseg.models.family): teacher-forced pass, prefill into
+        `kv_cache`, or a decode step (tokens only). Logits `[B, L, V]` (or final hidden states
+        `[B, L, D]` with `return_hidden`) and the updated cache."""
+        embeds = self.embed_and_merge(
+            input_ids,
+            pixel_values,
+            pixel_values_videos=pixel_values_videos,
+            image_layout=image_layout,
+            video_layout=video_layout,
+        )
+        hidden, cache = self.language_model(embeds, position_ids, attention_mask, kv_cache)
+        return (hidden if return_hidden else self.compute_logits(hidden)), cache
 
     # --------------------------------------------------------------------- full forward
     def __call__(

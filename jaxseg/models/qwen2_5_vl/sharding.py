@@ -31,12 +31,14 @@ DEFAULT_RULES: Rules = (
     ("kv_heads", "tensor"),
     ("mlp", "tensor"),
     ("norm", None),
+    ("head_dim", None),  # Qwen3 per-head q/k norms
     # vision
     ("vision_patch", None),
     ("vision_embed", "fsdp"),
     ("vision_heads", "tensor"),
     ("vision_mlp", "tensor"),
     ("vision_merge", "fsdp"),
+    ("vision_pos", None),  # Qwen3-VL learned position table
     # activations (for callers that constrain them)
     ("batch", ("data", "fsdp")),
     ("length", None),

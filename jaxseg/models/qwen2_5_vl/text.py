@@ -13,45 +13,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import nnx, struct
+from flax import nnx
 
+from ..kv_cache import KVCache, attention_mask_4d
+from ..layers import Embed, Linear, RMSNorm, gated_mlp, masked_softmax_attention
+from ..remat import RematStack, check_remat, remat_block
 from .config import TextConfig
-from .layers import Embed, Linear, RMSNorm, gated_mlp, masked_softmax_attention
-from .remat import check_remat, remat_block
 from .rope import apply_text_rope, text_rope_cos_sin
-
-
-@struct.dataclass
-class KVCache:
-    """Preallocated per-layer key/value cache.
-
-    keys, values: per layer `[B, S_max, num_key_value_heads, head_dim]` (after RoPE).
-    key_mask `[B, S_max]` bool: slot holds a real (non-pad) token.
-    index: int32 scalar, the slot the next token is written to (shared by all rows; rows of
-    different prompt lengths are left-padded and their pad slots are invalid in `key_mask`).
-    """
-
-    keys: tuple[jax.Array, ...]
-    values: tuple[jax.Array, ...]
-    key_mask: jax.Array
-    index: jax.Array
-
-    @classmethod
-    def create(
-        cls, config: TextConfig, batch_size: int, max_length: int, dtype=jnp.float32
-    ) -> KVCache:
-        shape = (batch_size, max_length, config.num_key_value_heads, config.head_dim)
-        zeros = tuple(jnp.zeros(shape, dtype) for _ in range(config.num_hidden_layers))
-        return cls(
-            keys=zeros,
-            values=tuple(jnp.zeros(shape, dtype) for _ in range(config.num_hidden_layers)),
-            key_mask=jnp.zeros((batch_size, max_length), bool),
-            index=jnp.zeros((), jnp.int32),
-        )
-
-    @property
-    def max_length(self) -> int:
-        return int(self.key_mask.shape[1])
 
 
 class TextAttention(nnx.Module):
@@ -117,34 +85,12 @@ class DecoderLayer(nnx.Module):
         return x + self.mlp(self.post_attention_layernorm(x)), new_kv
 
 
-def attention_mask_4d(
-    attention_mask: jax.Array | None, batch: int, length: int, kv_cache: KVCache | None
-) -> tuple[jax.Array, jax.Array | None]:
-    """Boolean mask `[B, 1, L, S]` and the updated key-validity mask (cache case).
-
-    Without cache: causal over `L` and key padding from `attention_mask [B, L]`.
-    With cache: query i sits in slot `index + i`; it sees slots `<= index + i` that are valid
-    in the cache's key mask after this step's `attention_mask` is written into it."""
-    valid = (
-        jnp.ones((batch, length), bool) if attention_mask is None else attention_mask.astype(bool)
-    )
-    if kv_cache is None:
-        causal = jnp.tril(jnp.ones((length, length), bool))
-        return causal[None, None] & valid[:, None, None, :], None
-    index = kv_cache.index
-    key_mask = jax.lax.dynamic_update_slice(kv_cache.key_mask, valid, (0, index))
-    q_slot = index + jnp.arange(length)
-    k_slot = jnp.arange(kv_cache.max_length)
-    causal = k_slot[None, :] <= q_slot[:, None]
-    return causal[None, None] & key_mask[:, None, None, :], key_mask
-
-
 def _layer_hidden(layer: DecoderLayer, x, cos, sin, mask):
     """One decoder block without cache, hidden states only (the function remat wraps)."""
     return layer(x, cos, sin, mask)[0]
 
 
-class TextModel(nnx.Module):
+class TextModel(nnx.Module, RematStack):
     """embed_tokens + decoder layers + final norm (transformers `model.language_model`).
 
     `remat`: per-block rematerialisation of the cache-free (training) forward, a name of

@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ..layers import Linear, RMSNorm, gated_mlp, masked_softmax_attention, param
+from ..remat import RematStack, check_remat, remat_block
 from .config import VisionConfig
-from .layers import Linear, RMSNorm, gated_mlp, masked_softmax_attention, param
-from .remat import check_remat, remat_block
 from .rope import apply_vision_rope, vision_rope_cos_sin
 from .vision_layout import VisionLayout
 
@@ -114,7 +114,7 @@ def _block_call(block: VisionBlock, x, cos, sin, blocks):
     return block(x, cos, sin, blocks)
 
 
-class VisionTransformer(nnx.Module):
+class VisionTransformer(nnx.Module, RematStack):
     """Pixels `[N, C*T*P*P]` + host `VisionLayout` -> merged features `[N / 4, out_hidden_size]`,
     in the processor's order (the order of the placeholder tokens).
 

@@ -1,4 +1,4 @@
-"""Per-block remat (jaxseg/models/qwen2_5_vl/remat.py): the same loss and gradients as without
+"""Per-block remat (jaxseg/models/remat.py): the same loss and gradients as without
 it, for the decoder and the vision tower, under every policy."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from jaxseg.models.qwen2_5_vl import (
     vision_layout,
 )
 from jaxseg.models.qwen2_5_vl.presets import preset_config
-from jaxseg.models.qwen2_5_vl.remat import check_remat, set_remat
+from jaxseg.models.remat import check_remat, set_remat
 
 IMG, VID, VS, VE = 90, 91, 92, 93
 

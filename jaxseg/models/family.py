@@ -1,0 +1,199 @@
+"""The policy-family seam: everything outside `jaxseg/models/<family>/` reaches a model through
+here, so `model.family = "qwen2_5_vl" | "qwen3_vl"` switches every command.
+
+Two halves:
+
+* the **model** (traced): every family's model class keeps one interface,
+
+      out, cache = model.forward(input_ids, attention_mask, position_ids, *,
+                                 pixel_values=None, image_layout=None,
+                                 pixel_values_videos=None, video_layout=None,
+                                 kv_cache=None, return_hidden=False)
+      cache = model.init_cache(batch, length)
+      logits = model.compute_logits(hidden)
+
+  Teacher-forced passes, prefill and decode steps are all `forward` (a decode step is tokens
+  with no pixels and a cache). "Embed, then decode" cannot be the contract: Qwen3-VL's
+  DeepStack adds visual features inside the first decoder layers.
+* the **family** (host, never traced): config parsing, presets, weights in/out, the host-side
+  vision layout and M-RoPE positions, and the image-processor settings of its synthetic
+  processor. One registry keyed on the HF `model_type` (as sglang-jax keys on the HF
+  architecture); callers never branch on the family name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+
+from .hf_weights import WeightTable
+
+# A family's config (`Qwen2_5_VLConfig`, `Qwen3VLConfig`: frozen, with `.model_type`, `.text`,
+# `.vision` and the placeholder ids) and its vision tower's host layout pytree.
+PolicyConfig = Any
+VisionLayout = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyFamily:
+    """Host-side description of one model family.
+
+    name: the HF `model_type`; architecture: the transformers class name in config.json.
+    get_rope_index(input_ids, image_grid_thw, video_grid_thw, second_per_grid_ts,
+    attention_mask, *, config) -> (positions [3, B, L], deltas [B, 1]).
+    vision_layout(grid_thw, vision_config, pad_to=None) -> the tower's VisionLayout.
+    preset(size, *, vocab_size, image_token_id, ...) -> config.
+    image_processor: patch_size, image_mean, image_std of its processor."""
+
+    name: str
+    architecture: str
+    config_cls: type
+    model_cls: type
+    weight_table: WeightTable
+    get_rope_index: Callable[..., Any]
+    vision_layout: Callable[..., Any]
+    preset: Callable[..., Any]
+    sizes: tuple[str, ...]
+    image_processor: dict[str, Any]
+
+    def config_from_json(self, path: str | Path):
+        return self.config_cls.from_json_file(path)
+
+    def build(
+        self,
+        config,
+        *,
+        dtype=jnp.float32,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs | None = None,
+        remat: str = "none",
+    ) -> nnx.Module:
+        return self.model_cls(config, dtype=dtype, param_dtype=param_dtype, rngs=rngs, remat=remat)
+
+    def from_pretrained(self, directory, **kw) -> nnx.Module:
+        from .hf_weights import load_pretrained
+
+        config = self.config_from_json(Path(directory) / "config.json")
+        dtype = kw.pop("dtype", jnp.float32)
+        param_dtype = kw.pop("param_dtype", None)
+        pdt = dtype if param_dtype is None else param_dtype
+        return load_pretrained(
+            directory,
+            config=config,
+            build=lambda: self.build(config, dtype=dtype, param_dtype=pdt),
+            table=self.weight_table,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            **kw,
+        )
+
+    def save_pretrained(self, model, out_dir, reference_dir=None, **kw):
+        from .hf_weights import save_pretrained
+
+        return save_pretrained(model, out_dir, reference_dir, table=self.weight_table, **kw)
+
+
+def _qwen2_5_vl() -> PolicyFamily:
+    from . import qwen2_5_vl as m
+    from .qwen2_5_vl.presets import SIZES, preset_config
+
+    return PolicyFamily(
+        name="qwen2_5_vl",
+        architecture="Qwen2_5_VLForConditionalGeneration",
+        config_cls=m.Qwen2_5_VLConfig,
+        model_cls=m.Qwen2_5_VLForConditionalGeneration,
+        weight_table=m.weights.WEIGHT_TABLE,
+        get_rope_index=m.get_rope_index,
+        vision_layout=m.vision_layout,
+        preset=preset_config,
+        sizes=tuple(SIZES),
+        image_processor={
+            "patch_size": 14,
+            "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_std": [0.26862954, 0.26130258, 0.27577711],
+            "processor_class": "Qwen2_5_VLProcessor",
+        },
+    )
+
+
+def _qwen3_vl() -> PolicyFamily:
+    from . import qwen3_vl as m
+    from .qwen3_vl.presets import SIZES, preset_config
+
+    return PolicyFamily(
+        name="qwen3_vl",
+        architecture="Qwen3VLForConditionalGeneration",
+        config_cls=m.Qwen3VLConfig,
+        model_cls=m.Qwen3VLForConditionalGeneration,
+        weight_table=m.WEIGHT_TABLE,
+        get_rope_index=m.get_rope_index,
+        vision_layout=m.vision_layout,
+        preset=preset_config,
+        sizes=tuple(SIZES),
+        image_processor={
+            "patch_size": 16,
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+            "processor_class": "Qwen3VLProcessor",
+        },
+    )
+
+
+_REGISTRY: dict[str, Callable[[], PolicyFamily]] = {
+    "qwen2_5_vl": _qwen2_5_vl,
+    "qwen3_vl": _qwen3_vl,
+}
+_CACHE: dict[str, PolicyFamily] = {}
+
+FAMILY_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def get_family(name: str) -> PolicyFamily:
+    """The family registered under `name` (an HF model_type); a ValueError with the choices and
+    the closest match otherwise."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), FAMILY_NAMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"unknown model family {name!r}{hint}; choose one of {', '.join(FAMILY_NAMES)}"
+        )
+    if name not in _CACHE:
+        _CACHE[name] = _REGISTRY[name]()
+    return _CACHE[name]
+
+
+def family_of(config_or_model: Any) -> PolicyFamily:
+    """The family of a model or a model config (its `model_type`)."""
+    config = getattr(config_or_model, "config", config_or_model)
+    return get_family(config.model_type)
+
+
+def family_of_checkpoint(directory: str | Path) -> PolicyFamily:
+    """The family of an HF checkpoint directory, from config.json's `model_type`."""
+    path = Path(directory) / "config.json"
+    try:
+        model_type = json.loads(path.read_text()).get("model_type")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist: not an HF checkpoint") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if model_type is None:
+        raise ValueError(f"{path}: missing field 'model_type'")
+    return get_family(model_type)
+
+
+def load_pretrained(directory: str | Path, **kw) -> nnx.Module:
+    """Any family's HF checkpoint (config.json + safetensors); `dtype`, `param_dtype`, `mesh`."""
+    return family_of_checkpoint(directory).from_pretrained(directory, **kw)
+
+
+def save_pretrained(model, out_dir, reference_dir=None, **kw):
+    """Writes `model` as an HF checkpoint of its family (transformers loads it)."""
+    return family_of(model).save_pretrained(model, out_dir, reference_dir, **kw)
