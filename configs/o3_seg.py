@@ -4,10 +4,14 @@
     jaxseg seg --config o3_seg:quick --workdir runs/o3_seg_quick --seeds 0     # smoke
 
 Tiny Qwen policy; SAM2 image features from the sidecar's randomly initialised tiny SAM2
-(frozen); the SAM2 mask decoder (hiera_tiny decoder at 256 px) trained from scratch with the
-auxiliary mask loss; the final keyframe mask is propagated by the classical tracker (a
-random-weight SAM2 cannot track). One cold start, then GRPO with calibration on and off from
-the same weights, each scored on the held-out split. `:quick` is a smoke test.
+(frozen); SAM2's prompt encoder + mask decoder (hiera_tiny heads at 256 px) trained with the
+policy: from `seg.decoder_checkpoint` (a SAM2 .pt) when set, else from scratch (no SAM2
+weights can be downloaded here). The released recipe otherwise: every turn's [SEG] decoded on
+its keyframe under the released per-turn keyframe convention (`protocol.config.keyframes`),
+the final [SEG] decoded on the 5 sampled frames for R_m and, with the keyframes, for the
+auxiliary BCE+Dice (weight 0.2). The final keyframe mask is propagated by the classical
+tracker (a random-weight SAM2 cannot track). One cold start, then GRPO with calibration on
+and off from the same weights, each scored on the held-out split. `:quick` is a smoke test.
 """
 
 from ml_collections import ConfigDict
@@ -23,7 +27,14 @@ def get_config(arg=None):
     c.data.synth.valid_videos = 2 if a.quick else 8
     c.model.size = "nano"
     c.protocol.config = ConfigDict(
-        dict(answer="seg", max_turns=2, temporal_frames=6, spatial_frames=3)
+        dict(
+            answer="seg",
+            max_turns=2,
+            temporal_frames=6,
+            spatial_frames=5,  # the RL "sampled frames" (§1(c): 5 spatial + 5 SAM frames)
+            keyframes="released",  # §1(b): turn 0 middle frame, then the select's keyframe
+            seg_mask_reward="decoded",  # R_m from the final [SEG] on the sampled frames
+        )
     )
 
     c.seg = ConfigDict()
@@ -32,6 +43,8 @@ def get_config(arg=None):
     c.seg.encoder = ConfigDict(dict(model="tiny", embed_cache_frames=512))
     c.seg.grid = 32  # calibration grid (released code)
     c.seg.aux_weight = 0.2  # lambda_seg (res_loss_ratio)
+    c.seg.sampled_frames = True  # aux loss + R_m on the sampled frames, not only keyframes
+    c.seg.decoder_checkpoint = ""  # SAM2 .pt for the heads ("" = segmenter's, else random)
 
     c.sft.num_examples = 16 if a.quick else 400
     c.sft.steps = 2 if a.quick else 180

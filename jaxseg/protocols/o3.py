@@ -33,6 +33,18 @@ previous turn's, or the middle frame, when it has none), the text-route reading 
 [SEG] mask on the turn's keyframe". R_m uses the final masks on the turn-0 spatial frames
 (the RL "sampled frames"). Plus the zero-target term. Null sample: structure + null term.
 
+Per-turn keyframes of the [SEG] route (`keyframes`): "released" (default; VSO3-repo
+`generation_forward_cot`, `predict_forward`): turn 0's [SEG] is decoded on the middle frame of
+the video, turn t >= 1's on the keyframe the previous turn's executed <select> asked for, and
+the final propagation starts from the last executed select's keyframe (a one-turn episode:
+its VTG keyframe, else the middle spatial frame); "paper": every turn's [SEG] on that turn's
+own VTG keyframe. The box route always uses the turn's own VTG keyframe (its boxes are drawn
+on that frame). R_m of the [SEG] route (`seg_mask_reward`): "decoded" (released, RL
+`lr_maskiou_dense`): the final turn's [SEG] decoded memory-free on each sampled (spatial)
+frame, from `protocol.seg_sampled_masks` (episode -> one [H, W] mask per spatial frame; the
+propagated masks stand in when it is None, e.g. for the oracle); "propagated": the final
+masks on those frames.
+
 [SEG] route (`answer="seg"`, the released format §1(a)): each turn ends with
 `<VTG>{…}</VTG><RefSeg>[SEG]</RefSeg>` in place of `<box>…</box>`. The environment turns a
 turn's [SEG] into a mask on that turn's keyframe through `protocol.seg_masks`, a callable the
@@ -89,7 +101,9 @@ class O3Config:
     frame_size (S_t), spatial_size (S_s), keyframe_size (S_k): image sides (released
     ~158 / ~448 / ~634 px); frames_per_round: frames fetched per select (5); max_turns (3);
     temporal_mode: "released" (precision) or "iou"; shipped: the released R_p caps;
-    answer: "box" (text route) or "seg" (`<RefSeg>[SEG]</RefSeg>`, decoded into a mask)."""
+    answer: "box" (text route) or "seg" (`<RefSeg>[SEG]</RefSeg>`, decoded into a mask);
+    keyframes: the [SEG] route's per-turn keyframe convention, "released" or "paper";
+    seg_mask_reward: the [SEG] route's R_m masks, "decoded" (released) or "propagated"."""
 
     temporal_frames: int = 10
     spatial_frames: int = 5
@@ -102,8 +116,14 @@ class O3Config:
     shipped: bool = False
     null_reward: bool = True
     answer: str = "box"
+    keyframes: str = "released"
+    seg_mask_reward: str = "decoded"
 
     def __post_init__(self) -> None:
+        if self.keyframes not in ("released", "paper"):
+            raise ValueError(f"o3.keyframes must be 'released' or 'paper': {self}")
+        if self.seg_mask_reward not in ("decoded", "propagated"):
+            raise ValueError(f"o3.seg_mask_reward must be 'decoded' or 'propagated': {self}")
         if self.answer not in ANSWER_MODES:
             raise ValueError(f"o3.answer must be one of {ANSWER_MODES}: {self}")
         if min(self.temporal_frames, self.spatial_frames, self.frames_per_round) < 1:
@@ -239,6 +259,7 @@ class O3Episode(Episode):
         self.texts: list[str] = []
         self.parsed: list[parsing.O3Turn] = []
         self.turn_keyframes: list[int] = []  # position of each turn's keyframe
+        self.select_keyframes: list[int] = []  # positions the executed selects asked for
         self._seg_masks: list[np.ndarray | None] | None = None
 
     @property
@@ -278,10 +299,7 @@ class O3Episode(Episode):
         self.texts.append(text)
         p = parse_seg_turn(text) if self.seg_mode else parsing.parse_o3_turn(text)
         self.parsed.append(p)
-        k = None if p.keyframe is None else s.position_of(p.keyframe)
-        if k is None:
-            k = self.turn_keyframes[-1] if self.turn_keyframes else s.num_frames // 2
-        self.turn_keyframes.append(k)
+        own = None if p.keyframe is None else s.position_of(p.keyframe)
         action = {
             "action": p.action,
             "start": p.start,
@@ -298,6 +316,21 @@ class O3Episode(Episode):
             start, end = (min(max(v, lo), hi) for v in (p.start, p.end))
             kf = s.nearest_position(min(max(p.keyframe, lo), hi))
             executes = end >= start
+        if self.seg_mode and cfg.keyframes == "released":
+            if self.select_keyframes:  # the keyframe the previous executed select fetched
+                k = self.select_keyframes[-1]
+            elif executes:  # turn 0 of a multi-turn episode: the video's middle frame
+                k = s.num_frames // 2
+            else:  # a one-turn episode: its VTG keyframe, else the middle spatial frame
+                spatial = self.opening.context["spatial"]
+                k = own if own is not None else spatial[len(spatial) // 2]
+        else:
+            k = own
+            if k is None:
+                k = self.turn_keyframes[-1] if self.turn_keyframes else s.num_frames // 2
+        self.turn_keyframes.append(k)
+        if executes:
+            self.select_keyframes.append(kf)
         status = p.status if executes or p.action != "select" else f"{p.status}:not_executed"
         self._record(text, p.action or "none", status, action, info=info)
         if not executes:
@@ -334,6 +367,11 @@ class O3Episode(Episode):
         last = self.parsed[-1]
         if last.no_target:
             return FinalAction(None, None, np.zeros((0, 4)), no_target=True)
+        if self.seg_mode and self.cfg.keyframes == "released":
+            pos = self.turn_keyframes[-1]  # the last executed select's keyframe
+            return FinalAction(
+                self.sample.frame_ids[pos], pos, np.zeros((0, 4)), fallback=not last.ok
+            )
         if last.keyframe is None or self.sample.position_of(last.keyframe) is None:
             spatial = self.opening.context["spatial"]
             mid = spatial[len(spatial) // 2]
@@ -388,7 +426,15 @@ class O3Episode(Episode):
         shape = s.target_masks.shape
         final = union_of(masks.get("final"), shape)
         spatial = self.opening.context["spatial"]
-        frame_ious = per_frame_iou(final[spatial], s.target_masks[spatial])
+        sampled = final[spatial]
+        decoded = getattr(self.protocol, "seg_sampled_masks", None)
+        if self.seg_mode and cfg.seg_mask_reward == "decoded" and decoded is not None:
+            sampled = np.stack([np.asarray(m, bool) for m in decoded(self)])
+            if sampled.shape != final[spatial].shape:
+                raise ValueError(
+                    f"{s.key}: seg_sampled_masks gave {sampled.shape}, want {final[spatial].shape}"
+                )
+        frame_ious = per_frame_iou(sampled, s.target_masks[spatial])
         keyframe_ious = []
         for t, k in enumerate(self.turn_keyframes):
             last_turn = t == len(self.parsed) - 1
@@ -440,6 +486,8 @@ class O3Protocol(Protocol):
             else SYSTEM.replace("{S}", str(self.cfg.keyframe_size))
         )
         self.seg_masks = seg_masks  # answer="seg": the policy's [SEG] -> keyframe-mask decoder
+        # answer="seg": the final [SEG] decoded on each spatial frame (R_m), or None
+        self.seg_sampled_masks: Callable[[O3Episode], Sequence[np.ndarray]] | None = None
 
     @property
     def max_turns(self) -> int:

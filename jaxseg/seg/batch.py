@@ -106,7 +106,8 @@ def make_seg_batch(
     return SegBatch(
         policy=policy_batch,
         seg_index=jnp.asarray(index),
-        mask_count=jnp.asarray([len(r.slots.index) for r in rows], jnp.int32),
+        # the rollout's [SEG]-on-keyframe masks (calibration); not the sampled-frame slots
+        mask_count=jnp.asarray([int((r.slots.turn >= 0).sum()) for r in rows], jnp.int32),
         image_embed=jnp.asarray(pad(lambda r: r.embed, shapes.embed)),
         high_res_feats=(
             jnp.asarray(pad(lambda r: r.hr0, shapes.hr0)),

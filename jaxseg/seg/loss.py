@@ -70,18 +70,30 @@ def seg_positions(seg_index: jax.Array) -> jax.Array:
     return jnp.where(seg_index > 0, seg_index - 1, -1)
 
 
+def repeated_slots(seg_index: jax.Array) -> jax.Array:
+    """[B, K] bool: the slot decodes a [SEG] an earlier slot of the row already decodes (the
+    final [SEG] on the sampled frames, jaxseg.seg.train). Calibration reads each [SEG]'s
+    first slot, on its turn's keyframe, as the released trainer does; the repeats feed only
+    the auxiliary loss (and R_m, on host)."""
+    k = seg_index.shape[-1]
+    same = seg_index[:, :, None] == seg_index[:, None, :]  # [B, k, j]
+    earlier = jnp.tril(jnp.ones((k, k), bool), -1)[None]  # j < k
+    return (same & earlier).any(-1) & (seg_index >= 0)
+
+
 def seg_loss_terms(fwd: SegForward, batch: SegBatch, cfg: SegLossConfig) -> SegLossTerms:
     """The three unreduced terms of one (micro-)batch."""
     pb, g = batch.policy, cfg.grpo
     text_logp = fwd.logp
-    pos = seg_positions(batch.seg_index)
     valid = batch.seg_index >= 0
+    cal = valid & ~repeated_slots(batch.seg_index)
+    pos = jnp.where(cal, seg_positions(batch.seg_index), -1)
     ll = mask_loglik(fwd.mask_logits, batch.rollout_logits, cfg.grid) * valid
     logp, old = text_logp, pb.old_logp
     if cfg.calibrate:
-        logp = calibrate_seg_logprobs(text_logp, pos, ll, batch.mask_count)
+        logp = calibrate_seg_logprobs(text_logp, pos, ll * cal, batch.mask_count)
         if g.policy_loss != "on_policy":
-            old_ll = mask_loglik(batch.rollout_logits, batch.rollout_logits, cfg.grid) * valid
+            old_ll = mask_loglik(batch.rollout_logits, batch.rollout_logits, cfg.grid) * cal
             old = calibrate_seg_logprobs(old, pos, old_ll, batch.mask_count)
     no_kl = dataclasses.replace(g, kl_coef=0.0)
     policy = grpo_loss(

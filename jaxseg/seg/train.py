@@ -1,13 +1,22 @@
 """The [SEG]-route stages for o3 (issue #10 item 3): cold start, GRPO, held-out evaluation.
 
 Built on `jaxseg.train.trainer.Experiment` (processor, Qwen policy, o3 protocol with
-answer="seg", mask backend, benchmark sources) plus: a SAM2 mask decoder trained from scratch
-(jaxseg.models.sam2), the [SEG] projector, and frozen SAM2 image features from the sidecar
-(`seg.encoder`: the sam2 backend config; model="tiny" is a randomly initialised encoder).
+answer="seg", mask backend, benchmark sources) plus: SAM2's prompt encoder and mask decoder
+(jaxseg.models.sam2), initialised from a SAM2 checkpoint (`seg.decoder_checkpoint`, else
+`segmenter.config.checkpoint` when the segmenter is sam2, as VideoSEG-O3 starts from SAM2's
+heads; random otherwise) and trained with the policy, the [SEG] projector, and frozen SAM2
+image features from the sidecar (`seg.encoder`: the sam2 backend config; model="tiny" is a
+randomly initialised encoder).
+
+Mask slots (`seg.sampled_frames`, default on, the released recipe §1(c)): every [SEG] is
+decoded on its turn's keyframe (the protocol's per-turn keyframe convention), and the final
+turn's last [SEG] is also decoded, memory-free, on each sampled (spatial) frame. The
+auxiliary BCE+Dice covers all of them; the sampled-frame masks give R_m
+(`O3Config.seg_mask_reward="decoded"`); calibration uses the keyframe slots only.
 
 Cold start: the oracle's o3 traces with `<RefSeg>[SEG]</RefSeg>` answers; loss = token-mean
-NLL + mask loss (BCE 2.0 + Dice 0.5, Sa2VA's Stage-I weights, §1(c)) of every [SEG] on its
-turn's keyframe against the GT.
+NLL + mask loss (BCE 2.0 + Dice 0.5, Sa2VA's Stage-I weights, §1(c)) of every mask slot
+against the GT.
 
 GRPO step (VideoSEG-O3 §1(c), §1(e)): P prompts x G episodes sampled with the Qwen policy ->
 teacher-forced pass decoding each [SEG] on its turn's keyframe (the rollout mask logits R,
@@ -16,8 +25,9 @@ size) -> the final one propagated both ways by the mask backend as a mask prompt
 rewards -> group advantages -> one update of the SEG-route loss (jaxseg.seg.loss) over all
 micro-batches, exact accumulation (denominators on host).
 
-Evaluation: greedy episodes on the held-out split, the same decoding and propagation, masks
-written as PNGs and scored by jaxseg.eval (J, F, J&F).
+Evaluation: greedy episodes of the evaluation protocol (`Experiment.eval_protocol`, never a
+GT-dependent input) on the held-out split, the same decoding and propagation, masks written
+as PNGs and scored by jaxseg.eval (J, F, J&F).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from jaxseg.data.readers.layouts import write_prediction_pngs
 from jaxseg.eval.aggregate import summarize
 from jaxseg.eval.scoring import score_all
 from jaxseg.models.sam2 import SAM2MaskDecoderModule, preset
+from jaxseg.models.sam2.weights import load_torch_weights
 from jaxseg.protocols.episode import play_episodes, score_episodes
 from jaxseg.protocols.o3 import SEG_TOKEN, gt_keyframe_masks
 from jaxseg.protocols.policy import without_meta
@@ -58,6 +69,18 @@ from .calibration import aux_mask_loss, resize_logits
 from .features import FeatureStore
 from .loss import SegLossConfig, seg_loss_terms, seg_objective
 from .policy import SegBatch, SegPolicy
+
+SAMPLED = -1  # the turn of a sampled-frame slot (the final [SEG] on a spatial frame)
+
+
+def decoder_checkpoint(config: ConfigDict) -> str | None:
+    """The SAM2 checkpoint whose prompt encoder + mask decoder start the trained heads:
+    `seg.decoder_checkpoint`, else the sam2 segmenter's `checkpoint`; None = random init."""
+    path = config.seg.get("decoder_checkpoint") or None
+    seg = config.get("segmenter")
+    if path is None and seg is not None and seg.get("backend") == "sam2":
+        path = seg.config.get("checkpoint") or None
+    return None if path is None else str(path)
 
 
 # ----------------------------------------------------------------------------- jitted pieces
@@ -145,18 +168,25 @@ class SegTrainer:
         dcfg = preset(s.decoder_preset, **dict(s.get("decoder_args", {})))
         seed = int(config.seed)
         decoder = SAM2MaskDecoderModule(dcfg, nnx.Rngs(seed + 1))
+        self.decoder_source = decoder_checkpoint(config)
+        if self.decoder_source is not None:  # strict: the preset must match the checkpoint
+            load_torch_weights(decoder, self.decoder_source)
+        self.sampled_frames = bool(s.get("sampled_frames", True))
         self.policy = SegPolicy(
             self.exp.model, decoder, prompt_dim=dcfg.transformer_dim, rngs=nnx.Rngs(seed + 2)
         )
         self.shapes = SlotShapes.for_decoder(dcfg.transformer_dim, dcfg.image_embedding_size)
         self.features = FeatureStore(make_backend("sam2", dict(s.encoder), cache_entries=0))
         self.protocol = self.exp.protocol
+        self.eval_protocol = self.exp.eval_protocol
 
     # ------------------------------------------------------------------ episodes -> rows
-    def play(self, policy, samples, *, group_size: int, seed: int) -> list[SegEpisode]:
+    def play(
+        self, policy, samples, *, group_size: int, seed: int, protocol=None
+    ) -> list[SegEpisode]:
         recorder = RecordingPolicy(policy)
         episodes, owners = play_episodes(
-            self.protocol, recorder, samples, group_size=group_size, seed=seed
+            protocol or self.protocol, recorder, samples, group_size=group_size, seed=seed
         )
         state = recorder.state
         return [
@@ -168,7 +198,8 @@ class SegTrainer:
 
     def _slot_data(self, e: SegEpisode, sample, rollout: np.ndarray | None = None) -> SlotData:
         slots = e.slots
-        keys = [e.episode.turn_keyframes[t] for t in slots.turn]
+        spatial = iter(e.episode.opening.context["spatial"])
+        keys = [next(spatial) if t == SAMPLED else e.episode.turn_keyframes[t] for t in slots.turn]
         size = self.shapes.mask[0]
         if keys:
             embed, hr0, hr1 = self.features.get(sample.frames, keys)
@@ -186,14 +217,27 @@ class SegTrainer:
         )
 
     def _with_slots(self, e: SegEpisode, example: dict) -> None:
+        """The episode's mask slots: every [SEG] on its turn's keyframe, then (sampled_frames)
+        the final turn's last [SEG] on each spatial frame."""
         e.example = example
-        e.slots = seg_slots(
+        slots = seg_slots(
             example["input_ids"], example["policy_mask"], self.seg_id, len(e.episode.texts)
         )
+        final = slots.index[slots.turn == len(e.episode.texts) - 1]
+        if self.sampled_frames and len(final):
+            n = len(e.episode.opening.context["spatial"])
+            slots = SegSlots(
+                np.concatenate([slots.index, np.full(n, final[-1])]).astype(np.int32),
+                np.concatenate([slots.turn, np.full(n, SAMPLED)]).astype(np.int32),
+            )
+        e.slots = slots
 
-    def decode_rollouts(self, eps: list[SegEpisode], samples, micro: int) -> list[np.ndarray]:
+    def decode_rollouts(
+        self, eps: list[SegEpisode], samples, micro: int, protocol=None
+    ) -> list[np.ndarray]:
         """Rollout mask logits R [n_i, S, S] per episode (teacher-forced, no gradient), and
-        each episode's turn masks set for the environment (last [SEG] of each turn)."""
+        for the environment each episode's turn masks (last [SEG] of each turn) and its
+        final [SEG]'s masks on the sampled frames (R_m)."""
         out: list[np.ndarray] = []
         for i in range(0, len(eps), micro):
             part = eps[i : i + micro]
@@ -204,15 +248,24 @@ class SegTrainer:
             batch = make_seg_batch(self._policy_batch([e.example for e in part]), rows, self.shapes)
             logits = np.asarray(_mask_logits(self.policy, batch))
             out += [logits[b, : len(r.slots.index)] for b, r in enumerate(rows)]
-        masks = {}
+        masks, sampled = {}, {}
         for e, r in zip(eps, out, strict=True):
             s = samples[e.owner]
             turn_masks: list[np.ndarray | None] = [None] * len(e.episode.texts)
+            frames: list[np.ndarray] = []
             for j, t in enumerate(e.slots.turn):  # later [SEG]s of a turn overwrite earlier
-                up = resize_logits(jnp.asarray(r[j]), (s.height, s.width))
-                turn_masks[int(t)] = np.asarray(up > 0.0)
+                up = np.asarray(resize_logits(jnp.asarray(r[j]), (s.height, s.width)) > 0.0)
+                if t == SAMPLED:
+                    frames.append(up)
+                else:
+                    turn_masks[int(t)] = up
             masks[id(e.episode)] = turn_masks
-        self.protocol.seg_masks = lambda ep: masks[id(ep)]
+            n = len(e.episode.opening.context["spatial"])
+            empty = np.zeros((s.height, s.width), bool)
+            sampled[id(e.episode)] = frames or [empty] * n  # no final [SEG]: no mask
+        protocol = protocol or self.protocol
+        protocol.seg_masks = lambda ep: masks[id(ep)]
+        protocol.seg_sampled_masks = (lambda ep: sampled[id(ep)]) if self.sampled_frames else None
         return out
 
     # ------------------------------------------------------------------ optimisation
@@ -377,13 +430,13 @@ class SegTrainer:
         for start in range(0, len(positions), e.chunk):
             part = positions[start : start + e.chunk]
             samples = [source[i] for i in part]
-            eps = self.play(policy, samples, group_size=1, seed=start)
+            eps = self.play(policy, samples, group_size=1, seed=start, protocol=self.eval_protocol)
             for ep in eps:
                 rec = RecordedEpisode(_Key(ep.episode.sample.key), ep.conversation, ep.turn_info)
                 self._with_slots(ep, rollout_example(rec, improc, advantage=0.0))
-            self.decode_rollouts(eps, samples, e.chunk)
+            self.decode_rollouts(eps, samples, e.chunk, protocol=self.eval_protocol)
             traces = score_episodes(
-                self.protocol,
+                self.eval_protocol,
                 [x.episode for x in eps],
                 [x.owner for x in eps],
                 samples,

@@ -123,3 +123,44 @@ def test_random_turns_in_seg_mode_answer_with_seg():
     texts = [protocol.random_turn(conv, rng) for _ in range(40)]
     assert not any(text_turn_format_ok(t) and "no target" not in t for t in texts)  # no boxes
     assert any(seg_turn_format_ok(t) and "[SEG]" in t for t in texts)
+
+
+@pytest.mark.parametrize("convention", ["released", "paper"])
+def test_per_turn_keyframe_convention(sample, convention):
+    """released: turn 0's [SEG] on the video's middle frame, turn 1's on the frame the select
+    fetched, the final propagation from the last executed select's keyframe; paper: each
+    turn on its own VTG keyframe."""
+    protocol = make_protocol("o3", answer="seg", keyframes=convention)
+    gt = sample.target_masks
+    protocol.seg_masks = gt_keyframe_masks
+    tr = run(protocol, sample, [seg_turn("select", 3, 9, 4), seg_turn("answer", 3, 9, 6)])
+    ep = protocol.episode(sample, protocol.opening(sample, np.random.default_rng(0)))
+    ep.step(seg_turn("select", 3, 9, 4))
+    ep.step(seg_turn("answer", 3, 9, 6))
+    mid = sample.num_frames // 2
+    if convention == "released":
+        assert ep.turn_keyframes == [mid, 4] and ep.final_action().position == 4
+        assert tr.final.keyframe == sample.frame_ids[4]
+    else:
+        assert ep.turn_keyframes == [4, 6] and ep.final_action().position == 6
+    assert gt is not None
+
+
+def test_mask_reward_reads_the_decoded_sampled_frame_masks(sample):
+    """R_m from `seg_sampled_masks` (the final [SEG] decoded on each spatial frame), not from
+    the propagated masks: perfect decoded masks earn 1.5 even when propagation is empty."""
+    protocol = make_protocol("o3", answer="seg")
+    protocol.seg_masks = gt_keyframe_masks
+    tr = run(protocol, sample, [seg_turn("answer", 3, 9, 5)])
+    propagated = tr.reward["mask"]
+    spatial = protocol.opening(sample, np.random.default_rng(0)).context["spatial"]
+    protocol.seg_sampled_masks = lambda ep: [sample.target_masks[p] for p in spatial]
+    assert run(protocol, sample, [seg_turn("answer", 3, 9, 5)]).reward["mask"] == 1.5
+    protocol.seg_sampled_masks = lambda ep: (
+        [np.zeros(sample.target_masks.shape[1:], bool)] * len(spatial)
+    )
+    low = run(protocol, sample, [seg_turn("answer", 3, 9, 5)]).reward["mask"]
+    assert low < 1.5 and propagated >= low
+    old = make_protocol("o3", answer="seg", seg_mask_reward="propagated")
+    old.seg_masks, old.seg_sampled_masks = gt_keyframe_masks, protocol.seg_sampled_masks
+    assert run(old, sample, [seg_turn("answer", 3, 9, 5)]).reward["mask"] == propagated

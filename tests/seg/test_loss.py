@@ -173,3 +173,15 @@ def test_ppo_clip_old_policy_is_calibrated_with_the_rollout_mask(qwen_config):
     adv = np.asarray([1.0, -1.0])
     want = sum(-adv[i] * ((n[i] - 2) + ratio[i].sum()) / n[i] for i in range(2))
     np.testing.assert_allclose(float(t.policy.total), want, rtol=1e-4)
+
+
+def test_repeated_slots_mark_the_sampled_frame_decodes():
+    """The final [SEG] decoded again on sampled frames repeats its input position: only its
+    first slot (on the keyframe) is calibrated."""
+    from jaxseg.seg.loss import repeated_slots
+
+    idx = jnp.asarray([[5, 9, 9, 9, -1, -1], [4, -1, -1, -1, -1, -1]], jnp.int32)
+    np.testing.assert_array_equal(
+        np.asarray(repeated_slots(idx)),
+        [[False, False, True, True, False, False], [False] * 6],
+    )

@@ -86,3 +86,73 @@ def test_grpo_step_and_evaluation_with_seg_answers(tmp_path):
         assert summary["parse_ok"] == 1.0 and "JF" in summary["overall"]
     finally:
         trainer.close()
+
+
+def test_grpo_step_with_heads_from_a_sam2_checkpoint(tmp_path):
+    """Issue #17 item 2: the heads start from a (tiny, random) SAM2 checkpoint, every mask
+    slot (turn keyframes + the 5 sampled frames) is decoded, R_m reads the decoded
+    sampled-frame masks, and one GRPO step trains."""
+    import jax
+    from flax import nnx
+
+    from jaxseg.commands.train import ensure_data
+    from jaxseg.config import load_config
+    from jaxseg.models.sam2 import SAM2MaskDecoderModule, preset
+    from jaxseg.models.sam2.weights import save_torch_checkpoint
+    from jaxseg.rl.advantages import grpo_advantages
+    from jaxseg.sampling.filters import SamplingParams
+    from jaxseg.seg.train import SAMPLED, SegTrainer, loss_config
+
+    ckpt = tmp_path / "sam2_tiny_random.pt"
+    heads = SAM2MaskDecoderModule(preset("hiera_tiny", image_size=256), nnx.Rngs(1234))
+    save_torch_checkpoint(heads, ckpt)
+    config = load_config(
+        "o3_seg:quick",
+        [f"data.root={tmp_path / 'data'}", "grpo.group_size=2", f"seg.decoder_checkpoint={ckpt}"],
+    )
+    assert config.protocol.config.spatial_frames == 5
+    ensure_data(config, progress=False)
+    trainer = SegTrainer(config, tmp_path / "run", progress=False)
+    try:
+        assert trainer.decoder_source == str(ckpt)
+        want = jax.tree.leaves(nnx.state(heads, nnx.Param))
+        got = jax.tree.leaves(nnx.state(trainer.policy.decoder, nnx.Param))
+        assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(want, got))
+        source = trainer.exp.source("train")
+        samples = [s for s in (source[i] for i in range(len(source))) if not s.is_null][:2]
+
+        def oracle_policy(**kw):
+            p = OracleTokenPolicy.for_model(trainer.exp.model, trainer.exp.processor, **kw)
+            p.protocol, p.samples = trainer.protocol, {s.key: s for s in samples}
+            return p
+
+        trainer.exp.policy = oracle_policy
+        seen = {}
+        play = trainer.play
+
+        def recording_play(*a, **kw):
+            eps = play(*a, **kw)
+            seen["eps"] = eps
+            return eps
+
+        trainer.play = recording_play
+        before = _decoder_params(trainer)
+        m = trainer._grpo_step(
+            trainer._optimizer(1e-3, 1),
+            trainer.exp.model,
+            samples,
+            SamplingParams(temperature=1.0),
+            grpo_advantages,
+            loss_config(config, calibrate=True),
+            0,
+        )
+        for e in seen["eps"]:
+            turns = len(e.episode.texts)
+            assert list(e.slots.turn).count(SAMPLED) == 5  # the final [SEG] on 5 frames
+            assert len(e.slots.turn) == turns + 5
+            decoded = trainer.protocol.seg_sampled_masks(e.episode)
+            assert len(decoded) == 5 and decoded[0].shape == e.episode.sample.frames.shape[1:3]
+        assert m["seg_per_episode"] >= 6.0 and np.isfinite(m["loss"]) and m["aux"] > 0
+        assert np.abs(_decoder_params(trainer) - before).max() > 0
+    finally:
+        trainer.close()
