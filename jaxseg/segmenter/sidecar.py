@@ -23,10 +23,16 @@ Server (this module's `main`):
   the child exits, and the client may restart the sidecar from a short-lived callback thread.)
 
 Client (`SidecarClient`, a MaskBackend): spawns the server, writes each clip once into shared
-memory, and retries: if the sidecar dies (EOF / reset / broken pipe / not running), it is
-restarted, the clips are re-registered from shared memory and the in-flight request is sent
-again, up to `max_restarts` times per call, logging a warning each time; after that the call
-raises SidecarError. Nothing is dropped silently.
+memory, and retries: if the sidecar dies (EOF / reset / broken pipe / garbage on the stream /
+not running) or a restart itself fails (crash during start-up, connection refused), it is
+restarted after a backoff (`restart_backoff_s`, doubling), the clips are re-registered from
+shared memory and the in-flight request is sent again, up to `max_restarts` times per call,
+logging a warning each time; after that the call raises SidecarError. Every transport failure
+reaches the caller as a SegmenterError. Nothing is dropped silently.
+
+Limits (server): a message's payload is allocated only after its header, and must be exactly
+what the header's arrays need; a message must arrive whole within `read_timeout_s` once it
+started; at most `max_connections` connections are served (others get an error reply).
 """
 
 from __future__ import annotations
@@ -124,10 +130,21 @@ class _Conn:
 
 
 class SidecarServer:
-    def __init__(self, backend, max_batch: int = 64, batch_window_s: float = 0.0):
+    def __init__(
+        self,
+        backend,
+        max_batch: int = 64,
+        batch_window_s: float = 0.0,
+        *,
+        max_connections: int = 16,
+        read_timeout_s: float = 60.0,
+    ):
         self.backend = backend
         self.max_batch = max_batch
         self.batch_window_s = batch_window_s
+        self.read_timeout_s = read_timeout_s  # a message must arrive whole within this
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
         self.jobs: queue.Queue[_Job] = queue.Queue()
         self.started = time.monotonic()
         self.busy = False
@@ -148,17 +165,44 @@ class SidecarServer:
             "torchvision_loaded": "torchvision" in sys.modules,
         }
 
+    def accept(self, sock: socket.socket) -> None:
+        """Serves `sock` on its own thread, or refuses it (an error reply, then close) when
+        `max_connections` are open already."""
+        if not self._slots.acquire(blocking=False):
+            with sock:
+                sock.settimeout(5.0)
+                _Conn(sock).reply(
+                    _error_reply(
+                        None,
+                        SegmenterError(
+                            f"sidecar: {self.max_connections} connections open; refused"
+                        ),
+                    )
+                )
+            return
+
+        def run() -> None:
+            try:
+                self.serve_connection(sock)
+            finally:
+                self._slots.release()
+
+        threading.Thread(target=run, daemon=True).start()
+
     def serve_connection(self, sock: socket.socket) -> None:
         conn = _Conn(sock)
         with sock:
             while True:
                 try:
-                    header, arrays = tp.recv_message(sock)
-                except (EOFError, ConnectionError, OSError):
-                    return
+                    header, arrays = tp.recv_message(sock, read_timeout=self.read_timeout_s)
                 except tp.ProtocolError as e:
                     conn.reply(_error_reply(None, e))
                     return  # framing is lost: drop the connection
+                except (EOFError, ConnectionError, OSError):
+                    return  # closed, reset, or stalled mid-message past read_timeout_s
+                except Exception as e:  # noqa: BLE001 - never a silent thread death
+                    conn.reply(_error_reply(None, tp.ProtocolError(f"unreadable message: {e!r}")))
+                    return
                 op, msg_id = header.get("op"), header.get("id")
                 if op == "ping":
                     conn.reply({"id": msg_id, **self.health()})
@@ -329,12 +373,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--batch-window-s", type=float, default=0.0)
     ap.add_argument("--owned-dir", default=None, help="removed when the parent dies")
+    ap.add_argument("--max-connections", type=int, default=16)
+    ap.add_argument("--read-timeout-s", type=float, default=60.0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[sidecar %(process)d] %(message)s")
     if args.parent_pid is not None:
         _watch_parent(args.parent_pid, args.parent_fd, [args.owned_dir] if args.owned_dir else [])
     backend = _build_backend(args.backend, json.loads(args.config))
-    server = SidecarServer(backend, args.max_batch, args.batch_window_s)
+    server = SidecarServer(
+        backend,
+        args.max_batch,
+        args.batch_window_s,
+        max_connections=args.max_connections,
+        read_timeout_s=args.read_timeout_s,
+    )
     threading.Thread(target=server.work_forever, daemon=True, name="worker").start()
     tmp = args.socket + ".tmp"
     if os.path.exists(tmp):
@@ -345,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("ready: backend=%s socket=%s", backend.name, args.socket)
     while True:
         sock, _ = lsock.accept()
-        threading.Thread(target=server.serve_connection, args=(sock,), daemon=True).start()
+        server.accept(sock)
 
 
 # =============================================================================== client
@@ -361,7 +413,10 @@ class SidecarConfig:
     timeout_s: float = 600.0
     start_timeout_s: float = 180.0
     max_restarts: int = 3
+    restart_backoff_s: float = 0.2  # doubled per consecutive failed try, capped at 5 s
     max_batch: int = 64
+    max_connections: int = 16
+    read_timeout_s: float = 60.0
     batch_window_s: float = 0.0
     max_videos: int = 32
     python: str = sys.executable
@@ -379,6 +434,10 @@ def ping(socket_path: str, timeout: float = 5.0) -> dict[str, Any]:
 
 class _Dead(Exception):
     """The sidecar connection broke or the process is gone: restart and retry."""
+
+
+class _StartFailed(SidecarError):
+    """A (re)start of the sidecar process failed: retried like a crash."""
 
 
 def _cleanup(state: dict[str, Any]) -> None:
@@ -427,8 +486,25 @@ class SidecarClient:
     def start(self) -> SidecarClient:
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
-                self._spawn()
+                self._start_with_retries("start")
         return self
+
+    def _start_with_retries(self, why: str) -> None:
+        """Spawns the sidecar, retrying a failed start (with backoff) up to `max_restarts`
+        times; SidecarError naming every failure after that."""
+        failures = []
+        for attempt in range(self.config.max_restarts + 1):
+            if attempt:
+                time.sleep(min(self.config.restart_backoff_s * 2 ** (attempt - 1), 5.0))
+            try:
+                self._spawn()
+                return
+            except (_StartFailed, OSError) as e:
+                failures.append(f"try {attempt + 1}: {e}")
+                log.warning("segmenter sidecar %s failed (%s)", why, e)
+        raise SidecarError(
+            f"sidecar {why} failed {len(failures)} times; giving up:\n" + "\n".join(failures)
+        )
 
     def _spawn(self) -> None:
         self._stop_process()
@@ -447,6 +523,8 @@ class SidecarClient:
             "--max-batch", str(cfg.max_batch),
             "--batch-window-s", str(cfg.batch_window_s),
             "--owned-dir", self._dir,
+            "--max-connections", str(cfg.max_connections),
+            "--read-timeout-s", str(cfg.read_timeout_s),
         ]  # fmt: skip
         with open(self.log_path, "ab") as logf:
             self._proc = subprocess.Popen(
@@ -459,16 +537,22 @@ class SidecarClient:
         deadline = time.monotonic() + cfg.start_timeout_s
         while not os.path.exists(self.socket_path):
             if self._proc.poll() is not None:
-                raise SidecarError(
+                raise _StartFailed(
                     f"sidecar exited with code {self._proc.returncode} during start-up; "
                     f"log {self.log_path}:\n{self._log_tail()}"
                 )
             if time.monotonic() > deadline:
                 self._stop_process()
-                raise SidecarError(f"sidecar not ready after {cfg.start_timeout_s} s")
+                raise _StartFailed(f"sidecar not ready after {cfg.start_timeout_s} s")
             time.sleep(0.02)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.connect(self.socket_path)
+        try:
+            self._sock.connect(self.socket_path)
+        except OSError as e:  # refused / vanished: the new process died right after start
+            raise _StartFailed(
+                f"sidecar socket {self.socket_path} refused the connection ({e!r}); "
+                f"log {self.log_path}:\n{self._log_tail()}"
+            ) from e
 
     def _log_tail(self, n: int = 4000) -> str:
         try:
@@ -496,7 +580,7 @@ class SidecarClient:
         code = None if self._proc is None else self._proc.poll()
         self.restarts += 1
         log.warning("segmenter sidecar lost (%s, exit code %s); restarting", why, code)
-        self._spawn()
+        self._spawn()  # failures are retried by the caller (_call), never escape raw
 
     # ---- messaging
     def _roundtrip(self, header: dict[str, Any], arrays: tp.Arrays | None, timeout: float):
@@ -509,8 +593,8 @@ class SidecarClient:
             reply, out = tp.recv_message(self._sock)
         except TimeoutError:
             raise
-        except (EOFError, ConnectionError, OSError) as e:
-            raise _Dead(repr(e)) from e
+        except (EOFError, ConnectionError, OSError, tp.ProtocolError) as e:
+            raise _Dead(repr(e)) from e  # garbage on the stream: framing is lost too
         if reply.get("id") != header["id"]:
             raise _Dead(f"reply id {reply.get('id')} != request id {header['id']}")
         return reply, out
@@ -526,26 +610,37 @@ class SidecarClient:
         timeout = self.config.timeout_s if timeout is None else timeout
         hard = timeout * 1.1 + 10.0
         tries = 0
+        lost: str | None = None  # why the sidecar must be (re)started before the next try
         with self._lock:
             while True:
                 try:
-                    if self._proc is None:
+                    if lost is not None:
+                        # backoff grows with each consecutive failure (a crash loop must not spin)
+                        time.sleep(min(self.config.restart_backoff_s * 2 ** (tries - 1), 5.0))
+                        self._restart(lost)
+                        lost = None
+                    elif self._proc is None:
                         self._spawn()
                     for vid in videos:
                         if vid not in self._on_server:
                             self._register_on_server(vid, hard)
                     reply, out = self._roundtrip({**header, "timeout_s": timeout}, arrays, hard)
-                except _Dead as e:
+                except (_Dead, _StartFailed, OSError) as e:
+                    # _Dead: the connection broke; _StartFailed/OSError: a (re)start failed
                     tries += 1
                     if tries > self.config.max_restarts:
                         raise SidecarError(
                             f"sidecar died {tries} times; giving up. Last: {e}. "
                             f"Log {self.log_path}:\n{self._log_tail()}"
                         ) from e
-                    self._restart(str(e))
+                    lost = str(e)
                     continue
                 except TimeoutError as e:
-                    self._restart(f"no reply within {hard:.0f} s")
+                    try:
+                        self._restart(f"no reply within {hard:.0f} s")
+                    except (_StartFailed, OSError) as err:
+                        log.warning("restart after a timeout failed (%s); retried next call", err)
+                        self._stop_process()
                     raise RequestTimeoutError(
                         f"sidecar gave no reply within {hard:.0f} s; it was restarted"
                     ) from e
@@ -577,7 +672,13 @@ class SidecarClient:
         handle = handle_for(frames, video_id)
         with self._lock:
             if handle.video_id not in self._shm:
-                self._shm[handle.video_id] = tp.SharedFrames(frames, handle.video_id)
+                try:
+                    self._shm[handle.video_id] = tp.SharedFrames(frames, handle.video_id)
+                except OSError as e:  # /dev/shm full or unavailable
+                    raise SidecarError(
+                        f"sidecar: cannot put clip {handle.video_id!r} ({frames.nbytes} B) "
+                        f"into shared memory: {e!r}"
+                    ) from e
                 while len(self._shm) > self.config.max_videos:
                     vid, old = self._shm.popitem(last=False)
                     old.close()

@@ -14,6 +14,7 @@ so only the owning user can talk to the sidecar.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import struct
@@ -78,35 +79,83 @@ def _recv_exact(sock: socket.socket, n: int) -> bytearray:
     return buf
 
 
-def recv_message(sock: socket.socket) -> tuple[dict[str, Any], Arrays]:
-    """Read one message. EOFError on a clean close before a message; ProtocolError on garbage."""
-    prefix = _recv_exact(sock, _PREFIX.size)
-    magic, hlen, plen = _PREFIX.unpack(prefix)
-    if magic != MAGIC:
-        raise ProtocolError(f"bad magic {bytes(magic)!r} (expected {MAGIC!r})")
-    if hlen > MAX_HEADER_BYTES or plen > MAX_PAYLOAD_BYTES:
-        raise ProtocolError(f"message too large: header {hlen} B, payload {plen} B")
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _descriptors(header: dict[str, Any]) -> list[tuple[str, np.dtype, tuple[int, ...], int]]:
+    """(name, dtype, shape, offset) of the header's arrays, every field checked: names are
+    strings, shapes and offsets non-negative ints (no floats, no Infinity)."""
+    descs = header.pop("arrays", [])
+    if not isinstance(descs, list):
+        raise ProtocolError("header.arrays must be a list")
+    out = []
+    for i, d in enumerate(descs):
+        if not isinstance(d, dict):
+            raise ProtocolError(f"arrays[{i}]: expected an object")
+        try:
+            name, dtype, shape, offset = d["name"], d["dtype"], d["shape"], d["offset"]
+        except KeyError as e:
+            raise ProtocolError(f"arrays[{i}]: missing {e.args[0]!r}") from None
+        if not isinstance(name, str):
+            raise ProtocolError(f"arrays[{i}].name: {name!r} is not a string")
+        if dtype not in _DTYPES:
+            raise ProtocolError(f"array {name!r}: dtype {dtype!r} not allowed")
+        ints = [offset, *shape] if isinstance(shape, list) else None
+        if ints is None or not all(type(v) is int and v >= 0 for v in ints):
+            raise ProtocolError(
+                f"array {name!r}: shape {shape!r} / offset {offset!r} are not non-negative ints"
+            )
+        out.append((name, np.dtype(dtype), tuple(shape), offset))
+    return out
+
+
+def recv_message(
+    sock: socket.socket, *, read_timeout: float | None = None
+) -> tuple[dict[str, Any], Arrays]:
+    """Read one message. EOFError on a clean close before a message; ProtocolError on garbage.
+
+    Nothing is allocated for the payload before the header has said what arrays it holds:
+    the claimed payload length must be exactly what those arrays need. `read_timeout`: once
+    the first byte arrived, the rest of the message must arrive within it (a peer that stalls
+    mid-message gets TimeoutError, not a thread held forever); waiting for the first byte
+    uses the socket's own timeout."""
+    first = _recv_exact(sock, 1)
+    old = sock.gettimeout()
+    if read_timeout is not None:
+        sock.settimeout(read_timeout)
     try:
-        header = json.loads(bytes(_recv_exact(sock, hlen)))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProtocolError(f"header is not JSON: {e}") from e
-    payload = _recv_exact(sock, plen) if plen else bytearray()
-    if not isinstance(header, dict):
-        raise ProtocolError("header must be a JSON object")
+        prefix = first + _recv_exact(sock, _PREFIX.size - 1)
+        magic, hlen, plen = _PREFIX.unpack(prefix)
+        if magic != MAGIC:
+            raise ProtocolError(f"bad magic {bytes(magic)!r} (expected {MAGIC!r})")
+        if hlen > MAX_HEADER_BYTES or plen > MAX_PAYLOAD_BYTES:
+            raise ProtocolError(f"message too large: header {hlen} B, payload {plen} B")
+        try:
+            header = json.loads(bytes(_recv_exact(sock, hlen)), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise ProtocolError(f"header is not JSON: {e}") from e
+        if not isinstance(header, dict):
+            raise ProtocolError("header must be a JSON object")
+        descs = _descriptors(header)
+        need = 0
+        for name, dt, shape, offset in descs:
+            end = offset + math.prod(shape) * dt.itemsize
+            if end > MAX_PAYLOAD_BYTES:
+                raise ProtocolError(f"array {name!r} claims {end} B, over the payload limit")
+            if end > plen:
+                raise ProtocolError(f"array {name!r} runs past the payload ({end} > {plen} B)")
+            need = max(need, end)
+        if plen != need:
+            raise ProtocolError(f"payload is {plen} B but the header's arrays need {need} B")
+        payload = _recv_exact(sock, plen) if plen else bytearray()
+    finally:
+        if read_timeout is not None:
+            sock.settimeout(old)
     arrays: Arrays = {}
-    try:
-        for d in header.pop("arrays", []):
-            if d["dtype"] not in _DTYPES:
-                raise ProtocolError(f"array {d['name']!r}: dtype {d['dtype']!r} not allowed")
-            dt = np.dtype(d["dtype"])
-            shape = tuple(int(s) for s in d["shape"])
-            count = int(np.prod(shape, dtype=np.int64))
-            start = int(d["offset"])
-            if start < 0 or start + count * dt.itemsize > plen:
-                raise ProtocolError(f"array {d['name']!r} runs past the payload")
-            arrays[str(d["name"])] = np.frombuffer(payload, dt, count, start).reshape(shape)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ProtocolError(f"bad array descriptor: {e!r}") from e
+    for name, dt, shape, offset in descs:
+        count = math.prod(shape)
+        arrays[name] = np.frombuffer(payload, dt, count, offset).reshape(shape)
     return header, arrays
 
 
@@ -151,7 +200,7 @@ def read_shared_frames(name: str, shape: tuple[int, ...]) -> np.ndarray:
         # would unlink the client's block when the sidecar exits; the client owns it.
         if shm._name not in _CREATED_HERE:  # noqa: SLF001
             resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
-        need = int(np.prod(shape)) if shape else 0
+        need = math.prod(int(v) for v in shape) if shape else 0
         if len(shape) != 4 or shape[-1] != 3 or need > shm.size:
             raise InvalidRequestError(f"shm {name}: shape {shape} does not fit {shm.size} bytes")
         return np.ndarray(shape, np.uint8, buffer=shm.buf).copy()
