@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-new-tokens", type=int, default=None, help="per turn (run's)")
     parser.add_argument("--out", default="segment_out", help="output directory")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs (masks/, overlays, trace.json) of an earlier run in --out",
+    )
 
 
 # ----------------------------------------------------------------------------- frames
@@ -64,16 +69,43 @@ def load_video(path: str | Path) -> tuple[np.ndarray, list[str]]:
     return np.stack(frames), names
 
 
+IMAGE_SUFFIXES = (".gif", ".png", ".apng", ".webp", ".tif", ".tiff", *FRAME_SUFFIXES)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _decode_video_file(path: Path) -> list[np.ndarray]:
     """GIF (and anything else PIL reads as a multi-frame image) via PIL; MP4 etc. via
-    imageio when it is installed."""
+    imageio when it is installed. A truncated or unreadable file is a ValueError whose
+    one-line message says what is wrong with it (never a traceback)."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            return [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(image)]
+            kind = image.format or path.suffix.lstrip(".").upper()
+            frames = []
+            try:
+                for f in ImageSequence.Iterator(image):
+                    frames.append(np.asarray(f.convert("RGB")))
+            except (OSError, ValueError, EOFError, SyntaxError) as exc:
+                raise ValueError(
+                    f"--video {path}: truncated or corrupt {kind} file: frame {len(frames)} "
+                    f"cannot be decoded ({_one_line(exc)})"
+                ) from None
+            if not frames:
+                raise ValueError(f"--video {path}: {kind} file holds no frames")
+            return frames
     except UnidentifiedImageError:
-        pass
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            head = path.read_bytes()[:8] if path.is_file() else b""
+            raise ValueError(
+                f"--video {path}: not a readable {path.suffix.lstrip('.').upper()} file "
+                f"(no image signature; it starts with {head!r}: truncated or another format)"
+            ) from None
+    except OSError as exc:  # unreadable file (permissions, a directory-like path, I/O)
+        raise ValueError(f"--video {path}: cannot read it ({_one_line(exc)})") from None
     try:
         import imageio.v3 as iio
     except ImportError:
@@ -83,12 +115,44 @@ def _decode_video_file(path: Path) -> list[np.ndarray]:
             f"frames first (ffmpeg -i {path} frames/%05d.jpg) and pass the directory"
         ) from None
     try:
-        return [np.asarray(f)[..., :3].astype(np.uint8) for f in iio.imiter(path)]
+        frames = [np.asarray(f)[..., :3].astype(np.uint8) for f in iio.imiter(path)]
     except Exception as exc:  # imageio raises plugin-specific errors
-        raise ValueError(f"--video {path}: cannot decode ({exc})") from None
+        raise ValueError(
+            f"--video {path}: neither PIL nor imageio can decode it ({_one_line(exc)})"
+        ) from None
+    if not frames:
+        raise ValueError(f"--video {path}: holds no frames")
+    return frames
 
 
 # ----------------------------------------------------------------------------- outputs
+OUTPUTS = ("masks", "trace.json", "overlay.gif", "overlay.mp4")
+
+
+def check_out(out: Path, *, overwrite: bool) -> None:
+    """Refuses an --out that holds the outputs of an earlier run (its masks would mix with
+    this video's) unless `overwrite`; other files in it are left alone."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"jaxseg segment: --out {out}: exists and is not a folder")
+    found = [name for name in OUTPUTS if (out / name).exists()]
+    if found and not overwrite:
+        raise SystemExit(
+            f"jaxseg segment: --out {out} already holds {', '.join(found)} of an earlier run; "
+            "pass --overwrite to replace them, or choose another folder"
+        )
+
+
+def clear_outputs(out: Path) -> None:
+    import shutil
+
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def write_masks(masks: np.ndarray, names: list[str], out: Path) -> Path:
     """masks [T, H, W] bool -> out/masks/<name>.png (0/255 grey)."""
     from PIL import Image
@@ -162,10 +226,12 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.checkpoint)
     if not (run_dir / "config.json").is_file():
         raise SystemExit(f"--checkpoint {run_dir}: not a jaxseg run directory (no config.json)")
+    out = Path(args.out)
+    check_out(out, overwrite=args.overwrite)  # before the (slow) load
     try:
         frames, names = load_video(args.video)
     except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"jaxseg segment: {err}") from None
+        raise SystemExit(f"jaxseg segment: {_one_line(err)}") from None
     print(f"video: {len(frames)} frames of {frames.shape[2]}x{frames.shape[1]}", file=sys.stderr)
 
     t0 = time.perf_counter()
@@ -192,8 +258,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  done ({time.perf_counter() - t1:.0f} s)", file=sys.stderr)
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    clear_outputs(out)  # empty, or --overwrite: no mask of an earlier video survives
     record = trace.to_json()
     record.update(checkpoint=str(run_dir), stage=stage, video=str(args.video), frames=names)
     del record["reward"], record["sample_key"], record["sample_index"]
