@@ -61,6 +61,8 @@ def test_notebook_shows_the_run(quick_run, monkeypatch):
     first = json.loads((quick_run / "eval" / "grpo" / "traces.jsonl").read_text().splitlines()[0])
     assert first["sample_key"] in markdown  # the traces section
     assert "| step | reward/mean" in markdown  # GRPO steps table
+    videos = [h for h in outputs(nb, "text/html") if "data:image/gif;base64," in h]
+    assert len(videos) == 1  # one episode inline as a captioned GT | prediction GIF
 
 
 def test_missing_run_is_named(tmp_path, monkeypatch):
@@ -84,3 +86,4 @@ def test_readme_notebook_command_runs_verbatim(quick_run, tmp_path):
     html = (tmp_path / "notebooks" / "evaluate.html").read_text()
     assert f"run: {quick_run.resolve()}" in html
     assert "| untrained |" in html or "<td>untrained</td>" in html
+    assert "data:image/gif;base64," in html  # the inline episode video survives nbconvert
