@@ -50,7 +50,9 @@ class PolicyFamily:
     attention_mask, *, config) -> (positions [3, B, L], deltas [B, 1]).
     vision_layout(grid_thw, vision_config, pad_to=None) -> the tower's VisionLayout.
     preset(size, *, vocab_size, image_token_id, ...) -> config.
-    image_processor: patch_size, image_mean, image_std of its processor."""
+    image_processor: patch_size, image_mean, image_std of its processor.
+    video_runs_per_grid: how many placeholder runs one video grid row `(t, h, w)` makes in the
+    prompt (Qwen2.5-VL: one; Qwen3-VL: one per temporal patch, each behind its timestamp)."""
 
     name: str
     architecture: str
@@ -62,6 +64,7 @@ class PolicyFamily:
     preset: Callable[..., Any]
     sizes: tuple[str, ...]
     image_processor: dict[str, Any]
+    video_runs_per_grid: Callable[[Any], int] = lambda grid: 1
 
     def config_from_json(self, path: str | Path):
         return self.config_cls.from_json_file(path)
@@ -143,6 +146,7 @@ def _qwen3_vl() -> PolicyFamily:
             "image_std": [0.5, 0.5, 0.5],
             "processor_class": "Qwen3VLProcessor",
         },
+        video_runs_per_grid=lambda grid: int(grid[0]),
     )
 
 

@@ -146,8 +146,9 @@ def _check_ids(b: int, ids: Sequence[int], vocab: int, what: str) -> np.ndarray:
 
 
 def _check_media(b: int, prompt: Prompt, ids: np.ndarray, config: PolicyConfig) -> None:
-    """Pixels and grids given together, pixel rows == patches of the grids, one grid per run of
-    placeholder tokens (so features land in the right row after the batch-wide merge)."""
+    """Pixels and grids given together, pixel rows == patches of the grids, placeholder runs ==
+    what the grids make (one per image; per video the family's `video_runs_per_grid`), so
+    features land in the right row after the batch-wide merge."""
     for pixels_attr, grid_attr, token in (
         ("pixel_values", "image_grid_thw", config.image_token_id),
         ("pixel_values_videos", "video_grid_thw", config.video_token_id),
@@ -157,7 +158,9 @@ def _check_media(b: int, prompt: Prompt, ids: np.ndarray, config: PolicyConfig) 
             raise ValueError(f"row {b}: {pixels_attr} and {grid_attr} must be given together")
         is_token = ids == token
         runs = int(is_token[0]) + int((is_token[1:] & ~is_token[:-1]).sum())
-        n_grids = 0 if grid is None else np.asarray(grid).reshape(-1, 3).shape[0]
+        grids = [] if grid is None else np.asarray(grid).reshape(-1, 3)
+        runs_of = family_of(config).video_runs_per_grid if pixels_attr.endswith("videos") else None
+        n_grids = sum(runs_of(g) for g in grids) if runs_of else len(grids)
         if runs != n_grids:
             raise ValueError(
                 f"row {b}: {runs} runs of {grid_attr.split('_')[0]} placeholder tokens but "
