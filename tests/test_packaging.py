@@ -68,24 +68,51 @@ def test_wheel_contains_the_configs(wheel):
         assert name in names, f"{name} missing from {wheel.name}"
 
 
-def test_config_names_resolve_from_the_installed_wheel(wheel, tmp_path):
-    target = tmp_path / "site"
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """The wheel installed into a plain folder (no venv, no dependencies)."""
+    target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
         + [str(wheel)],
         check=True,
     )
-    assert not (target / "jaxseg" / "configs").is_symlink()  # real files, not the checkout
-    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-P", "-c", CHECK, str(target)],
-        cwd=tmp_path,  # not the checkout: only the wheel's jaxseg is importable
+    return target
+
+
+def run_from(target: Path, code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter that sees only the wheel's jaxseg (and the venv's
+    dependencies), started away from the checkout."""
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(cwd)}
+    return subprocess.run(
+        [sys.executable, "-P", "-c", code, str(target)],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
     )
+
+
+def test_config_names_resolve_from_the_installed_wheel(installed, tmp_path):
+    assert not (installed / "jaxseg" / "configs").is_symlink()  # real files, not the checkout
+    done = run_from(installed, CHECK, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("ok ")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="jaxseg/parallel/planner.py (another engineer's file, edits in flight) resolves "
+    "model.hf_config='configs/hf/...' against the checkout root only; the one-line fix is "
+    "in the packaging note of issue 19",
+)
+def test_plan_with_the_3b_config_from_the_installed_wheel(installed, tmp_path):
+    code = (
+        "import sys; from jaxseg import cli; "
+        "sys.exit(cli.main(['plan', '--config', 'qwen2_5_vl_3b_grpo', '--topology', 'v5p-32']))"
+    )
+    done = run_from(installed, code, tmp_path)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
 
 
 @pytest.mark.xfail(
