@@ -42,9 +42,12 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxseg.paths import as_path, is_remote
+
 log = logging.getLogger(__name__)
 INTEGRITY = "_integrity"  # meta key: {item: {leaf path: [dtype, shape, checksum]}}
 BROKEN = "broken"  # <dir>/broken/<step>-<time>: steps restore found damaged
+EMPTY = "empty step folder (a save that never started)"
 
 
 class CheckpointCorrupt(RuntimeError):
@@ -163,7 +166,8 @@ class Checkpointer:
         if "meta" in item_names:
             raise ValueError("'meta' is reserved for the JSON item")
         self.item_names = tuple(item_names)
-        self.directory = Path(directory).resolve()
+        # a bucket (gs://...) stays an epath; orbax/tensorstore write there directly
+        self.directory = as_path(directory) if is_remote(directory) else Path(directory).resolve()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None,  # rotation is ours (_rotate): it never drops the last finite step
             save_interval_steps=save_interval_steps,
@@ -283,7 +287,7 @@ class Checkpointer:
         of another structure."""
         where = self.directory / str(step)
         if not where.is_dir() or not any(where.iterdir()):
-            raise CheckpointCorrupt(f"{where}: empty step folder (a save that never started)")
+            raise CheckpointCorrupt(f"{where}: {EMPTY}")
         for name in (*items, "meta"):
             item = where / name
             if not item.is_dir():
@@ -331,8 +335,9 @@ class Checkpointer:
     ) -> tuple[int | None, Any, dict[str, Any], list[tuple[int, str]]]:
         """(step, state, meta, skipped) of the newest step that restores intact; `skipped`:
         (step, reason) of each newer step that did not (moved to ``<dir>/broken/`` when an
-        older step was intact and `quarantine`). (None, None, {}, []) without checkpoints;
-        `CheckpointCorrupt` listing every reason when no step is intact;
+        older step was intact and `quarantine`). (None, None, {}, skipped) without
+        checkpoints, or when the only ones are empty step folders (moved aside: the stage
+        starts over); `CheckpointCorrupt` listing every reason when no step is intact;
         `CheckpointMismatch` at once for a step of another structure."""
         skipped: list[tuple[int, str]] = []
         for step in sorted(self.all_steps(), reverse=True):
@@ -345,6 +350,11 @@ class Checkpointer:
             if skipped and quarantine and jax.process_index() == 0:
                 self._quarantine([s for s, _ in skipped])
             return step, state, meta, skipped
+        if skipped and all(EMPTY in r for _, r in skipped):
+            # only folders of saves that never started: nothing to lose, start the stage over
+            if quarantine and jax.process_index() == 0:
+                self._quarantine([s for s, _ in skipped])
+            return None, None, {}, skipped
         if skipped:
             reasons = "; ".join(f"step {s}: {r}" for s, r in skipped)
             raise CheckpointCorrupt(

@@ -285,8 +285,11 @@ class Experiment:
                 f"{err}: it does not match this run's trainable parameters (was lora_rank / "
                 "lora_targets changed since it was written?)"
             ) from err
+        then = "starting the stage over" if step is None else f"resuming from step {step}"
         for bad, why in skipped:
-            tqdm.write(f"resume: skipped checkpoint step {bad} ({why}); resuming from step {step}")
+            tqdm.write(f"resume: skipped checkpoint step {bad} ({why}); {then}")
+        if step is None:
+            return 0, {}  # nothing but empty step folders: the stage starts over
         if "lora" in restored:
             load_adapters(self.model, restored["lora"])
         else:

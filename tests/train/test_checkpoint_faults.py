@@ -140,6 +140,15 @@ def test_stray_empty_step_folder_is_skipped_and_named(tmp_path):
     assert _restore(tmp_path)[0] == 3
 
 
+def test_only_empty_step_folders_start_over(tmp_path):
+    (tmp_path / "4").mkdir()
+    step, state, meta, skipped = _restore(tmp_path)
+    assert step is None and state is None and [s for s, _ in skipped] == [4]
+    assert not (tmp_path / "4").exists()
+    _run(tmp_path, steps=(4,))
+    assert _restore(tmp_path)[0] == 4
+
+
 def test_no_intact_step_lists_every_reason_and_moves_nothing(tmp_path):
     _run(tmp_path, steps=(0, 1))
     os.remove(tmp_path / "1" / "params" / "_METADATA")
