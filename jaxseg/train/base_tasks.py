@@ -1,0 +1,369 @@
+"""The grounded base's curriculum: the skills a pretrained VLM brings to the seeds, taught on
+the synthetic world from scratch.
+
+Veason-R1, RCoT-Seg, VideoSEG-O3 and ReVSeg all start from a Qwen-VL that already boxes what a
+phrase names, counts, knows colours and says when nothing matches (each paper's §on the base
+model / cold start). A random-weight policy has none of it, so the base is pretrained on an
+endless stream of fresh synthetic frames (`generate_video` under its own seed and split, never
+the benchmark's videos) with these single-frame tasks:
+
+* ``box``: 'Query: "the red circle". Box every match in the SxS image as [[x1, y1, x2, y2], ...],
+  or answer no target.' -> ``[[x1, y1, x2, y2]]`` for the one object the phrase names in that
+  frame (the shortest unique description among the objects visible in it);
+* ``boxes``: the same prompt for a plural phrase matching 2+ visible objects ("the red shapes")
+  -> every box, left to right;
+* ``absent``: the same prompt for a phrase no visible object matches -> ``no target``;
+* ``count``: 'How many circles are in the image?' -> a digit;
+* ``colour``: 'What colour is the small star?' -> a colour word.
+
+Boxes are the visible mask's extent in the shown S x S image (S drawn from `image_sizes`,
+the sides the protocols show), written as the protocols write them. The answer format of
+``box``/``boxes``/``absent`` is the protocols' `bbox_2d_list` / "no target", so SFT starts from
+a policy that already speaks it.
+
+A curriculum (`CurriculumConfig.phases`) changes the task mix over steps: location first
+(large, isolated targets: ``box`` on frames with few objects), then the full mix. Every batch
+is a pure function of (seed, step), so a resumed run sees exactly the stream an unbroken one
+would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxseg.data.synth.generate import generate_video
+from jaxseg.data.synth.world import SynthConfig
+from jaxseg.eval.metrics import box_iou
+from jaxseg.protocols.annotations import box_of, resize_image, scale_boxes
+from jaxseg.protocols.policy import Message, image_part, message, text_part
+
+TASKS = ("box", "boxes", "absent", "count", "colour")
+BOX_PROMPT = (
+    'Query: "the {phrase}". Box every match in the {S}x{S} image as [[x1, y1, x2, y2], ...], '
+    "or answer no target."
+)
+COUNT_PROMPT = "How many {plural} are in the image? Answer with a number."
+COLOUR_PROMPT = "What colour is the {phrase}? Answer with one word."
+NO_TARGET = "no target"
+MIN_VISIBLE_PX = 40  # at 128 px: a visible object is at least this many pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseItem:
+    """One training/eval item: image [S, S, 3] uint8, task, prompt, answer text, and for box
+    tasks the GT boxes [K, 4] in the shown image (K = 0 for absent)."""
+
+    image: np.ndarray
+    task: str
+    prompt: str
+    answer: str
+    boxes: np.ndarray
+    key: str
+
+    def conversation(self, *, with_answer: bool) -> list[Message]:
+        msgs = [message("user", [image_part(self.image), text_part(self.prompt)])]
+        if with_answer:
+            msgs.append(message("assistant", [text_part(self.answer)]))
+        return msgs
+
+
+@dataclasses.dataclass(frozen=True)
+class CurriculumConfig:
+    """weights: task -> sampling weight, per phase; phases: (first step, weights) sorted by
+    step. image_sizes: shown sides S. max_objects_early: before `full_scene_step`, frames are
+    drawn from scenes of at most this many objects (location before clutter)."""
+
+    phases: tuple[tuple[int, dict[str, float]], ...] = (
+        (0, {"box": 1.0}),
+        (1500, {"box": 0.55, "boxes": 0.1, "absent": 0.1, "count": 0.15, "colour": 0.1}),
+    )
+    image_sizes: tuple[int, ...] = (112, 140)
+    max_objects_early: int = 3
+    full_scene_step: int = 1500
+    frames_per_video: int = 4
+
+    def weights_at(self, step: int) -> dict[str, float]:
+        current = self.phases[0][1]
+        for start, weights in self.phases:
+            if step >= start:
+                current = weights
+        return current
+
+
+# ----------------------------------------------------------------------------- one frame
+def _frame_objects(video, t: int) -> list[dict[str, Any]]:
+    """Objects visible in frame t with their attributes there and their visible box."""
+    out = []
+    for i, obj in enumerate(video.graph["objects"]):
+        if obj["visible_area"][t] < MIN_VISIBLE_PX:
+            continue
+        box = box_of(video.masks[i, t])
+        if box is None:
+            continue
+        out.append(
+            {
+                "shape": obj["shape"],
+                "colour": obj["colour"][t],
+                "size": obj["size"][t],
+                "box": box,
+                "id": i,
+            }
+        )
+    return out
+
+
+_KEY_SETS = (("shape",), ("colour",), ("colour", "shape"), ("size", "shape"))
+_KEY_SETS_FULL = _KEY_SETS + (("size", "colour"), ("size", "colour", "shape"))
+
+
+def _phrase(flt: dict[str, str], plural: bool = False) -> str:
+    words = [flt[k] for k in ("size", "colour") if k in flt]
+    noun = flt.get("shape", "shape")
+    words.append((noun + ("es" if noun.endswith("x") else "s")) if plural else noun)
+    return " ".join(words)
+
+
+def _matching(objs: list[dict], flt: dict[str, str]) -> list[dict]:
+    return [o for o in objs if all(o[k] == v for k, v in flt.items())]
+
+
+def _unique_filter(rng, objs: list[dict], target: dict) -> dict[str, str] | None:
+    options = []
+    for keys in _KEY_SETS_FULL:
+        flt = {k: target[k] for k in keys}
+        if _matching(objs, flt) == [target]:
+            options.append(flt)
+    if not options:
+        return None
+    n = min(len(f) for f in options)
+    short = [f for f in options if len(f) == n]
+    return short[int(rng.integers(len(short)))]
+
+
+def _box_text(boxes: np.ndarray) -> str:
+    return json.dumps([[int(round(v)) for v in b] for b in boxes])
+
+
+def _absent_filter(rng, objs: list[dict], video) -> dict[str, str] | None:
+    """A phrase naming nothing visible: mostly near misses (an attribute of a visible object
+    swapped), so the answer depends on the image, not on the phrase alone."""
+    from jaxseg.data.synth.world import COLOUR_NAMES, SHAPES
+
+    for _ in range(8):
+        base = objs[int(rng.integers(len(objs)))] if objs else None
+        if base is not None and rng.random() < 0.7:
+            flt = {"colour": base["colour"], "shape": base["shape"]}
+            key = "colour" if rng.random() < 0.5 else "shape"
+            flt[key] = str(rng.choice(COLOUR_NAMES if key == "colour" else SHAPES))
+        else:
+            flt = {"colour": str(rng.choice(COLOUR_NAMES)), "shape": str(rng.choice(SHAPES))}
+        if not _matching(objs, flt):
+            return flt
+    return None
+
+
+def make_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | None:
+    """One item of `task` on frame t of `video` shown at `size` px, or None when the frame
+    does not support it."""
+    objs = _frame_objects(video, t)
+    hw = video.frames.shape[1:3]
+    image = resize_image(video.frames[t], size)
+
+    def shown(boxes):
+        b = scale_boxes(np.asarray(boxes).reshape(-1, 4), hw, (size, size))
+        return np.round(b).astype(np.int64)
+
+    if task == "box":
+        if not objs:
+            return None
+        target = objs[int(rng.integers(len(objs)))]
+        flt = _unique_filter(rng, objs, target)
+        if flt is None:
+            return None
+        boxes = shown(target["box"])
+        prompt = BOX_PROMPT.format(phrase=_phrase(flt), S=size)
+        return BaseItem(image, task, prompt, _box_text(boxes), boxes, key)
+    if task == "boxes":
+        groups = []
+        for keys in (("colour",), ("shape",), ("size",)):
+            for o in objs:
+                flt = {k: o[k] for k in keys}
+                hits = _matching(objs, flt)
+                if len(hits) >= 2 and flt not in [g[0] for g in groups]:
+                    groups.append((flt, hits))
+        if not groups:
+            return None
+        flt, hits = groups[int(rng.integers(len(groups)))]
+        hits = sorted(hits, key=lambda o: (o["box"][0], o["box"][1]))
+        boxes = shown([o["box"] for o in hits])
+        prompt = BOX_PROMPT.format(phrase=_phrase(flt, plural=True), S=size)
+        return BaseItem(image, task, prompt, _box_text(boxes), boxes, key)
+    if task == "absent":
+        flt = _absent_filter(rng, objs, video)
+        if flt is None:
+            return None
+        prompt = BOX_PROMPT.format(phrase=_phrase(flt), S=size)
+        return BaseItem(image, task, prompt, NO_TARGET, np.zeros((0, 4), np.int64), key)
+    if task == "count":
+        keys = (("colour",), ("shape",))[int(rng.integers(2))]
+        pool = [{k: o[k] for k in keys} for o in objs]
+        if not pool or rng.random() < 0.15:  # sometimes ask for something absent: 0
+            flt = _absent_filter(rng, objs, video)
+            flt = {k: flt[k] for k in keys} if flt else None
+        else:
+            flt = pool[int(rng.integers(len(pool)))]
+        if flt is None:
+            return None
+        n = len(_matching(objs, flt))
+        prompt = COUNT_PROMPT.format(plural=_phrase(flt, plural=True))
+        return BaseItem(image, task, prompt, str(n), np.zeros((0, 4), np.int64), key)
+    if task == "colour":
+        if not objs:
+            return None
+        target = objs[int(rng.integers(len(objs)))]
+        options = [
+            {k: target[k] for k in keys}
+            for keys in (("shape",), ("size", "shape"))
+            if _matching(objs, {k: target[k] for k in keys}) == [target]
+        ]
+        if not options:
+            return None
+        flt = options[-1] if rng.random() < 0.5 else options[0]
+        prompt = COLOUR_PROMPT.format(phrase=_phrase(flt))
+        return BaseItem(image, task, prompt, target["colour"], np.zeros((0, 4), np.int64), key)
+    raise ValueError(f"unknown base task {task!r}; choose from {TASKS}")
+
+
+# ----------------------------------------------------------------------------- streams
+@dataclasses.dataclass(frozen=True)
+class BaseStream:
+    """Deterministic batches of `BaseItem`s: batch `step` draws its videos and items from
+    seed `[seed, step]` and videos `step * videos_per_batch + j` of `split`."""
+
+    seed: int
+    split: str
+    curriculum: CurriculumConfig
+    synth: SynthConfig = SynthConfig()
+
+    def videos_per_batch(self, batch_size: int) -> int:
+        return max(1, -(-batch_size // self.curriculum.frames_per_video))
+
+    def batch(self, step: int, batch_size: int) -> list[BaseItem]:
+        c = self.curriculum
+        rng = np.random.default_rng([self.seed, step])
+        weights = c.weights_at(step)
+        tasks = list(weights)
+        p = np.asarray([weights[t] for t in tasks], np.float64)
+        p /= p.sum()
+        synth = self.synth
+        if step < c.full_scene_step:
+            synth = dataclasses.replace(synth, objects=(synth.objects[0], c.max_objects_early))
+        items: list[BaseItem] = []
+        v = step * self.videos_per_batch(batch_size)
+        attempts = 0
+        while len(items) < batch_size:
+            video = generate_video(self.seed, self.split, v, synth)
+            frames = rng.choice(video.frames.shape[0], c.frames_per_video, replace=False)
+            for t in frames:
+                for _ in range(4):  # a frame that cannot serve the drawn task: draw again
+                    task = tasks[int(rng.choice(len(tasks), p=p))]
+                    size = int(rng.choice(c.image_sizes))
+                    item = make_item(rng, video, int(t), task, size, f"{self.split}/{v}@{t}")
+                    if item is not None:
+                        items.append(item)
+                        break
+            v += 1
+            attempts += 1
+            if attempts > 8 * self.videos_per_batch(batch_size):
+                raise RuntimeError(f"base stream: no items after {attempts} videos")
+        return items[:batch_size]
+
+
+def eval_items(seed: int, split: str, count: int, task: str, size: int = 112) -> list[BaseItem]:
+    """`count` held-out items of one task from videos of `split` (full scenes)."""
+    rng = np.random.default_rng([seed, 7919])
+    synth = SynthConfig()
+    items: list[BaseItem] = []
+    v = 0
+    while len(items) < count:
+        video = generate_video(seed, split, v, synth)
+        t = int(rng.integers(video.frames.shape[0]))
+        item = make_item(rng, video, t, task, size, f"{split}/{v}@{t}")
+        if item is not None:
+            items.append(item)
+        v += 1
+    return items
+
+
+# ----------------------------------------------------------------------------- scoring
+_BOX_LIST = re.compile(r"\[\s*\[.*\]\s*\]", re.S)
+
+
+def parse_boxes(text: str | None) -> np.ndarray | None:
+    """`[[x1, y1, x2, y2], ...]` -> [K, 4]; "no target" -> [0, 4]; anything else None."""
+    text = (text or "").strip()
+    if text.lower().startswith(NO_TARGET):
+        return np.zeros((0, 4))
+    m = _BOX_LIST.search(text)
+    if not m:
+        return None
+    try:
+        boxes = np.asarray(json.loads(m.group(0)), np.float64)
+    except (json.JSONDecodeError, ValueError, TypeError):
+        return None
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or not np.isfinite(boxes).all():
+        return None
+    return boxes
+
+
+def _matched_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean IoU of GT boxes greedily matched to predictions (extra predictions count as
+    misses through the denominator max(K_pred, K_gt)); both empty = 1."""
+    if len(gt) == 0 and len(pred) == 0:
+        return 1.0
+    if len(gt) == 0 or len(pred) == 0:
+        return 0.0
+    iou = box_iou(pred, gt)
+    total = 0.0
+    used_p, used_g = set(), set()
+    for flat in np.argsort(-iou, axis=None):
+        i, j = np.unravel_index(flat, iou.shape)
+        if i in used_p or j in used_g:
+            continue
+        used_p.add(i)
+        used_g.add(j)
+        total += float(iou[i, j])
+    return total / max(len(pred), len(gt))
+
+
+def score(task: str, texts: Sequence[str | None], items: Sequence[BaseItem]) -> dict[str, float]:
+    """Held-out metrics of one task, with the prior a policy that ignores the image reaches
+    (box: always the mean GT box; count/colour: always the most frequent answer)."""
+    if task in ("box", "boxes", "absent"):
+        ious, parsed = [], 0
+        for text, item in zip(texts, items, strict=True):
+            pred = parse_boxes(text)
+            parsed += pred is not None
+            ious.append(0.0 if pred is None else _matched_iou(pred, item.boxes))
+        out = {"iou": float(np.mean(ious)), "parse_ok": parsed / len(items)}
+        if task == "box":
+            out["iou>0.5"] = float(np.mean(np.asarray(ious) > 0.5))
+            mean_box = np.mean([it.boxes[0] for it in items], axis=0)[None]
+            prior = [float(box_iou(mean_box, it.boxes[:1])[0, 0]) for it in items]
+            out["prior_mean_box_iou"] = float(np.mean(prior))
+            out["prior_iou>0.5"] = float(np.mean(np.asarray(prior) > 0.5))
+        return out
+    answers = [(t or "").strip().lower() for t in texts]
+    gold = [it.answer for it in items]
+    values, counts = np.unique(gold, return_counts=True)
+    return {
+        "accuracy": float(np.mean([a == g for a, g in zip(answers, gold, strict=True)])),
+        "prior_majority": float(counts.max() / len(gold)),
+        "majority_answer": str(values[counts.argmax()]),
+    }
