@@ -8,7 +8,12 @@ Without --teacher the protocol's scripted oracle writes the traces from the synt
 graph (the benchmark's `synth_scene_graph_<split>_.json` must exist); this is the same code
 path `Experiment.sft_examples` takes. With --teacher (a local HF directory: weights, config,
 tokenizer, processor) the teacher VLM plays each episode on GT-annotated frames and only the
-traces whose answer matches the GT are written.
+traces whose answer matches the GT are written: every turn parsed and J >= --min-j, the
+reward at least --min-reward of the protocol's maximum, and the seed's own filters: Veason-R1
+draws its samples stratified over referring/reasoning x single/multi-target (--stratify,
+default for a veason teacher); VideoSEG-O3's teacher gets three ranked candidate intervals to verify
+and a trace must verify at least one with a select before answering. Training reads the
+file with `--set sft.traces=cot.jsonl`.
 """
 
 from __future__ import annotations
@@ -31,6 +36,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="frame sampling of the openings")
     p.add_argument("--teacher", default=None, help="local HF model dir (real datasets)")
     p.add_argument("--min-j", type=float, default=0.5, help="teacher traces: J to accept")
+    p.add_argument(
+        "--min-reward",
+        type=float,
+        default=0.5,
+        help="teacher traces: reward to accept, as a fraction of the protocol's maximum",
+    )
+    p.add_argument(
+        "--stratify",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="stratified samples (referring/reasoning x single/multi); auto: veason teacher",
+    )
     p.add_argument("--temperature", type=float, default=0.7, help="teacher sampling")
     p.add_argument("--max-new-tokens", type=int, default=256, help="teacher, per turn")
     p.add_argument("--chunk", type=int, default=8, help="episodes run together")
@@ -50,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"jaxseg data cot: {err}") from None
     count = len(source) if args.limit is None else min(args.limit, len(source))
     samples = cot.CycledSamples(source, count)
+    auto = args.protocol == "veason" and args.teacher is not None
+    if args.stratify == "on" or (args.stratify == "auto" and auto):
+        samples = cot.PositionSamples(source, cot.stratified_positions(source, count, args.seed))
     oracle_backend = make_backend("oracle")
     t0 = time.perf_counter()
     if args.teacher is None:
@@ -64,10 +84,23 @@ def run(args: argparse.Namespace) -> int:
         keep = None
     else:
         teacher = _load_teacher(args)
+        o3 = args.protocol == "o3"
         make = functools.partial(
-            cot.teacher_episodes, protocol, teacher, backend=oracle_backend, seed=args.seed
+            cot.teacher_episodes,
+            protocol,
+            teacher,
+            backend=oracle_backend,
+            seed=args.seed,
+            extra_hint=cot.o3_candidates_hint if o3 else None,
         )
-        keep = functools.partial(cot.accept, min_j=args.min_j)
+
+        def keep(episode, sample):
+            return (
+                cot.accept(episode, sample, min_j=args.min_j)
+                and cot.reward_ok(episode, sample, protocol, args.min_reward)
+                and (not o3 or sample.is_null or cot.o3_verified(episode))
+            )
+
     pairs = cot.iter_episodes(make, samples, chunk=args.chunk, progress=not args.quiet)
     stats = {"episodes": 0, "written": 0}
 

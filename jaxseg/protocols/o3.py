@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -161,6 +162,40 @@ ROUND = (
     'Query: "{query}". Continue reasoning inside <think></think>; select again if needed, '
     "otherwise put the final answer in <answer></answer>."
 )
+
+
+def oracle_selects(key: str, max_turns: int) -> int:
+    """The oracle's number of executed selects on a sample: 0 .. max_turns - 1, reproducible."""
+    return zlib.crc32(f"o3-selects:{key}".encode()) % max(max_turns, 1)
+
+
+def ranked_candidates(sample: EpisodeSample, k: int = 3) -> list[tuple[int, int]]:
+    """Up to k non-overlapping candidate intervals [start, end) (positions), ranked, one of
+    them the target's longest visible run: VTS-CoT's teacher proposes three ranked intervals,
+    each found with the earlier ones masked out (seeds_methods.md §1(c)). Here the others are
+    the longest stretches outside it, each as long as the target run (at least 2 frames),
+    and the target run's rank is reproducible per sample. [] for a null sample."""
+    presence = sample.presence
+    if not presence.any():
+        return []
+    best = int(np.argmax(sample.areas))
+    s, e = ann.presence_run(presence, best)
+    length = max(e - s, 2)
+    free = [(0, s), (e, sample.num_frames)]
+    others = []
+    for _ in range(k - 1):
+        free = [(a, b) for a, b in free if b - a >= 2]
+        if not free:
+            break
+        a, b = max(free, key=lambda ab: ab[1] - ab[0])
+        n = min(length, b - a)
+        lo = a + (b - a - n) // 2
+        others.append((lo, lo + n))
+        free.remove((a, b))
+        free += [(a, lo), (lo + n, b)]
+    rank = zlib.crc32(f"o3-rank:{sample.key}".encode()) % (len(others) + 1)
+    others = sorted(others)
+    return others[:rank] + [(s, e)] + others[rank:]
 
 
 def positions_in(sample: EpisodeSample, start_id: int, end_id: int) -> list[int]:
@@ -548,7 +583,11 @@ class O3Protocol(Protocol):
                 "nothing in this video. Action: confirmed"
             )
             return f"<think>{think}</think><answer>no target</answer>"
-        first_turn = meta["step"] == "turn0"
+        turn = sum(1 for m in conversation if m.get("role") == "assistant")
+        # how many times this trace looks closer before answering: 0 .. max_turns - 1 by
+        # sample (VTS-CoT's traces use a varying number of rounds; every turn stays correct,
+        # so each trace earns the maximum reward)
+        selects = oracle_selects(sample.key, self.cfg.max_turns)
         key = ann.best_position(areas, visible or shown)
         run = ann.presence_run(sample.presence, key)
         s, e = run if run is not None else (key, key + 1)
@@ -571,7 +610,7 @@ class O3Protocol(Protocol):
             f"{len(boxes)} region{'s' if len(boxes) > 1 else ''}."
         )
         step3 = f"Step 3: the query {query} refers to it{which_is(sample)}."
-        if first_turn and self.cfg.max_turns > 1:
+        if turn < selects:
             think = f"{step1} {step2} {step3} Action: see new segment"
             return f"<think>{think}</think><select>{body}</select>"
         think = f"{step1} {step2} {step3} Action: confirmed"

@@ -16,7 +16,15 @@ images are written as frame indices, so a student trained on it sees plain frame
 Record (one JSON line per episode, `trace_record`): sample key, query, protocol, the
 conversation with images as {"type": "image", "frame": absolute_index}, the assistant turns,
 the reward and J of the episode. `conversation_from_record` rebuilds the chat messages
-(images from the benchmark's frames) for SFT on a written file.
+(images from the benchmark's frames); `sft_examples_from_jsonl` turns a written file into the
+SFT stage's examples (`sft.traces = <jsonl>`; "oracle" = the scripted oracle's traces).
+
+The seeds' filters (issue #17 item 4): `accept` (every turn parsed, no fallback, J >= min_j)
+plus `reward_ok` (the answer verified by the episode's reward: at least `min_reward` of the
+protocol's maximum); Veason-R1's stratified sampling (`stratified_positions`: round robin
+over referring/reasoning x single/multi-target); VideoSEG-O3's three ranked candidate
+intervals in the teacher's hint (`o3_candidates_hint`, jaxseg.protocols.o3.ranked_candidates)
+and its verification turn (`o3_verified`: at least one executed select before the answer).
 """
 
 from __future__ import annotations
@@ -73,13 +81,13 @@ def teacher_episodes(
     *,
     backend,
     seed: int = 0,
+    extra_hint: Callable[[EpisodeSample], str] | None = None,
 ) -> list[RecordedEpisode]:
     """The teacher's episode on each sample, shown GT-annotated frames (`HintedPolicy`).
     backend: scores the answer; use the oracle backend so `accept` tests the answer itself,
     not the mask propagator."""
-    return run_recorded(
-        protocol, HintedPolicy(teacher, samples), samples, backend=backend, seed=seed
-    )
+    hinted = HintedPolicy(teacher, samples, extra_hint)
+    return run_recorded(protocol, hinted, samples, backend=backend, seed=seed)
 
 
 def accept(episode: RecordedEpisode, sample: EpisodeSample, *, min_j: float = 0.5) -> bool:
@@ -95,6 +103,73 @@ def accept(episode: RecordedEpisode, sample: EpisodeSample, *, min_j: float = 0.
     if sample.is_null:
         return trace.final.no_target
     return not trace.final.no_target and trace.metrics["J"] >= min_j
+
+
+def reward_ok(
+    episode: RecordedEpisode, sample: EpisodeSample, protocol: Protocol, min_reward: float
+) -> bool:
+    """The answer verified by reward: total >= min_reward x the protocol's maximum."""
+    return episode.trace.total >= min_reward * protocol.max_reward(sample) - 1e-9
+
+
+def o3_verified(episode: RecordedEpisode) -> bool:
+    """VTS-CoT's verification loop: at least one executed select before the final answer."""
+    steps = [t.step for t in episode.trace.turns]
+    return bool(steps) and steps[-1] == "answer" and steps.count("select") >= 1
+
+
+def stratified_positions(source, count: int, seed: int = 0) -> list[int]:
+    """Veason-R1's stratified sampling (seeds_methods.md §3(c)): `count` positions of a
+    `SampleSource`, round robin over the strata (referring / reasoning) x (single / multi
+    target), shuffled within each; a stratum that runs out drops out. Null expressions form
+    their own stratum."""
+    strata: dict[tuple, list[int]] = {}
+    for i in range(len(source)):
+        r = source.record(i)
+        n = len(r.target_ids)
+        key = ("null",) if r.is_null else (int(r.type_id), "multi" if n > 1 else "single")
+        strata.setdefault(key, []).append(i)
+    rng = np.random.default_rng(seed)
+    queues = [
+        list(rng.permutation(v)) for _, v in sorted(strata.items(), key=lambda kv: str(kv[0]))
+    ]
+    out: list[int] = []
+    while len(out) < count and any(queues):
+        for q in queues:
+            if q and len(out) < count:
+                out.append(int(q.pop(0)))
+    return out
+
+
+class PositionSamples:
+    """Samples of a source at given positions (lazy, indexable)."""
+
+    def __init__(self, source, positions: Sequence[int]):
+        self.source, self.positions = source, list(positions)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> EpisodeSample:
+        return self.source[self.positions[i]]
+
+
+def o3_candidates_hint(sample: EpisodeSample) -> str:
+    """The teacher's extra hint for VideoSEG-O3 (VTS-CoT step 2-3): three ranked candidate
+    intervals to verify in order with <select>, confirming the one with the target."""
+    from jaxseg.protocols.o3 import interval_ids, ranked_candidates
+
+    cands = ranked_candidates(sample)
+    if not cands:
+        return ""
+    spans = "; ".join(
+        f"{i + 1}. frames {a} to {b}"
+        for i, (a, b) in enumerate(interval_ids(sample, s, e) for s, e in cands)
+    )
+    return (
+        f"(Candidate segments in rank order: {spans}. Verify them in this order, one <select> "
+        "per turn, and answer with the segment that holds the target.)"
+    )
 
 
 def iter_episodes(
@@ -165,8 +240,9 @@ def image_frame_ids(msg: Message) -> list[int]:
     return ids
 
 
-def hinted_message(msg: Message, sample: EpisodeSample) -> Message:
-    """A user turn as the teacher sees it: GT outlines on its images + the HINT text part."""
+def hinted_message(msg: Message, sample: EpisodeSample, extra: str = "") -> Message:
+    """A user turn as the teacher sees it: GT outlines on its images + the HINT text part
+    (+ `extra`, e.g. VideoSEG-O3's ranked candidate intervals)."""
     if msg.get("role") != "user" or isinstance(msg.get("content"), str):
         return msg
     ids = iter(image_frame_ids(msg))
@@ -176,20 +252,30 @@ def hinted_message(msg: Message, sample: EpisodeSample) -> Message:
             position = sample.position_of(next(ids))
             part = dict(part, image=outline_targets(part["image"], sample.target_masks[position]))
         parts.append(part)
-    parts.append(dict(text_part(HINT), hint=True))
+    parts.append(dict(text_part(HINT + (" " + extra if extra else "")), hint=True))
     return dict(msg, content=parts)
 
 
 class HintedPolicy:
     """Wraps a policy: every user turn it receives is replaced by its `hinted_message`."""
 
-    def __init__(self, inner: Policy, samples: Sequence[EpisodeSample]):
+    def __init__(
+        self,
+        inner: Policy,
+        samples: Sequence[EpisodeSample],
+        extra_hint: Callable[[EpisodeSample], str] | None = None,
+    ):
         self.inner = inner
         self.samples = {s.key: s for s in samples}
+        self.extra_hint = extra_hint
 
     def _hint(self, msg: Message) -> Message:
         key = (msg.get("meta") or {}).get("sample_key")
-        return hinted_message(msg, self.samples[key]) if key in self.samples else msg
+        if key not in self.samples:
+            return msg
+        sample = self.samples[key]
+        extra = self.extra_hint(sample) if self.extra_hint is not None else ""
+        return hinted_message(msg, sample, extra)
 
     def start(self, conversations):
         return self.inner.start([[self._hint(m) for m in conv] for conv in conversations])
@@ -287,3 +373,57 @@ def _rebuilt_part(part: dict[str, Any], sample: EpisodeSample) -> dict[str, Any]
             "or not square (the protocols show square images)"
         )
     return {"type": "image", "image": resize_image(sample.frames[position], h)}
+
+
+# ----------------------------------------------------------------------------- SFT from JSONL
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such trace file (sft.traces)")
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{n}: not JSON ({err})") from None
+    if not out:
+        raise ValueError(f"{path}: no traces")
+    return out
+
+
+def jsonl_conversations(
+    path: str | Path, source, count: int | None = None, protocol: str | None = None
+) -> list[tuple[EpisodeSample, list[Message]]]:
+    """(sample, chat messages) of the first `count` traces of a `trace_record` JSONL (cycling
+    when it holds fewer), each sample looked up by key in `source` (a `SampleSource`);
+    `protocol`: refuse traces written for another protocol."""
+    records = read_jsonl(path)
+    if protocol is not None:
+        other = {r.get("protocol") for r in records} - {protocol}
+        if other:
+            raise ValueError(f"{path}: traces of protocol(s) {sorted(other)}, not {protocol!r}")
+    where = {source.record(i).key: i for i in range(len(source))}
+    n = len(records) if count is None else int(count)
+    out = []
+    for j in range(n):
+        r = records[j % len(records)]
+        if r["sample_key"] not in where:
+            raise KeyError(f"{path}: trace of {r['sample_key']!r}, not in {source.root}")
+        sample = source[where[r["sample_key"]]]
+        out.append((sample, conversation_from_record(r, sample)))
+    return out
+
+
+def sft_examples_from_jsonl(
+    path: str | Path, source, encoder, count: int | None = None, protocol: str | None = None
+) -> list[dict[str, np.ndarray]]:
+    """The SFT stage's examples from a written trace file (loss on the assistant turns)."""
+    from jaxseg.protocols.policy import without_meta
+
+    from .rollouts import stored_example
+
+    return [
+        stored_example(encoder.encode(without_meta(conv)).as_example())
+        for _, conv in jsonl_conversations(path, source, count, protocol)
+    ]

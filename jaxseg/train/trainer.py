@@ -81,6 +81,7 @@ from . import grounding
 from .batch import PolicyBatch, make_policy_batch
 from .checkpoint import Checkpointer, CheckpointMismatch, abstract_like
 from .cot import CycledSamples, iter_episodes, oracle_episodes
+from .cot import sft_examples_from_jsonl as cot_jsonl_examples
 from .evaluate import evaluate_policy
 from .faults import NonFiniteGuard
 from .lora import LoRAConfig, adapted, adapter_params, has_lora, load_adapters, merged_params
@@ -323,7 +324,14 @@ class Experiment:
 
     # ------------------------------------------------------------------ SFT
     def sft_examples(self, split: str, count: int) -> list[dict]:
-        """Cold-start examples: the protocol's scripted oracle on `count` training samples."""
+        """Cold-start examples: `sft.traces` = "oracle" (default): the protocol's scripted
+        oracle on `count` training samples; a path: the traces of a JSONL that `jaxseg data
+        cot` wrote (a filtered teacher's), `count` of them (cycling)."""
+        traces = str(self.config.sft.get("traces", "oracle") or "oracle")
+        if traces != "oracle":
+            return cot_jsonl_examples(
+                traces, self.source(split), self.encoder, count, self.config.protocol.name
+            )
         return [sft_example(ep, self.encoder) for _, ep in self.cold_start_episodes(split, count)]
 
     def cold_start_episodes(self, split: str, count: int):

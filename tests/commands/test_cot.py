@@ -212,3 +212,80 @@ def test_a_written_trace_trains_like_the_in_memory_one(data, protocol):
             np.testing.assert_array_equal(rebuilt[k], expected[k])
     with pytest.raises(ValueError, match="given sample"):
         cot.conversation_from_record(cot.trace_record(episodes[0]), samples[1])
+
+
+# ----------------------------------------------------------------------------- issue #17 item 4
+def test_sft_reads_a_teacher_jsonl(data, tmp_path):
+    """Teacher pipeline (the oracle as the teacher stand-in, shown GT outlines + O3's ranked
+    candidates) -> filtered JSONL -> `sft.traces=<jsonl>` -> the SFT stage trains on exactly
+    those conversations."""
+    from jaxseg.config import load_config
+    from jaxseg.train.trainer import Experiment
+
+    source = SampleSource(data, "train")
+    samples = [source[i] for i in range(len(source))][:6]
+    proto = make_protocol("o3", max_turns=3)
+    spy = SpyPolicy(proto, samples)
+    episodes = cot.teacher_episodes(
+        proto,
+        spy,
+        samples,
+        backend=make_backend("oracle"),
+        extra_hint=cot.o3_candidates_hint,
+    )
+    assert any("Candidate segments in rank order" in message_text(c[1]) for c in spy.seen)
+    kept = [
+        ep
+        for s, ep in zip(samples, episodes)
+        if cot.accept(ep, s)
+        and cot.reward_ok(ep, s, proto, 0.5)
+        and (s.is_null or cot.o3_verified(ep))
+    ]
+    assert 0 < len(kept) < len(episodes)  # the oracle answers some samples without a select
+    path = tmp_path / "teacher.jsonl"
+    cot.write_jsonl([cot.trace_record(ep) for ep in kept], path)
+
+    config = load_config(
+        "demo:protocol=o3,quick",
+        [
+            f"data.root={data}",
+            "sft.steps=1",
+            "sft.batch_size=2",
+            "sft.micro_batch=2",
+            f"sft.num_examples={len(kept)}",
+        ],
+    )
+    config.sft.traces = str(path)
+    exp = Experiment(config, tmp_path / "run", progress=False)
+    examples = exp.sft_examples("train", len(kept))
+    from jaxseg.train.rollouts import sft_example
+
+    # the same turns without the teacher's hints (the oracle ignores them): what a student sees
+    by_key = {s.key: s for s in samples}
+    plain = cot.oracle_episodes(
+        proto, [by_key[ep.trace.sample_key] for ep in kept], backend=make_backend("oracle")
+    )
+    want = [sft_example(ep, exp.encoder) for ep in plain]
+    assert len(examples) == len(want)
+    for got, ref in zip(examples, want):
+        np.testing.assert_array_equal(got["input_ids"], ref["input_ids"])
+    out = exp.sft()
+    assert out["step"] == 1
+    line = json.loads((tmp_path / "run" / "sft" / "metrics.jsonl").read_text().splitlines()[0])
+    assert np.isfinite(line["loss"])
+    with pytest.raises(ValueError, match="not 'veason'"):
+        cot.sft_examples_from_jsonl(path, source, exp.encoder, 2, "veason")
+
+
+def test_stratified_positions_round_robin_the_strata(data):
+    source = SampleSource(data, "train")
+    pos = cot.stratified_positions(source, len(source), seed=0)
+    assert sorted(pos) == list(range(len(source)))  # all, once
+
+    def stratum(i):
+        r = source.record(i)
+        return "null" if r.is_null else (r.type_id, len(r.target_ids) > 1)
+
+    strata = {stratum(i) for i in range(len(source))}
+    head = [stratum(i) for i in pos[: len(strata)]]
+    assert set(head) == strata  # the first round visits every stratum once
