@@ -17,12 +17,48 @@ def _frames(frames) -> np.ndarray:
     return np.ascontiguousarray(frames[..., :3].astype(np.uint8))
 
 
-def gif_bytes(frames, fps: float = 6) -> bytes:
-    """An endlessly looping GIF of `frames` [T, H, W, 3] uint8."""
-    import imageio.v3 as iio
+def gif_bytes(frames, fps: float = 6, colours: int = 128) -> bytes:
+    """An endlessly looping GIF of `frames` [T, H, W, 3] uint8, all frames on one palette
+    of `colours` built from the whole clip, without dithering (flat areas stay flat, so the
+    file is a fraction of a per-frame-palette GIF of JPEG-decoded frames)."""
+    from PIL import Image
 
     frames = _frames(frames)
-    return iio.imwrite("<bytes>", frames, extension=".gif", duration=int(round(1000 / fps)), loop=0)
+    t, h, w, _ = frames.shape
+    step = max(1, t // 16)  # the palette sees up to ~16 frames, keyframe borders included
+    sample = Image.fromarray(np.ascontiguousarray(frames[::step].reshape(-1, w, 3)))
+    palette = sample.quantize(colors=colours, dither=Image.Dither.NONE)
+    images = [
+        Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames
+    ]
+    buf = io.BytesIO()
+    images[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=int(round(1000 / fps)),
+        loop=0,
+    )
+    return buf.getvalue()
+
+
+def webm_bytes(frames, fps: float = 6) -> bytes:
+    """A VP9 WebM of `frames` (sides padded to a multiple of 16): about a tenth of the GIF's
+    size, which is what keeps the trace viewer's pages small."""
+    import imageio.v3 as iio
+
+    return iio.imwrite(
+        "<bytes>",
+        _pad_to(_frames(frames), 16),
+        extension=".webm",
+        plugin="FFMPEG",
+        fps=fps,
+        codec="libvpx-vp9",
+        pixelformat="yuv420p",
+        macro_block_size=16,
+        output_params=["-crf", "34", "-b:v", "0"],
+    )
 
 
 def _pad_to(frames: np.ndarray, multiple: int) -> np.ndarray:
@@ -34,8 +70,9 @@ def _pad_to(frames: np.ndarray, multiple: int) -> np.ndarray:
 
 
 def write_video(frames, path: str | Path, fps: float = 6) -> Path:
-    """Writes `frames` [T, H, W, 3] as .gif (looping) or .mp4 (H.264, yuv420p, sides padded
-    to a multiple of 16 so no player or encoder rescales it); returns the path."""
+    """Writes `frames` [T, H, W, 3] as .gif (looping), .mp4 (H.264) or .webm (VP9); video
+    sides are padded to a multiple of 16 so no player or encoder rescales them. Returns the
+    path."""
     import imageio.v3 as iio
 
     path = Path(path)
@@ -44,6 +81,8 @@ def write_video(frames, path: str | Path, fps: float = 6) -> Path:
     suffix = path.suffix.lower()
     if suffix == ".gif":
         path.write_bytes(gif_bytes(frames, fps))
+    elif suffix == ".webm":
+        path.write_bytes(webm_bytes(frames, fps))
     elif suffix == ".mp4":
         iio.imwrite(
             path,
@@ -55,7 +94,7 @@ def write_video(frames, path: str | Path, fps: float = 6) -> Path:
             macro_block_size=16,
         )
     else:
-        raise ValueError(f"{path}: write .gif or .mp4")
+        raise ValueError(f"{path}: write .gif, .mp4 or .webm")
     return path
 
 
@@ -64,13 +103,17 @@ def read_video(path: str | Path) -> np.ndarray:
     import imageio.v3 as iio
 
     path = Path(path)
-    if path.suffix.lower() == ".mp4":
+    if path.suffix.lower() in (".mp4", ".webm"):
         return np.stack([np.asarray(f)[..., :3] for f in iio.imiter(path, plugin="FFMPEG")])
     return np.stack([np.asarray(f)[..., :3] for f in iio.imiter(path)])
 
 
 def gif_data_uri(frames, fps: float = 6) -> str:
     return "data:image/gif;base64," + base64.b64encode(gif_bytes(frames, fps)).decode()
+
+
+def webm_data_uri(frames, fps: float = 6) -> str:
+    return "data:video/webm;base64," + base64.b64encode(webm_bytes(frames, fps)).decode()
 
 
 def png_data_uri(image: np.ndarray) -> str:

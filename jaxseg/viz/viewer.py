@@ -5,13 +5,14 @@ query and its subset, each reward term and the metrics; every turn's observation
 text, parse status and parsed action, with the frames the policy was shown in that turn
 (the keyframe it was given outlined); the final answer (keyframe, boxes, points, or "no
 target") drawn on the keyframe as ground truth | prediction; and the masks over the whole
-video as a looping GIF (ground truth | prediction, captioned; jaxseg.viz.overlay).
+video (ground truth | prediction, captioned; jaxseg.viz.overlay) as a looping VP9 WebM with
+controls (a tenth of a GIF's size), its first frame as the poster.
 
 Frames and ground truth come from the run's benchmark (``data.root`` in its config.json, or
 ``data_root``), predictions from ``eval/<stage>/pred``. Every picture is inlined as a data:
 URI and the style sheet is in the page, so the file can be mailed or opened offline. A small
-script records how many pictures decoded (``<body data-images-loaded=...>``), which the
-browser test reads.
+script records how many pictures and videos decoded (``<body data-images-loaded=...
+data-videos-ready=...>``), which the browser test reads.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .overlay import Answer, annotate_frame, annotate_video, pick_mark_colour, scale_for
-from .video import gif_data_uri, png_data_uri
+from .video import png_data_uri, webm_data_uri
 
 STAGES = ("init", "pretrain", "sft", "grpo")
 STAGE_NAMES = {"init": "untrained", "pretrain": "grounding", "sft": "SFT", "grpo": "SFT+GRPO"}
@@ -61,19 +62,24 @@ details summary { cursor: pointer; color: #555; }
 .pictures { display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start; }
 .pictures figure { margin: 0; }
 .pictures figcaption { font-size: 12px; color: #555; }
-.pictures img { image-rendering: pixelated; max-width: 100%; }
+.pictures img, .pictures video { image-rendering: pixelated; max-width: 100%; }
 .note { color: #8a1c1c; }
 """
 
 SCRIPT = """
 (function () {
   var imgs = Array.prototype.slice.call(document.images);
+  var videos = Array.prototype.slice.call(document.getElementsByTagName("video"));
   function count() {
     var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+    var ready = videos.filter(function (v) { return v.readyState >= 2 && v.videoWidth > 0; });
     document.body.setAttribute("data-images-loaded", ok);
     document.body.setAttribute("data-images-total", imgs.length);
+    document.body.setAttribute("data-videos-ready", ready.length);
+    document.body.setAttribute("data-videos-total", videos.length);
   }
   imgs.forEach(function (i) { i.addEventListener("load", count); });
+  videos.forEach(function (v) { v.addEventListener("loadeddata", count); });
   window.addEventListener("load", count);
   count();
 })();
@@ -225,9 +231,10 @@ def _pictures_html(trace: dict[str, Any], video: _Video, max_frames: int, fps: f
         answer=answer,
     )
     figures.append(
-        f'<figure><img alt="masks over the video" src="{gif_data_uri(moving, fps)}">'
-        f"<figcaption>masks over the video ({len(keep)} of {len(video.ids)} frames): "
-        "ground truth | prediction</figcaption></figure>"
+        f'<figure><video autoplay loop muted playsinline controls width="{moving.shape[2]}" '
+        f'poster="{png_data_uri(moving[0])}" src="{webm_data_uri(moving, fps)}"></video>'
+        f"<figcaption>masks over the video ({len(keep)} of {len(video.ids)} frames; pause "
+        "and scrub to step): ground truth | prediction</figcaption></figure>"
     )
     if video.pred is None:
         figures.append('<p class="note">no predicted masks found for this episode</p>')

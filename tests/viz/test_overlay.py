@@ -92,7 +92,7 @@ def test_no_target_and_positions():
     assert pick_positions(2, None, 5) == [0, 1]
 
 
-@pytest.mark.parametrize("ext", ["gif", "mp4"])
+@pytest.mark.parametrize("ext", ["gif", "mp4", "webm"])
 def test_video_files_round_trip(tmp_path, ext):
     frames, masks = scene(t=4)
     video = annotate_video(frames, masks, gt_masks=masks, query="q", answer=Answer(keyframe=0))
@@ -102,5 +102,5 @@ def test_video_files_round_trip(tmp_path, ext):
     assert back.shape[1] >= video.shape[1] and back.shape[2] >= video.shape[2]
     if ext == "gif":
         assert np.abs(back.astype(int) - video.astype(int)).mean() < 3
-    with pytest.raises(ValueError, match="gif or .mp4"):
+    with pytest.raises(ValueError, match="gif, .mp4 or .webm"):
         write_video(video, tmp_path / "v.avi")

@@ -80,15 +80,17 @@ def test_page_holds_every_turn_frame_answer_and_reward_term(run, tmp_path):
     assert not re.search(r'(src|href)="(https?:|file:|//)', page)
     assert "<link" not in page
     srcs = re.findall(r'<img [^>]*src="([^"]+)"', page)
-    assert srcs and all(
-        s.startswith(("data:image/png;base64,", "data:image/gif;base64,")) for s in srcs
-    )
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    videos = re.findall(r'<video [^>]*poster="([^"]+)" src="([^"]+)"', page)
     episodes = traces(run, "init") + traces(run, "grpo")
     assert page.count('<section class="episode"') == len(episodes)
     shown = sum(len(t["frames_shown"]) for e in episodes for t in e["turns"])
     stills = sum(e["final"]["keyframe"] is not None for e in episodes)  # the answer's keyframe
     assert sum(s.startswith("data:image/png") for s in srcs) == shown + stills
-    assert sum(s.startswith("data:image/gif") for s in srcs) == len(episodes)  # masks
+    assert len(videos) == len(episodes)  # the masks over the video, one per episode
+    for poster, src in videos:
+        assert poster.startswith("data:image/png;base64,")
+        assert src.startswith("data:video/webm;base64,")
     for e in episodes:
         assert html.escape(e["query"]) in page
         for term in e["reward"]:
@@ -131,9 +133,14 @@ def test_page_renders_the_frames_in_headless_chromium(run, tmp_path):
     page = write_page(run, tmp_path / "view.html", stages=["grpo"])
     url = page.resolve().as_uri()
     dom = chromium(url, "--dump-dom", tmp_path=tmp_path).stdout
-    loaded = re.search(r'data-images-loaded="(\d+)" data-images-total="(\d+)"', dom)
+    loaded = re.search(
+        r'data-images-loaded="(\d+)" data-images-total="(\d+)" '
+        r'data-videos-ready="(\d+)" data-videos-total="(\d+)"',
+        dom,
+    )
     assert loaded, dom[:500]
     assert int(loaded[1]) == int(loaded[2]) == page.read_text().count("<img ") > 0
+    assert int(loaded[3]) == int(loaded[4]) == len(traces(run, "grpo"))  # the WebMs decode
 
     # the screenshot shows the frames: the target's own colour (from the benchmark's frame)
     # covers many pixels; on the same page without its pictures it covers none
@@ -152,6 +159,6 @@ def test_page_renders_the_frames_in_headless_chromium(run, tmp_path):
         return int((np.sqrt(((image - colour) ** 2).sum(-1)) < 24).sum())
 
     blank = tmp_path / "blank.html"
-    blank.write_text(re.sub(r'src="data:[^"]+"', 'src=""', page.read_text()))
+    blank.write_text(re.sub(r'(src|poster)="data:[^"]+"', r'\1=""', page.read_text()))
     assert target_pixels(page) > 300
     assert target_pixels(blank) == 0
