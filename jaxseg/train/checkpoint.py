@@ -162,7 +162,10 @@ class Checkpointer:
         save_interval_steps: int = 1,
         async_save: bool = True,
         item_names: tuple[str, ...] = ("state",),
+        read_only: bool = False,
     ):
+        """`read_only`: a reader of a run that may be training (export, eval, the next
+        stage): never deletes, rotates, cleans up partial saves or moves steps."""
         if "meta" in item_names:
             raise ValueError("'meta' is reserved for the JSON item")
         self.item_names = tuple(item_names)
@@ -172,8 +175,14 @@ class Checkpointer:
             max_to_keep=None,  # rotation is ours (_rotate): it never drops the last finite step
             save_interval_steps=save_interval_steps,
             enable_async_checkpointing=async_save,
-            cleanup_tmp_directories=True,  # partial saves of a killed run are removed
+            # partial saves of a killed run are removed (not by a reader: the run may be saving)
+            cleanup_tmp_directories=not read_only,
+            read_only=read_only,
+            create=not read_only,
         )
+        self.read_only = read_only
+        if read_only:
+            max_to_keep = None
         self.max_to_keep = max_to_keep
         self._finite: dict[int, bool] = {}
         self._manager = ocp.CheckpointManager(
@@ -347,12 +356,12 @@ class Checkpointer:
                 skipped.append((step, str(err)))
                 log.warning("checkpoint step %d skipped: %s", step, err)
                 continue
-            if skipped and quarantine and jax.process_index() == 0:
+            if skipped and quarantine and not self.read_only and jax.process_index() == 0:
                 self._quarantine([s for s, _ in skipped])
             return step, state, meta, skipped
         if skipped and all(EMPTY in r for _, r in skipped):
             # only folders of saves that never started: nothing to lose, start the stage over
-            if quarantine and jax.process_index() == 0:
+            if quarantine and not self.read_only and jax.process_index() == 0:
                 self._quarantine([s for s, _ in skipped])
             return None, None, {}, skipped
         if skipped:

@@ -307,12 +307,10 @@ class Experiment:
         ckpt_dir = self.workdir / stage / "ckpt"
         if not ckpt_dir.is_dir():
             return None
-        with Checkpointer(ckpt_dir, item_names=ITEMS, max_to_keep=None) as ckpt:
+        with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
             target = {"params": nnx.to_pure_dict(nnx.state(self.model, nnx.Param))}
-            # newest intact step; a reader (export, eval, GRPO's start) never moves files
-            step, restored, _, skipped = ckpt.restore_intact(
-                abstract_like(target), quarantine=False
-            )
+            # newest intact step; a reader (export, eval, GRPO's start) never changes files
+            step, restored, _, skipped = ckpt.restore_intact(abstract_like(target))
             if step is None:
                 return None
             for bad, why in skipped:

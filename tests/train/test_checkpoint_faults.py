@@ -170,12 +170,18 @@ def test_other_structure_is_a_mismatch_not_corruption(tmp_path):
     assert (tmp_path / "0").is_dir()
 
 
-def test_reader_does_not_move_damaged_steps(tmp_path):
+def test_reader_changes_nothing(tmp_path):
+    """A read-only reader (export, eval, the next stage) of a run that may be saving: no
+    damaged step moved, no partial save cleaned up, no rotation."""
     _run(tmp_path)
     _flip(tmp_path / "2" / "params")
-    with Checkpointer(tmp_path, item_names=ITEMS, max_to_keep=None) as ckpt:
-        step, _, _, skipped = ckpt.restore_intact(abstract_like(_state(0)), quarantine=False)
-    assert step == 1 and skipped[0][0] == 2 and (tmp_path / "2").is_dir()
+    partial = tmp_path / "3.orbax-checkpoint-tmp-123"
+    partial.mkdir()
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with Checkpointer(tmp_path, item_names=ITEMS, max_to_keep=1, read_only=True) as ckpt:
+        step, _, _, skipped = ckpt.restore_intact(abstract_like(_state(0)))
+    assert step == 1 and skipped[0][0] == 2
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
 
 
 def test_rotation_never_deletes_the_newest_finite_step(tmp_path):
