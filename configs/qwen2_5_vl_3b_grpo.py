@@ -63,9 +63,10 @@ PROTOCOLS = {
             steps=625,  # §3(c) one episode over ~10K prompts (eval loads global_step_625)
         ),
         # §3(b): training frames are 6, around a random top-5-area keyframe, at 560 px;
-        # evaluation (§3(a)) shows 8 uniform frames: --set protocol.config.num_frames=8
-        # --set protocol.config.sampling='uniform'.
+        # evaluation (§3(a)) shows 8 uniform frames at 560 px (protocol.eval_config; the
+        # evaluation never uses the GT-centred training sampler, registry.make_eval_protocol)
         protocol=dict(num_frames=6, image_size=560, sampling="keyframe", top_k=5),
+        eval=dict(num_frames=8, image_size=560, sampling="uniform"),
         plan=dict(frames=8, frame_size=(560, 560), turns=1),  # the 8-frame eval prompt
     ),
     # RCoT-Seg, seeds_methods.md §4.
@@ -92,13 +93,22 @@ PROTOCOLS = {
             temperature=1.0,  # §4(c)
             top_p=1.0,
             max_new_tokens=2000,  # §4(c) max response 2000
-            steps=1500,  # §4(c): AKS 500 + KTG 1000 as two runs; here one run of both
+            steps=1500,  # §4(c): AKS 500 + KTG 1000, two runs (stages below)
+        ),
+        # §4(c): two GRPO runs, AKS then KTG, prompts = keyframe + description + query (max
+        # prompt 3000 tokens), the paper's labels (A = max-area frame, B = zero-area frame,
+        # A:B 1:1) and single:multi-target 3:1 (jaxseg.train.stages, jaxseg.train.mix).
+        # --set grpo.stages='' trains the joint variant (one conversation, summed rewards).
+        stages=dict(
+            aks=dict(steps=500, protocol=dict(task="aks"), single_multi=(3, 1)),
+            ktg=dict(steps=1000, protocol=dict(task="ktg"), single_multi=(3, 1)),
         ),
         # §4(a): VDG/KFG see every frame at 448 px (video_frames None), AKS/KTG the keyframe
-        # at 840 px, lambda = 5 re-selections.
+        # at 840 px, lambda = 5 AKS checks; eval always runs the whole pipeline.
         protocol=dict(video_frames=None, video_size=448, keyframe_size=840, max_reselect=5),
-        # planning assumption (the paper feeds whole videos): 32 frames at 448 px
-        plan=dict(frames=32, frame_size=(448, 448), turns=1),
+        eval=dict(task="pipeline"),
+        # the GRPO prompt of both stages: one 840 px keyframe (+ ~200 text tokens)
+        plan=dict(frames=1, frame_size=(840, 840), turns=1),
     ),
     # VideoSEG-O3, seeds_methods.md §1 (the seed's LLM is Qwen3-VL; here Qwen2.5-VL-3B).
     "o3": dict(
@@ -125,6 +135,7 @@ PROTOCOLS = {
             top_p=0.9,
             max_new_tokens=512,  # §1(c) max_completion_length 512 per turn
             steps=1000,  # §1(c) max_steps
+            advantage_eps=1e-4,  # §1(c): A = (r - mean) / (std + 1e-4)
         ),
         # §1(c) RL inputs: 10 temporal frames <= 32*28^2 px (140 px), 5 spatial <= 128*28^2
         # (308 px), keyframe <= 256*28^2 (448 px), 5 frames per select, max_turn 3.
@@ -136,6 +147,15 @@ PROTOCOLS = {
             keyframe_size=448,
             frames_per_round=5,
             max_turns=3,
+        ),
+        # §1(d) evaluation: 20 temporal frames <= 32*28^2 (158 px), 8 spatial <= 256*28^2
+        # (448 px), the select keyframe <= 512*28^2 (634 px); greedy, max_turns 3
+        eval=dict(
+            temporal_frames=20,
+            spatial_frames=8,
+            frame_size=158,
+            spatial_size=448,
+            keyframe_size=634,
         ),
         # the 3-turn prompt in 448 px frames of equal token count: turn 0 10x25 + 5x121,
         # each select 5x25 + 256 -> 1617 tokens ~ 6 x 256
@@ -162,6 +182,7 @@ PROTOCOLS = {
         # frame count / sizes not stated: Veason's 8 frames at 560 px, RCoT's 840 px keyframe;
         # §2(b): the total reward looks multiplicative
         protocol=dict(num_frames=8, image_size=560, keyframe_size=840, combine="product"),
+        eval=dict(),  # not stated: as in training
         # 8 x 560 px frames + the 840 px keyframe (~2.25 frames of 560 px)
         plan=dict(frames=10, frame_size=(560, 560), turns=2),
     ),
@@ -214,7 +235,13 @@ def get_config(arg: str | None = None) -> ConfigDict:
             text_prompt_tokens=256,  # system prompt + frame indices + query
         )
     )
-    c.protocol = ConfigDict(dict(name=a.protocol, config=ConfigDict(p["protocol"])))
+    c.protocol = ConfigDict(
+        dict(
+            name=a.protocol,
+            config=ConfigDict(p["protocol"]),
+            eval_config=ConfigDict(p["eval"]),  # what evaluation changes (make_eval_protocol)
+        )
+    )
     # frozen SAM2 (every seed; §3(a): SAM2.1-Hiera-L at eval) behind the sidecar
     c.segmenter = ConfigDict(
         dict(
@@ -246,6 +273,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
         c.sft.lora_rank = s["lora_rank"]
         c.sft.lora_alpha = s["lora_alpha"]
     c.sft.micro_batch = 8
+    c.sft.traces = "oracle"  # or a `jaxseg data cot --teacher` JSONL (the seeds' teacher CoT)
     c.sft.lora_targets = TEXT_TARGETS
     c.sft.checkpoint_every = 50
     c.sft.keep = 3
@@ -253,6 +281,14 @@ def get_config(arg: str | None = None) -> ConfigDict:
 
     # GRPO: full fine-tuning in every seed (LoRA only in their cold starts)
     c.grpo = ConfigDict(g)
+    c.grpo.advantage_eps = g.get("advantage_eps", 1e-6)
+    stages = p.get("stages")
+    c.grpo.stages = ",".join(stages) if stages else ""
+    c.grpo.stage = ConfigDict(
+        {k: ConfigDict({**v, "protocol": ConfigDict(v["protocol"])}) for k, v in stages.items()}
+        if stages
+        else {}
+    )
     c.grpo.require_sft = s is not None
     c.grpo.micro_batch = a.micro_batch
     c.grpo.top_k = 0

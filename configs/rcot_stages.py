@@ -30,6 +30,7 @@ def get_config(arg=None):
 
     c.sft.steps = 3 if a.quick else 40
     c.sft.num_examples = 16 if a.quick else 240
+    c.sft.traces = "oracle"  # or a `jaxseg data cot` JSONL (teacher traces)
 
     c.grpo.group_size = 4
     c.grpo.prompts_per_step = 2 if a.quick else 4

@@ -42,19 +42,23 @@ from jaxseg.rewards import revseg as rrevseg
 @dataclasses.dataclass(frozen=True)
 class RevsegConfig:
     """num_frames / image_size: round-1 frames; keyframe_size: round-2 keyframe side;
-    combine: "product" or "sum" (rewards.revseg)."""
+    combine: "product" or "sum" (rewards.revseg); spatial_multi: r_s against the best GT
+    box ("best") or the box enclosing all targets ("union")."""
 
     num_frames: int = 8
     image_size: int = 112
     keyframe_size: int = 140
     combine: str = "product"
     null_reward: bool = True
+    spatial_multi: str = "best"
 
     def __post_init__(self) -> None:
         if self.num_frames < 1 or min(self.image_size, self.keyframe_size) < 8:
             raise ValueError(f"revseg: bad sizes {self}")
         if self.combine not in ("product", "sum"):
             raise ValueError(f"revseg.combine must be 'product' or 'sum': {self.combine!r}")
+        if self.spatial_multi not in ("best", "union"):
+            raise ValueError(f"revseg.spatial_multi must be 'best' or 'union': {self}")
 
 
 ROUND1 = (
@@ -144,7 +148,9 @@ class RevsegEpisode(Episode):
         out = {
             "format": rrevseg.format_reward(self.texts),
             "keyframe": rrevseg.keyframe_reward(self.position, areas),
-            "spatial": 0.0 if self.position is None else rrevseg.spatial_reward(pred, gt_boxes),
+            "spatial": 0.0
+            if self.position is None
+            else rrevseg.spatial_reward(pred, gt_boxes, self.cfg.spatial_multi),
         }
         total = rrevseg.revseg_reward(
             self.texts,
@@ -153,6 +159,7 @@ class RevsegEpisode(Episode):
             gt_box_areas=areas,
             gt_boxes_at_keyframe=gt_boxes,
             combine=self.cfg.combine,
+            multi=self.cfg.spatial_multi,
         )
         if self.cfg.null_reward:
             out["null"] = null_term

@@ -7,9 +7,15 @@ choice below is the documented inference and is configurable.
                             description: d</answer>`, round 2 think/answer holding one box
                             (`[x1,y1,x2,y2]`, `[[…]]`, `{"bbox_2d": …}` or `[{"bbox_2d": …}]`)
   r_t  keyframe in [0, 1]   "BBox Area": GT box area at the chosen keyframe / max GT box
-                            area over the video (analogous to Veason-R1's R_k)
-  r_s  spatial in [0, 1]    IoU of the predicted box with the GT box at the keyframe
-                            (best GT box if several)
+                            area over the frames the policy was shown (analogous to
+                            Veason-R1's R_k over its sampled frames); the protocol passes
+                            areas per frame *position*, 0 at frames not shown, and the
+                            keyframe's position
+  r_s  spatial in [0, 1]    IoU of the one predicted box with the keyframe's GT:
+                            multi="best" (default) the best-matching GT box, so a box on one
+                            of several targets scores fully (ReVSeg's round 2 shows one box;
+                            its multi-object form is UNKNOWN); multi="union" the box
+                            enclosing all targets, so missing a target costs
   total                     combine="product" (default; the logged total is below each
                             component, pointing to a gated or multiplicative combination)
                             or "sum"
@@ -53,7 +59,9 @@ def format_reward(turns: Sequence[str]) -> float:
 
 
 def keyframe_reward(keyframe: int | None, gt_box_areas) -> float:
-    """r_t in [0, 1]: gt_box_areas [T] per absolute frame (0 where the target is absent)."""
+    """r_t in [0, 1]: gt_box_areas [T] indexed like `keyframe` (the protocol: frame
+    positions, 0 where the target is absent or the frame was not shown); area at keyframe /
+    max area."""
     areas = np.asarray(gt_box_areas, dtype=np.float64)
     if areas.ndim != 1:
         raise ValueError(f"gt_box_areas must be [T], got shape {areas.shape}")
@@ -62,13 +70,18 @@ def keyframe_reward(keyframe: int | None, gt_box_areas) -> float:
     return float(areas[int(keyframe)] / areas.max())
 
 
-def spatial_reward(pred_box, gt_boxes_at_keyframe) -> float:
-    """r_s in [0, 1]: best IoU of the one predicted box against the keyframe's GT boxes."""
+def spatial_reward(pred_box, gt_boxes_at_keyframe, multi: str = "best") -> float:
+    """r_s in [0, 1]: IoU of the one predicted box against the keyframe's GT boxes, the best
+    one (multi="best") or the box enclosing them all (multi="union")."""
+    if multi not in ("best", "union"):
+        raise ValueError(f"multi must be 'best' or 'union', got {multi!r}")
     if pred_box is None:
         return 0.0
     gt = box_ops.as_boxes(gt_boxes_at_keyframe, "gt boxes")
     if gt.shape[0] == 0:
         return 0.0
+    if multi == "union":
+        gt = np.concatenate([gt[:, :2].min(0), gt[:, 2:].max(0)])[None]
     return float(box_ops.box_iou_matrix([pred_box], gt).max())
 
 
@@ -80,6 +93,7 @@ def revseg_reward(
     gt_box_areas,
     gt_boxes_at_keyframe,
     combine: str = "product",
+    multi: str = "best",
 ) -> float:
     """Total ReVSeg reward: r_f * r_t * r_s (in [0, 1]) or r_f + r_t + r_s (in [0, 3]).
 
@@ -90,5 +104,5 @@ def revseg_reward(
         raise ValueError(f"combine must be 'product' or 'sum', got {combine!r}")
     r_f = format_reward(turns)
     r_t = keyframe_reward(keyframe, gt_box_areas)
-    r_s = 0.0 if keyframe is None else spatial_reward(pred_box, gt_boxes_at_keyframe)
+    r_s = 0.0 if keyframe is None else spatial_reward(pred_box, gt_boxes_at_keyframe, multi)
     return r_f * r_t * r_s if combine == "product" else r_f + r_t + r_s

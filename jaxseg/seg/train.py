@@ -61,8 +61,9 @@ from jaxseg.segmenter import make_backend
 from jaxseg.train.batch import PolicyBatch, make_policy_batch
 from jaxseg.train.metrics import MetricsLogger
 from jaxseg.train.rollouts import RecordedEpisode, RecordingPolicy, rollout_example
+from jaxseg.train.stages import advantage_of
 from jaxseg.train.steps import OptimizerConfig, make_optimizer, sequence_logprobs
-from jaxseg.train.trainer import ADVANTAGES, Experiment
+from jaxseg.train.trainer import Experiment
 
 from .batch import SegSlots, SlotData, SlotShapes, make_seg_batch, resize_mask, seg_slots
 from .calibration import aux_mask_loss, resize_logits
@@ -328,7 +329,7 @@ class SegTrainer:
         c = self.config.grpo
         reference = nnx.clone(self.exp.model)
         optimizer = self._optimizer(c.learning_rate, c.steps)
-        advantage_fn = ADVANTAGES[c.advantage]
+        advantage_fn = advantage_of(c)  # grpo.advantage_eps: VideoSEG-O3's 1e-4
         sampling = SamplingParams(temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
         source = self.exp.source(self.config.data.train_split)
         batches = source.batches(c.prompts_per_step, int(self.config.seed), 0)

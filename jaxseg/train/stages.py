@@ -17,6 +17,7 @@ stages write grpo_<name>/ and the last writes grpo/ (what eval/export/segment lo
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from ml_collections import ConfigDict
@@ -26,6 +27,28 @@ from jaxseg.protocols.registry import make_protocol
 from .mix import mixed_batches
 
 STAGE_KEYS = ("protocol", "single_multi")
+
+
+def advantage_of(grpo: ConfigDict):
+    """The group-advantage function of a grpo block: `advantage` (grpo | drgrpo | rloo) and,
+    for grpo, `advantage_eps` in (r - mean) / (std + eps) when set (VideoSEG-O3's TRL uses
+    1e-4; the library default is 1e-6)."""
+    from jaxseg.rl import advantages as adv
+
+    fns = {
+        "grpo": adv.grpo_advantages,
+        "drgrpo": adv.drgrpo_advantages,
+        "rloo": adv.rloo_advantages,
+    }
+    if grpo.advantage not in fns:
+        raise ValueError(f"grpo.advantage must be one of {sorted(fns)}: {grpo.advantage!r}")
+    fn = fns[grpo.advantage]
+    eps = grpo.get("advantage_eps")
+    if eps is not None:
+        if grpo.advantage != "grpo":
+            raise ValueError("grpo.advantage_eps applies to advantage='grpo' only")
+        fn = functools.partial(fn, eps=float(eps))
+    return fn
 
 
 @dataclasses.dataclass
@@ -38,6 +61,9 @@ class GrpoStage:
     config: ConfigDict
     protocol: Any
     single_multi: tuple[float, float] | None = None
+
+    def advantage(self):
+        return advantage_of(self.config)
 
     def batches(self, source, size: int, seed: int, start: int):
         if self.single_multi is None:

@@ -487,7 +487,7 @@ class Experiment:
             kl_coef=c.kl_coef,
             aggregation=c.aggregation,
         )
-        advantage_fn = ADVANTAGES[c.advantage]
+        advantage_fn = run.advantage()  # ADVANTAGES[c.advantage], grpo.advantage_eps
         sampling = SamplingParams(temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
         source = self.source(self.config.data.train_split)
         image_processor = self.processor.image_processor

@@ -86,3 +86,41 @@ def test_seed_values_and_knobs():
     assert (knobs.grpo.max_new_tokens, knobs.data.num_frames) == (256, 3)
     with pytest.raises(ValueError, match="protocol='sam'"):
         load_config(f"{NAME}:protocol=sam")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_evaluation_config_is_separate_and_ground_truth_free(protocol):
+    """Issue #17 items 1 and 5: every protocol has an explicit eval config; the protocol the
+    trainer evaluates with takes no input from annotations."""
+    from jaxseg.protocols.registry import make_eval_protocol
+
+    c = load_config(f"{NAME}:protocol={protocol}")
+    ev = make_eval_protocol(protocol, dict(c.protocol.config), dict(c.protocol.eval_config))
+    assert ev.ground_truth_inputs() == []
+    if protocol == "veason":  # §3: train 6 keyframe-centred frames, eval 8 uniform
+        assert (c.protocol.config.num_frames, c.protocol.config.sampling) == (6, "keyframe")
+        assert (ev.cfg.num_frames, ev.cfg.sampling, ev.cfg.image_size) == (8, "uniform", 560)
+    if protocol == "o3":  # §1(c) RL 10 / 5 frames vs §1(d) eval 20 / 8
+        assert (ev.cfg.temporal_frames, ev.cfg.spatial_frames) == (20, 8)
+        assert c.grpo.advantage_eps == 1e-4
+
+
+def test_rcot_trains_two_grpo_stages():
+    from types import SimpleNamespace
+
+    from jaxseg.protocols.registry import make_protocol
+    from jaxseg.train.stages import grpo_stages
+
+    c = load_config(f"{NAME}:protocol=rcot")
+    exp = SimpleNamespace(config=c, protocol=make_protocol("rcot", **dict(c.protocol.config)))
+    runs = grpo_stages(exp)
+    assert [(r.name, r.dir, r.start_from, r.config.steps) for r in runs] == [
+        ("aks", "grpo_aks", "sft", 500),
+        ("ktg", "grpo", "grpo_aks", 1000),
+    ]
+    assert [r.protocol.cfg.task for r in runs] == ["aks", "ktg"]
+    assert all(r.single_multi == (3.0, 1.0) for r in runs)
+    assert sum(r.config.steps for r in runs) == c.grpo.steps
+    joint = load_config(f"{NAME}:protocol=rcot", ["grpo.stages="])
+    (one,) = grpo_stages(SimpleNamespace(config=joint, protocol=exp.protocol))
+    assert one.dir == "grpo" and one.protocol.cfg.task == "pipeline"

@@ -56,3 +56,12 @@ def test_perfect_answer_reaches_max():
 @given(st.lists(model_text, max_size=3))
 def test_format_fuzz_in_range(turns):
     assert revseg.format_reward(turns) in (0.0, 0.5, 1.0)
+
+
+def test_spatial_reward_multi_object_modes():
+    """One box on one of two targets: full marks against the best box, partial against the
+    box enclosing both (issue #17 item 5)."""
+    gt = [[0, 0, 10, 10], [20, 0, 30, 10]]
+    assert revseg.spatial_reward([0, 0, 10, 10], gt) == 1.0
+    assert revseg.spatial_reward([0, 0, 10, 10], gt, "union") == pytest.approx(100 / 300)
+    assert revseg.spatial_reward([0, 0, 30, 10], gt, "union") == 1.0
