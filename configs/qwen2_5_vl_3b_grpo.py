@@ -79,6 +79,7 @@ PROTOCOLS = {
             weight_decay=0.0,  # not stated
             batch_size=64,  # §4(c): batch 8 x grad-accum 8
             num_examples=28000,  # §4(c): RCoT-Seg-SFT-28k (20k KTG + 8k AKS), 1 epoch
+            tasks="aks:2,ktg:5",  # §4(c): the SFT data are the two stage tasks, 8k : 20k
         ),
         grpo=dict(
             group_size=8,  # §4(c) rollout n=8
@@ -274,6 +275,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
         c.sft.lora_alpha = s["lora_alpha"]
     c.sft.micro_batch = 8
     c.sft.traces = "oracle"  # or a `jaxseg data cot --teacher` JSONL (the seeds' teacher CoT)
+    c.sft.tasks = (s or {}).get("tasks", "")  # "" = the protocol's own episodes
     c.sft.lora_targets = TEXT_TARGETS
     c.sft.checkpoint_every = 50
     c.sft.keep = 3

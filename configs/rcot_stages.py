@@ -28,9 +28,12 @@ def get_config(arg=None):
     c.protocol.config = ConfigDict(dict(video_frames=8, video_size=56, keyframe_size=84))
     c.protocol.eval_config = ConfigDict(dict(max_reselect=2))
 
-    c.sft.steps = 3 if a.quick else 40
-    c.sft.num_examples = 16 if a.quick else 240
+    c.sft.steps = 3 if a.quick else 120
+    c.sft.num_examples = 16 if a.quick else 480
     c.sft.traces = "oracle"  # or a `jaxseg data cot` JSONL (teacher traces)
+    # RCoT-Seg's SFT-28k holds the two stage tasks (8k AKS + 20k KTG); the tiny policy also
+    # needs the pipeline (VDG, KFG), which the paper's pretrained base already does
+    c.sft.tasks = "pipeline:1,aks:1,ktg:2"
 
     c.grpo.group_size = 4
     c.grpo.prompts_per_step = 2 if a.quick else 4

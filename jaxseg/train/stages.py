@@ -115,3 +115,23 @@ def grpo_stages(exp) -> list[GrpoStage]:
             )
         )
     return out
+
+
+def sft_task_protocols(config: ConfigDict, count: int) -> list[tuple[Any, int]]:
+    """`sft.tasks` = "task:weight,..." (e.g. RCoT-Seg's SFT-28k, 20k KTG + 8k AKS: "aks:2,ktg:5";
+    "pipeline" is the protocol's whole episode) -> (protocol with that task, examples) pairs
+    splitting `count` by weight."""
+    specs = []
+    for item in str(config.sft.tasks).split(","):
+        name, _, weight = item.strip().partition(":")
+        specs.append((name.strip(), float(weight) if weight else 1.0))
+    total = sum(w for _, w in specs)
+    if not specs or total <= 0:
+        raise ValueError(f"sft.tasks = {config.sft.tasks!r}: want 'task:weight,...'")
+    out, given = [], 0
+    for i, (task, w) in enumerate(specs):
+        n = count - given if i == len(specs) - 1 else int(round(count * w / total))
+        given += n
+        base = dict(config.protocol.config)
+        out.append((make_protocol(config.protocol.name, **{**base, "task": task}), n))
+    return out

@@ -330,14 +330,25 @@ class Experiment:
             return cot_jsonl_examples(
                 traces, self.source(split), self.encoder, count, self.config.protocol.name
             )
+        if self.config.sft.get("tasks"):  # e.g. RCoT-Seg's SFT-28k: its two stage tasks
+            from .stages import sft_task_protocols
+
+            out = []
+            for protocol, n in sft_task_protocols(self.config, count):
+                pairs = self.cold_start_episodes(split, n, protocol)
+                out += [sft_example(ep, self.encoder) for _, ep in pairs]
+            return out
         return [sft_example(ep, self.encoder) for _, ep in self.cold_start_episodes(split, count)]
 
-    def cold_start_episodes(self, split: str, count: int):
+    def cold_start_episodes(self, split: str, count: int, protocol=None):
         """(sample, oracle episode) for the first `count` samples of `split` (cycling); the
         one source of cold-start traces (jaxseg.train.cot; `jaxseg data cot` writes them)."""
         samples = CycledSamples(self.source(split), count)
         make = functools.partial(
-            oracle_episodes, self.protocol, backend=self.oracle_backend, seed=int(self.config.seed)
+            oracle_episodes,
+            protocol or self.protocol,
+            backend=self.oracle_backend,
+            seed=int(self.config.seed),
         )
         return iter_episodes(make, samples, progress=self.progress)
 

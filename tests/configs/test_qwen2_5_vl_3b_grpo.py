@@ -124,3 +124,12 @@ def test_rcot_trains_two_grpo_stages():
     joint = load_config(f"{NAME}:protocol=rcot", ["grpo.stages="])
     (one,) = grpo_stages(SimpleNamespace(config=joint, protocol=exp.protocol))
     assert one.dir == "grpo" and one.protocol.cfg.task == "pipeline"
+
+
+def test_rcot_cold_start_is_the_two_stage_tasks():
+    from jaxseg.train.stages import sft_task_protocols
+
+    c = load_config(f"{NAME}:protocol=rcot")
+    split = [(p.cfg.task, n) for p, n in sft_task_protocols(c, c.sft.num_examples)]
+    assert split == [("aks", 8000), ("ktg", 20000)]  # §4(c) RCoT-Seg-SFT-28k
+    assert load_config(NAME).sft.tasks == ""
