@@ -63,6 +63,7 @@ def get_config(arg=None):
     c.grpo.max_new_tokens = 48 if a.quick else 112
     c.grpo.policy_loss = "on_policy"
     c.grpo.kl_coef = 0.04
+    c.grpo.advantage_eps = 1e-4  # A = (r - mean) / (std + 1e-4), the released TRL trainer
     c.grpo.learning_rate = 5e-5
     c.grpo.temperature = 1.0
 

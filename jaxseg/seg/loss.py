@@ -11,6 +11,13 @@ route). With the PPO-clip surrogate the old policy's calibrated log-prob needs t
 term too: it is l_mask(R, R), the rollout mask's likelihood of its own binarisation.
 Returned as WeightedSums (jaxseg.rl.aggregation) with separate denominators, so a step
 accumulates micro-batches exactly: policy/KL over the policy-token weight, aux over masks.
+
+Calibration reads each [SEG]'s first slot (its turn's keyframe); the final [SEG]'s repeats
+on the sampled frames (jaxseg.seg.train) feed only the auxiliary loss. The released
+"skip a sample whose [SEG] count differs from its mask count" is kept
+(`calibrate_seg_logprobs`), but with jaxseg.seg.train it never fires: the rollout decodes
+every [SEG] the policy wrote, so `mask_count` always equals the [SEG] count. It matters
+only to a caller that decodes fewer masks than it has [SEG]s.
 """
 
 from __future__ import annotations
