@@ -119,8 +119,8 @@ def test_plan_with_the_3b_config_from_the_installed_wheel(installed, tmp_path):
     strict=True,
     raises=ImportError,
     reason="save_processor (jaxseg/data/tokenizer.py, not this change's file) writes a "
-    "processor whose AutoProcessor load needs torchvision's video processor; the fix "
-    "(ship processing_jaxseg.py + auto_map) is described in the packaging note of issue 19",
+    "processor whose AutoProcessor load needs torchvision's video processor; the fix is "
+    "one call at its end, jaxseg.data.hf_processing.add_remote_code(path) (tested below)",
 )
 def test_saved_processor_loads_with_autoprocessor_without_torchvision(tmp_path):
     """What an exported folder needs: transformers' AutoProcessor builds a working processor
@@ -137,3 +137,34 @@ def test_saved_processor_loads_with_autoprocessor_without_torchvision(tmp_path):
     path = save_processor(build_processor(build_tokenizer()), tmp_path / "processor")
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
     assert processor.image_processor is not None
+
+
+def test_remote_code_makes_a_saved_processor_load_with_autoprocessor(tmp_path):
+    """The fix the xfail above waits for, applied by hand: jaxseg.data.hf_processing's
+    add_remote_code on a saved processor folder; AutoProcessor (trust_remote_code) then
+    builds a processor without torchvision that expands an image into its pad tokens."""
+    import importlib.util
+
+    import numpy as np
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from jaxseg.data.hf_processing import add_remote_code
+    from jaxseg.data.tokenizer import build_processor, build_tokenizer, save_processor
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: the case is loading without it")
+    path = save_processor(build_processor(build_tokenizer()), tmp_path / "processor")
+    add_remote_code(path)
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+    assert type(processor).__name__ == "ImageOnlyQwen2_5_VLProcessor"
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "hi"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    image = Image.fromarray(np.zeros((112, 112, 3), np.uint8))
+    out = processor(text=[text], images=[image], return_tensors="np")
+    t, h, w = out["image_grid_thw"][0]
+    pads = int((out["input_ids"][0] == processor.image_token_id).sum())
+    assert pads == t * h * w // 4 and out["pixel_values"].shape[0] == t * h * w
+    # without trust_remote_code transformers keeps its own (torchvision) class
+    with pytest.raises(ImportError, match="[Tt]orchvision"):
+        AutoProcessor.from_pretrained(path)
