@@ -1,4 +1,4 @@
-"""The embedded default (`demo`): synthetic benchmark -> tiny Qwen2.5-VL -> SFT -> GRPO -> eval.
+"""The embedded default (`demo`): synthetic benchmark -> tiny Qwen3-VL -> SFT -> GRPO -> eval.
 
     jaxseg demo                                   # this config
     jaxseg train --config demo:protocol=o3 --workdir runs/o3 --set grpo.steps=40
@@ -19,7 +19,7 @@ def get_config(arg=None):
         arg,
         protocol="veason",
         size="tiny",
-        family="qwen2_5_vl",
+        family="qwen3_vl",
         quick=False,
         seed=0,
         lora=0,
@@ -32,7 +32,7 @@ def get_config(arg=None):
 
     # Data: the synthetic reasoning-VOS benchmark in the ReVOS layout (any reader format works)
     c.data = ConfigDict()
-    c.data.root = "runs/data/synth"
+    c.data.root = "{workdir}/data/synth"  # with the run (a bucket too); any path works
     c.data.format = "revos"
     c.data.train_split = "train"
     c.data.eval_split = "valid"
@@ -146,6 +146,14 @@ def get_config(arg=None):
     c.eval.max_expressions = 8 if a.quick else 48
     c.eval.chunk = 8
     c.eval.periodic_expressions = 4 if a.quick else 16  # per eval_every evaluation
+
+    # Metrics (jaxseg.train.metrics): JSONL always; "tensorboard"; "wandb" (offline unless
+    # mode="online"; `wandb sync <stage>/wandb/offline-run-*` uploads later). Without a TTY (or
+    # with --no-progress) progress is logged every log_every steps instead of tqdm bars.
+    c.metrics = ConfigDict()
+    c.metrics.writers = ("jsonl", "tensorboard")
+    c.metrics.log_every = 1 if a.quick else 10
+    c.metrics.wandb = ConfigDict(dict(project="jaxseg", entity="", mode="offline"))
     return c
 
 

@@ -281,9 +281,8 @@ def video_processor_config(
     settings = _family_image_settings(family)
     side2 = (2 * settings["patch_size"]) ** 2
     min_pixels, max_pixels = min_pixels * side2 // 28**2, max_pixels * side2 // 28**2
-    video_type = "Qwen3VLVideoProcessor" if family == "qwen3_vl" else "Qwen2VLVideoProcessor"
     return {
-        "video_processor_type": video_type,
+        "video_processor_type": settings["video_processor_type"],
         "processor_class": settings["processor_class"],
         "size": {"shortest_edge": min_pixels, "longest_edge": max_pixels},
         "min_pixels": min_pixels,
@@ -395,7 +394,9 @@ def load_processor(path: str | Path):
         return AutoProcessor.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     proc_cfg = json.loads((path / "processor_config.json").read_text())
-    family = "qwen3_vl" if proc_cfg.get("processor_class") == "Qwen3VLProcessor" else "qwen2_5_vl"
+    from jaxseg.models.family import family_of_processor_class
+
+    family = family_of_processor_class(proc_cfg.get("processor_class")).name
     image_cfg = proc_cfg.get("image_processor")
     if image_cfg is None:
         image_cfg = json.loads((path / "preprocessor_config.json").read_text())

@@ -122,6 +122,7 @@ def _qwen2_5_vl() -> PolicyFamily:
             "image_mean": [0.48145466, 0.4578275, 0.40821073],
             "image_std": [0.26862954, 0.26130258, 0.27577711],
             "processor_class": "Qwen2_5_VLProcessor",
+            "video_processor_type": "Qwen2VLVideoProcessor",
         },
     )
 
@@ -145,6 +146,7 @@ def _qwen3_vl() -> PolicyFamily:
             "image_mean": [0.5, 0.5, 0.5],
             "image_std": [0.5, 0.5, 0.5],
             "processor_class": "Qwen3VLProcessor",
+            "video_processor_type": "Qwen3VLVideoProcessor",
         },
         video_runs_per_grid=lambda grid: int(grid[0]),
     )
@@ -177,6 +179,15 @@ def family_of(config_or_model: Any) -> PolicyFamily:
     """The family of a model or a model config (its `model_type`)."""
     config = getattr(config_or_model, "config", config_or_model)
     return get_family(config.model_type)
+
+
+def family_of_processor_class(processor_class: str | None) -> PolicyFamily:
+    """The family whose processor class is `processor_class` (a saved processor_config.json's);
+    Qwen2.5-VL for an unknown or missing class (the processors of older runs)."""
+    for name in FAMILY_NAMES:
+        if get_family(name).image_processor["processor_class"] == processor_class:
+            return get_family(name)
+    return get_family("qwen2_5_vl")
 
 
 def family_of_checkpoint(directory: str | Path) -> PolicyFamily:

@@ -39,9 +39,10 @@ def test_report_has_every_stage(quick_run):
 
 def test_export_matches_transformers(quick_run, tmp_path):
     import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration as HF
+    import transformers
 
     from jaxseg import cli
+    from jaxseg.models.family import family_of
     from jaxseg.sampling import Prompt, Sampler
     from jaxseg.sampling.filters import SamplingParams
     from jaxseg.train.trainer import Experiment
@@ -58,7 +59,10 @@ def test_export_matches_transformers(quick_run, tmp_path):
 
     cfg = exp.model.config
     types = mm_token_type_ids_from_input_ids(ids, cfg.image_token_id, cfg.video_token_id)
-    hf = HF.from_pretrained(out, attn_implementation="eager").eval()
+    # the exported family's transformers class (config.json "architectures")
+    arch = json.loads((out / "config.json").read_text())["architectures"][0]
+    assert arch == family_of(cfg).architecture
+    hf = getattr(transformers, arch).from_pretrained(out, attn_implementation="eager").eval()
     with torch.no_grad():  # mm_token_type_ids as the HF processor returns them
         theirs = hf(
             input_ids=torch.as_tensor(ids),
