@@ -13,8 +13,8 @@ of the GRPO stage with `jaxseg plan`.
 Leave out the `data` stage on real data (it writes the synthetic benchmark). Values a seed
 does not publish are marked "not stated" and take the named stand-in.
 
-remat: the model rematerialises per block (`model.remat`, the trainer's setting, and
-`train.remat`, the planner's, both from this knob). It defaults to "none" so the plan shows
+remat: the model rematerialises per block (`model.remat`: the one field the trainer runs
+with and `jaxseg plan` reads). It defaults to "none" so the plan shows
 what no remat costs (it does not fit a v5p-32); `remat=full` is the setting to train with.
 
 `arg` knobs (config.parse_arg): protocol (veason|rcot|o3|revseg), remat (none|dots_saveable|full),
@@ -334,7 +334,6 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.train = ConfigDict(
         dict(
             micro_batch=a.micro_batch,  # global sequences per accumulation step
-            remat=a.remat,
         )
     )
     c.plan = ConfigDict(dict(mfu=0.4))

@@ -21,6 +21,7 @@ checkout, real files in a wheel), so the names resolve from an installed wheel t
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 import itertools
 from collections.abc import Iterable, Sequence
@@ -37,6 +38,23 @@ ALIASES = {"demo": "synthetic_tiny"}
 
 class ConfigError(ValueError):
     """A config file, `:arg` knob or override that cannot be applied."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``choices`` (difflib), else ``""``."""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _fields(node: Any, prefix: str = "") -> list[str]:
+    """Every dotted field of a ConfigDict (leaves and sub-dicts)."""
+    out = []
+    for key in node:
+        name = f"{prefix}{key}"
+        out.append(name)
+        if isinstance(node[key], ConfigDict):
+            out += _fields(node[key], name + ".")
+    return out
 
 
 def parse_value(text: str) -> Any:
@@ -62,7 +80,9 @@ def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if key not in defaults:
-            raise ConfigError(f"unknown config arg {key!r}; known: {sorted(defaults)}")
+            raise ConfigError(
+                f"unknown config arg {key!r}{did_you_mean(key, defaults)}; known: {sorted(defaults)}"
+            )
         value = parse_value(raw.strip()) if sep else True
         default = defaults[key]
         if isinstance(default, bool) or default is None:
@@ -87,7 +107,8 @@ def resolve_spec(spec: str) -> tuple[Path, str | None]:
         path = CONFIGS_DIR / f"{ALIASES.get(path_part, path_part)}.py"
     if not path.is_file():
         known = sorted(p.stem for p in CONFIGS_DIR.glob("*.py")) if CONFIGS_DIR.is_dir() else []
-        raise ConfigError(f"config file not found: {path} (built-in names: {known})")
+        hint = "" if path_part.endswith(".py") else did_you_mean(path_part, [*known, *ALIASES])
+        raise ConfigError(f"config file not found: {path}{hint} (built-in names: {known})")
     return path, (arg or None)
 
 
@@ -112,11 +133,17 @@ def apply_overrides(config: ConfigDict, overrides: Iterable[str | tuple[str, Any
         *parents, leaf = key.split(".")
         node = config
         for i, part in enumerate(parents):
-            if part not in node:
-                raise ConfigError(f"override {key!r}: no field {'.'.join(parents[: i + 1])!r}")
+            if not isinstance(node, ConfigDict) or part not in node:
+                missing = ".".join(parents[: i + 1])
+                raise ConfigError(
+                    f"override {key!r}: no field {missing!r}{did_you_mean(key, _fields(config))}"
+                )
             node = node[part]
-        if leaf not in node:
-            raise ConfigError(f"override {key!r}: no field {key!r} in the config")
+        if not isinstance(node, ConfigDict) or leaf not in node:
+            raise ConfigError(
+                f"override {key!r}: no field {key!r} in the config"
+                f"{did_you_mean(key, _fields(config))}"
+            )
         try:
             node[leaf] = value
         except TypeError as err:

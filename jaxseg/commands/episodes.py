@@ -25,7 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
     parser.add_argument("--group", type=int, default=1, help="episodes per sample (G)")
     parser.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="protocol config overrides"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a protocol config field (repeatable), e.g. --set max_turns=2",
     )
     parser.add_argument("--out", help="write the traces here (JSON lines)")
 
@@ -40,6 +44,7 @@ def _value(text: str):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from jaxseg.config import ConfigError
     from jaxseg.data.synth import SynthConfig, generate_video
     from jaxseg.protocols import OraclePolicy, RandomPolicy, make_protocol, run_episodes
     from jaxseg.protocols.sample import from_synth
@@ -49,9 +54,8 @@ def run(args: argparse.Namespace) -> int:
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
-            print(f"--set {item!r}: expected KEY=VALUE")
-            return 2
-        overrides[key] = _value(value)
+            raise ConfigError(f"--set {item!r} is not of the form KEY=VALUE")
+        overrides[key.strip()] = _value(value.strip())
     protocol = make_protocol(args.protocol, **overrides)
     cfg = SynthConfig.preset(args.difficulty)
     samples = []

@@ -6,25 +6,22 @@
 Predictions use the community submission layout `PRED_DIR/<video>/<exp_id>/<frame>.png`
 (any non-zero pixel is foreground). Prints J, F, J&F and R per subset with the benchmark's
 own averaging convention and writes everything, per-expression scores included, to JSON.
+Paths may be buckets (gs://...: read from a local copy, --out uploaded). A --pred in which
+no video of the benchmark has a prediction folder is an error (exit 2), as is bad data.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from jaxseg.data.readers import READERS
 
-    parser.add_argument(
-        "--pred", required=True, type=Path, help="predictions <video>/<exp>/<frame>.png"
-    )
-    parser.add_argument(
-        "--data", required=True, type=Path, help="benchmark root in its native layout"
-    )
+    parser.add_argument("--pred", required=True, help="predictions <video>/<exp>/<frame>.png")
+    parser.add_argument("--data", required=True, help="benchmark root in its native layout")
     parser.add_argument(
         "--format", default="revos", choices=sorted(READERS), help="benchmark layout"
     )
@@ -43,29 +40,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(0/255 masks count false positives 255x); default: binary masks",
     )
     parser.add_argument("--workers", type=int, default=1, help="scoring processes")
-    parser.add_argument("--out", type=Path, default=None, help="write results JSON here")
+    parser.add_argument("--out", default=None, help="write results JSON here")
 
 
 def run(args: argparse.Namespace) -> int:
-    from jaxseg.data.readers import DataFormatError, read_dataset
+    from jaxseg.config import ConfigError
+    from jaxseg.data.readers import read_dataset
     from jaxseg.eval.aggregate import format_table, summarize
     from jaxseg.eval.scoring import score_all
+    from jaxseg.paths import as_path, local_dir
 
-    if not args.pred.is_dir():
-        print(f"error: --pred {args.pred} is not a directory", file=sys.stderr)
-        return 2
-    try:
-        index = read_dataset(args.format, args.data, args.split, skip_bad=args.skip_bad)
-        if len(index) and not index[0].has_masks:
-            print(f"error: {args.data} ({args.format}) has no ground-truth masks", file=sys.stderr)
-            return 2
-        pred = _prediction_root(args.pred, index)
-        scores, bad_predictions = score_all(
-            index, pred, skip_bad=args.skip_bad, workers=args.workers, visa_raw=args.visa_raw
+    if not as_path(args.pred).is_dir():
+        raise NotADirectoryError(f"--pred {args.pred} is not a directory")
+    data = local_dir(args.data)  # a bucket: a cached local copy
+    index = read_dataset(args.format, data, args.split, skip_bad=args.skip_bad)
+    if len(index) and not index[0].has_masks:
+        raise ConfigError(f"{args.data} ({args.format}) has no ground-truth masks")
+    pred = _prediction_root(local_dir(args.pred, cache=False), index)
+    videos = sorted({r.video_id for r in index})
+    if videos and not any((pred / v).is_dir() for v in videos):
+        hint = ""
+        if (pred / "pred").is_dir():
+            hint = f" (did you mean {str(args.pred).rstrip('/')}/pred?)"
+        raise ConfigError(
+            f"--pred {args.pred} matches no prediction: none of the {len(videos)} videos of "
+            f"{args.data} ({', '.join(videos[:3])}{', ...' if len(videos) > 3 else ''}) has a "
+            f"folder <video>/<exp>/<frame>.png there{hint}"
         )
-    except DataFormatError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    scores, bad_predictions = score_all(
+        index, pred, skip_bad=args.skip_bad, workers=args.workers, visa_raw=args.visa_raw
+    )
     summary = summarize(scores, args.format)
     missing = sum(s.status == "missing" for s in scores)
     print(f"{args.format}: {len(scores)} expressions scored from {args.pred}")
@@ -87,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
             "skipped": [str(e) for e in skipped],
             "expressions": [s.as_dict() for s in scores],
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(_finite(result), indent=2))
+        out = as_path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(_finite(result), indent=2))
         print(f"wrote {args.out}")
     return 0
 

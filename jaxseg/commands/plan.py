@@ -1,12 +1,13 @@
 """`jaxseg plan`: per-device memory and step time of a config on a TPU slice or GPU cluster.
 
     jaxseg plan --config qwen2_5_vl_3b_grpo --topology v5p-32
-    jaxseg plan --config qwen2_5_vl_3b_grpo:remat=full --topology 8xH100 train.micro_batch=8
+    jaxseg plan --config qwen2_5_vl_3b_grpo:remat=full --topology 8xH100 --set train.micro_batch=8
     jaxseg plan --config qwen2_5_vl_3b_grpo --topology v5p-32 --measure   # XLA's own numbers
 
 Prints every quantity with the arithmetic behind it (jaxseg/parallel/planner.py), then the
 same plan under each remat policy in one line each, and exits 1 when the config (with its own
-`train.remat`) does not fit, so a launch script can refuse it.
+`model.remat`) does not fit, so a launch script can refuse it; a bad request (unknown
+topology, config or field) is `jaxseg: error: ...` with exit 2.
 """
 
 from __future__ import annotations
@@ -27,29 +28,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="decoder activations from XLA's buffer assignment of the real model on this "
         "machine's backend (run on the TPU/GPU host for its numbers; CPU: remat none only)",
     )
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rl.group_size=4")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field (repeatable), e.g. --set rl.group_size=4",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from jaxseg.config import ConfigError, load_config
-    from jaxseg.parallel.mesh import MeshError
-    from jaxseg.parallel.planner import (
-        PlanError,
-        format_plan,
-        format_remat_options,
-        plan,
-        remat_options,
-    )
-    from jaxseg.parallel.topology import TopologyError, parse_topology
+    from jaxseg.parallel.planner import format_plan, format_remat_options, plan, remat_options
+    from jaxseg.parallel.topology import parse_topology
 
+    config = load_config(args.config, args.set)
+    topology = parse_topology(args.topology)
     try:
-        config = load_config(args.config, args.overrides)
-        topology = parse_topology(args.topology)
         result = plan(config, topology, measure=args.measure)
         options = remat_options(config, topology)
-    except (ConfigError, PlanError, MeshError, TopologyError, KeyError) as err:
-        print(f"jaxseg plan: {err}")
-        return 2
+    except KeyError as err:  # a config without a block the planner needs
+        raise ConfigError(f"{args.config}: the planner needs config field {err}") from err
     print(format_plan(result))
     print()
     print(format_remat_options(options))

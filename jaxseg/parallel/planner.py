@@ -6,9 +6,8 @@ Everything is computed from the model as built here and the sharding rules the r
   per-device shard shapes (`nnx.eval_shape` model + `state_shardings` / `named_sharding` on an
   `AbstractMesh` of the slice), so replication of indivisible dimensions is counted exactly;
 * activations follow the ops of jaxseg/models/qwen2_5_vl (eager attention materialises
-  `[H, S, S]` scores; see `_layer_elements`), per remat policy (`train.remat`, the names the
-  model's per-block remat takes, jaxseg/models/remat.py; the trainer reads it as
-  `model.remat`):
+  `[H, S, S]` scores; see `_layer_elements`), per remat policy (`model.remat`, the names the
+  model's per-block remat takes, jaxseg/models/remat.py; the trainer runs with the same field):
     none          - no rematerialisation: every intermediate of every layer is kept;
     dots_saveable - each block under `nnx.remat(policy=dots_saveable)`: matmul outputs kept,
                     elementwise ops recomputed (no extra matmul FLOPs);
@@ -224,9 +223,14 @@ def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False
     text, vis = mcfg.text, mcfg.vision
     b = _dtype_bytes(model_cfg["dtype"], "model.dtype")
     pb = _dtype_bytes(model_cfg["param_dtype"], "model.param_dtype")
-    remat = train["remat"]
+    if "remat" in train:  # one source: the trainer's model.remat
+        raise PlanError(
+            "train.remat is not a field any more: the planner reads model.remat, the setting "
+            "the trainer runs with (set that one)"
+        )
+    remat = model_cfg.get("remat", "none")
     if remat not in REMAT:
-        raise PlanError(f"train.remat = {remat!r}; expected one of {REMAT}")
+        raise PlanError(f"model.remat = {remat!r}; expected one of {REMAT}")
     sampler_weights = rl.get("sampler_weights", "train")
     if sampler_weights not in SAMPLER_WEIGHTS:
         raise PlanError(
@@ -538,14 +542,14 @@ def remat_options(config: Mapping[str, Any], topology: Topology) -> dict[str, Pl
     base = config if isinstance(config, ConfigDict) else ConfigDict(config)
     for policy in REMAT:
         variant = base.copy_and_resolve_references()
-        variant.train.remat = policy
+        variant.model.remat = policy
         plans[policy] = plan(variant, topology)
     return plans
 
 
 def format_remat_options(plans: Mapping[str, Plan]) -> str:
     """One line per remat policy: peak GB per device (train phase), step time, verdict."""
-    out = ["remat policies (train.remat; the model's per-block nnx.remat)"]
+    out = ["remat policies (model.remat; the model's per-block nnx.remat)"]
     for policy, p in plans.items():
         step = sum(x.value for x in p.time)
         verdict = "fits" if p.fits else "DOES NOT FIT"

@@ -45,7 +45,17 @@ def test_plan_lists_every_remat_policy(capsys):
 
 def test_bad_topology_or_override_exits_2(capsys):
     assert main(["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "v9-32"]) == 2
-    assert "unknown topology" in capsys.readouterr().out
-    rc = main(["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "8xH100", "rl.groups=4"])
+    assert "jaxseg: error: unknown topology" in capsys.readouterr().err
+    rc = main(
+        ["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "8xH100", "--set", "rl.groups=4"]
+    )
     assert rc == 2
-    assert "rl.groups" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert err.startswith("jaxseg: error:") and "rl.groups" in err
+    assert "did you mean 'rl.group_size'?" in err
+
+
+def test_plan_takes_set_like_every_command(capsys):
+    args = ["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "v5p-32"]
+    assert main([*args, "--set", "model.remat='full'", "--set", "train.micro_batch=32"]) == 0
+    assert "-> fits" in capsys.readouterr().out

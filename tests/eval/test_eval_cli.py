@@ -125,7 +125,8 @@ def test_missing_and_bad_predictions(tmp_path, capsys):
     write_prediction_pngs(tmp_path / "pred", "v0", "1", ["00000"], np.zeros((1, 8, 8), bool))
     code, _ = run_eval(tmp_path)
     err = capsys.readouterr().err
-    assert code == 1 and "v0/1/00000.png" in err and "disagrees with the GT size" in err
+    assert code == 2 and err.startswith("jaxseg: error:")
+    assert "v0/1/00000.png" in err and "disagrees with the GT size" in err
     with pytest.warns(UserWarning, match="00000.png"):
         code, result = run_eval(tmp_path, "--skip-bad")
     assert code == 0 and len(result["skipped"]) == 1
@@ -160,3 +161,14 @@ def test_visa_raw_r_counts_255_valued_false_positives_255_times(tmp_path):
     _, raw01 = run_eval(tmp_path, "--visa-raw")
     r01 = {(e["video_id"], e["exp_id"]): e["R"] for e in raw01["expressions"]}
     assert r01[("v0", "0")] == pytest.approx(0.8)
+
+
+def test_pred_that_matches_nothing_fails(tmp_path, capsys):
+    """A --pred one level off (the run's eval/<tag> instead of eval/<tag>/pred) scores
+    nothing: an error with exit 2 and the folder meant, not a table of zeros."""
+    write_revos(tmp_path / "data", fixture_videos(), split="valid")
+    write_gt_as_prediction(tmp_path / "data", tmp_path / "run" / "pred")
+    rc = cli.main(["eval", "--pred", str(tmp_path / "run"), "--data", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("jaxseg: error: --pred")
+    assert "matches no prediction" in err and f"did you mean {tmp_path / 'run'}/pred?" in err

@@ -121,8 +121,8 @@ def test_vision_patches_use_the_processors_resize():
 def test_bad_configs_name_the_field():
     with pytest.raises(PlanError, match="train.micro_batch"):
         _plan("micro_batch=8")
-    with pytest.raises(PlanError, match="train.remat"):
-        _plan(overrides=["train.remat='most'"])
+    with pytest.raises(PlanError, match="model.remat"):
+        _plan(overrides=["model.remat='most'"])
     with pytest.raises(PlanError, match="plan.mfu"):
         _plan(overrides=["plan.mfu=1.5"])
 
