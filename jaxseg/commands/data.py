@@ -72,17 +72,24 @@ def _run_synth(args: argparse.Namespace) -> int:
     if args.split != "both":
         splits = {args.split: splits[args.split]}
     start = time.perf_counter()
+    from jaxseg.paths import as_path, is_remote, staged_dir
+
+    out = as_path(args.out)
+    if is_remote(out) and out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise SystemExit(f"jaxseg data synth: {out} is not empty (pass --overwrite)")
     try:
-        summary = write_benchmark(
-            args.out, splits, args.seed, cfg, overwrite=args.overwrite, progress=not args.quiet
-        )
+        with staged_dir(out) as local:  # a bucket (gs://...): written locally, uploaded
+            summary = write_benchmark(
+                local, splits, args.seed, cfg, overwrite=args.overwrite, progress=not args.quiet
+            )
     except FileExistsError as err:
         raise SystemExit(f"jaxseg data synth: {err}") from None
     seconds = time.perf_counter() - start
     total = sum(splits.values())
     summary["seconds"] = round(seconds, 3)
     summary["videos_per_second"] = round(total / seconds, 2) if seconds > 0 else None
-    print(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1, default=str))
+    print(f"wrote {out}", file=sys.stderr)  # stdout is the JSON summary
     return 0
 
 

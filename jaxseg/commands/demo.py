@@ -5,7 +5,9 @@ evaluate it untrained -> single-frame grounding pretraining (the base skill a re
 -> cold-start SFT on the protocol's oracle traces -> evaluate ->
 GRPO with the classical mask backend -> evaluate -> report (markdown + PNGs) with J, F,
 J&F, R per query type for untrained / SFT / SFT+GRPO, reward and KL curves, mask overlays
-and example reasoning traces. Resumable: re-run on the same --workdir.
+and example reasoning traces. Resumable: re-run on the same --workdir (with the same config:
+another is refused unless --allow-config-change). The benchmark is generated under the
+workdir (`<workdir>/data/synth`); the workdir may be a bucket (gs://...).
 """
 
 from __future__ import annotations
@@ -13,24 +15,27 @@ from __future__ import annotations
 import argparse
 import time
 
+PROTOCOLS = ("veason", "rcot", "o3", "revseg")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="demo", help="config spec (default: demo)")
-    parser.add_argument("--workdir", default="runs/demo", help="output directory")
-    parser.add_argument("--protocol", default=None, help="veason | rcot | o3 | revseg")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--quick", action="store_true", help="a few steps of each stage")
+    from jaxseg.commands.train import add_common_arguments
+
+    parser.add_argument("--config", default="demo", help="config spec: file.py[:arg] or a name")
+    parser.add_argument("--workdir", default="runs/demo", help="output directory (or gs://...)")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field"
+        "--protocol", default=None, choices=PROTOCOLS, help="protocol (default: the config's)"
     )
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: the config's)")
+    parser.add_argument("--quick", action="store_true", help="a few steps of each stage")
+    add_common_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from jaxseg.commands.train import ensure_data
+    from jaxseg.commands.train import check_protocol, ensure_data, print_written
     from jaxseg.config import load_config
     from jaxseg.eval.aggregate import format_table
-    from jaxseg.train.report import write_report
+    from jaxseg.train import progress as progress_lib
     from jaxseg.train.trainer import Experiment
 
     overrides = list(args.set)
@@ -40,10 +45,15 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"seed={args.seed}")
     spec = args.config + (":quick" if args.quick and ":" not in args.config else "")
     config = load_config(spec, overrides)
+    progress_lib.configure(config)
+    check_protocol(config)
     t0 = time.perf_counter()
     progress = not args.no_progress
-    ensure_data(config, progress=progress)
-    exp = Experiment(config, args.workdir, progress=progress)
+    ensure_data(config, progress=progress, workdir=args.workdir)
+    exp = Experiment(
+        config, args.workdir, progress=progress, allow_config_change=args.allow_config_change
+    )
+    say = print if progress_lib.process_index() == 0 else (lambda *a, **k: None)
     stages = (("init", None), ("pretrain", exp.pretrain), ("sft", exp.sft), ("grpo", exp.grpo))
     for tag, stage in stages:
         if stage is not None:
@@ -51,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         if tag == "pretrain":  # scored on held-out grounding, not with the protocol
             grounding = exp.workdir / "pretrain" / "grounding.json"
             if grounding.is_file():
-                print(f"\n[pretrain] held-out single-frame grounding: {grounding.read_text()}")
+                say(f"\n[pretrain] held-out single-frame grounding: {grounding.read_text()}")
             continue
         summary_path = exp.workdir / "eval" / tag / "summary.json"
         if not summary_path.is_file():
@@ -60,7 +70,48 @@ def run(args: argparse.Namespace) -> int:
             import json
 
             summary = json.loads(summary_path.read_text())
-        print(f"\n[{tag}] held-out {config.data.eval_split}:\n{format_table(summary)}")
-    report = write_report(exp.workdir, config.data.root)
-    print(f"\nreport: {report}  ({time.perf_counter() - t0:.0f} s)")
+        say(f"\n[{tag}] held-out {config.data.eval_split}:\n{format_table(summary)}")
+    report = _report(exp.workdir, config.data.root) if progress_lib.process_index() == 0 else None
+    say(f"\nreport: {report}  ({time.perf_counter() - t0:.0f} s)")
+    print_written(
+        config.data.root,
+        *(exp.workdir / n for n in ("config.json", "pretrain", "sft", "grpo", "eval")),
+        *([report] if report is not None else []),
+    )
     return 0
+
+
+def _report(workdir, data_root):
+    """write_report on the run; for a bucket workdir, on a local copy of what it reads
+    (config, metrics, evaluations), with the report's files uploaded back."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from jaxseg.paths import as_path, download, is_remote, local_dir, upload
+    from jaxseg.train.report import write_report
+
+    if not is_remote(workdir):
+        return write_report(workdir, data_root)
+    root = as_path(workdir)
+    tmp = Path(tempfile.mkdtemp(prefix="jaxseg-report-"))
+    try:
+        for name in ("config.json", *(f"{s}/{f}" for s in ("pretrain", "sft", "grpo")
+                                      for f in ("metrics.jsonl", "grounding.json"))):  # fmt: skip
+            if (root / name).is_file():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / name).write_bytes((root / name).read_bytes())
+        if (root / "eval").is_dir():
+            download(root / "eval", tmp / "eval")
+        before = {p for p in tmp.rglob("*") if p.is_file()}
+        report = write_report(tmp, local_dir(data_root))
+        out = tmp / "_out"
+        for path in tmp.rglob("*"):
+            if path.is_file() and path not in before:
+                target = out / path.relative_to(tmp)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+        upload(out, root)
+        return root / report.relative_to(tmp).as_posix()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="run directory (jaxseg train/demo)")
-    parser.add_argument("--stage", choices=("latest", "sft", "grpo"), default="latest")
+    parser.add_argument("--stage", choices=("latest", "pretrain", "sft", "grpo"), default="latest")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument(
         "--layout",
@@ -46,11 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_dir = Path(args.checkpoint)
-    out = Path(args.out)
+    from jaxseg.paths import as_path, is_remote, local_dir, upload
+
+    # a bucket run (gs://...) is read through epath; a bucket --out is written locally first
+    remote_run, remote_out = is_remote(args.checkpoint), is_remote(args.out)
+    run_dir = as_path(args.checkpoint) if remote_run else Path(args.checkpoint)
+    out = Path(tempfile.mkdtemp(prefix="jaxseg-export-")) / "out" if remote_out else Path(args.out)
     if not (run_dir / "config.json").is_file():
         raise SystemExit(f"{run_dir}: not a jaxseg run directory (no config.json)")
-    check_target(out, run_dir, overwrite=args.overwrite)  # before the (slow) load
+    target = as_path(args.out)
+    if remote_out and target.is_dir() and any(target.iterdir()) and not args.overwrite:
+        raise SystemExit(f"--out {args.out}: not empty; pass --overwrite or choose another")
+    check_target(out, None if remote_run else run_dir, overwrite=args.overwrite)
 
     from jaxseg.train.trainer import Experiment
 
@@ -67,15 +74,21 @@ def run(args: argparse.Namespace) -> int:
     files = write_export(
         exp.model,
         out,
-        run_dir=run_dir,
-        reference_dir=exp.workdir / "processor",
+        run_dir=None if remote_run else run_dir,
+        reference_dir=local_dir(exp.workdir / "processor"),
         layout=args.layout,
         dtype=args.dtype,
         overwrite=args.overwrite,
         generation=generation_config(exp),
         card=model_card(info, dtype=args.dtype, layout=args.layout),
     )
-    print(f"exported the {stage} policy to {out} ({len(files)} weight file(s), {args.dtype})")
+    if remote_out:
+        if args.overwrite and target.is_dir():
+            target.rmtree()
+        upload(out, target)
+        shutil.rmtree(out.parent, ignore_errors=True)
+    print(f"exported the {stage} policy to {target} ({len(files)} weight file(s), {args.dtype})")
+    print(f"wrote {target}")
     return 0
 
 

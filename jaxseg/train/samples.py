@@ -15,6 +15,7 @@ import numpy as np
 from jaxseg.data.readers import read_dataset
 from jaxseg.data.readers.common import field_of, int_of, load_json, videos_of
 from jaxseg.data.readers.errors import BadInputPolicy, DataFormatError
+from jaxseg.paths import local_dir
 from jaxseg.protocols.sample import EpisodeSample, from_record, synth_description
 
 
@@ -62,7 +63,7 @@ class SampleSource:
         cache_size: int = 256,
         skip_bad: bool = False,
     ):
-        self.root = Path(root)
+        self.root = local_dir(root)  # a bucket's dataset is read from a local copy
         self.split = split
         self.index = read_dataset(format, self.root, split, skip_bad=skip_bad)
         policy = BadInputPolicy(skip_bad)

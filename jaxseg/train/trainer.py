@@ -46,7 +46,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
-from tqdm.auto import tqdm
 
 from jaxseg.data.chat import ChatEncoder
 from jaxseg.data.tokenizer import (
@@ -69,6 +68,7 @@ from jaxseg.parallel.hosts import (
     local_replica,
 )
 from jaxseg.parallel.placement import place, place_batch, run_mesh
+from jaxseg.paths import as_path, local_dir, staged_dir
 from jaxseg.protocols.policy import without_meta
 from jaxseg.protocols.registry import make_eval_protocol, make_protocol
 from jaxseg.rl import advantages as adv_lib
@@ -87,6 +87,7 @@ from .faults import NonFiniteGuard
 from .lora import LoRAConfig, adapted, adapter_params, has_lora, load_adapters, merged_params
 from .lora import trainable as trainable_params
 from .metrics import MetricsLogger
+from .progress import tqdm  # bars on a terminal, log lines on a cluster (process 0)
 from .rollouts import (
     RecordedEpisode,
     reward_summary,
@@ -94,6 +95,7 @@ from .rollouts import (
     run_recorded,
     sft_example,
 )
+from .runconfig import resolve_workdir, save_run_config
 from .samples import SampleSource
 from .steps import OptimizerConfig, SFTLoss, make_optimizer, sequence_logprobs, train_step
 
@@ -131,16 +133,23 @@ def _chunks(items: list, size: int) -> list[list]:
 class Experiment:
     """Builds the run's parts from `config`; `sft()`, `grpo()` and `evaluate()` do the work."""
 
-    def __init__(self, config: ConfigDict, workdir: str | Path, *, progress: bool = True):
-        self.config = config
-        self.workdir = Path(workdir)
+    def __init__(
+        self,
+        config: ConfigDict,
+        workdir: str | Path,
+        *,
+        progress: bool = True,
+        allow_config_change: bool = False,
+    ):
+        self.config = resolve_workdir(config, workdir)  # "{workdir}/data/synth" -> the run's
+        self.workdir = as_path(workdir)  # local or a bucket (gs://...)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.progress = progress
         # Multi-host (launch/): join the jax.distributed job first; a no-op for one process.
         # Every process computes; only process 0 writes files (hosts.is_writer).
         self.process = initialize(config.get("distributed"))
-        if is_writer():
-            (self.workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+        # a re-run with another config is refused, naming the keys (runconfig.py)
+        save_run_config(self.workdir, config, allow_change=allow_config_change, write=is_writer())
         self.processor = self._processor()
         self.encoder = ChatEncoder(self.processor)
         self.ids = special_token_ids(self.processor.tokenizer)
@@ -161,7 +170,7 @@ class Experiment:
     @classmethod
     def from_workdir(cls, workdir: str | Path, *, progress: bool = True) -> Experiment:
         """Rebuilds a run's experiment from its saved config.json (e.g. for export)."""
-        path = Path(workdir) / "config.json"
+        path = as_path(workdir) / "config.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: not a jaxseg run directory")
         return cls(ConfigDict(json.loads(path.read_text())), workdir, progress=progress)
@@ -179,15 +188,16 @@ class Experiment:
         saved = (path / "tokenizer.json").is_file()
         barrier("processor")  # every host has looked before process 0 writes
         if saved:
-            return load_processor(path)
+            return load_processor(local_dir(path))
         src = self.config.model.processor
         processor = (
             build_processor(build_tokenizer(), family=self.config.model.get("family", "qwen2_5_vl"))
             if src == "synthetic"
-            else load_processor(src)
+            else load_processor(local_dir(src))
         )
         if is_writer():
-            save_processor(processor, path)
+            with staged_dir(path) as local:
+                save_processor(processor, local)
         return processor
 
     def _model(self) -> nnx.Module:
@@ -251,7 +261,7 @@ class Experiment:
         return policy
 
     def _logger(self, stage: Path) -> MetricsLogger | Discard:
-        return MetricsLogger(stage) if is_writer() else Discard()
+        return MetricsLogger.from_config(stage, self.config) if is_writer() else Discard()
 
     def _batches(self, examples: list[dict], micro_batch: int) -> list[PolicyBatch]:
         return [
