@@ -4,6 +4,9 @@ The demo's learning claim needs a policy that finds the queried object in a fram
 tiny Qwen2.5-VL does not (README, "stage-0 grounding"); this script separates the reasons on
 single frames, with the demo's model, processor, optimizer and SFT loss (jaxseg.train.steps):
 
+    grid-cell      one square on a dark background; answer which cell of a 4x4 grid holds its
+                   centre, one letter A-P (location alone, as ../probes/locate_probe.py asks of
+                   transformers' own models)
     frame-colour   the whole frame is one palette colour; answer its name   (a global cue)
     object-colour  one object on a world background; answer its colour      (find a small thing)
     object-box     one object; answer its box [x1, y1, x2, y2]               (find it, say where)
@@ -14,6 +17,8 @@ Each evaluation prints the greedy answers' score on held-out items next to the s
 giving the most frequent training answer (colour) or the mean training box (box), so "learnt"
 means "beats the prior".
 
+    python bench/probe_vision.py --task grid-cell --family qwen3_vl --steps 2000 --eval-every 250
+    python bench/probe_vision.py --task grid-cell --family qwen2_5_vl --steps 2000 --eval-every 250
     python bench/probe_vision.py --task object-colour --steps 300
     python bench/probe_vision.py --task object-box --radius-scale 3.5 --ramp 16
     python bench/probe_vision.py --task scene-box --steps 6000 --eval-every 500
@@ -29,7 +34,8 @@ import time
 
 import numpy as np
 
-TASKS = ("frame-colour", "object-colour", "object-box", "scene-box")
+TASKS = ("grid-cell", "frame-colour", "object-colour", "object-box", "scene-box")
+CELLS = "ABCDEFGHIJKLMNOP"
 
 
 def synthetic_items(task: str, count: int, rng, *, size: int, ramp: float, radius_scale: float):
@@ -43,6 +49,18 @@ def synthetic_items(task: str, count: int, rng, *, size: int, ramp: float, radiu
     names = list(COLOURS)
     items = []
     for _ in range(count):
+        if task == "grid-cell":  # locate_probe.py's task: a square of side S/8, 4x4 cells
+            img = np.zeros((size, size, 3), np.uint8) + rng.integers(0, 80, 3).astype(np.uint8)
+            s = size // 8
+            cx, cy = (int(v) for v in rng.integers(s // 2, size - s // 2, 2))
+            img[cy - s // 2 : cy - s // 2 + s, cx - s // 2 : cx - s // 2 + s] = rng.integers(
+                120, 256, 3
+            )
+            cell = CELLS[(cy * 4 // size) * 4 + cx * 4 // size]
+            items.append(
+                (img, "Which cell of the 4x4 grid holds the square? One letter A-P.", cell)
+            )
+            continue
         img = np.full((size, size, 3), rng.uniform(45, 120)) + position_ramp(size, ramp)
         colour = names[rng.integers(len(names))]
         r = rng.uniform(0.05, 0.11) * size * radius_scale  # the world's small..large radii
@@ -81,7 +99,7 @@ def conversation(item, with_answer: bool):
 
 def score(task: str, texts, items, train) -> tuple[float, float]:
     """(policy score, prior score): exact-answer accuracy for colours, mean box IoU for boxes."""
-    if task.endswith("colour"):
+    if task.endswith("colour") or task == "grid-cell":
         common = collections.Counter(x[2] for x in train).most_common(1)[0][0]
         acc = np.mean([(t or "").strip() == x[2] for t, x in zip(texts, items)])
         return float(acc), float(np.mean([x[2] == common for x in items]))
@@ -103,8 +121,11 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--model-size", default="tiny", help="jaxseg.models.qwen2_5_vl presets")
-    ap.add_argument("--image-size", type=int, default=112)
+    ap.add_argument("--family", default="qwen3_vl", help="jaxseg.models.family name")
+    ap.add_argument("--model-size", default="tiny", help="the family's preset")
+    ap.add_argument(
+        "--image-size", type=int, default=None, help="default: 8x8 patches (112 / 128 px)"
+    )
     ap.add_argument("--ramp", type=float, default=0.0, help="background position ramp amplitude")
     ap.add_argument("--radius-scale", type=float, default=1.0, help="x the world's object radii")
     ap.add_argument("--train-items", type=int, default=3000)
@@ -118,14 +139,17 @@ def main() -> int:
 
     from jaxseg.commands.train import ensure_data
     from jaxseg.config import load_config
+    from jaxseg.models.family import get_family
     from jaxseg.sampling.filters import SamplingParams
     from jaxseg.train.steps import OptimizerConfig, SFTLoss, make_optimizer, train_step
     from jaxseg.train.trainer import Experiment
 
+    if args.image_size is None:
+        args.image_size = 8 * get_family(args.family).image_processor["patch_size"]
     tmp = tempfile.mkdtemp(prefix="probe_vision_")
     root = args.data_root or f"{tmp}/data"
     cfg = load_config(
-        f"synthetic_tiny:size={args.model_size},seed={args.seed}",
+        f"synthetic_tiny:size={args.model_size},family={args.family},seed={args.seed}",
         [f"data.root={root}", f"data.synth.position_ramp={args.ramp}"],
     )
     if args.task == "scene-box":
@@ -156,7 +180,8 @@ def main() -> int:
         )
 
     print(
-        f"task {args.task}  model {args.model_size}  ramp {args.ramp}  radius x{args.radius_scale}"
+        f"task {args.task}  model {args.family} {args.model_size}  image {args.image_size} px  "
+        f"ramp {args.ramp}  radius x{args.radius_scale}  batch {args.batch}  lr {args.lr}"
     )
     t0 = time.time()
     loss = float("nan")

@@ -1,0 +1,196 @@
+"""`jaxseg base`: train (or resume) the grounded base and ship it as an HF checkpoint.
+
+    jaxseg base --workdir runs/base --out assets/base/qwen3_vl_tiny          # = make base
+    jaxseg base --workdir runs/base --out assets/base/qwen3_vl_tiny --steps 0  # ship what is there
+
+1. the `pretrain` stage of `--config` (default `synthetic_base`: a tiny Qwen3-VL on the base
+   curriculum, jaxseg.train.base_tasks), resumed from its last checkpoint, up to `--steps`
+   (0: no training, evaluate and ship the newest checkpoint);
+2. the held-out evaluation of every base task next to its trivial prior, in the shipped dtype
+   (float16 by default) as well as in training precision;
+3. the export (safetensors + config + processor + generation_config + a model card with the
+   recipe command, data seed, steps, wall time and the numbers), written atomically into
+   `--out`, only when its held-out box IoU beats the card already there (every committed
+   version stays in git history: ship only improvements), or with `--force`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .train import add_common_arguments
+
+CARD_FILE = "README.md"
+SCORES_FILE = "base_scores.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="synthetic_base", help="config spec (pretrain stage)")
+    parser.add_argument("--workdir", default="runs/base", help="the base's run directory")
+    parser.add_argument("--out", default="assets/base/qwen3_vl_tiny", help="where to ship it")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="train up to this step (0: ship what is there)"
+    )
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float16")
+    parser.add_argument(
+        "--force", action="store_true", help="ship even if the shipped base scores higher"
+    )
+    parser.add_argument("--eval-items", type=int, default=None, help="held-out items per task")
+    add_common_arguments(parser)
+
+
+def wall_time(metrics_path: Path, gap: float = 120.0) -> float:
+    """Seconds of training in `metrics.jsonl`: the sum of gaps between consecutive train
+    records, gaps over `gap` s (the run was stopped and resumed) left out."""
+    times = []
+    for line in metrics_path.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("kind") == "train" and "time" in row:
+            times.append(float(row["time"]))
+    return float(sum(b - a for a, b in zip(times, times[1:]) if 0 < b - a < gap))
+
+
+def card(info: dict) -> str:
+    s = info["scores"]
+    box = s["box"]
+    rows = []
+    for task, row in s.items():
+        if task == "absent":
+            rows.append(f"| absent | answers no target on {100 * row['iou']:.0f}% | - |")
+        elif "iou" in row:
+            prior = row.get("prior_mean_box_iou")
+            over = f", IoU>0.5 on {100 * row['iou>0.5']:.0f}%" if "iou>0.5" in row else ""
+            rows.append(
+                f"| {task} | IoU {row['iou']:.3f}{over} | "
+                + (f"mean box IoU {prior:.3f} |" if prior is not None else "- |")
+            )
+        else:
+            rows.append(
+                f"| {task} | accuracy {row['accuracy']:.3f} | always "
+                f"'{row['majority_answer']}': {row['prior_majority']:.3f} |"
+            )
+    return "\n".join(
+        [
+            "---",
+            "library_name: transformers",
+            "pipeline_tag: image-text-to-text",
+            "tags: [jaxseg, qwen3_vl, synthetic, grounding]",
+            "---",
+            "",
+            "# jaxseg grounded base: tiny Qwen3-VL, pretrained from scratch on the synthetic world",
+            "",
+            "The base the demo and tests start from (the seeds start from a pretrained Qwen-VL "
+            "that already grounds; none can be downloaded here, so this one is built and shipped "
+            "in the repository). Architecture: transformers' `Qwen3VLForConditionalGeneration` "
+            f"({info['params']:,} parameters, {info['dtype']}).",
+            "",
+            f"- recipe: `{info['command']}`",
+            f"- config: `{info['config']}`; data: `jaxseg.data.synth` generator seed "
+            f"{info['data_seed']}, split `{info['train_split']}` (fresh videos every step; "
+            f"held-out: split `{info['eval_split']}`, never trained on)",
+            f"- steps: {info['steps']} x batch {info['batch_size']}; training wall time "
+            f"{info['wall_time_s'] / 3600:.2f} h on {info['machine']}",
+            "",
+            "Held-out scores (greedy decoding, "
+            f"{info['eval_items']} items per task, in {info['dtype']}; "
+            f"{info['train_dtype']}: box IoU {info['train_precision_box_iou']:.3f}):",
+            "",
+            "| task | base | trivial prior |",
+            "|---|---|---|",
+            *rows,
+            "",
+            f"Referring grounding: box IoU {box['iou']:.3f} (IoU > 0.5 on "
+            f"{100 * box['iou>0.5']:.0f}% of frames) vs {box['prior_mean_box_iou']:.3f} for "
+            "always answering the mean box.",
+            "",
+        ]
+    )
+
+
+def shipped_box_iou(out: Path) -> float | None:
+    path = out / SCORES_FILE
+    if not path.is_file():
+        return None
+    return float(json.loads(path.read_text())["scores"]["box"]["iou"])
+
+
+def run(args: argparse.Namespace) -> int:
+    import platform
+
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jaxseg.config import load_config
+
+    from .export import _cast, generation_config, write_export
+    from .train import run_stages
+
+    config = load_config(args.config, args.set)
+    if args.steps is not None and args.steps > 0:
+        config.pretrain.steps = args.steps
+    if args.eval_items:
+        config.pretrain.eval_items = args.eval_items
+    workdir = Path(args.workdir)
+    if args.steps != 0:
+        run_stages(
+            config,
+            workdir,
+            ["pretrain"],
+            progress=not args.no_progress,
+            allow_config_change=True,  # --steps grows the run: its config records each change
+        )
+    from jaxseg.train.trainer import Experiment
+
+    exp = Experiment(config, workdir, progress=False, allow_config_change=True)
+    if exp.load_stage("pretrain") is None:
+        raise SystemExit(f"{workdir}: no pretrain checkpoint to ship (train first)")
+    metrics = [
+        json.loads(x) for x in (workdir / "pretrain" / "metrics.jsonl").read_text().splitlines()
+    ]
+    step = max(int(r["step"]) + 1 for r in metrics if r.get("kind") == "train")
+    train_dtype = str(jnp.dtype(config.model.dtype))
+    full = exp.base_eval()
+    exp.model = _cast(exp.model, args.dtype)
+    shipped = exp.base_eval()
+    print(json.dumps({"train_precision": full, args.dtype: shipped}, indent=2))
+    out = Path(args.out)
+    before = shipped_box_iou(out)
+    if before is not None and shipped["box"]["iou"] <= before and not args.force:
+        print(
+            f"not shipped: held-out box IoU {shipped['box']['iou']:.3f} does not beat the shipped "
+            f"base's {before:.3f} ({out}); --force ships it anyway"
+        )
+        return 0
+    b = config.pretrain.base
+    info = {
+        "command": f"jaxseg base --config {args.config} --workdir {args.workdir} --out {args.out}",
+        "config": args.config,
+        "data_seed": int(b.seed),
+        "train_split": b.train_split,
+        "eval_split": b.eval_split,
+        "steps": step,
+        "batch_size": int(config.pretrain.batch_size),
+        "wall_time_s": wall_time(workdir / "pretrain" / "metrics.jsonl"),
+        "machine": f"{platform.machine()} CPU",
+        "eval_items": int(config.pretrain.eval_items),
+        "dtype": args.dtype,
+        "train_dtype": train_dtype,
+        "train_precision_box_iou": full["box"]["iou"],
+        "params": sum(v.size for _, v in nnx.to_flat_state(nnx.state(exp.model, nnx.Param))),
+        "scores": shipped,
+    }
+    write_export(
+        exp.model,
+        out,
+        run_dir=workdir,
+        reference_dir=workdir / "processor",
+        overwrite=True,
+        generation=generation_config(exp),
+        card=card(info),
+    )
+    (out / SCORES_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    print(f"shipped the step-{step} base to {out} (box IoU {shipped['box']['iou']:.3f})")
+    print(f"wrote {out}")
+    return 0
