@@ -122,17 +122,33 @@ def _terms_table(terms: dict[str, Any], title: str) -> str:
     )
 
 
-class _Video:
-    """One record's frames (lazily read), ground truth and predicted masks."""
+class _Frames:
+    """A video's frames, read once, and their thumbnails, encoded once (several expressions
+    and stages share a video)."""
 
-    def __init__(self, record, pred_dir: Path):
+    def __init__(self, paths):
+        from PIL import Image
+
+        self.frames = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+        self.colour = pick_mark_colour(self.frames)
+        self._thumbs: dict[int, str] = {}
+
+    def thumb(self, pos: int) -> str:
+        if pos not in self._thumbs:
+            self._thumbs[pos] = png_data_uri(self.frames[pos])
+        return self._thumbs[pos]
+
+
+class _Video:
+    """One record's frames, ground truth and predicted masks."""
+
+    def __init__(self, record, pred_dir: Path, frames: _Frames):
         from PIL import Image
 
         self.record = record
         self.ids = [int(i) for i in record.frame_ids]
-        self.frames = np.stack(
-            [np.asarray(Image.open(p).convert("RGB")) for p in record.frame_paths]
-        )
+        self.shared = frames
+        self.frames = frames.frames
         self.gt = np.asarray(record.target_masks(list(range(record.num_frames))), bool)
         pred = []
         for name in record.frame_names:
@@ -141,7 +157,7 @@ class _Video:
         self.pred = (
             None if any(p is None for p in pred) else np.stack([p.astype(bool) for p in pred])
         )
-        self.colour = pick_mark_colour(self.frames)
+        self.colour = frames.colour
 
     def position(self, frame_id: int | None) -> int | None:
         if frame_id is None:
@@ -172,7 +188,7 @@ def _turn_html(turn: dict[str, Any], video: _Video | None) -> str:
             label = f"frame {fid}" + (" (keyframe given)" if key else "")
             thumbs.append(
                 f'<div class="thumb{key}"><img alt="{_e(label)}" '
-                f'src="{png_data_uri(video.frames[pos])}">{_e(label)}</div>'
+                f'src="{video.shared.thumb(pos)}">{_e(label)}</div>'
             )
         parts.append(
             f"<div>frames shown ({len(shown)}):</div>"
@@ -321,6 +337,7 @@ def build_page(
         return d if d not in ({}, None) else default
 
     sections, nav = [], []
+    videos: dict[str, _Frames] = {}
     for stage in stages:
         out = run_dir / "eval" / stage
         lines = (out / "traces.jsonl").read_text().splitlines()
@@ -341,7 +358,10 @@ def build_page(
             record = index.get(trace.get("sample_key"))
             video = None
             if record is not None:
-                video = _Video(record, out / "pred" / record.video_id / record.exp_id)
+                if record.video_id not in videos:
+                    videos[record.video_id] = _Frames(record.frame_paths)
+                pred_dir = out / "pred" / record.video_id / record.exp_id
+                video = _Video(record, pred_dir, videos[record.video_id])
             body.append(_episode_html(trace, record, video, f"{stage}-{i}", max_frames, fps))
         sections.append("\n".join(body))
 
