@@ -1,0 +1,140 @@
+"""The grounded base's curriculum data (jaxseg.train.base_tasks): every item's answer is true
+of its frame, the stream is a pure function of (seed, step), held-out videos are not training
+videos, and scoring gives perfect answers full marks and the priors what they earn."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxseg.data.synth.generate import generate_video
+from jaxseg.data.synth.world import SynthConfig
+from jaxseg.protocols.annotations import scale_boxes
+from jaxseg.train import base_tasks as bt
+
+
+@pytest.fixture(scope="module")
+def video():
+    return generate_video(3, "base_test", 0, SynthConfig())
+
+
+def _objects_in_frame(video, t):
+    return bt._frame_objects(video, t)
+
+
+def test_every_task_answer_is_true_of_its_frame(video):
+    rng = np.random.default_rng(0)
+    seen = set()
+    for t in range(video.frames.shape[0]):
+        objs = _objects_in_frame(video, t)
+        for task in bt.TASKS:
+            item = bt.make_item(rng, video, t, task, 112, f"v@{t}")
+            if item is None:
+                continue
+            seen.add(task)
+            assert item.image.shape == (112, 112, 3) and item.image.dtype == np.uint8
+            if task == "box":
+                (box,) = json.loads(item.answer)
+                shown = [
+                    np.round(scale_boxes(o["box"][None], video.frames.shape[1:3], (112, 112))[0])
+                    for o in objs
+                ]
+                assert any(np.array_equal(box, s) for s in shown)  # one visible object's box
+            elif task == "boxes":
+                assert len(json.loads(item.answer)) == len(item.boxes) >= 2
+                xs = [b[0] for b in item.boxes]
+                assert xs == sorted(xs)  # left to right
+            elif task == "absent":
+                assert item.answer == bt.NO_TARGET and len(item.boxes) == 0
+            elif task == "count":
+                assert item.answer.isdigit()
+            elif task == "colour":
+                assert item.answer in {o["colour"] for o in objs}
+    assert {"box", "count", "colour"} <= seen
+
+
+def test_box_phrases_name_exactly_one_visible_object(video):
+    rng = np.random.default_rng(1)
+    checked = 0
+    for t in range(video.frames.shape[0]):
+        objs = _objects_in_frame(video, t)
+        for _ in range(3):
+            item = bt.make_item(rng, video, t, "box", 140, "k")
+            if item is None:
+                continue
+            phrase = item.prompt.split('"the ')[1].split('"')[0]
+            hits = [
+                o
+                for o in objs
+                if all(
+                    w in (o["size"], o["colour"], o["shape"])
+                    for w in phrase.split()
+                    if w != "shape"
+                )
+            ]
+            assert len(hits) == 1, (phrase, [(o["size"], o["colour"], o["shape"]) for o in objs])
+            want = np.round(scale_boxes(hits[0]["box"][None], video.frames.shape[1:3], (140, 140)))
+            np.testing.assert_array_equal(item.boxes, want.astype(np.int64))
+            checked += 1
+    assert checked > 5
+
+
+def test_absent_phrases_match_nothing_and_counts_are_exact(video):
+    rng = np.random.default_rng(2)
+    for t in range(0, video.frames.shape[0], 3):
+        objs = _objects_in_frame(video, t)
+        flt = bt._absent_filter(rng, objs, video)
+        assert flt is None or not bt._matching(objs, flt)
+        item = bt.make_item(rng, video, t, "count", 112, "k")
+        if item is not None:
+            words = item.prompt.removeprefix("How many ").split(" are in")[0].split()
+            noun = words[-1]
+            flt = {"colour": words[0]} if len(words) == 2 else {}
+            if noun != "shapes":
+                flt["shape"] = noun[:-2] if noun.endswith("xes") else noun[:-1]
+            assert int(item.answer) == len(bt._matching(objs, flt))
+
+
+def test_stream_is_a_pure_function_of_seed_and_step():
+    stream = bt.BaseStream(seed=5, split="base_train", curriculum=bt.CurriculumConfig())
+    a, b = stream.batch(7, 6), stream.batch(7, 6)
+    assert [x.prompt for x in a] == [x.prompt for x in b]
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b, strict=True))
+    c = stream.batch(8, 6)
+    assert any(not np.array_equal(x.image, y.image) for x, y in zip(a, c, strict=True))
+    early = bt.CurriculumConfig()
+    assert early.weights_at(0) == {"box": 1.0}
+    assert set(early.weights_at(early.full_scene_step)) == set(bt.TASKS)
+    assert {x.task for x in stream.batch(0, 8)} == {"box"}
+
+
+def test_held_out_videos_are_not_training_videos():
+    cfg = SynthConfig()
+    train = [generate_video(7, "base_train", i, cfg).frames[0] for i in range(6)]
+    held = [generate_video(7, "base_heldout", i, cfg).frames[0] for i in range(6)]
+    assert not any(np.array_equal(a, b) for a in train for b in held)
+
+
+def test_scoring_perfect_answers_and_priors():
+    items = bt.eval_items(11, "base_heldout", 12, "box")
+    perfect = bt.score("box", [x.answer for x in items], items)
+    assert perfect["iou"] == pytest.approx(1.0) and perfect["iou>0.5"] == 1.0
+    assert 0 < perfect["prior_mean_box_iou"] < 0.5
+    garbage = bt.score("box", ["no idea"] * len(items), items)
+    assert garbage["iou"] == 0.0 and garbage["parse_ok"] == 0.0
+    absent = bt.eval_items(11, "base_heldout", 6, "absent")
+    assert bt.score("absent", ["no target"] * 6, absent)["iou"] == 1.0
+    assert bt.score("absent", ["[[1, 2, 3, 4]]"] * 6, absent)["iou"] == 0.0
+    counts = bt.eval_items(11, "base_heldout", 10, "count")
+    row = bt.score("count", [x.answer for x in counts], counts)
+    assert row["accuracy"] == 1.0 and 0 < row["prior_majority"] <= 1
+
+
+def test_parse_boxes():
+    assert bt.parse_boxes("[[1, 2, 3, 4], [5, 6, 7, 8]]").shape == (2, 4)
+    assert bt.parse_boxes("no target").shape == (0, 4)
+    assert bt.parse_boxes("[1, 2, 3, 4]") is None
+    assert bt.parse_boxes("[[1, 2, 3]]") is None
+    assert bt.parse_boxes(None) is None
