@@ -51,6 +51,7 @@ REMAT = tuple(REMAT_POLICIES)  # none, dots_saveable, full
 SAMPLER_WEIGHTS = ("train", "copy")
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 GB = 1e9
 
 
@@ -100,7 +101,8 @@ def model_config(path: str) -> PolicyConfig:
     """Any family's config from an HF config.json (its `model_type` picks the family)."""
     p = Path(path)
     if not p.is_absolute() and not p.exists():
-        p = REPO_ROOT / p
+        # a checkout's root, else the package ("configs/hf/..." is package data, jaxseg/configs)
+        p = next((b / p for b in (REPO_ROOT, PACKAGE_ROOT) if (b / p).exists()), REPO_ROOT / p)
     if p.is_dir():
         p = p / "config.json"
     try:
