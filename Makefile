@@ -27,10 +27,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/jaxseg demo
 
-# the grounded base (configs/synthetic_base.py): resumes runs/base, ships assets/base/qwen3_vl_tiny
+# the grounded base (configs/synthetic_base.py): resumes runs/base, ships jaxseg/assets/qwen3_vl_tiny
 # when its held-out grounding beats the shipped one (hours on 2 CPU cores; re-run to continue)
 base: $(STAMP)
-	$(BIN)/jaxseg base --workdir runs/base --out assets/base/qwen3_vl_tiny
+	$(BIN)/jaxseg base --workdir runs/base
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -2,9 +2,8 @@
 skills (referring boxes, plurals, "no target", counting, colours; jaxseg.train.base_tasks),
 on fresh frames from its own generator seed and split, never the benchmark's videos.
 
-    make base                     # = the two commands below
-    jaxseg train --config synthetic_base --workdir runs/base --stages pretrain
-    jaxseg export --checkpoint runs/base --stage pretrain --out assets/base/qwen3_vl_tiny --dtype float16
+    make base                     # = jaxseg base: train (resumable), evaluate, ship
+    jaxseg train --config synthetic_base --workdir runs/base --stages pretrain   # training only
 
 Resumable: re-running continues from the last checkpoint (every 250 steps); the stream of
 batches is a pure function of (seed, step), so a resumed run sees what an unbroken one would.

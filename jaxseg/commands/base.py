@@ -1,7 +1,7 @@
 """`jaxseg base`: train (or resume) the grounded base and ship it as an HF checkpoint.
 
-    jaxseg base --workdir runs/base --out assets/base/qwen3_vl_tiny          # = make base
-    jaxseg base --workdir runs/base --out assets/base/qwen3_vl_tiny --steps 0  # ship what is there
+    jaxseg base                      # = make base: resume runs/base, ship jaxseg/assets/qwen3_vl_tiny
+    jaxseg base --steps 0            # no training: evaluate and ship what is there
 
 1. the `pretrain` stage of `--config` (default `synthetic_base`: a tiny Qwen3-VL on the base
    curriculum, jaxseg.train.base_tasks), resumed from its last checkpoint, up to `--steps`
@@ -29,7 +29,11 @@ SCORES_FILE = "base_scores.json"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="synthetic_base", help="config spec (pretrain stage)")
     parser.add_argument("--workdir", default="runs/base", help="the base's run directory")
-    parser.add_argument("--out", default="assets/base/qwen3_vl_tiny", help="where to ship it")
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1] / "assets" / "qwen3_vl_tiny"),
+        help="where to ship it (default: the package's jaxseg/assets/qwen3_vl_tiny)",
+    )
     parser.add_argument(
         "--steps", type=int, default=None, help="train up to this step (0: ship what is there)"
     )

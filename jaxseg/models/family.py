@@ -204,6 +204,18 @@ def family_of_checkpoint(directory: str | Path) -> PolicyFamily:
     return get_family(model_type)
 
 
+def shipped_base(name: str = "qwen3_vl_tiny") -> Path:
+    """The directory of a base checkpoint shipped inside the package (`jaxseg/assets/<name>`,
+    built by `make base`): HF safetensors + config + processor, loadable by transformers."""
+    path = Path(__file__).resolve().parent.parent / "assets" / name
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path}: no shipped base {name!r} (build it with `make base`, or use "
+            "model.init=random)"
+        )
+    return path
+
+
 def load_pretrained(directory: str | Path, **kw) -> nnx.Module:
     """Any family's HF checkpoint (config.json + safetensors); `dtype`, `param_dtype`, `mesh`."""
     return family_of_checkpoint(directory).from_pretrained(directory, **kw)
