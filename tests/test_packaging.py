@@ -103,10 +103,13 @@ def test_config_names_resolve_from_the_installed_wheel(installed, tmp_path):
 def test_plan_with_the_3b_config_from_the_installed_wheel(installed, tmp_path):
     code = (
         "import sys; from jaxseg import cli; "
-        "sys.exit(cli.main(['plan', '--config', 'qwen2_5_vl_3b_grpo', '--topology', 'v5p-32']))"
+        "sys.exit(cli.main(['plan', '--config', 'qwen2_5_vl_3b_grpo:remat=full', "
+        "'--topology', 'v5p-32']))"
     )
     done = run_from(installed, code, tmp_path)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "3,754,622,976" in done.stdout  # the 3B's parameters, from configs/hf in the wheel
+    assert "-> fits" in done.stdout
 
 
 @pytest.mark.xfail(
