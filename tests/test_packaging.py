@@ -136,7 +136,8 @@ def test_saved_processor_loads_with_autoprocessor_without_torchvision(tmp_path):
     assert processor.image_processor is not None
 
 
-def test_remote_code_makes_a_saved_processor_load_with_autoprocessor(tmp_path):
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_remote_code_makes_a_saved_processor_load_with_autoprocessor(tmp_path, family):
     """The fix the xfail above waits for, applied by hand: jaxseg.data.hf_processing's
     add_remote_code on a saved processor folder; AutoProcessor (trust_remote_code) then
     builds a processor without torchvision that expands an image into its pad tokens."""
@@ -151,17 +152,20 @@ def test_remote_code_makes_a_saved_processor_load_with_autoprocessor(tmp_path):
 
     if importlib.util.find_spec("torchvision") is not None:
         pytest.skip("torchvision is installed: the case is loading without it")
-    path = save_processor(build_processor(build_tokenizer()), tmp_path / "processor")
+    processor = build_processor(build_tokenizer(), family=family)
+    path = save_processor(processor, tmp_path / "processor")
     add_remote_code(path)
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
-    assert type(processor).__name__ == "ImageOnlyQwen2_5_VLProcessor"
+    name = {"qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen3_vl": "Qwen3VLProcessor"}[family]
+    assert type(processor).__name__ == f"ImageOnly{name}"
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "hi"}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
     image = Image.fromarray(np.zeros((112, 112, 3), np.uint8))
     out = processor(text=[text], images=[image], return_tensors="np")
     t, h, w = out["image_grid_thw"][0]
     pads = int((out["input_ids"][0] == processor.image_token_id).sum())
-    assert pads == t * h * w // 4 and out["pixel_values"].shape[0] == t * h * w
+    merge = processor.image_processor.merge_size
+    assert pads == t * h * w // merge**2 and out["pixel_values"].shape[0] == t * h * w
     # without trust_remote_code transformers keeps its own (torchvision) class
     with pytest.raises(ImportError, match="[Tt]orchvision"):
         AutoProcessor.from_pretrained(path)
