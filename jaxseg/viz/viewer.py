@@ -106,7 +106,7 @@ def find_data_root(run_dir: Path, config: dict[str, Any], data_root: str | Path 
     root = (config.get("data") or {}).get("root")
     if not root:
         return None
-    root = Path(root)
+    root = Path(str(root).replace("{workdir}", str(run_dir)))  # a config saved unresolved
     bases = [Path()] if root.is_absolute() else [Path(), run_dir, *run_dir.resolve().parents]
     return next((b / root for b in bases if (b / root).is_dir()), None)
 
