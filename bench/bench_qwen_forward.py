@@ -1,4 +1,5 @@
-"""Forward-pass benchmark: jaxseg Qwen2.5-VL (jax.jit) vs transformers (torch eager / sdpa).
+"""Forward-pass benchmark: jaxseg Qwen2.5-VL / Qwen3-VL (jax.jit) vs transformers (torch
+eager / sdpa).
 
 Same random weights (the HF model is saved and loaded by `from_pretrained`), same inputs
 (an N-frame video + text prompt), same process. JAX compile time is reported separately; the
@@ -7,6 +8,7 @@ steady-state figure is the median of `--repeats` timed calls after one warm-up c
     python bench/bench_qwen_forward.py                  # 8 frames of 224x224, small config
     python bench/bench_qwen_forward.py --frames 16 --size 280 --repeats 5
     python bench/bench_qwen_forward.py --threads 1      # both libraries single-threaded
+    python bench/bench_qwen_forward.py --family qwen3_vl   # the same widths as Qwen3-VL
 
 On a shared CPU the figures move with the other processes' load: torch's default OpenMP pool
 degrades badly when cores are oversubscribed, XLA's much less. Calls are interleaved
@@ -26,6 +28,47 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 
 IMAGE, VIDEO, V_START, V_END = 1000, 1001, 1002, 1003
+
+
+def small_qwen3_config(attn: str):
+    """The small widths of `small_config` as Qwen3-VL: vision depth 8 with DeepStack after
+    blocks 1, 3, 5, text 4 layers (head_dim 64, interleaved M-RoPE)."""
+    from transformers import Qwen3VLConfig
+
+    return Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=1024,
+            hidden_size=256,
+            intermediate_size=704,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=64,
+            max_position_embeddings=8192,
+            rope_parameters={
+                "rope_type": "default",
+                "mrope_section": [12, 10, 10],
+                "mrope_interleaved": True,
+                "rope_theta": 5e6,
+            },
+            rms_norm_eps=1e-6,
+        ),
+        vision_config=dict(
+            depth=8,
+            hidden_size=128,
+            intermediate_size=342,
+            num_heads=4,
+            out_hidden_size=256,
+            patch_size=16,
+            num_position_embeddings=256,
+            deepstack_visual_indexes=[1, 3, 5],
+        ),
+        image_token_id=IMAGE,
+        video_token_id=VIDEO,
+        vision_start_token_id=V_START,
+        vision_end_token_id=V_END,
+        attn_implementation=attn,
+    )
 
 
 def small_config(attn: str):
@@ -82,6 +125,7 @@ def timed_interleaved(fns: dict, repeats: int) -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--family", default="qwen2_5_vl", choices=("qwen2_5_vl", "qwen3_vl"))
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--size", type=int, default=224, help="frame side in pixels (multiple of 28)")
     ap.add_argument("--text", type=int, default=48, help="text tokens around the video")
@@ -104,50 +148,54 @@ def main() -> int:
     import jax
     import jax.numpy as jnp
     import torch
+    import transformers
 
-    from jaxseg.models.qwen2_5_vl import from_pretrained, get_rope_index, vision_layout
+    from jaxseg.models.family import get_family
+
+    family = get_family(args.family)
+    make_config = small_qwen3_config if args.family == "qwen3_vl" else small_config
+    hf_class = getattr(transformers, family.architecture)
 
     if args.threads:
         torch.set_num_threads(args.threads)
     jax.config.update("jax_default_matmul_precision", "highest")  # fp32 like torch
 
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
     torch.manual_seed(0)
-    hf_eager = Qwen2_5_VLForConditionalGeneration(small_config("eager")).eval()
+    hf_eager = hf_class(make_config("eager")).eval()
     tmp = tempfile.mkdtemp()
     hf_eager.save_pretrained(tmp)
-    hf_sdpa = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        tmp, attn_implementation="sdpa"
-    ).eval()
-    model = from_pretrained(tmp)
+    hf_sdpa = hf_class.from_pretrained(tmp, attn_implementation="sdpa").eval()
+    model = family.from_pretrained(tmp)
     cfg = model.config
+    patch = cfg.vision.patch_size
 
-    grid = np.array([[args.frames // 2, args.size // 14, args.size // 14]])
+    grid = np.array([[args.frames // 2, args.size // patch, args.size // patch]])
     n_patches = int(grid.prod())
     rng = np.random.default_rng(0)
     pixels = rng.standard_normal((n_patches, cfg.vision.patch_dim)).astype(np.float32)
     half = args.text // 2
+    # Qwen2.5-VL: one placeholder run; Qwen3-VL: one per temporal patch behind a timestamp
+    runs = family.video_runs_per_grid(grid[0])
+    per_run = n_patches // 4 // runs
+    video = []
+    for _ in range(runs):
+        video += ([7, 8, 9] if runs > 1 else []) + [V_START] + [VIDEO] * per_run + [V_END]
     ids = np.asarray(
-        [
-            list(rng.integers(0, 900, half))
-            + [V_START]
-            + [VIDEO] * (n_patches // 4)
-            + [V_END]
-            + list(rng.integers(0, 900, args.text - half))
-        ]
+        [list(rng.integers(0, 900, half)) + video + list(rng.integers(0, 900, args.text - half))]
     )
     seconds = np.asarray([1.0], np.float32)
 
     # Host-side preparation (done once per example in a data pipeline).
     t0 = time.perf_counter()
-    layout = vision_layout(grid, cfg.vision)
-    positions, _ = get_rope_index(ids, None, grid, seconds, config=cfg)
+    layout = family.vision_layout(grid, cfg.vision)
+    positions, _ = family.get_rope_index(ids, None, grid, seconds, config=cfg)
     host_ms = 1e3 * (time.perf_counter() - t0)
 
     @jax.jit
     def forward(model, ids, pixels, positions, layout):
-        return model(ids, pixel_values_videos=pixels, position_ids=positions, video_layout=layout)
+        return model.forward(ids, None, positions, pixel_values_videos=pixels, video_layout=layout)[
+            0
+        ]
 
     j_args = (model, jnp.asarray(ids), jnp.asarray(pixels), jnp.asarray(positions), layout)
     t0 = time.perf_counter()
@@ -161,9 +209,10 @@ def main() -> int:
         input_ids=t_ids,
         pixel_values_videos=torch.tensor(pixels),
         video_grid_thw=torch.tensor(grid),
-        second_per_grid_ts=torch.tensor(seconds),
         mm_token_type_ids=(t_ids == VIDEO).long() * 2,
     )
+    if args.family == "qwen2_5_vl":
+        hf_inputs["second_per_grid_ts"] = torch.tensor(seconds)
 
     def run_hf(m):
         with torch.no_grad():
@@ -185,7 +234,11 @@ def main() -> int:
         f"input: {args.frames} frames {args.size}x{args.size} -> video_grid_thw {grid[0].tolist()}, "
         f"{n_patches} patches, sequence length {ids.shape[1]}"
     )
-    print("config: vision depth 8 hidden 128 (full attn at 3, 7), text 4 layers hidden 256")
+    print(
+        f"config: {args.family}, vision depth 8 hidden 128 "
+        + ("(DeepStack 1, 3, 5)" if args.family == "qwen3_vl" else "(full attn at 3, 7)")
+        + ", text 4 layers hidden 256"
+    )
     print(
         f"threads: torch.get_num_threads()={torch.get_num_threads()}, os.cpu_count()={os.cpu_count()}, "
         f"jax devices={jax.devices()}"

@@ -30,7 +30,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from bench_qwen_forward import IMAGE, V_END, V_START, VIDEO, small_config  # noqa: E402, F401
+from bench_qwen_forward import (  # noqa: E402, F401
+    IMAGE,
+    V_END,
+    V_START,
+    VIDEO,
+    small_config,
+    small_qwen3_config,
+)
 
 
 def median_times(fns: dict, repeats: int) -> dict[str, dict[str, float]]:
@@ -46,6 +53,7 @@ def median_times(fns: dict, repeats: int) -> dict[str, dict[str, float]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--family", default="qwen2_5_vl", choices=("qwen2_5_vl", "qwen3_vl"))
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--size", type=int, default=224, help="frame side in pixels (multiple of 28)")
     ap.add_argument("--text", type=int, default=48, help="text tokens around the video")
@@ -57,10 +65,10 @@ def main() -> int:
     import jax
     import jax.numpy as jnp
     import torch
+    import transformers
     from flax import nnx
-    from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from jaxseg.models.qwen2_5_vl import from_pretrained
+    from jaxseg.models.family import get_family
     from jaxseg.sampling import (
         History,
         Prompt,
@@ -73,24 +81,27 @@ def main() -> int:
 
     jax.config.update("jax_default_matmul_precision", "highest")  # fp32 like torch
     torch.manual_seed(0)
-    hf = Qwen2_5_VLForConditionalGeneration(small_config("sdpa")).eval()
+    family = get_family(args.family)
+    make_config = small_qwen3_config if args.family == "qwen3_vl" else small_config
+    hf = getattr(transformers, family.architecture)(make_config("sdpa")).eval()
     tmp = tempfile.mkdtemp()
     hf.save_pretrained(tmp)
-    model = from_pretrained(tmp)
+    model = family.from_pretrained(tmp)
     cfg = model.config
+    patch = cfg.vision.patch_size
 
-    grid = np.array([[args.frames // 2, args.size // 14, args.size // 14]])
+    grid = np.array([[args.frames // 2, args.size // patch, args.size // patch]])
     n_patches = int(grid.prod())
     rng = np.random.default_rng(0)
     pixels = rng.standard_normal((n_patches, cfg.vision.patch_dim)).astype(np.float32)
     half = args.text // 2
-    ids = (
-        list(rng.integers(0, 900, half))
-        + [V_START]
-        + [VIDEO] * (n_patches // 4)
-        + [V_END]
-        + list(rng.integers(0, 900, args.text - half))
-    )
+    # Qwen2.5-VL: one placeholder run; Qwen3-VL: one per temporal patch behind a timestamp
+    runs = family.video_runs_per_grid(grid[0])
+    video = []
+    for _ in range(runs):
+        video += ([7, 8, 9] if runs > 1 else []) + [V_START] + [VIDEO] * (n_patches // 4 // runs)
+        video += [V_END]
+    ids = list(rng.integers(0, 900, half)) + video + list(rng.integers(0, 900, args.text - half))
     prompt = Prompt(ids, pixel_values_videos=pixels, video_grid_thw=grid, second_per_grid_ts=[1.0])
     G, T = args.group, args.new_tokens
     params = SamplingParams(temperature=1.0, top_k=50)
@@ -125,9 +136,10 @@ def main() -> int:
         attention_mask=torch.ones_like(t_ids),
         pixel_values_videos=torch.tensor(pixels),
         video_grid_thw=torch.tensor(grid),
-        second_per_grid_ts=torch.tensor([1.0]),
         mm_token_type_ids=(t_ids == VIDEO).long() * 2,
     )
+    if args.family == "qwen2_5_vl":
+        hf_inputs["second_per_grid_ts"] = torch.tensor([1.0])
 
     def hf_generate(new_tokens):
         with torch.no_grad():
@@ -181,7 +193,8 @@ def main() -> int:
         f"input: {args.frames} frames {args.size}x{args.size} -> video_grid_thw {grid[0].tolist()}, "
         f"{n_patches} patches, prompt {len(ids)} tokens; G={G} samples x {T} new tokens"
     )
-    print("config: vision depth 8 hidden 128 (full attn at 3, 7), text 4 layers hidden 256, fp32")
+    blocks = "DeepStack 1, 3, 5" if args.family == "qwen3_vl" else "full attn at 3, 7"
+    print(f"config: {args.family}, vision depth 8 hidden 128 ({blocks}), text 4 layers 256, fp32")
     print(
         f"threads: torch {torch.get_num_threads()}, os.cpu_count()={os.cpu_count()}, "
         f"jax {jax.devices()}; sampling temperature 1, top-k 50; medians of {args.repeats}"
