@@ -137,10 +137,8 @@ def _cast(model, dtype: str | None):
 
 
 def _save_pretrained():
-    try:  # the model-family seam, where present
-        from jaxseg.models.family import save_pretrained
-    except ImportError:
-        from jaxseg.models.qwen2_5_vl import save_pretrained
+    from jaxseg.models.family import save_pretrained  # the model's own family
+
     return save_pretrained
 
 
@@ -205,6 +203,8 @@ def generation_config(exp) -> dict:
 
 def run_info(exp, stage: str) -> dict:
     """What the model card says about the run: stage, step, protocol, size, held-out J&F."""
+    from jaxseg.models.family import family_of
+
     c = exp.config
     info = {
         "run": str(exp.workdir),
@@ -214,6 +214,7 @@ def run_info(exp, stage: str) -> dict:
         "size": c.model.get("size", ""),
         "steps": int(c[stage].steps) if stage in c and "steps" in c[stage] else None,
         "seed": int(c.seed),
+        "architecture": family_of(exp.model).architecture,
     }
     summary = exp.workdir / "eval" / stage / "summary.json"
     if summary.is_file():
@@ -225,6 +226,7 @@ def run_info(exp, stage: str) -> dict:
 
 
 def model_card(info: dict, *, dtype: str | None, layout: str) -> str:
+    arch = info.get("architecture", "Qwen2_5_VLForConditionalGeneration")
     ev = info.get("eval") or {}
     scores = ", ".join(
         f"{k} {100 * ev[k]:.1f}" for k in ("JF", "J", "F") if isinstance(ev.get(k), int | float)
@@ -238,7 +240,7 @@ def model_card(info: dict, *, dtype: str | None, layout: str) -> str:
         "",
         f"# jaxseg policy ({info['stage']}, protocol {info['protocol']})",
         "",
-        "A Qwen2.5-VL-architecture vision-language policy trained with jaxseg "
+        f"A {arch} vision-language policy trained with jaxseg "
         f"({'cold-start SFT' if info['stage'] == 'sft' else 'SFT then GRPO'}) to reason about "
         "a video and answer with keyframes and boxes that a SAM2 segmenter turns into masks.",
         "",
@@ -252,12 +254,12 @@ def model_card(info: dict, *, dtype: str | None, layout: str) -> str:
         "## Use",
         "",
         "```python",
-        "from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration",
-        'model = Qwen2_5_VLForConditionalGeneration.from_pretrained("THIS_DIR")',
+        f"from transformers import AutoProcessor, {arch}",
+        f'model = {arch}.from_pretrained("THIS_DIR")',
         'processor = AutoProcessor.from_pretrained("THIS_DIR")',
         "```",
         "",
-        'or `jaxseg.models.qwen2_5_vl.from_pretrained("THIS_DIR")`. The protocol\'s prompt and '
+        'or `jaxseg.models.family.load_pretrained("THIS_DIR")`. The protocol\'s prompt and '
         "answer format are in jaxseg.protocols; `jaxseg segment` runs the whole loop.",
         "",
         "## Limitations",
