@@ -42,6 +42,10 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def gcs():
     """An in-memory GCS emulator on a loopback port with bucket `jaxseg-test`."""
+    # The emulator has no storage-control API: gcsfs's bucket-layout probe (on by default,
+    # read at import) would retry it with GCE metadata lookups on every call.
+    for key, value in _BEFORE_IMPORT.items():
+        os.environ.setdefault(key, value)
     pytest.importorskip("gcsfs")
     server_mod = pytest.importorskip("gcp_storage_emulator.server")
     port = _free_port()
@@ -68,6 +72,7 @@ def gcs():
 
 
 _ENV = ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL", "GOOGLE_AUTH_TOKEN_FOR_TESTING")
+_BEFORE_IMPORT = {"GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false", "NO_GCE_CHECK": "true"}
 
 
 def test_paths_round_trip_through_the_bucket(gcs, tmp_path, monkeypatch):
@@ -168,4 +173,11 @@ def test_train_resume_export_eval_in_a_bucket(gcs, tmp_path, monkeypatch, capsys
     assert rc == 0, capsys.readouterr().err
     rescored = json.loads(as_path(results).read_text())
     assert rescored["summary"]["overall"]["JF"] == pytest.approx(summary["overall"]["JF"])
+
+    # 5. the demo's report of a bucket run is written into the bucket
+    from jaxseg.commands.demo import _report
+
+    report = _report(run, f"{run}/data/synth")
+    assert str(report) == f"{run}/report.md"
+    assert "Held-out results" in report.read_text() and (root / "curves.png").is_file()
     assert not (tmp_path / "gs:").exists()

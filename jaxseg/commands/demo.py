@@ -105,13 +105,16 @@ def _report(workdir, data_root):
             download(root / "eval", tmp / "eval")
         before = {p for p in tmp.rglob("*") if p.is_file()}
         report = write_report(tmp, local_dir(data_root))
-        out = tmp / "_out"
-        for path in tmp.rglob("*"):
-            if path.is_file() and path not in before:
+        new = [p for p in tmp.rglob("*") if p.is_file() and p not in before]
+        out = Path(tempfile.mkdtemp(prefix="jaxseg-report-out-"))
+        try:
+            for path in new:  # the report and its figures only
                 target = out / path.relative_to(tmp)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)
-        upload(out, root)
+            upload(out, root)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
         return root / report.relative_to(tmp).as_posix()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

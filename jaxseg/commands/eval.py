@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from jaxseg.data.readers import read_dataset
     from jaxseg.eval.aggregate import format_table, summarize
     from jaxseg.eval.scoring import score_all
-    from jaxseg.paths import as_path, local_dir
+    from jaxseg.paths import as_path, is_remote, local_dir
 
     if not as_path(args.pred).is_dir():
         raise NotADirectoryError(f"--pred {args.pred} is not a directory")
@@ -56,20 +57,25 @@ def run(args: argparse.Namespace) -> int:
     index = read_dataset(args.format, data, args.split, skip_bad=args.skip_bad)
     if len(index) and not index[0].has_masks:
         raise ConfigError(f"{args.data} ({args.format}) has no ground-truth masks")
-    pred = _prediction_root(local_dir(args.pred, cache=False), index)
-    videos = sorted({r.video_id for r in index})
-    if videos and not any((pred / v).is_dir() for v in videos):
-        hint = ""
-        if (pred / "pred").is_dir():
-            hint = f" (did you mean {str(args.pred).rstrip('/')}/pred?)"
-        raise ConfigError(
-            f"--pred {args.pred} matches no prediction: none of the {len(videos)} videos of "
-            f"{args.data} ({', '.join(videos[:3])}{', ...' if len(videos) > 3 else ''}) has a "
-            f"folder <video>/<exp>/<frame>.png there{hint}"
+    pred_dir = local_dir(args.pred, cache=False)  # a bucket: a temporary local copy
+    try:
+        pred = _prediction_root(pred_dir, index)
+        videos = sorted({r.video_id for r in index})
+        if videos and not any((pred / v).is_dir() for v in videos):
+            hint = ""
+            if (pred / "pred").is_dir():
+                hint = f" (did you mean {str(args.pred).rstrip('/')}/pred?)"
+            raise ConfigError(
+                f"--pred {args.pred} matches no prediction: none of the {len(videos)} videos of "
+                f"{args.data} ({', '.join(videos[:3])}{', ...' if len(videos) > 3 else ''}) has a "
+                f"folder <video>/<exp>/<frame>.png there{hint}"
+            )
+        scores, bad_predictions = score_all(
+            index, pred, skip_bad=args.skip_bad, workers=args.workers, visa_raw=args.visa_raw
         )
-    scores, bad_predictions = score_all(
-        index, pred, skip_bad=args.skip_bad, workers=args.workers, visa_raw=args.visa_raw
-    )
+    finally:
+        if is_remote(args.pred):
+            shutil.rmtree(pred_dir, ignore_errors=True)
     summary = summarize(scores, args.format)
     missing = sum(s.status == "missing" for s in scores)
     print(f"{args.format}: {len(scores)} expressions scored from {args.pred}")

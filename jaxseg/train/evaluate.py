@@ -12,13 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from jaxseg.data.readers.layouts import write_prediction_pngs
 from jaxseg.eval.aggregate import summarize
 from jaxseg.eval.scoring import score_all
 from jaxseg.paths import as_path, staged_dir
 
+from .progress import tqdm
 from .rollouts import RecordedEpisode, run_recorded
 from .samples import SampleSource
 

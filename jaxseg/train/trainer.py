@@ -209,9 +209,9 @@ class Experiment:
         if m.init != "random" and self.mesh is not None:
             from jaxseg.parallel.weights import load_sharded  # each device reads its slices
 
-            return load_sharded(m.init, self.mesh, dtype=dtype, param_dtype=param_dtype)
+            return load_sharded(local_dir(m.init), self.mesh, dtype=dtype, param_dtype=param_dtype)
         if m.init != "random":
-            return load_pretrained(m.init, dtype=dtype, param_dtype=param_dtype)
+            return load_pretrained(local_dir(m.init), dtype=dtype, param_dtype=param_dtype)
         ids = self.ids
         family = get_family(m.get("family", "qwen2_5_vl"))
         cfg = family.preset(
