@@ -22,10 +22,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxseg.models.kv_cache import attention_mask_4d
-from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, token_log_probs
-from jaxseg.models.qwen2_5_vl.rope import text_rope_cos_sin
-from jaxseg.models.remat import remat_block
+from jaxseg.models.family import PolicyConfig
+from jaxseg.models.qwen2_5_vl import token_log_probs
+from jaxseg.models.remat import set_remat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,33 +34,19 @@ class DecoderMemory:
     backend: str
 
 
-def _text_only(mcfg: Qwen2_5_VLConfig, layers: int) -> Qwen2_5_VLConfig:
+def _text_only(mcfg: PolicyConfig, layers: int) -> PolicyConfig:
     return dataclasses.replace(mcfg, text=dataclasses.replace(mcfg.text, num_hidden_layers=layers))
 
 
-def _temp_bytes(mcfg: Qwen2_5_VLConfig, rows: int, length: int, dtype, remat: str) -> int:
+def _temp_bytes(mcfg: PolicyConfig, rows: int, length: int, dtype, remat: str) -> int:
     from .planner import abstract_model  # no cycle at import time
 
-    graphdef, state = nnx.split(abstract_model(mcfg, dtype))
-    text = mcfg.text
+    graphdef, state = nnx.split(set_remat(abstract_model(mcfg, dtype), remat))
 
     def loss(state, ids):
         m = nnx.merge(graphdef, state)
-        lm = m.language_model
-        x = lm.embed_tokens(ids).astype(lm.dtype)
         pos = jnp.broadcast_to(jnp.arange(length), (3, rows, length))
-        cos, sin = text_rope_cos_sin(
-            pos, text.head_dim, text.rope_theta, text.mrope_section, x.dtype
-        )
-        mask, _ = attention_mask_4d(None, rows, length, None)
-
-        def block(layer, x):
-            return layer(x, cos, sin, mask)[0]
-
-        block = remat_block(block, remat)
-        for layer in lm.layers:
-            x = block(layer, x)
-        logits = m.compute_logits(lm.norm(x))
+        logits, _ = m.forward(ids, None, pos)  # the family's own text-only teacher forcing
         return -token_log_probs(logits[:, :-1], ids[:, 1:]).mean()
 
     ids = jax.ShapeDtypeStruct((rows, length), jnp.int32)
@@ -70,7 +55,7 @@ def _temp_bytes(mcfg: Qwen2_5_VLConfig, rows: int, length: int, dtype, remat: st
 
 
 def measure_decoder(
-    mcfg: Qwen2_5_VLConfig, rows: int, length: int, dtype=jnp.bfloat16, remat: str = "none"
+    mcfg: PolicyConfig, rows: int, length: int, dtype=jnp.bfloat16, remat: str = "none"
 ) -> DecoderMemory:
     """Per-layer and depth-independent temp bytes of loss+grad for `rows` sequences of
     `length` tokens on one device of the local backend.
