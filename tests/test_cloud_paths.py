@@ -111,6 +111,20 @@ def test_metrics_in_a_bucket_append_and_rewind(gcs):
     assert any(p.name.startswith("events") for p in (as_path(stage) / "tb").iterdir())
 
 
+def test_wandb_offline_run_lands_in_the_bucket(gcs, monkeypatch):
+    pytest.importorskip("wandb")
+    from jaxseg.paths import as_path
+    from jaxseg.train.metrics import MetricsLogger
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    stage = f"gs://{BUCKET}/wandb-run/grpo"
+    with MetricsLogger(stage, writers=("jsonl", "wandb"), wandb={"mode": "offline"}) as log:
+        log.log("train", 0, {"loss": 0.5})
+    (run_dir,) = [p for p in (as_path(stage) / "wandb" / "wandb").iterdir() if "offline" in p.name]
+    (records,) = [p for p in run_dir.iterdir() if p.name.endswith(".wandb")]
+    assert b"train/loss" in records.read_bytes()  # flushed before the upload
+
+
 def test_data_synth_into_a_bucket(gcs, capsys):
     from jaxseg.paths import as_path
 

@@ -164,6 +164,9 @@ class WandbWriter(MetricsWriter):
     def close(self) -> None:
         self._run.finish()
         if is_remote(self._target):
+            import wandb
+
+            wandb.teardown()  # finish() may return before wandb-core has flushed the run file
             upload(self._local, self._target)
             shutil.rmtree(self._local, ignore_errors=True)
 
