@@ -5,6 +5,8 @@
 Per seed (<workdir>/seed<k>/): data, one cold start, GRPO with SEG-aware calibration and
 GRPO without it from the same cold-start weights, each evaluated on the held-out split.
 Writes <workdir>/report.md: held-out J, F, J&F per seed and variant (jaxseg.seg.train).
+Each seed's config is kept in <workdir>/seed<k>/config.json; a re-run with another config is
+refused (the differing keys listed) unless --allow-config-change.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="o3_seg", help="config spec: file.py[:arg] or a name")
     parser.add_argument("--workdir", required=True, help="run directory")
     parser.add_argument("--seeds", default="0,1", help="comma-separated training seeds")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from jaxseg.commands.train import add_common_arguments
+
+    add_common_arguments(parser)  # --set, --allow-config-change, --no-progress
 
 
 def report_table(per_seed: dict[int, dict]) -> str:
@@ -45,16 +46,21 @@ def report_table(per_seed: dict[int, dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jaxseg.commands.train import ensure_data
+    from jaxseg.commands.train import check_protocol, ensure_data
     from jaxseg.config import load_config
     from jaxseg.seg.train import calibration_ablation
+    from jaxseg.train.runconfig import resolve_workdir, save_run_config
 
     root = Path(args.workdir)
     for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
         spec = args.config + ("," if ":" in args.config else ":") + f"seed={seed}"
         config = load_config(spec, args.set)
-        ensure_data(config, progress=not args.no_progress)
-        calibration_ablation(config, root / f"seed{seed}", progress=not args.no_progress)
+        check_protocol(config)
+        run = root / f"seed{seed}"
+        run.mkdir(parents=True, exist_ok=True)
+        save_run_config(run, resolve_workdir(config, run), allow_change=args.allow_config_change)
+        ensure_data(config, progress=not args.no_progress, workdir=run)
+        calibration_ablation(config, run, progress=not args.no_progress)
         print(write_report(root, args.config, args.set))
     return 0
 

@@ -76,3 +76,22 @@ def test_train_refuses_a_changed_config_before_any_work(tmp_path, capsys):
     assert "grpo.kl_coef: 0.01 -> 0.5" in err and "seed: 0 -> 3" in err
     assert json.loads((run / "config.json").read_text())["seed"] == 0
     assert not (run / "sft").exists() and not (run / "processor").exists()
+
+
+def test_seg_refuses_a_changed_config_and_takes_allow(tmp_path, capsys, monkeypatch):
+    import jaxseg.seg.train as seg_train
+
+    run = tmp_path / "seg" / "seed0"
+    run.mkdir(parents=True)
+    first = resolve_workdir(load_config("o3_seg:seed=0"), run)
+    (run / "config.json").write_text(json.dumps(as_json(first), indent=2))
+    argv = ["seg", "--workdir", str(tmp_path / "seg"), "--seeds", "0", "--set", "sft.steps=7"]
+    assert cli.main(argv) == 2
+    assert "sft.steps: 180 -> 7" in capsys.readouterr().err
+    # with --allow-config-change the run goes ahead (its training is stubbed here)
+    monkeypatch.setattr(seg_train, "calibration_ablation", lambda *a, **k: None)
+    monkeypatch.setattr("jaxseg.commands.train.ensure_data", lambda *a, **k: None)
+    monkeypatch.setattr("jaxseg.commands.seg.write_report", lambda *a, **k: "")
+    assert cli.main([*argv, "--allow-config-change"]) == 0
+    assert json.loads((run / "config.json").read_text())["sft"]["steps"] == 7
+    assert len(list((run / "config_history").iterdir())) == 1
