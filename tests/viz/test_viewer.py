@@ -162,3 +162,17 @@ def test_page_renders_the_frames_in_headless_chromium(run, tmp_path):
     blank.write_text(re.sub(r'(src|poster)="data:[^"]+"', r'\1=""', page.read_text()))
     assert target_pixels(page) > 300
     assert target_pixels(blank) == 0
+
+
+def test_view_a_trained_run(quick_demo_run, tmp_path):
+    """The page of a real (quick) demo run: every evaluated stage, every episode, its
+    frames and masks found through the run's own config."""
+    run_dir = quick_demo_run / "run"
+    out = tmp_path / "demo.html"
+    assert cli.main(["view", str(run_dir), "--out", str(out)]) == 0
+    page = out.read_text()
+    stages = [p.parent.name for p in (run_dir / "eval").glob("*/traces.jsonl")]
+    assert set(stages) >= {"init", "sft", "grpo"}
+    episodes = sum(len(traces(run_dir, s)) for s in stages)
+    assert page.count('<section class="episode"') == episodes
+    assert page.count("<video ") == episodes and "was not found" not in page
