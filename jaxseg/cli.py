@@ -51,6 +51,25 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows an option's default when it says something (not None/False/[], not required,
+    not already in the help text)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or action.required
+            or default is None
+            or default is False
+            or (isinstance(default, list) and not default)
+            or default is argparse.SUPPRESS
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _top_parser() -> argparse.ArgumentParser:
     lines = [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
     parser = argparse.ArgumentParser(
@@ -142,9 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=f"jaxseg {name}",
         description=help_,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     module.add_arguments(parser)
+    for action in parser._actions:  # options without help still show their default
+        default = action.default
+        shown = default is not None and default is not False and default != []
+        if action.help is None and action.option_strings and shown:
+            action.help = "default: %(default)s"
     args = parser.parse_args(rest)
     from jaxseg.train.progress import setup_logging
 

@@ -84,6 +84,7 @@ def ensure_data(config, *, progress: bool = True, workdir=None):
     local or a bucket) unless it is already there (same seed); returns the root."""
     from jaxseg.data.synth import SynthConfig, write_benchmark
     from jaxseg.data.synth.writer import PARTIAL_MARKER
+    from jaxseg.train.progress import bars
     from jaxseg.train.runconfig import resolve_workdir
 
     if workdir is not None:
@@ -119,7 +120,7 @@ def ensure_data(config, *, progress: bool = True, workdir=None):
             seed=d.synth.seed,
             cfg=SynthConfig.preset(d.synth.difficulty, position_ramp=wanted["position_ramp"]),
             overwrite=True,
-            progress=progress,
+            progress=bars(progress),  # no tqdm bars into a cluster log
         )
     marker.write_text(json.dumps(wanted))
     partial.unlink(missing_ok=True)

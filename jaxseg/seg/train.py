@@ -43,7 +43,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, serialization
 from ml_collections import ConfigDict
-from tqdm.auto import tqdm
 
 from jaxseg.data.readers.layouts import write_prediction_pngs
 from jaxseg.eval.aggregate import summarize
@@ -60,6 +59,7 @@ from jaxseg.sampling.filters import SamplingParams
 from jaxseg.segmenter import make_backend
 from jaxseg.train.batch import PolicyBatch, make_policy_batch
 from jaxseg.train.metrics import MetricsLogger
+from jaxseg.train.progress import tqdm  # bars on a terminal, log lines otherwise
 from jaxseg.train.rollouts import RecordedEpisode, RecordingPolicy, rollout_example
 from jaxseg.train.stages import advantage_of
 from jaxseg.train.steps import OptimizerConfig, make_optimizer, sequence_logprobs

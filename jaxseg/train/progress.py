@@ -88,6 +88,12 @@ def interactive() -> bool:
     return bool(getattr(sys.stdout, "isatty", lambda: False)())
 
 
+def bars(progress: bool) -> bool:
+    """Whether code with its own tqdm bars (synthetic data, cold-start traces) should show
+    them: `progress`, on an interactive terminal, in process 0 - never into a cluster log."""
+    return bool(progress) and interactive() and process_index() == 0
+
+
 class LogProgress:
     """A tqdm stand-in that logs a plain line every ``every`` steps (and the last)."""
 

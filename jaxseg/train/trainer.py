@@ -87,7 +87,7 @@ from .faults import NonFiniteGuard
 from .lora import LoRAConfig, adapted, adapter_params, has_lora, load_adapters, merged_params
 from .lora import trainable as trainable_params
 from .metrics import MetricsLogger
-from .progress import tqdm  # bars on a terminal, log lines on a cluster (process 0)
+from .progress import bars, tqdm  # bars on a terminal, log lines on a cluster (process 0)
 from .rollouts import (
     RecordedEpisode,
     reward_summary,
@@ -360,7 +360,7 @@ class Experiment:
             backend=self.oracle_backend,
             seed=int(self.config.seed),
         )
-        return iter_episodes(make, samples, progress=self.progress)
+        return iter_episodes(make, samples, progress=bars(self.progress))
 
     def pretrain(self) -> dict[str, Any]:
         """Stage 0 (optional, `pretrain.steps`): single-frame referring grounding, the base

@@ -113,3 +113,13 @@ def test_writers_from_config_and_unknown_writer(tmp_path):
         assert [type(w).__name__ for w in log.writers] == ["JsonlWriter"]
     with pytest.raises(ValueError, match="unknown \\['mlflow'\\]"):
         MetricsLogger(tmp_path / "t", writers=("jsonl", "mlflow"))
+
+
+def test_third_party_bars_only_on_a_terminal_of_process_0(monkeypatch):
+    """Code with its own tqdm (synthetic data, cold-start traces) asks `bars` first."""
+    monkeypatch.setattr(progress, "interactive", lambda: False)
+    assert not progress.bars(True)
+    monkeypatch.setattr(progress, "interactive", lambda: True)
+    assert progress.bars(True) and not progress.bars(False)
+    monkeypatch.setattr(progress, "process_index", lambda: 1)
+    assert not progress.bars(True)
