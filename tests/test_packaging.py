@@ -112,13 +112,6 @@ def test_plan_with_the_3b_config_from_the_installed_wheel(installed, tmp_path):
     assert "-> fits" in done.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ImportError,
-    reason="save_processor (jaxseg/data/tokenizer.py, not this change's file) writes a "
-    "processor whose AutoProcessor load needs torchvision's video processor; the fix is "
-    "one call at its end, jaxseg.data.hf_processing.add_remote_code(path) (tested below)",
-)
 def test_saved_processor_loads_with_autoprocessor_without_torchvision(tmp_path):
     """What an exported folder needs: transformers' AutoProcessor builds a working processor
     from it in this install (no torchvision), given trust_remote_code for an image-only
@@ -138,8 +131,8 @@ def test_saved_processor_loads_with_autoprocessor_without_torchvision(tmp_path):
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
 def test_remote_code_makes_a_saved_processor_load_with_autoprocessor(tmp_path, family):
-    """The fix the xfail above waits for, applied by hand: jaxseg.data.hf_processing's
-    add_remote_code on a saved processor folder; AutoProcessor (trust_remote_code) then
+    """jaxseg.data.hf_processing's add_remote_code on a saved processor folder (save_processor
+    calls it; applied again here it is idempotent); AutoProcessor (trust_remote_code) then
     builds a processor without torchvision that expands an image into its pad tokens."""
     import importlib.util
 

@@ -377,6 +377,10 @@ def save_processor(processor, path: str | Path) -> Path:
     # what AutoProcessor should build
     proc_cfg["processor_class"] = _family_image_settings(family)["processor_class"]
     proc_cfg_path.write_text(json.dumps(proc_cfg, indent=2))
+    # AutoProcessor(trust_remote_code=True) then loads it without torchvision
+    from .hf_processing import add_remote_code
+
+    add_remote_code(path)
     return path
 
 
