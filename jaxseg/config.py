@@ -46,6 +46,15 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _field_hint(key: str, config: ConfigDict) -> str:
+    """ "did you mean" for a dotted key: a field with the same last name elsewhere
+    (``train.remat`` -> ``model.remat``), else the closest whole path."""
+    fields = _fields(config)
+    leaf = key.rsplit(".", 1)[-1]
+    same = [f for f in fields if f.rsplit(".", 1)[-1] == leaf and f != key]
+    return f" (did you mean {same[0]!r}?)" if len(same) == 1 else did_you_mean(key, fields)
+
+
 def _fields(node: Any, prefix: str = "") -> list[str]:
     """Every dotted field of a ConfigDict (leaves and sub-dicts)."""
     out = []
@@ -136,13 +145,12 @@ def apply_overrides(config: ConfigDict, overrides: Iterable[str | tuple[str, Any
             if not isinstance(node, ConfigDict) or part not in node:
                 missing = ".".join(parents[: i + 1])
                 raise ConfigError(
-                    f"override {key!r}: no field {missing!r}{did_you_mean(key, _fields(config))}"
+                    f"override {key!r}: no field {missing!r}{_field_hint(key, config)}"
                 )
             node = node[part]
         if not isinstance(node, ConfigDict) or leaf not in node:
             raise ConfigError(
-                f"override {key!r}: no field {key!r} in the config"
-                f"{did_you_mean(key, _fields(config))}"
+                f"override {key!r}: no field {key!r} in the config{_field_hint(key, config)}"
             )
         try:
             node[leaf] = value

@@ -50,6 +50,13 @@ def test_unknown_key_config_and_protocol(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing was started
 
 
+def test_one_remat_field(capsys):
+    """plan reads model.remat, the field the trainer runs with; the old train.remat is named."""
+    argv = ["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "v5p-32"]
+    assert cli.main([*argv, "--set", "train.remat=full"]) == 2
+    assert "did you mean 'model.remat'?" in _err(capsys)
+
+
 def test_episodes_keeps_every_set_and_names_a_bad_field(capsys):
     # two --set: the first is not dropped (it is the one that is wrong here)
     rc = cli.main(
