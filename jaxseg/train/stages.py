@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import zlib
 from typing import Any
 
 from ml_collections import ConfigDict
@@ -66,6 +67,10 @@ class GrpoStage:
         return advantage_of(self.config)
 
     def batches(self, source, size: int, seed: int, start: int):
+        """This stage's prompt stream; stages of one run draw different prompts (RCoT-Seg's
+        GRPO-AKS-4k and GRPO-KTG-6k are different sets)."""
+        if self.name != "grpo":  # a named stage: its own stream
+            seed = int(seed) * 1_000_003 + zlib.crc32(self.name.encode()) % 1_000_003
         if self.single_multi is None:
             return source.batches(size, seed, start)
         return mixed_batches(source, size, seed, start, self.single_multi)
