@@ -117,7 +117,9 @@ def test_zero_init_b_gives_exactly_the_base_model(batch):
     assert sum(p.startswith("language_model.") for p in paths) == 7 * n_layers
     assert any(p.startswith("visual.blocks.") for p in paths)
     assert not any("merger" in p for p in paths)
-    np.testing.assert_array_equal(_logits(model, batch), base)
+    # the same function; two differently fused XLA programs (with and without the adapter
+    # branch) may sum in another order under a loaded thread pool: fp32 rounding only
+    np.testing.assert_allclose(_logits(model, batch), base, rtol=0, atol=1e-6)
     # the base tree is untouched: same paths and values, adapters added beside the kernels
     fresh = nnx.to_pure_dict(nnx.state(_model(), nnx.Param))
     assert _flat(merged_params(model)).keys() == _flat(fresh).keys()
