@@ -17,8 +17,9 @@ Each evaluation prints the greedy answers' score on held-out items next to the s
 giving the most frequent training answer (colour) or the mean training box (box), so "learnt"
 means "beats the prior".
 
-    python bench/probe_vision.py --task grid-cell --family qwen3_vl --steps 2000 --eval-every 250
-    python bench/probe_vision.py --task grid-cell --family qwen2_5_vl --steps 2000 --eval-every 250
+    python bench/probe_vision.py --task grid-cell --family qwen3_vl --steps 2000 --eval-every 250 \
+        --schedule constant --warmup 100 --train-items 4000 --eval-items 128
+    python bench/probe_vision.py --task grid-cell --family qwen2_5_vl ... (the same settings)
     python bench/probe_vision.py --task object-colour --steps 300
     python bench/probe_vision.py --task object-box --radius-scale 3.5 --ramp 16
     python bench/probe_vision.py --task scene-box --steps 6000 --eval-every 500
@@ -121,6 +122,13 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--warmup", type=int, default=20, help="linear warmup steps")
+    ap.add_argument(
+        "--schedule",
+        default="cosine",
+        choices=("cosine", "constant"),
+        help="after warmup (locate_probe.py: constant after 100)",
+    )
     ap.add_argument("--family", default="qwen3_vl", help="jaxseg.models.family name")
     ap.add_argument("--model-size", default="tiny", help="the family's preset")
     ap.add_argument(
@@ -165,7 +173,12 @@ def main() -> int:
         )
         train, held = make(args.train_items), make(args.eval_items)
     examples = [exp.encoder.encode(conversation(x, True)).as_example() for x in train]
-    opt_cfg = OptimizerConfig(learning_rate=args.lr, warmup_steps=20, total_steps=args.steps)
+    opt_cfg = OptimizerConfig(
+        learning_rate=args.lr,
+        warmup_steps=args.warmup,
+        total_steps=args.steps,
+        schedule=args.schedule,
+    )
     optimizer = nnx.Optimizer(exp.model, make_optimizer(opt_cfg), wrt=nnx.Param)
 
     def evaluate(step: int, loss: float, seconds: float) -> None:

@@ -24,6 +24,27 @@ from .train import add_common_arguments
 
 CARD_FILE = "README.md"
 SCORES_FILE = "base_scores.json"
+CHECK_ITEMS = 16  # the small fixed held-out set the tests re-answer with the shipped weights
+
+
+def check_set(exp, count: int = CHECK_ITEMS) -> dict:
+    """The greedy answers of `exp.model` on the first `count` held-out box items and their
+    box IoU: what a test re-computes from the shipped files (a scrambled or mis-mapped weight
+    changes the answers)."""
+    from jaxseg.sampling.filters import SamplingParams
+    from jaxseg.train import base_tasks
+
+    b = exp.config.pretrain.base
+    items = base_tasks.eval_items(int(b.seed), b.eval_split, count, "box")
+    policy = exp.policy(sampling=SamplingParams(temperature=0.0), max_new_tokens=64, seed=0)
+    texts = policy.respond(policy.start([x.conversation(with_answer=False) for x in items]))
+    return {
+        "seed": int(b.seed),
+        "split": b.eval_split,
+        "count": count,
+        "texts": texts,
+        "box_iou": base_tasks.score("box", texts, items)["iou"],
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -184,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         "train_precision_box_iou": full["box"]["iou"],
         "params": sum(v.size for _, v in nnx.to_flat_state(nnx.state(exp.model, nnx.Param))),
         "scores": shipped,
+        "check_set": check_set(exp),
     }
     write_export(
         exp.model,

@@ -363,11 +363,20 @@ class Experiment:
         return iter_episodes(make, samples, progress=bars(self.progress))
 
     def pretrain(self) -> dict[str, Any]:
-        """Stage 0 (optional, `pretrain.steps`): single-frame referring grounding, the base
-        skill a from-scratch policy lacks (jaxseg.train.grounding); then its held-out box IoU."""
+        """Stage 0 (optional, `pretrain.steps`): the base skills a from-scratch policy lacks.
+        `pretrain.curriculum = "grounding"`: referring grounding on a fixed set of benchmark
+        training frames (jaxseg.train.grounding); `"base"`: the grounded base's curriculum on
+        an endless stream of fresh synthetic frames (jaxseg.train.base_tasks). Then the
+        held-out evaluation of that curriculum."""
         c = self.config.get("pretrain")
         if c is None or c.steps <= 0:
             return {"stage": "pretrain", "skipped": True, "step": 0}
+        if c.get("curriculum", "grounding") == "base":
+            out = self._supervised("pretrain", c, self._base_stream)
+            path = self.workdir / "pretrain" / "base_eval.json"
+            if is_writer():
+                path.write_text(json.dumps(self.base_eval(), indent=2))
+            return out
 
         def examples():
             items = grounding.grounding_items(
@@ -387,6 +396,60 @@ class Experiment:
         path = self.workdir / "pretrain" / "grounding.json"
         if not path.is_file() and is_writer():
             path.write_text(json.dumps(self.grounding_eval(), indent=2))
+        return out
+
+    def _base_stream(self):
+        """step -> that step's examples (a pure function of seed and step, so a resume sees
+        the same stream); the next batch is built in a thread while the current one trains."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .base_tasks import BaseStream, CurriculumConfig
+
+        c = self.config.pretrain
+        b = c.base
+        stream = BaseStream(
+            seed=int(b.seed),
+            split=b.train_split,
+            curriculum=CurriculumConfig(
+                phases=tuple((int(k), dict(v)) for k, v in b.phases),
+                image_sizes=tuple(b.image_sizes),
+                max_objects_early=int(b.max_objects_early),
+                full_scene_step=int(b.full_scene_step),
+            ),
+        )
+        pool = ThreadPoolExecutor(max_workers=1)
+        pending: dict[int, Any] = {}
+
+        def encode(step: int) -> list[dict]:
+            items = stream.batch(step, c.batch_size)
+            return [
+                self.encoder.encode(without_meta(x.conversation(with_answer=True))).as_example()
+                for x in items
+            ]
+
+        def examples_at(step: int) -> list[dict]:
+            future = pending.pop(step, None)
+            out = future.result() if future is not None else encode(step)
+            pending.clear()
+            pending[step + 1] = pool.submit(encode, step + 1)
+            return out
+
+        return examples_at
+
+    def base_eval(self, count: int | None = None) -> dict[str, Any]:
+        """Greedy answers of the current policy on held-out base items (videos of the base's
+        eval split, never trained on), per task, next to each task's trivial prior."""
+        from . import base_tasks
+
+        c = self.config.pretrain
+        b = c.base
+        n = int(count or c.eval_items)
+        policy = self.policy(sampling=SamplingParams(temperature=0.0), max_new_tokens=64, seed=0)
+        out: dict[str, Any] = {}
+        for task in b.eval_tasks:
+            items = base_tasks.eval_items(int(b.seed), b.eval_split, n, task)
+            texts = policy.respond(policy.start([x.conversation(with_answer=False) for x in items]))
+            out[task] = base_tasks.score(task, texts, items)
         return out
 
     def grounding_eval(self, count: int | None = None) -> dict[str, float]:
@@ -421,6 +484,7 @@ class Experiment:
             warmup_steps=c.warmup_steps,
             total_steps=c.steps,
             weight_decay=c.weight_decay,
+            schedule=c.get("schedule", "cosine"),
         )
         with (
             adapted(self.model, LoRAConfig.from_stage(c, name), rngs=nnx.Rngs(self.config.seed)),
@@ -439,14 +503,17 @@ class Experiment:
             guard = NonFiniteGuard(
                 name, c.get("max_nonfinite", 3), skipped_before=resumed.get("nonfinite_skipped", 0)
             )
-            examples = make_examples()
+            examples = make_examples()  # a list, or step -> that step's examples (a stream)
             rng_seed = int(self.config.seed)
-            per_epoch = max(len(examples) // c.batch_size, 1)
+            per_epoch = 1 if callable(examples) else max(len(examples) // c.batch_size, 1)
             bar = tqdm(range(start, c.steps), desc=name, disable=not self.progress)
             for step in bar:
-                epoch, k = divmod(step, per_epoch)
-                order = np.random.default_rng([rng_seed, epoch]).permutation(len(examples))
-                chosen = [examples[j] for j in order[k * c.batch_size : (k + 1) * c.batch_size]]
+                if callable(examples):
+                    chosen = examples(step)
+                else:
+                    epoch, k = divmod(step, per_epoch)
+                    order = np.random.default_rng([rng_seed, epoch]).permutation(len(examples))
+                    chosen = [examples[j] for j in order[k * c.batch_size : (k + 1) * c.batch_size]]
                 t0 = time.perf_counter()
                 metrics = train_step(
                     self.model,
@@ -602,7 +669,16 @@ class Experiment:
         if every <= 0 or (step + 1) % every != 0:
             return
         if name == "pretrain":
-            log.log("eval", step, self.grounding_eval())
+            if c.get("curriculum", "grounding") == "base":
+                flat = {
+                    f"{task}/{k}": v
+                    for task, row in self.base_eval().items()
+                    for k, v in row.items()
+                    if isinstance(v, float)
+                }
+                log.log("eval", step, flat)
+            else:
+                log.log("eval", step, self.grounding_eval())
             return
         limit = int(self.config.eval.get("periodic_expressions", 16))
         summary = self.evaluate(f"{name}_{step + 1}", limit=limit)

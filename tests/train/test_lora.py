@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from policy_examples import example
 
-from jaxseg.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration, save_pretrained
 from jaxseg.models.layers import Linear
+from jaxseg.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration, save_pretrained
 from jaxseg.models.qwen2_5_vl.presets import preset_config
 from jaxseg.train.batch import make_policy_batch
 from jaxseg.train.checkpoint import Checkpointer, abstract_like
