@@ -18,7 +18,8 @@ from jaxseg.config import load_config, parse_arg
 def get_config(arg=None):
     a = parse_arg(arg, size="tiny", steps=60000, quick=False, seed=0)
     c = load_config(
-        f"demo:family=qwen3_vl,size={a.size},seed={a.seed}" + (",quick" if a.quick else "")
+        f"demo:family=qwen3_vl,base=random,size={a.size},seed={a.seed}"
+        + (",quick" if a.quick else "")
     )
     c.model.size = a.size
     p = c.pretrain

@@ -5,6 +5,7 @@
     jaxseg train --config demo:quick ...          # a few steps of each stage (CI)
 
 `:arg` knobs (change several fields at once): protocol, size, family (qwen2_5_vl | qwen3_vl),
+base (shipped: start from jaxseg/assets/qwen3_vl_tiny, built by `make base`; random),
 quick, seed, lora (adapter rank for both stages; 0 = full fine-tuning), mesh (e.g. 2x2x2: data
 x fsdp x tensor).
 """
@@ -20,6 +21,7 @@ def get_config(arg=None):
         protocol="veason",
         size="tiny",
         family="qwen3_vl",
+        base="shipped",
         quick=False,
         seed=0,
         lora=0,
@@ -51,10 +53,15 @@ def get_config(arg=None):
     c.model = ConfigDict()
     c.model.family = a.family
     c.model.size = "nano" if a.quick else a.size
-    c.model.init = "random"
+    # the grounded base shipped in the package (make base) for the full demo; quick runs and
+    # `base=random` (or another family) start from random weights
+    shipped = a.base == "shipped" and a.family == "qwen3_vl" and not a.quick
+    c.model.init = "shipped:qwen3_vl_tiny" if shipped else "random"
     c.model.dtype = "float32"
     c.model.remat = "none"  # none | dots_saveable | full (per block, training only)
-    c.model.processor = "synthetic"  # or a processor dir (tokenizer.json + processor_config.json)
+    # "synthetic" (built), a processor dir (tokenizer.json + processor_config.json), or the
+    # shipped base's own processor
+    c.model.processor = "shipped:qwen3_vl_tiny" if shipped else "synthetic"
 
     c.protocol = ConfigDict()
     c.protocol.name = a.protocol

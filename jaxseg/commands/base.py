@@ -169,12 +169,10 @@ def run(args: argparse.Namespace) -> int:
     from jaxseg.train.trainer import Experiment
 
     exp = Experiment(config, workdir, progress=False, allow_config_change=True)
-    if exp.load_stage("pretrain") is None:
+    saved = exp.load_stage("pretrain")
+    if saved is None:
         raise SystemExit(f"{workdir}: no pretrain checkpoint to ship (train first)")
-    metrics = [
-        json.loads(x) for x in (workdir / "pretrain" / "metrics.jsonl").read_text().splitlines()
-    ]
-    step = max(int(r["step"]) + 1 for r in metrics if r.get("kind") == "train")
+    step = int(saved) + 1  # steps trained into the checkpoint's weights
     train_dtype = str(jnp.dtype(config.model.dtype))
     full = exp.base_eval()
     exp.model = _cast(exp.model, args.dtype)
@@ -190,7 +188,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     b = config.pretrain.base
     info = {
-        "command": f"jaxseg base --config {args.config} --workdir {args.workdir} --out {args.out}",
+        "command": "make base"
+        if args.config == "synthetic_base" and args.workdir == "runs/base"
+        else f"jaxseg base --config {args.config} --workdir {args.workdir}",
         "config": args.config,
         "data_seed": int(b.seed),
         "train_split": b.train_split,

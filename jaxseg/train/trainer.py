@@ -55,7 +55,7 @@ from jaxseg.data.tokenizer import (
     save_processor,
     special_token_ids,
 )
-from jaxseg.models.family import get_family, load_pretrained
+from jaxseg.models.family import get_family, load_pretrained, shipped_base
 from jaxseg.models.remat import set_remat
 from jaxseg.parallel.distributed import initialize
 from jaxseg.parallel.hosts import (
@@ -117,6 +117,16 @@ def _summary_only(episode: RecordedEpisode) -> RecordedEpisode:
     to send to the other hosts."""
     turns = [{"truncated": t.get("truncated", False)} for t in episode.turn_info]
     return RecordedEpisode(episode.trace, [], turns)
+
+
+def resolve_model_dir(spec: str) -> str:
+    """`model.init` / `model.processor`: "shipped:<name>" is a base shipped in the package
+    (`jaxseg.models.family.shipped_base`, e.g. "shipped:qwen3_vl_tiny"); anything else as is
+    ("random", "synthetic", a local or bucket directory)."""
+    spec = str(spec)
+    if spec.startswith("shipped:"):
+        return str(shipped_base(spec.removeprefix("shipped:")))
+    return spec
 
 
 def log_rewind(log: Any, next_step: int) -> None:
@@ -189,7 +199,7 @@ class Experiment:
         barrier("processor")  # every host has looked before process 0 writes
         if saved:
             return load_processor(local_dir(path))
-        src = self.config.model.processor
+        src = resolve_model_dir(self.config.model.processor)
         processor = (
             build_processor(build_tokenizer(), family=self.config.model.get("family", "qwen2_5_vl"))
             if src == "synthetic"
@@ -206,12 +216,13 @@ class Experiment:
         m = self.config.model
         dtype = jnp.dtype(m.dtype)
         param_dtype = jnp.dtype(m.get("param_dtype", m.dtype))  # e.g. fp32 masters, bf16 compute
-        if m.init != "random" and self.mesh is not None:
+        init = resolve_model_dir(m.init)
+        if init != "random" and self.mesh is not None:
             from jaxseg.parallel.weights import load_sharded  # each device reads its slices
 
-            return load_sharded(local_dir(m.init), self.mesh, dtype=dtype, param_dtype=param_dtype)
-        if m.init != "random":
-            return load_pretrained(local_dir(m.init), dtype=dtype, param_dtype=param_dtype)
+            return load_sharded(local_dir(init), self.mesh, dtype=dtype, param_dtype=param_dtype)
+        if init != "random":
+            return load_pretrained(local_dir(init), dtype=dtype, param_dtype=param_dtype)
         ids = self.ids
         family = get_family(m.get("family", "qwen2_5_vl"))
         cfg = family.preset(
