@@ -280,6 +280,8 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.sft.checkpoint_every = 50
     c.sft.keep = 3
     c.sft.eval_every = 0  # held-out evaluation during the stage (0 = off)
+    # non-finite loss/grad steps are skipped; more than this many in a row abort (train.faults)
+    c.sft.max_nonfinite = 3
 
     # GRPO: full fine-tuning in every seed (LoRA only in their cold starts)
     c.grpo = ConfigDict(g)
@@ -302,6 +304,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.grpo.lora_targets = TEXT_TARGETS
     c.grpo.checkpoint_every = 25
     c.grpo.keep = 3
+    c.grpo.max_nonfinite = 3
     c.grpo.eval_every = 50
 
     # final evaluation on the whole split; eval_every ones on periodic_expressions of it

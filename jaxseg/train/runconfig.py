@@ -61,6 +61,15 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
 
 _MISSING = object()
 
+# Where a run executes, not what it trains: a run resumes on another mesh or host count
+# (checkpoints are resharded on restore), so these never count as drift; config.json keeps the
+# newest values.
+PLACEMENT_KEYS = ("mesh", "distributed")
+
+
+def _is_placement(key: str) -> bool:
+    return key.split(".", 1)[0] in PLACEMENT_KEYS
+
 
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``"a.b: old -> new"`` for each dotted field that differs (``(absent)`` for a field
@@ -97,6 +106,11 @@ def save_run_config(
         return []
     old = json.loads(path.read_text())
     changes = config_diff(old, new)
+    if changes and all(_is_placement(line.split(":", 1)[0]) for line in changes):
+        if write:  # only where it runs changed: record the new placement, nothing to refuse
+            path.write_text(text)
+        return []
+    changes = [line for line in changes if not _is_placement(line.split(":", 1)[0])]
     if not changes:
         return []
     if not allow_change:

@@ -37,6 +37,20 @@ def test_same_config_is_a_no_op_and_another_is_refused(tmp_path):
     assert not (tmp_path / "config_history").exists()
 
 
+def test_a_new_mesh_is_placement_not_drift(tmp_path):
+    """Resuming on another mesh (checkpoints reshard on restore) is allowed and recorded; a
+    training field changed beside it is still refused."""
+    c = _config()
+    c.mesh = ConfigDict({"ici": [2, 2, 2]})
+    save_run_config(tmp_path, c)
+    c.mesh.ici = [1, 2, 4]
+    assert save_run_config(tmp_path, c) == []
+    assert json.loads((tmp_path / "config.json").read_text())["mesh"]["ici"] == [1, 2, 4]
+    c.grpo.kl_coef = 0.5
+    with pytest.raises(ConfigDriftError, match="grpo.kl_coef"):
+        save_run_config(tmp_path, c)
+
+
 def test_allowed_change_keeps_a_history(tmp_path):
     save_run_config(tmp_path, _config())
     changes = save_run_config(tmp_path, _config(kl_coef=0.5, steps=40), allow_change=True)
