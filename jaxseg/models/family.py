@@ -64,6 +64,8 @@ class PolicyFamily:
     preset: Callable[..., Any]
     sizes: tuple[str, ...]
     image_processor: dict[str, Any]
+    load: Callable[..., nnx.Module]  # the family's weights.from_pretrained
+    save: Callable[..., Any]  # the family's weights.save_pretrained
     video_runs_per_grid: Callable[[Any], int] = lambda grid: 1
 
     def config_from_json(self, path: str | Path):
@@ -81,26 +83,11 @@ class PolicyFamily:
         return self.model_cls(config, dtype=dtype, param_dtype=param_dtype, rngs=rngs, remat=remat)
 
     def from_pretrained(self, directory, **kw) -> nnx.Module:
-        from .hf_weights import load_pretrained
-
-        config = self.config_from_json(Path(directory) / "config.json")
-        dtype = kw.pop("dtype", jnp.float32)
-        param_dtype = kw.pop("param_dtype", None)
-        pdt = dtype if param_dtype is None else param_dtype
-        return load_pretrained(
-            directory,
-            config=config,
-            build=lambda: self.build(config, dtype=dtype, param_dtype=pdt),
-            table=self.weight_table,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            **kw,
-        )
+        """`dtype`, `param_dtype`, `mesh`, `rules` as the family's `weights.from_pretrained`."""
+        return self.load(directory, **kw)
 
     def save_pretrained(self, model, out_dir, reference_dir=None, **kw):
-        from .hf_weights import save_pretrained
-
-        return save_pretrained(model, out_dir, reference_dir, table=self.weight_table, **kw)
+        return self.save(model, out_dir, reference_dir, **kw)
 
 
 def _qwen2_5_vl() -> PolicyFamily:
@@ -113,6 +100,8 @@ def _qwen2_5_vl() -> PolicyFamily:
         config_cls=m.Qwen2_5_VLConfig,
         model_cls=m.Qwen2_5_VLForConditionalGeneration,
         weight_table=m.weights.WEIGHT_TABLE,
+        load=m.from_pretrained,
+        save=m.save_pretrained,
         get_rope_index=m.get_rope_index,
         vision_layout=m.vision_layout,
         preset=preset_config,
@@ -137,6 +126,8 @@ def _qwen3_vl() -> PolicyFamily:
         config_cls=m.Qwen3VLConfig,
         model_cls=m.Qwen3VLForConditionalGeneration,
         weight_table=m.WEIGHT_TABLE,
+        load=m.from_pretrained,
+        save=m.save_pretrained,
         get_rope_index=m.get_rope_index,
         vision_layout=m.vision_layout,
         preset=preset_config,
