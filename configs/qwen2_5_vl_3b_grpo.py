@@ -21,8 +21,8 @@ what no remat costs (it does not fit a v5p-32); `remat=full` is the setting to t
 group, prompts, frames, new_tokens (default: the protocol's), micro_batch, tensor (size of the
 tensor axis; fsdp fills the rest of the slice), sampler_weights (copy|train).
 
-The `rl`, `data.num_frames/frame_size/text_prompt_tokens` and `train` blocks are what the
-planner reads (jaxseg.parallel.planner); `rl` mirrors `grpo` (same values, one source below).
+`jaxseg plan` (jaxseg.parallel.planner) reads the fields the trainer runs with (`model`, `mesh`,
+`grpo`) plus its own assumptions in the `plan` block (prompt size, turns, sampler weights, MFU).
 """
 
 import math
@@ -230,10 +230,6 @@ def get_config(arg: str | None = None) -> ConfigDict:
             format="revos",
             train_split="train",
             eval_split="valid",
-            # planner: the largest prompt of a GRPO sequence
-            num_frames=frames,
-            frame_size=p["plan"]["frame_size"],
-            text_prompt_tokens=256,  # system prompt + frame indices + query
         )
     )
     c.protocol = ConfigDict(
@@ -310,8 +306,8 @@ def get_config(arg: str | None = None) -> ConfigDict:
     # final evaluation on the whole split; eval_every ones on periodic_expressions of it
     c.eval = ConfigDict(dict(max_expressions=1_000_000, chunk=8, periodic_expressions=64))
 
-    # ---- pod-scale plan (jaxseg plan): mirrors grpo
-    # data x fsdp x tensor inside a slice (ICI); across slices / GPU nodes (DCN) only data.
+    # ---- pod scale: data x fsdp x tensor inside a slice (ICI); across slices or GPU nodes
+    # (DCN) only data.
     c.mesh = ConfigDict(
         dict(
             axes=("data", "fsdp", "tensor"),
@@ -322,22 +318,19 @@ def get_config(arg: str | None = None) -> ConfigDict:
     )
     # Empty: single process locally; launch/ sets JAX_* or JAXSEG_DISTRIBUTED_AUTO=1 per host.
     c.distributed = ConfigDict(dict(coordinator_address="", auto=False))
-    c.rl = ConfigDict(
+    # What the planner assumes beyond the fields above (it reads model, mesh and grpo as the
+    # trainer does): the largest prompt of a GRPO sequence, turns per episode (each with
+    # grpo.max_new_tokens), how the sampler holds its weights, and the MFU.
+    c.plan = ConfigDict(
         dict(
-            group_size=g["group_size"],
-            prompts_per_step=g["prompts_per_step"],  # global, over all hosts
-            # generated tokens per sequence: every turn's budget
-            max_new_tokens=g["max_new_tokens"] * p["plan"]["turns"],
-            kl_beta=g["kl_coef"],
+            frames=frames,
+            frame_size=p["plan"]["frame_size"],
+            text_prompt_tokens=256,  # system prompt + frame indices + query
+            turns=p["plan"]["turns"],
             # 'copy': sample with a bf16 copy sharded over tensor only (refreshed each step);
             # 'train': with the FSDP training shards (all-gathered every generated token).
             sampler_weights=a.sampler_weights,
+            mfu=0.4,
         )
     )
-    c.train = ConfigDict(
-        dict(
-            micro_batch=a.micro_batch,  # global sequences per accumulation step
-        )
-    )
-    c.plan = ConfigDict(dict(mfu=0.4))
     return c

@@ -1,7 +1,7 @@
 """`jaxseg plan`: per-device memory and step time of a config on a TPU slice or GPU cluster.
 
     jaxseg plan --config qwen2_5_vl_3b_grpo --topology v5p-32
-    jaxseg plan --config qwen2_5_vl_3b_grpo:remat=full --topology 8xH100 --set train.micro_batch=8
+    jaxseg plan --config qwen2_5_vl_3b_grpo:remat=full --topology 8xH100 --set grpo.micro_batch=8
     jaxseg plan --config qwen2_5_vl_3b_grpo --topology v5p-32 --measure   # XLA's own numbers
 
 Prints every quantity with the arithmetic behind it (jaxseg/parallel/planner.py), then the
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config field (repeatable), e.g. --set rl.group_size=4",
+        help="override a config field (repeatable), e.g. --set grpo.group_size=4",
     )
 
 

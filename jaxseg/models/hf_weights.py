@@ -167,7 +167,7 @@ def load_pretrained(
     """Fills the abstract model `build()` (under `nnx.eval_shape`) from `directory`.
 
     With `mesh`, parameters are placed with the logical->mesh `rules`."""
-    from jaxseg.models.qwen2_5_vl.sharding import DEFAULT_RULES, param_sharding
+    from jaxseg.parallel.rules import RULES, variable_sharding
 
     directory = Path(directory)
     param_dtype = dtype if param_dtype is None else param_dtype
@@ -199,7 +199,7 @@ def load_pretrained(
             )
         value = np.ascontiguousarray(to_nnx(load(), transform)).astype(param_dtype)
         if mesh is not None:
-            loaded[path] = jax.device_put(value, param_sharding(var, mesh, rules or DEFAULT_RULES))
+            loaded[path] = jax.device_put(value, variable_sharding(var, mesh, rules or RULES))
         else:
             loaded[path] = jnp.asarray(value)
     if unexpected:

@@ -1,5 +1,5 @@
-"""Scale-out: device meshes, sharding rules, placing a run's state on its mesh, multi-host
-runtime, sharded weight loading, per-host data and the capacity planner (issue #9).
+"""Scale-out: device meshes, the logical-axis sharding rules, placing a run's state on its mesh,
+multi-host runtime, sharded weight loading, per-host data and the capacity planner.
 
 Names are imported on first use, so `jaxseg.parallel.topology` (plain Python, used by the
 launch scripts) does not pull in JAX.
@@ -16,6 +16,7 @@ _EXPORTS = {
     "device_grid": "mesh",
     "mesh_from_shape": "mesh",
     "RULES": "rules",
+    "logical_to_mesh_spec": "rules",
     "batch_sharding": "rules",
     "kv_cache_shardings": "rules",
     "named_sharding": "rules",

@@ -13,7 +13,7 @@ Config block (ml_collections, see configs/qwen2_5_vl_3b_grpo.py):
                                   ici=(1, -1, 1), dcn=(1, 1, 1), granule="slice"))
 
 Meshes use Auto axis mode: the model code relies on GSPMD propagation from the parameter
-shardings (jaxseg/models/qwen2_5_vl/sharding.py).
+shardings (jaxseg/parallel/rules.py).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from jaxseg.models.family import PolicyConfig, family_of, get_family
 from jaxseg.models.remat import REMAT_POLICIES
 
 from .mesh import MeshConfig, fill_shape
-from .rules import named_sharding, state_shardings
+from .rules import BATCH_AXES, KV_CACHE_AXES, named_sharding, shards, state_shardings
 from .topology import Topology
 
 REMAT = tuple(REMAT_POLICIES)  # none, dots_saveable, full
@@ -208,24 +208,34 @@ def param_stats(mcfg: PolicyConfig, mesh_shape: tuple[tuple[str, int], ...]) -> 
     )
 
 
-def _div(n: int, shards: int) -> int:
-    return shards if n % shards == 0 else 1
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """What one GRPO step of the run does, read from the config the trainer runs with
+    (`model`, `mesh`, `grpo`) and the planner's own assumptions (`plan`: the largest prompt a
+    sequence carries, turns per episode, sampler weights, MFU)."""
+
+    mcfg: PolicyConfig
+    b: int  # bytes per element, computation dtype
+    pb: int  # bytes per element, parameter (and optimizer moment) dtype
+    remat: str
+    sampler_weights: str
+    mfu: float
+    group: int
+    prompts: int
+    new_tokens: int  # generated tokens per sequence, every turn's budget
+    frames: int
+    frame_size: tuple[int, int]
+    text_tokens: int
+    micro_batch: int  # global sequences per accumulation step
+    with_ref: bool  # a reference model for the KL term (grpo.kl_coef > 0)
+    dtype: str
 
 
-def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False) -> Plan:
-    """Evaluates `config` (a GRPO config: model, mesh, rl, data, train, plan blocks) on
-    `topology`. Raises PlanError naming the field when the config cannot be laid out.
-
-    `measure`: replace the analytical decoder-activation and logits lines by XLA's buffer
-    assignment of the real model on the local backend (jaxseg/parallel/measure.py)."""
-    model_cfg = config["model"]
-    rl, data, train = config["rl"], config["data"], config["train"]
+def read_workload(config: Mapping[str, Any]) -> Workload:
+    """The `Workload` of `config`; a PlanError naming the field for a value it cannot price."""
+    model_cfg, grpo = config["model"], config["grpo"]
     assumptions = config.get("plan", {})
-    mcfg = model_config(model_cfg["hf_config"])
-    text, vis = mcfg.text, mcfg.vision
-    b = _dtype_bytes(model_cfg["dtype"], "model.dtype")
-    pb = _dtype_bytes(model_cfg["param_dtype"], "model.param_dtype")
-    if "remat" in train:  # one source: the trainer's model.remat
+    if "remat" in config.get("train", {}):  # one source: the trainer's model.remat
         raise PlanError(
             "train.remat is not a field any more: the planner reads model.remat, the setting "
             "the trainer runs with (set that one)"
@@ -233,46 +243,91 @@ def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False
     remat = model_cfg.get("remat", "none")
     if remat not in REMAT:
         raise PlanError(f"model.remat = {remat!r}; expected one of {REMAT}")
-    sampler_weights = rl.get("sampler_weights", "train")
+    sampler_weights = assumptions.get("sampler_weights", "train")
     if sampler_weights not in SAMPLER_WEIGHTS:
         raise PlanError(
-            f"rl.sampler_weights = {sampler_weights!r}; expected one of {SAMPLER_WEIGHTS}"
+            f"plan.sampler_weights = {sampler_weights!r}; expected one of {SAMPLER_WEIGHTS}"
         )
     mfu = float(assumptions.get("mfu", 0.4))
     if not 0 < mfu <= 1:
         raise PlanError(f"plan.mfu = {mfu}; expected a fraction in (0, 1]")
+    fh, fw = assumptions["frame_size"]
+    return Workload(
+        mcfg=model_config(model_cfg["hf_config"]),
+        b=_dtype_bytes(model_cfg["dtype"], "model.dtype"),
+        pb=_dtype_bytes(model_cfg["param_dtype"], "model.param_dtype"),
+        remat=remat,
+        sampler_weights=sampler_weights,
+        mfu=mfu,
+        group=int(grpo["group_size"]),
+        prompts=int(grpo["prompts_per_step"]),
+        new_tokens=int(grpo["max_new_tokens"]) * int(assumptions.get("turns", 1)),
+        frames=int(assumptions["frames"]),
+        frame_size=(int(fh), int(fw)),
+        text_tokens=int(assumptions["text_prompt_tokens"]),
+        micro_batch=int(grpo["micro_batch"]),
+        with_ref=float(grpo["kl_coef"]) > 0,
+        dtype=model_cfg["dtype"],
+    )
 
-    mesh_cfg = MeshConfig.from_config(config.get("mesh"))
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The workload on the mesh: sequence shapes and what one device holds of them."""
+
+    shape: dict[str, int]
+    amesh: jax.sharding.AbstractMesh
+    patches_frame: int
+    tokens_frame: int
+    patches: int  # vision patches per sequence
+    prompt_len: int
+    seq_len: int
+    seqs: int  # sequences per step
+    accum: int  # accumulation steps
+    seq_dev: int  # sequences per device per accumulation step
+    batch_shards: int  # data x fsdp
+
+
+def lay_out(w: Workload, mesh_cfg: MeshConfig, topology: Topology) -> Layout:
+    """Mesh shape and per-device sequence counts; a PlanError when the batch does not split."""
     shape = mesh_shape_for(mesh_cfg, topology)
     axes = mesh_cfg.axes
     amesh = jax.sharding.AbstractMesh(
         tuple(shape[a] for a in axes), axes, axis_types=(jax.sharding.AxisType.Auto,) * len(axes)
     )
-    batch_shards = shape.get("data", 1) * shape.get("fsdp", 1)
-    t = shape.get("tensor", 1)
-    warnings: list[str] = []
-
-    # ---------------------------------------------------------------- workload
-    G, prompts = int(rl["group_size"]), int(rl["prompts_per_step"])
-    new_tokens = int(rl["max_new_tokens"])
-    frames = int(data["num_frames"])
-    fh, fw = data["frame_size"]
-    patches_frame, tokens_frame = vision_patches_per_frame(int(fh), int(fw), vis.patch_size)
-    patches = frames * patches_frame
-    prompt_len = frames * (tokens_frame + 2) + int(data["text_prompt_tokens"])
-    seq_len = prompt_len + new_tokens
-    seqs = prompts * G
-    micro = int(train["micro_batch"])
-    if micro % batch_shards:
+    batch_shards = math.prod(shape.get(a, 1) for a in BATCH_AXES)
+    if w.micro_batch % batch_shards:
         raise PlanError(
-            f"train.micro_batch = {micro} sequences must be a multiple of data x fsdp = "
+            f"grpo.micro_batch = {w.micro_batch} sequences must be a multiple of data x fsdp = "
             f"{batch_shards} (each batch shard needs whole sequences)"
         )
-    if seqs % micro:
-        raise PlanError(f"train.micro_batch = {micro} does not divide prompts x group = {seqs}")
-    accum = seqs // micro
-    seq_dev = micro // batch_shards
-    inputs = [
+    seqs = w.prompts * w.group
+    if seqs % w.micro_batch:
+        raise PlanError(
+            f"grpo.micro_batch = {w.micro_batch} does not divide prompts x group = {seqs}"
+        )
+    fh, fw = w.frame_size
+    patches_frame, tokens_frame = vision_patches_per_frame(fh, fw, w.mcfg.vision.patch_size)
+    prompt_len = w.frames * (tokens_frame + 2) + w.text_tokens
+    return Layout(
+        shape=shape,
+        amesh=amesh,
+        patches_frame=patches_frame,
+        tokens_frame=tokens_frame,
+        patches=w.frames * patches_frame,
+        prompt_len=prompt_len,
+        seq_len=prompt_len + w.new_tokens,
+        seqs=seqs,
+        accum=seqs // w.micro_batch,
+        seq_dev=w.micro_batch // batch_shards,
+        batch_shards=batch_shards,
+    )
+
+
+def input_lines(w: Workload, lay: Layout, topology: Topology) -> list[Line]:
+    fh, fw = w.frame_size
+    vis = w.mcfg.vision
+    return [
         Line(
             "devices",
             topology.devices,
@@ -280,76 +335,82 @@ def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False
         ),
         Line(
             "vision patches / sample",
-            patches,
-            f"{frames} frames x {patches_frame} patches ({fh}x{fw} px -> {vis.patch_size} px "
-            "patches, "
-            f"{tokens_frame} tokens each after 2x2 merge)",
+            lay.patches,
+            f"{w.frames} frames x {lay.patches_frame} patches ({fh}x{fw} px -> "
+            f"{vis.patch_size} px patches, {lay.tokens_frame} tokens each after 2x2 merge)",
         ),
         Line(
             "prompt tokens",
-            prompt_len,
-            f"{frames} x ({tokens_frame} + 2 vision start/end) + {data['text_prompt_tokens']} text",
+            lay.prompt_len,
+            f"{w.frames} x ({lay.tokens_frame} + 2 vision start/end) + {w.text_tokens} text",
         ),
-        Line("sequence length", seq_len, f"{prompt_len} prompt + {new_tokens} generated"),
+        Line("sequence length", lay.seq_len, f"{lay.prompt_len} prompt + {w.new_tokens} generated"),
         Line(
             "sequences / step",
-            seqs,
-            f"{prompts} prompts x group {G}; micro-batch {micro} "
-            f"-> {accum} accumulation step(s), {seq_dev} sequence(s) per device",
+            lay.seqs,
+            f"{w.prompts} prompts x group {w.group}; micro-batch {w.micro_batch} "
+            f"-> {lay.accum} accumulation step(s), {lay.seq_dev} sequence(s) per device",
         ),
     ]
 
-    # ---------------------------------------------------------------- parameters
-    stats = param_stats(mcfg, tuple(shape.items()))
-    n_total, n_dev, n_vision = stats.total, stats.per_device, stats.vision
-    with_ref = float(rl["kl_beta"]) > 0
-    opt_bytes = 2 * pb  # optax adamw: mu and nu in the parameter dtype
+
+def parameter_lines(w: Workload, lay: Layout, stats: ParamStats) -> tuple[list[Line], list[Line]]:
+    """(parameter counts, resident bytes per device: policy, reference, AdamW moments)."""
+    n_total, n_dev, n_vision, b, pb = stats.total, stats.per_device, stats.vision, w.b, w.pb
     params = [
         Line("parameters", n_total, f"{n_total / 1e9:.3f} B ({n_vision / 1e9:.3f} B vision)"),
         Line(
             "parameters / device",
             n_dev,
-            f"sum of per-device shard sizes on mesh {shape} = {n_total / n_dev:.1f}x fewer",
+            f"sum of per-device shard sizes on mesh {lay.shape} = {n_total / n_dev:.1f}x fewer",
         ),
     ]
     resident = [
         Line("policy params", n_dev * pb, f"{n_dev / 1e6:.1f} M x {pb} B"),
         Line(
             "reference params (KL)",
-            n_dev * b * with_ref,
-            f"{n_dev / 1e6:.1f} M x {b} B" if with_ref else "kl_beta = 0: no reference model",
+            n_dev * b * w.with_ref,
+            f"{n_dev / 1e6:.1f} M x {b} B"
+            if w.with_ref
+            else "grpo.kl_coef = 0: no reference model",
         ),
-        Line("AdamW mu + nu", n_dev * opt_bytes, f"{n_dev / 1e6:.1f} M x 2 x {pb} B"),
+        # optax adamw: mu and nu in the parameter dtype
+        Line("AdamW mu + nu", n_dev * 2 * pb, f"{n_dev / 1e6:.1f} M x 2 x {pb} B"),
     ]
+    return params, resident
 
-    # ---------------------------------------------------------------- train activations
+
+def train_memory_lines(w: Workload, lay: Layout, stats: ParamStats) -> list[Line]:
+    """Gradients and activations of one accumulation step (analytical, `_layer_elements`)."""
+    text, vis, b, pb, remat, amesh = w.mcfg.text, w.mcfg.vision, w.b, w.pb, w.remat, lay.amesh
+    n_dev = stats.per_device
     d, hd = text.hidden_size, text.head_dim
     heads, kvh = text.num_attention_heads, text.num_key_value_heads
     dq, dkv, f = heads * hd, kvh * hd, text.intermediate_size
-    tk = _div(kvh, t)
-    tokens_dev = seq_dev * seq_len
-    kept, layer_full = _layer_elements(d, dq, dkv, f, heads, seq_len, _div(heads, t), tk, b, remat)
+    t_q, t_kv = shards(heads, "q_heads", amesh), shards(kvh, "kv_heads", amesh)
+    tokens_dev = lay.seq_dev * lay.seq_len
+    kept, layer_full = _layer_elements(d, dq, dkv, f, heads, lay.seq_len, t_q, t_kv, b, remat)
     text_act = text.num_hidden_layers * kept * tokens_dev
     transient = 0 if remat == "none" else layer_full * tokens_dev
     dv, fv, hv = vis.hidden_size, vis.intermediate_size, vis.num_heads
-    tv = _div(hv, t)
+    tv = shards(hv, "vision_heads", amesh)
     window_len = vis.merger_window**2 * vis.spatial_merge_unit
     n_full = len(vis.fullatt_block_indexes)
     n_window = vis.depth - n_full
-    patches_dev = seq_dev * patches
+    patches_dev = lay.seq_dev * lay.patches
     vk_w, vf_w = _layer_elements(dv, dv, dv, fv, hv, window_len, tv, tv, b, remat)
-    vk_f, vf_f = _layer_elements(dv, dv, dv, fv, hv, patches_frame, tv, tv, b, remat)
+    vk_f, vf_f = _layer_elements(dv, dv, dv, fv, hv, lay.patches_frame, tv, tv, b, remat)
     vision_act = (n_window * vk_w + n_full * vk_f) * patches_dev
     vision_transient = 0 if remat == "none" else max(vf_w, vf_f) * patches_dev
-    vocab_dev = text.vocab_size / _div(text.vocab_size, t)
+    vocab_dev = text.vocab_size / shards(text.vocab_size, "vocab", amesh)
     logits = tokens_dev * vocab_dev * (b + 4)
-    grad_copies = 2 if accum > 1 else 1
-    train_lines = resident + [
+    grad_copies = 2 if lay.accum > 1 else 1
+    return [
         Line(
             "gradients",
             n_dev * pb * grad_copies,
             f"{n_dev / 1e6:.1f} M x {pb} B"
-            + (" x 2 (accumulator + micro-step)" if accum > 1 else ""),
+            + (" x 2 (accumulator + micro-step)" if lay.accum > 1 else ""),
         ),
         Line(
             f"decoder activations (remat {remat})",
@@ -377,78 +438,108 @@ def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False
         ),
     ]
 
-    if measure:
-        from .measure import measure_decoder
 
-        try:
-            mem = measure_decoder(
-                mcfg, seq_dev, seq_len, jnp.dtype(model_cfg["dtype"]), remat=remat
-            )
-        except ValueError as err:
-            raise PlanError(f"--measure: {err}") from err
-        analytical = text_act + transient + logits
-        measured = text.num_hidden_layers * mem.per_layer_bytes + mem.rest_bytes
-        drop = {"decoder activations", "decoder block being recomputed", "logits + f32"}
-        train_lines = [x for x in train_lines if not x.label.startswith(tuple(drop))]
-        train_lines.append(
-            Line(
-                f"decoder + logits (XLA {mem.backend}, measured)",
-                measured,
-                f"{text.num_hidden_layers} layers x {mem.per_layer_bytes / GB:.3f} GB + "
-                f"{mem.rest_bytes / GB:.2f} GB (1- vs 2-layer compile, {seq_dev} x {seq_len} "
-                f"tokens); analytical {analytical / GB:.2f} GB",
-            )
+def measured_memory_lines(
+    w: Workload, lay: Layout, analytical: list[Line], warnings: list[str]
+) -> list[Line]:
+    """`analytical` with its decoder-activation and logits lines replaced by XLA's buffer
+    assignment of the real model on the local backend (jaxseg/parallel/measure.py)."""
+    from .measure import measure_decoder
+
+    text = w.mcfg.text
+    try:
+        mem = measure_decoder(w.mcfg, lay.seq_dev, lay.seq_len, jnp.dtype(w.dtype), remat=w.remat)
+    except ValueError as err:
+        raise PlanError(f"--measure: {err}") from err
+    drop = ("decoder activations", "decoder block being recomputed", "logits + f32")
+    estimate = sum(x.value for x in analytical if x.label.startswith(drop))
+    measured = text.num_hidden_layers * mem.per_layer_bytes + mem.rest_bytes
+    lines = [x for x in analytical if not x.label.startswith(drop)]
+    lines.append(
+        Line(
+            f"decoder + logits (XLA {mem.backend}, measured)",
+            measured,
+            f"{text.num_hidden_layers} layers x {mem.per_layer_bytes / GB:.3f} GB + "
+            f"{mem.rest_bytes / GB:.2f} GB (1- vs 2-layer compile, {lay.seq_dev} x {lay.seq_len} "
+            f"tokens); analytical {estimate / GB:.2f} GB",
         )
-        if t > 1:
-            warnings.append("measured on one device without tensor sharding: an upper bound")
+    )
+    if lay.shape.get("tensor", 1) > 1:
+        warnings.append("measured on one device without tensor sharding: an upper bound")
+    return lines
 
-    # ---------------------------------------------------------------- rollout
-    cache_shape = (seqs, seq_len, kvh, hd)
-    kv_axes = ("cache_batch", "cache_length", "cache_kv_heads", "cache_head_dim")
-    kv_shard = named_sharding(cache_shape, kv_axes, amesh).shard_shape(cache_shape)
-    kv_dev = math.prod(kv_shard) * 2 * text.num_hidden_layers * b
-    prompts_dev = max(1, math.ceil(prompts / batch_shards))
-    prefill_scores = prompts_dev * heads / _div(heads, t) * prompt_len**2 * (2 * b + 4)
-    copy_bytes = n_total / t * b if sampler_weights == "copy" else 0.0
-    rollout_lines = resident + [
+
+def kv_cache_bytes(w: Workload, lay: Layout) -> tuple[float, tuple[int, ...]]:
+    """(KV cache bytes per device, one layer's k shard shape) of the rollout's cache, placed
+    as the sampler places it (`kv_cache_shardings`)."""
+    text = w.mcfg.text
+    cache_shape = (lay.seqs, lay.seq_len, text.num_key_value_heads, text.head_dim)
+    kv_shard = named_sharding(cache_shape, KV_CACHE_AXES, lay.amesh).shard_shape(cache_shape)
+    return math.prod(kv_shard) * 2 * text.num_hidden_layers * w.b, kv_shard
+
+
+def rollout_memory_lines(w: Workload, lay: Layout, stats: ParamStats) -> list[Line]:
+    """The sampler's weights copy, KV cache and one layer's prefill attention scores."""
+    text, b, amesh = w.mcfg.text, w.b, lay.amesh
+    heads, kvh, hd = text.num_attention_heads, text.num_key_value_heads, text.head_dim
+    t = lay.shape.get("tensor", 1)
+    kv_dev, kv_shard = kv_cache_bytes(w, lay)
+    heads_dev = heads // shards(heads, "q_heads", amesh)
+    prompts_dev = max(1, math.ceil(w.prompts / lay.batch_shards))
+    prefill_scores = prompts_dev * heads_dev * lay.prompt_len**2 * (2 * b + 4)
+    copy_bytes = stats.total / t * b if w.sampler_weights == "copy" else 0.0
+    return [
         Line(
             "sampler weights copy",
             copy_bytes,
-            f"{n_total / 1e9:.3f} B / tensor {t} x {b} B (replicated over data x fsdp)"
+            f"{stats.total / 1e9:.3f} B / tensor {t} x {b} B (replicated over data x fsdp)"
             if copy_bytes
-            else "rl.sampler_weights = 'train': samples with the training shards",
+            else "plan.sampler_weights = 'train': samples with the training shards",
         ),
         Line(
             "KV cache",
             kv_dev,
-            f"[{seqs} rows, {seq_len} slots, {kvh} KV heads, {hd}] -> shard {list(kv_shard)} "
-            f"x 2 (k, v) x {text.num_hidden_layers} layers x {b} B",
+            f"[{lay.seqs} rows, {lay.seq_len} slots, {kvh} KV heads, {hd}] -> shard "
+            f"{list(kv_shard)} x 2 (k, v) x {text.num_hidden_layers} layers x {b} B",
         ),
         Line(
             "prefill attention scores (1 layer)",
             prefill_scores,
-            f"{prompts_dev} prompt(s) x {heads // _div(heads, t)} heads x {prompt_len}^2 x "
+            f"{prompts_dev} prompt(s) x {heads_dev} heads x {lay.prompt_len}^2 x "
             f"({b} + 4 + {b}) B (group shares one prefill)",
         ),
     ]
 
-    # ---------------------------------------------------------------- FLOPs and time
+
+def flops_and_time(
+    w: Workload, lay: Layout, stats: ParamStats, topology: Topology, warnings: list[str]
+) -> tuple[list[Line], list[Line]]:
+    """FLOPs per GRPO step and the time they take (decode: the largest of FLOPs, HBM reads
+    and the FSDP all-gather)."""
+    text, vis, b, pb, remat = w.mcfg.text, w.mcfg.vision, w.b, w.pb, w.remat
     n_text_mm, n_vis_mm, n_merger = stats.text_matmul, stats.vision_matmul, stats.merger_matmul
-    L = text.num_hidden_layers
+    n_total, n_dev = stats.total, stats.per_device
+    L, dq = text.num_hidden_layers, text.num_attention_heads * text.head_dim
+    dv = vis.hidden_size
+    window_len = vis.merger_window**2 * vis.spatial_merge_unit
+    n_full = len(vis.fullatt_block_indexes)
+    n_window = vis.depth - n_full
+    seqs, seq_len, prompt_len, patches = lay.seqs, lay.seq_len, lay.prompt_len, lay.patches
+    t = lay.shape.get("tensor", 1)
 
     def text_fwd(tokens: int, ctx: int) -> float:
         return tokens * (2 * n_text_mm + 4 * L * dq * ctx)
 
     vis_fwd = (
         2 * n_vis_mm * patches
-        + 4 * dv * patches * (n_window * window_len + n_full * patches_frame)
+        + 4 * dv * patches * (n_window * window_len + n_full * lay.patches_frame)
         + 2 * n_merger * patches / 4
     )
     recompute = 4 / 3 if remat == "full" else 1.0
     f_train = seqs * 3 * (text_fwd(seq_len, seq_len) + vis_fwd) * recompute
-    f_ref = seqs * (text_fwd(seq_len, seq_len) + vis_fwd) * with_ref
-    f_prefill = prompts * (text_fwd(prompt_len, prompt_len) + vis_fwd)
-    f_decode = seqs * new_tokens * (2 * n_text_mm + 4 * L * dq * seq_len)
+    f_ref = seqs * (text_fwd(seq_len, seq_len) + vis_fwd) * w.with_ref
+    f_prefill = w.prompts * (text_fwd(prompt_len, prompt_len) + vis_fwd)
+    f_decode = seqs * w.new_tokens * (2 * n_text_mm + 4 * L * dq * seq_len)
     flops = [
         Line(
             "train (fwd+bwd)",
@@ -461,30 +552,31 @@ def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False
             "reference forward",
             f_ref,
             f"{seqs} seq x ({seq_len} tok x (2 x {n_text_mm / 1e9:.3f} B + attn) + vision)"
-            if with_ref
+            if w.with_ref
             else "no reference model",
         ),
-        Line("rollout prefill", f_prefill, f"{prompts} prompts x ({prompt_len} tok + vision)"),
+        Line("rollout prefill", f_prefill, f"{w.prompts} prompts x ({prompt_len} tok + vision)"),
         Line(
             "rollout decode",
             f_decode,
-            f"{seqs} rows x {new_tokens} tok x (2 x {n_text_mm / 1e9:.3f} B + attn over "
+            f"{seqs} rows x {w.new_tokens} tok x (2 x {n_text_mm / 1e9:.3f} B + attn over "
             f"{seq_len} slots)",
         ),
     ]
     chip = topology.chip
-    rate = topology.devices * chip.peak_bf16_flops * mfu
+    rate = topology.devices * chip.peak_bf16_flops * w.mfu
     decode_flops_t = f_decode / rate
     # Each decode step multiplies by every weight of this device's tensor shard. Training
     # shards under FSDP are all-gathered first (ICI) every token; a copy is gathered once per
     # step (the weight sync). Then weights and this device's cache rows are read from HBM.
     gather_all = max(0.0, n_total / t - n_dev)  # parameters this device does not hold
-    if sampler_weights == "copy":
+    if w.sampler_weights == "copy":
         weights_dev, gathered, sync = n_total / t * b, 0.0, gather_all * b  # cast, then gather
     else:
         weights_dev, gathered, sync = n_total / t * pb, gather_all * pb, 0.0
-    decode_hbm_t = new_tokens * (weights_dev + kv_dev) / chip.hbm_bytes_per_s
-    decode_gather_t = new_tokens * gathered / chip.link_bytes_per_s
+    kv_dev, _ = kv_cache_bytes(w, lay)
+    decode_hbm_t = w.new_tokens * (weights_dev + kv_dev) / chip.hbm_bytes_per_s
+    decode_gather_t = w.new_tokens * gathered / chip.link_bytes_per_s
     sync_t = sync / chip.link_bytes_per_s
     decode_t = max(decode_flops_t, decode_hbm_t, decode_gather_t)
     time = [
@@ -492,16 +584,16 @@ def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False
             "train",
             f_train / rate,
             f"{f_train / 1e15:.1f} PF / ({topology.devices} x {chip.peak_bf16_flops / 1e12:.0f} "
-            f"TF/s x MFU {mfu})",
+            f"TF/s x MFU {w.mfu})",
         ),
         Line("reference forward", f_ref / rate, f"{f_ref / 1e15:.1f} PF / same rate"),
         Line("rollout prefill", f_prefill / rate, f"{f_prefill / 1e15:.1f} PF / same rate"),
         Line(
             "rollout decode",
             decode_t,
-            f"max(FLOPs {decode_flops_t:.2f} s, HBM {new_tokens} x "
+            f"max(FLOPs {decode_flops_t:.2f} s, HBM {w.new_tokens} x "
             f"({weights_dev / GB:.2f} + {kv_dev / GB:.2f}) GB / {chip.hbm_bytes_per_s / 1e9:.0f} "
-            f"GB/s = {decode_hbm_t:.2f} s, FSDP all-gather {new_tokens} x {gathered / GB:.2f} GB"
+            f"GB/s = {decode_hbm_t:.2f} s, FSDP all-gather {w.new_tokens} x {gathered / GB:.2f} GB"
             f" / {chip.link_bytes_per_s / 1e9:.0f} GB/s = {decode_gather_t:.2f} s)",
         ),
         Line(
@@ -512,9 +604,20 @@ def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False
             else "none (samples with the training shards)",
         ),
     ]
+    if decode_gather_t > 2 * max(decode_flops_t, decode_hbm_t):
+        warnings.append(
+            f"decoding is bound by all-gathering FSDP-sharded weights ({decode_gather_t:.1f} s "
+            "per rollout): set plan.sampler_weights = 'copy' (a tensor-sharded compute-dtype "
+            "copy for sampling, tunix's no-FSDP sampling layout)"
+        )
+    return flops, time
 
-    hbm = chip.hbm_bytes
-    for name, lines in (("train", train_lines), ("rollout", rollout_lines)):
+
+def fit_warnings(topology: Topology, phases: Mapping[str, list[Line]]) -> list[str]:
+    """A warning per phase that does not fit (or uses > 90% of HBM)."""
+    hbm, chip = topology.chip.hbm_bytes, topology.chip
+    warnings = []
+    for name, lines in phases.items():
         total = sum(line.value for line in lines)
         if total > hbm:
             warnings.append(
@@ -523,18 +626,40 @@ def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False
             )
         elif total > 0.9 * hbm:
             warnings.append(f"tight: {name} phase uses {100 * total / hbm:.0f}% of HBM (> 90%)")
-    if decode_gather_t > 2 * max(decode_flops_t, decode_hbm_t):
-        warnings.append(
-            f"decoding is bound by all-gathering FSDP-sharded weights ({decode_gather_t:.1f} s "
-            "per rollout): set rl.sampler_weights = 'copy' (a tensor-sharded compute-dtype "
-            "copy for sampling, tunix's no-FSDP sampling layout)"
-        )
-    if kvh % t:
-        warnings.append(
-            f"tensor = {t} does not divide {kvh} KV heads: the KV cache is replicated "
-            "over the tensor axis"
-        )
-    return Plan(topology, shape, inputs, params, train_lines, rollout_lines, flops, time, warnings)
+    return warnings
+
+
+def kv_head_warnings(w: Workload, lay: Layout) -> list[str]:
+    """A warning when the tensor axis cannot split the KV heads (the cache is replicated)."""
+    kvh, t = w.mcfg.text.num_key_value_heads, lay.shape.get("tensor", 1)
+    if shards(kvh, "kv_heads", lay.amesh) == t:
+        return []
+    return [
+        f"tensor = {t} does not divide {kvh} KV heads: the KV cache is replicated over the "
+        "tensor axis"
+    ]
+
+
+def plan(config: Mapping[str, Any], topology: Topology, *, measure: bool = False) -> Plan:
+    """Evaluates `config` (a GRPO config: model, mesh, grpo and plan blocks) on `topology`.
+    Raises PlanError naming the field when the config cannot be laid out.
+
+    `measure`: replace the analytical decoder-activation and logits lines by XLA's buffer
+    assignment of the real model on the local backend (jaxseg/parallel/measure.py)."""
+    w = read_workload(config)
+    lay = lay_out(w, MeshConfig.from_config(config.get("mesh")), topology)
+    stats = param_stats(w.mcfg, tuple(lay.shape.items()))
+    warnings: list[str] = []
+    params, resident = parameter_lines(w, lay, stats)
+    train = resident + train_memory_lines(w, lay, stats)
+    if measure:
+        train = measured_memory_lines(w, lay, train, warnings)
+    rollout = resident + rollout_memory_lines(w, lay, stats)
+    warnings += fit_warnings(topology, {"train": train, "rollout": rollout})
+    flops, time = flops_and_time(w, lay, stats, topology, warnings)
+    warnings += kv_head_warnings(w, lay)
+    inputs = input_lines(w, lay, topology)
+    return Plan(topology, lay.shape, inputs, params, train, rollout, flops, time, warnings)
 
 
 def remat_options(config: Mapping[str, Any], topology: Topology) -> dict[str, Plan]:

@@ -20,8 +20,8 @@
   cache after its completion and decodes on; the appended tokens get the M-RoPE positions a
   full forward over the whole conversation gives them.
 * Sharding: with `mesh=`, prompts and cache are placed batch-sharded over ('data', 'fsdp') and
-  the cache's kv heads over 'tensor' (the model's logical-axis rules); put the model on the same
-  mesh with `shard_model`.
+  the cache's kv heads over 'tensor' (jaxseg.parallel.rules); put the model on the same mesh
+  with `jaxseg.parallel.place`.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from jaxseg.models.kv_cache import KVCache
-from jaxseg.models.qwen2_5_vl import logical_to_mesh_spec
+from jaxseg.parallel.rules import kv_cache_shardings, named_sharding
 
 from .batch import History, Prompt, SegmentBatch, assemble_segment, bucket_length
 from .filters import SamplingParams
@@ -89,32 +89,22 @@ class Sampler:
 
     # ------------------------------------------------------------------ placement
     def _put(self, x, logical: tuple[str | None, ...]):
-        """`x` on the mesh with `logical` axes; a dimension the mesh axes do not divide (e.g.
-        one prompt before it is tiled to G rows) is replicated instead."""
+        """`x` on the mesh with `logical` axes (jaxseg.parallel.rules; a dimension the mesh axes
+        do not divide, e.g. one prompt before it is tiled to G rows, is replicated)."""
         if self.mesh is None or x is None:
             return x if x is None else jnp.asarray(x)
-        spec = []
-        for dim, entry in zip(np.shape(x), logical_to_mesh_spec(logical, self.mesh), strict=False):
-            names = (entry,) if isinstance(entry, str) else tuple(entry or ())
-            size = int(np.prod([self.mesh.shape[n] for n in names])) if names else 1
-            spec.append(entry if dim % size == 0 else None)
-        return jax.device_put(x, NamedSharding(self.mesh, PartitionSpec(*spec)))
+        return jax.device_put(x, named_sharding(np.shape(x), logical, self.mesh))
 
     def _place_cache(self, cache: KVCache) -> KVCache:
-        kv = ("batch", None, "kv_heads", None)
-        return cache.replace(
-            keys=tuple(self._put(k, kv) for k in cache.keys),
-            values=tuple(self._put(v, kv) for v in cache.values),
-            key_mask=self._put(cache.key_mask, ("batch", None)),
-        )
+        return jax.device_put(cache, kv_cache_shardings(cache, self.mesh))
 
     def _place_batch(self, batch: SegmentBatch) -> SegmentBatch:
         return batch.replace(
-            input_ids=self._put(batch.input_ids, ("batch", None)),
-            attention_mask=self._put(batch.attention_mask, ("batch", None)),
-            position_ids=self._put(batch.position_ids, (None, "batch", None)),
-            pixel_values=self._put(batch.pixel_values, (None, None)),
-            pixel_values_videos=self._put(batch.pixel_values_videos, (None, None)),
+            input_ids=self._put(batch.input_ids, ("batch",)),
+            attention_mask=self._put(batch.attention_mask, ("batch",)),
+            position_ids=self._put(batch.position_ids, (None, "batch")),
+            pixel_values=self._put(batch.pixel_values, ()),
+            pixel_values_videos=self._put(batch.pixel_values_videos, ()),
         )
 
     def _new_cache(self, batch: int, length: int) -> KVCache:
@@ -173,7 +163,7 @@ class Sampler:
             cache, logits, next_pos = tile_rows((cache, logits, next_pos), group_size)
             if self.mesh is not None:  # G * B rows: shard them over the batch axes again
                 cache = self._place_cache(cache)
-                logits = self._put(logits, ("batch", None))
+                logits = self._put(logits, ("batch",))
                 next_pos = self._put(next_pos, ("batch",))
             histories = [h.copy() for h in histories for _ in range(group_size)]
         rows = len(prompts) * group_size

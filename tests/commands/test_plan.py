@@ -47,15 +47,15 @@ def test_bad_topology_or_override_exits_2(capsys):
     assert main(["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "v9-32"]) == 2
     assert "jaxseg: error: unknown topology" in capsys.readouterr().err
     rc = main(
-        ["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "8xH100", "--set", "rl.groups=4"]
+        ["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "8xH100", "--set", "grpo.groups=4"]
     )
     assert rc == 2
     err = capsys.readouterr().err
-    assert err.startswith("jaxseg: error:") and "rl.groups" in err
-    assert "did you mean 'rl.group_size'?" in err
+    assert err.startswith("jaxseg: error:") and "grpo.groups" in err
+    assert "did you mean 'grpo.group_size'?" in err
 
 
 def test_plan_takes_set_like_every_command(capsys):
     args = ["plan", "--config", "qwen2_5_vl_3b_grpo", "--topology", "v5p-32"]
-    assert main([*args, "--set", "model.remat='full'", "--set", "train.micro_batch=32"]) == 0
+    assert main([*args, "--set", "model.remat='full'", "--set", "grpo.micro_batch=32"]) == 0
     assert "-> fits" in capsys.readouterr().out

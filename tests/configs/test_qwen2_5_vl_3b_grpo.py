@@ -50,10 +50,16 @@ def test_protocol_config_builds_what_the_trainer_builds(protocol):
         assert key in c.model
     for key in ("root", "format", "train_split", "eval_split"):
         assert key in c.data
-    # the planner's block mirrors GRPO
-    assert (c.rl.group_size, c.rl.prompts_per_step) == (g.group_size, g.prompts_per_step)
-    assert c.rl.kl_beta == g.kl_coef
-    assert c.rl.max_new_tokens % g.max_new_tokens == 0
+    # the planner reads the trainer's blocks; `plan` holds only its own assumptions
+    assert "rl" not in c and "train" not in c
+    assert set(c.plan) == {
+        "frames",
+        "frame_size",
+        "text_prompt_tokens",
+        "turns",
+        "sampler_weights",
+        "mfu",
+    }
 
 
 @pytest.mark.parametrize("protocol", ["veason", "rcot", "o3"])
@@ -75,15 +81,15 @@ def test_seed_values_and_knobs():
     assert veason.sft.lora_rank == 8 and veason.protocol.config.image_size == 560
     o3 = load_config(f"{NAME}:protocol=o3")
     assert (o3.grpo.group_size, o3.grpo.policy_loss, o3.grpo.kl_coef) == (4, "on_policy", 0.04)
-    assert o3.rl.max_new_tokens == 3 * 512  # three turns of 512
+    assert (o3.grpo.max_new_tokens, o3.plan.turns) == (512, 3)  # three turns of 512
     assert (o3.sft.lora_rank, o3.sft.lora_alpha) == (128, 256.0)
     rcot = load_config(f"{NAME}:protocol=rcot")
     assert rcot.sft.warmup_steps == round(0.1 * rcot.sft.steps)
     revseg = load_config(f"{NAME}:protocol=revseg")
     assert revseg.sft.steps == 0 and not revseg.grpo.require_sft
     knobs = load_config(f"{NAME}:protocol=o3,group=8,new_tokens=256,frames=3")
-    assert (knobs.grpo.group_size, knobs.rl.group_size) == (8, 8)
-    assert (knobs.grpo.max_new_tokens, knobs.data.num_frames) == (256, 3)
+    assert knobs.grpo.group_size == 8
+    assert (knobs.grpo.max_new_tokens, knobs.plan.frames) == (256, 3)
     with pytest.raises(ValueError, match="protocol='sam'"):
         load_config(f"{NAME}:protocol=sam")
 

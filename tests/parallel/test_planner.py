@@ -61,7 +61,7 @@ def test_parameters_per_device_follow_the_sharding_rules(v5p32):
 def test_memory_lines_match_hand_arithmetic(v5p32):
     n_dev = _line(v5p32.params, "parameters / device")
     assert _line(v5p32.train, "policy params") == n_dev * 4  # fp32 master
-    assert _line(v5p32.train, "reference params") == n_dev * 2  # bf16, kl_beta > 0
+    assert _line(v5p32.train, "reference params") == n_dev * 2  # bf16, grpo.kl_coef > 0
     assert _line(v5p32.train, "AdamW") == n_dev * 8
     # 16 prompts x 8, micro-batch 16 on 16 devices: 1 sequence of 3472 + 1024 tokens each.
     seq = 8 * (400 + 2) + 256 + 1024
@@ -119,7 +119,7 @@ def test_vision_patches_use_the_processors_resize():
 
 
 def test_bad_configs_name_the_field():
-    with pytest.raises(PlanError, match="train.micro_batch"):
+    with pytest.raises(PlanError, match="grpo.micro_batch"):
         _plan("micro_batch=8")
     with pytest.raises(PlanError, match="model.remat"):
         _plan(overrides=["model.remat='most'"])

@@ -12,17 +12,20 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from jaxseg.models.qwen2_5_vl import KVCache, token_log_probs, vision_layout
-from jaxseg.models.qwen2_5_vl.sharding import model_shardings
+from jaxseg.models.qwen2_5_vl import KVCache, vision_layout
 from jaxseg.parallel import mesh_from_shape
 from jaxseg.parallel.rules import (
     batch_sharding,
+    divisible_spec,
     kv_cache_shardings,
+    logical_to_mesh_spec,
     named_sharding,
     pixel_rows_sharding,
     position_ids_sharding,
+    shards,
     state_shardings,
 )
+from jaxseg.rl.logprobs import next_token_logprobs
 
 from .conftest import tiny_config
 
@@ -38,7 +41,7 @@ def completion_loss(model, batch, layout):
         position_ids=batch["position_ids"],
         image_layout=layout,
     )
-    logp = token_log_probs(logits[:, :-1], batch["input_ids"][:, 1:])
+    logp = next_token_logprobs(logits, batch["input_ids"])
     weights = batch["completion_mask"][:, 1:]
     return -(logp * weights).sum() / weights.sum(), logits
 
@@ -99,13 +102,31 @@ def test_forward_loss_grads_on_mesh_equal_unsharded(shape, tiny_model, image_bat
     assert np.abs(flat_ref[("visual", "patch_embed", "kernel")][...]).max() > 1e-4
 
 
-def test_param_rules_agree_with_model_shardings(tiny_model):
+def test_rules_map_logical_axes_and_drop_absent_mesh_axes():
     mesh = mesh_from_shape((2, 2, 2))
-    ours = dict(nnx.to_flat_state(state_shardings(tiny_model, mesh, nnx.Param)))
-    model_side = dict(nnx.to_flat_state(model_shardings(tiny_model, mesh)))
-    assert ours.keys() == model_side.keys()
-    for path, sharding in ours.items():
-        assert sharding.spec == model_side[path].spec, path
+    assert logical_to_mesh_spec(("embed", "mlp"), mesh) == P("fsdp", "tensor")
+    assert logical_to_mesh_spec(("vocab", "embed"), mesh) == P("tensor", "fsdp")
+    assert logical_to_mesh_spec(("norm",), mesh) == P(None)
+    assert logical_to_mesh_spec(("batch", "length"), mesh) == P(("data", "fsdp"), None)
+    fsdp_only = mesh_from_shape((2,), ("fsdp",))
+    assert logical_to_mesh_spec(("embed", "q_heads"), fsdp_only) == P("fsdp", None)
+    assert logical_to_mesh_spec(("batch",), fsdp_only) == P("fsdp")
+    # a mesh axis is used once per spec
+    assert logical_to_mesh_spec(("embed", "embed"), mesh) == P("fsdp", None)
+    with pytest.raises(KeyError, match="no rule"):
+        logical_to_mesh_spec(("hidden",), mesh)
+
+
+def test_divisibility_replicates_what_the_mesh_axes_do_not_divide():
+    mesh = mesh_from_shape((2, 2, 2))
+    spec = P(("data", "fsdp"), "tensor")
+    assert divisible_spec((8, 6, 5), spec, mesh) == P(("data", "fsdp"), "tensor", None)
+    assert divisible_spec((6, 3), spec, mesh) == P(None, None)  # 6 % 4, 3 % 2
+    with pytest.raises(ValueError, match="spec entries"):
+        divisible_spec((4,), spec, mesh)
+    # the planner's per-device counts come from the same rule
+    assert (shards(16, "q_heads", mesh), shards(3, "kv_heads", mesh)) == (2, 1)
+    assert shards(12, "batch", mesh) == 4 and shards(6, "batch", mesh) == 1
 
 
 def test_optimizer_state_shards_like_its_parameter(tiny_model):

@@ -6,8 +6,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
-from jaxseg.models.qwen2_5_vl import from_pretrained, make_mesh, shard_model
+from jaxseg.models.qwen2_5_vl import from_pretrained
+from jaxseg.parallel import mesh_from_shape, place
 from jaxseg.sampling import Prompt, Sampler, SamplingParams, bucket_length, first_stop_in_text
 from jaxseg.sampling import loop as sampling_loop
 
@@ -304,8 +306,8 @@ def test_continuation_grows_a_full_cache(jax_model, tokenizer, special, media):
 def test_sharded_sampler_matches_unsharded(hf_dir, jax_model, tokenizer, special, media):
     prompts = mixed_prompts(tokenizer, special, media)
     ref = sampler(jax_model, special).generate(prompts, max_new_tokens=8, sampling=GREEDY)
-    mesh = make_mesh((2, 2, 2))
-    model = shard_model(from_pretrained(hf_dir[1]), mesh)
+    mesh = mesh_from_shape((2, 2, 2))
+    model = place(from_pretrained(hf_dir[1]), mesh, nnx.Param)
     out = sampler(model, special, mesh=mesh).generate(prompts, max_new_tokens=8, sampling=GREEDY)
     np.testing.assert_array_equal(out.tokens, ref.tokens)
     np.testing.assert_allclose(out.logprobs, ref.logprobs, atol=1e-4, rtol=0)

@@ -20,18 +20,10 @@ from .model import (
     token_log_probs,
 )
 from .rope import decode_position_ids, get_rope_index, mm_token_type_ids_from_input_ids
-from .sharding import (
-    DEFAULT_RULES,
-    logical_to_mesh_spec,
-    make_mesh,
-    model_shardings,
-    shard_model,
-)
 from .vision_layout import VisionLayout, vision_layout
 from .weights import WeightsError, from_pretrained, save_pretrained
 
 __all__ = [
-    "DEFAULT_RULES",
     "ConfigError",
     "KVCache",
     "Qwen2_5_VLConfig",
@@ -43,14 +35,10 @@ __all__ = [
     "decode_position_ids",
     "from_pretrained",
     "get_rope_index",
-    "logical_to_mesh_spec",
-    "make_mesh",
     "merge_features",
     "mm_token_type_ids_from_input_ids",
-    "model_shardings",
     "prepare_inputs",
     "save_pretrained",
-    "shard_model",
     "token_log_probs",
     "vision_layout",
 ]

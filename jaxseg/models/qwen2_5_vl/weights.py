@@ -103,7 +103,7 @@ def from_pretrained(
     """Loads a Qwen2.5-VL HF checkpoint directory (config.json + safetensors).
 
     dtype: computation dtype; param_dtype: storage dtype (defaults to dtype). With `mesh`,
-    parameters are placed with the logical->mesh `rules` of sharding.py."""
+    parameters are placed with the logical->mesh `rules` (jaxseg.parallel.rules.RULES)."""
     config = Qwen2_5_VLConfig.from_json_file(Path(directory) / "config.json")
     pdt = dtype if param_dtype is None else param_dtype
     return _load(
