@@ -4,7 +4,7 @@ transformers computes the window permutation, `cu_seqlens` and rotary ids from `
 Python loops on every forward (`vision_utils.get_vision_window_index` etc.). Here they are
 computed once on host, in the data pipeline if wanted, and passed to the jitted tower as a
 `VisionLayout` pytree. Attention boundaries become per-token segment ids (attend iff
-`seg_q == seg_k`), so there is no loop over windows inside jit (jax_anchors.md §3.2).
+`seg_q == seg_k`), so there is no loop over windows inside jit.
 
 Layout of the tower's working sequence (window order):
 
@@ -16,11 +16,8 @@ Layout of the tower's working sequence (window order):
    one temporal slice (one `temporal_patch_size` group of frames) of one image/video.
 4. After the merger the merged tokens are put back with `reverse_index = argsort(window_index)`.
 
-Attention is computed blockwise: each segment (window or temporal slice) is gathered into a row
-of a `[num_blocks, block_len]` index table (`*_gather`, with `*_valid` marking real slots),
-attention runs per block, and `*_inverse` gathers the results back to sequence order. This is
-the same arithmetic as transformers' per-chunk loop (masked slots get weight exactly 0) at
-O(N * block_len) cost instead of O(N^2) for a dense segment mask.
+Attention is computed blockwise over each segment (window or temporal slice):
+jaxseg/models/vision_layout.py, shared with the Qwen3-VL layout.
 
 Optional padding (`pad_to`, `num_window_blocks`, `num_slice_blocks`, `slice_block_len`) lets
 inputs of different sizes share one compiled shape: pad patches get segment id -1 (they only
@@ -33,9 +30,16 @@ from __future__ import annotations
 import numpy as np
 from flax import struct
 
+from ..vision_layout import (
+    PAD_SEGMENT,
+    check_grid,
+    full_attention_cu_seqlens,
+    padded_count,
+    rotary_position_ids,
+    segment_blocks,
+    segments_from_cu,
+)
 from .config import VisionConfig
-
-PAD_SEGMENT = -1
 
 
 @struct.dataclass
@@ -71,34 +75,6 @@ class VisionLayout:
         return int(self.rotary_ids.shape[0])
 
 
-def _check_grid(grid_thw: np.ndarray, merge: int) -> np.ndarray:
-    grid = np.asarray(grid_thw, dtype=np.int64).reshape(-1, 3)
-    if grid.size == 0:
-        raise ValueError("grid_thw is empty")
-    if (grid <= 0).any():
-        raise ValueError(f"grid_thw must be positive, got {grid.tolist()}")
-    if (grid[:, 1:] % merge).any():
-        raise ValueError(
-            f"grid_thw h and w must be multiples of spatial_merge_size={merge}, got {grid.tolist()}"
-        )
-    return grid
-
-
-def rotary_position_ids(grid_thw: np.ndarray, merge: int) -> np.ndarray:
-    """(h, w) coordinate of every patch in processor (merge-block) order, `[N, 2]`.
-
-    transformers `vision_utils.get_vision_position_ids`: reshape (h/m, m, w/m, m), swap the
-    middle axes, repeat for each temporal slice."""
-    out = []
-    for t, h, w in _check_grid(grid_thw, merge):
-        hpos, wpos = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-        shape = (h // merge, merge, w // merge, merge)
-        hpos = hpos.reshape(shape).transpose(0, 2, 1, 3).reshape(-1)
-        wpos = wpos.reshape(shape).transpose(0, 2, 1, 3).reshape(-1)
-        out.append(np.tile(np.stack([hpos, wpos], axis=-1), (t, 1)))
-    return np.concatenate(out, axis=0)
-
-
 def window_index_and_cu_seqlens(
     grid_thw: np.ndarray, config: VisionConfig
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +87,7 @@ def window_index_and_cu_seqlens(
     window_index: list[np.ndarray] = []
     cu = [0]
     offset = 0
-    for t, h, w in _check_grid(grid_thw, merge):
+    for t, h, w in check_grid(grid_thw, merge):
         gh, gw = h // merge, w // merge
         index = np.arange(t * gh * gw).reshape(t, gh, gw)
         pad_h = win - gh % win
@@ -128,45 +104,6 @@ def window_index_and_cu_seqlens(
     cu_arr = np.asarray(cu, dtype=np.int64)
     keep = np.concatenate([[True], cu_arr[1:] != cu_arr[:-1]])
     return np.concatenate(window_index), cu_arr[keep]
-
-
-def full_attention_cu_seqlens(grid_thw: np.ndarray) -> np.ndarray:
-    """Boundaries of the full-attention segments: one per temporal slice (`h * w` patches)."""
-    grid = np.asarray(grid_thw, dtype=np.int64).reshape(-1, 3)
-    lengths = np.repeat(grid[:, 1] * grid[:, 2], grid[:, 0])
-    return np.concatenate([[0], np.cumsum(lengths)])
-
-
-def _segments_from_cu(cu: np.ndarray, n: int) -> np.ndarray:
-    return np.searchsorted(cu[1:], np.arange(n), side="right").astype(np.int32)
-
-
-def segment_blocks(
-    segment_ids: np.ndarray, block_len: int, num_blocks: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(gather `[B, block_len]`, valid `[B, block_len]`, inverse `[N]`) for contiguous segments.
-
-    Each run of equal ids becomes one block row; only the pad segment may be longer than
-    `block_len` (it is split, pad outputs are never used). `num_blocks` pads with empty rows."""
-    n = len(segment_ids)
-    starts = np.flatnonzero(np.r_[True, segment_ids[1:] != segment_ids[:-1]])
-    ends = np.r_[starts[1:], n]
-    rows: list[tuple[int, int]] = []
-    for s, e in zip(starts.tolist(), ends.tolist()):
-        if e - s > block_len and segment_ids[s] != PAD_SEGMENT:
-            raise ValueError(f"segment of {e - s} patches does not fit block_len={block_len}")
-        rows.extend((c, min(c + block_len, e)) for c in range(s, e, block_len))
-    total = len(rows) if num_blocks is None else int(num_blocks)
-    if total < len(rows):
-        raise ValueError(f"{len(rows)} attention blocks needed, num_blocks={num_blocks}")
-    gather = np.zeros((total, block_len), np.int32)
-    valid = np.zeros((total, block_len), bool)
-    inverse = np.zeros(n, np.int32)
-    for r, (s, e) in enumerate(rows):
-        gather[r, : e - s] = np.arange(s, e)
-        valid[r, : e - s] = True
-        inverse[s:e] = r * block_len + np.arange(e - s)
-    return gather, valid, inverse
 
 
 def vision_layout(
@@ -186,7 +123,7 @@ def vision_layout(
     `merger_window**2 * spatial_merge_unit`).
     """
     merge, unit = config.spatial_merge_size, config.spatial_merge_unit
-    grid = _check_grid(grid_thw, merge)
+    grid = check_grid(grid_thw, merge)
     n = int((grid[:, 0] * grid[:, 1] * grid[:, 2]).sum())
     window_index, cu_window = window_index_and_cu_seqlens(grid, config)
     # Patch-level permutation: slot p of the working sequence holds original patch perm[p].
@@ -194,14 +131,10 @@ def vision_layout(
     rotary = rotary_position_ids(grid, merge)[perm]
     # Slots keep their temporal slice under the permutation (windows never cross slices), so
     # the position-based cu_seqlens of transformers and the slice of each patch agree.
-    window_seg = _segments_from_cu(cu_window, n)
-    full_seg = _segments_from_cu(full_attention_cu_seqlens(grid), n)
+    window_seg = segments_from_cu(cu_window, n)
+    full_seg = segments_from_cu(full_attention_cu_seqlens(grid), n)
 
-    n_pad = n if pad_to is None else int(pad_to)
-    if n_pad < n or n_pad % unit:
-        raise ValueError(
-            f"pad_to={pad_to} must be >= {n} patches and a multiple of spatial_merge_unit={unit}"
-        )
+    n_pad = padded_count(n, pad_to, unit)
     extra = n_pad - n
     m, m_pad = n // unit, n_pad // unit
     window_index = np.concatenate([window_index, np.arange(m, m_pad)])

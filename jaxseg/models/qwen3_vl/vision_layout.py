@@ -11,8 +11,8 @@ computed once on host and passed to the jitted tower as a `VisionLayout` pytree:
   original Qwen3-VL code), computed in float32 as torch does;
 * attention blocks: every block attends within one temporal slice (`h * w` patches) of one
   image or video (`cu_seqlens` of transformers); there are no windows in Qwen3-VL. Blocks are
-  rows of a `[num_blocks, block_len]` gather table, as in the Qwen2.5-VL layout
-  (`segment_blocks`).
+  rows of a `[num_blocks, block_len]` gather table (jaxseg/models/vision_layout.py, shared
+  with the Qwen2.5-VL layout).
 
 Optional padding (`pad_to`) lets inputs of different sizes share one compiled shape: pad
 patches form their own segment and are never read back.
@@ -23,15 +23,15 @@ from __future__ import annotations
 import numpy as np
 from flax import struct
 
-from jaxseg.models.qwen2_5_vl.vision_layout import (
+from ..vision_layout import (
     PAD_SEGMENT,
-    _check_grid,
-    _segments_from_cu,
+    check_grid,
     full_attention_cu_seqlens,
+    padded_count,
     rotary_position_ids,
     segment_blocks,
+    segments_from_cu,
 )
-
 from .config import VisionConfig
 
 
@@ -109,17 +109,13 @@ def vision_layout(
     `pad_to`: total patch count to pad to (a multiple of spatial_merge_unit, >= the real count).
     `num_slice_blocks` / `slice_block_len`: pad the attention block table to fixed sizes."""
     merge, unit = config.spatial_merge_size, config.spatial_merge_unit
-    grid = _check_grid(grid_thw, merge)
+    grid = check_grid(grid_thw, merge)
     n = int((grid[:, 0] * grid[:, 1] * grid[:, 2]).sum())
-    n_pad = n if pad_to is None else int(pad_to)
-    if n_pad < n or n_pad % unit:
-        raise ValueError(
-            f"pad_to={pad_to} must be >= {n} patches and a multiple of spatial_merge_unit={unit}"
-        )
+    n_pad = padded_count(n, pad_to, unit)
     extra = n_pad - n
     rotary = rotary_position_ids(grid, merge)
     indices, weights = interpolation_indices_and_weights(grid, config.num_grid_per_side, merge)
-    segments = _segments_from_cu(full_attention_cu_seqlens(grid), n)
+    segments = segments_from_cu(full_attention_cu_seqlens(grid), n)
     segments = np.concatenate([segments, np.full(extra, PAD_SEGMENT, np.int32)])
     slice_len = int((grid[:, 1] * grid[:, 2]).max()) if slice_block_len is None else slice_block_len
     gather, valid, inverse = segment_blocks(segments, slice_len, num_slice_blocks)

@@ -9,11 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, vision_layout
-from jaxseg.models.qwen2_5_vl.vision_layout import (
-    PAD_SEGMENT,
-    rotary_position_ids,
-    window_index_and_cu_seqlens,
-)
+from jaxseg.models.qwen2_5_vl.vision_layout import window_index_and_cu_seqlens
+from jaxseg.models.vision_layout import PAD_SEGMENT, rotary_position_ids
 
 from .conftest import tiny_hf_config
 
