@@ -153,11 +153,24 @@ def state_shardings(module_or_state, mesh: AnyMesh, *filters, rules: Rules = RUL
 def kv_cache_shardings(cache: KVCache, mesh: AnyMesh, rules: Rules = RULES) -> KVCache:
     """KVCache of NamedShardings: keys/values `[B, S, KV, Dh]`, key_mask `[B, S]`, index
     replicated."""
-    return KVCache(
+    out = KVCache(
         keys=tuple(named_sharding(k.shape, KV_CACHE_AXES, mesh, rules) for k in cache.keys),
         values=tuple(named_sharding(v.shape, KV_CACHE_AXES, mesh, rules) for v in cache.values),
         key_mask=named_sharding(cache.key_mask.shape, KV_CACHE_AXES[:2], mesh, rules),
         index=NamedSharding(mesh, PartitionSpec()),
+    )
+    if not cache.has_prefix:
+        return out
+    # a group's shared prompt `[P, KV, S_p, Dh]` (P may not divide the batch axes: replicated)
+    prefix_axes = tuple(KV_CACHE_AXES[i] for i in (0, 2, 1, 3))
+    return out.replace(
+        prefix_keys=tuple(
+            named_sharding(k.shape, prefix_axes, mesh, rules) for k in cache.prefix_keys
+        ),
+        prefix_values=tuple(
+            named_sharding(v.shape, prefix_axes, mesh, rules) for v in cache.prefix_values
+        ),
+        prefix_mask=named_sharding(cache.prefix_mask.shape, KV_CACHE_AXES[:2], mesh, rules),
     )
 
 

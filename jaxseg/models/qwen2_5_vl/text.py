@@ -12,11 +12,10 @@ from the `[B, S_max]` key-validity mask (left padding = invalid slots) plus caus
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from ..kv_cache import KVCache, attention_mask_4d
-from ..layers import Embed, Linear, RMSNorm, gated_mlp, masked_softmax_attention
+from ..kv_cache import KVCache, attention_mask_4d, grouped_attention
+from ..layers import Embed, Linear, RMSNorm, gated_mlp
 from ..remat import RematStack, check_remat, remat_block
 from .config import TextConfig
 from .rope import apply_text_rope, text_rope_cos_sin
@@ -33,11 +32,12 @@ class TextAttention(nnx.Module):
         self.o_proj = Linear(h * hd, d, use_bias=False, axes=("q_heads", "embed"), **kw)
         self.num_heads, self.num_kv_heads, self.head_dim = h, kv, hd
 
-    def __call__(self, x, cos, sin, mask, cache_kv=None, index=None):
+    def __call__(self, x, cos, sin, mask, cache_kv=None, index=None, prefix=None):
         """x `[B, L, D]`, mask `[B, 1, L, S]` (S = L without cache, S_max with cache).
 
         With `cache_kv = (k [B, S_max, KV, Dh], v)`, the new k/v are written at `index` and the
-        updated pair is returned."""
+        updated pair is returned; `prefix = (k [P, KV, S_p, Dh], v, mask [P, S_p])` is a group's
+        shared prompt, attended before the row's own slots (`kv_cache.grouped_attention`)."""
         b, length, _ = x.shape
         q = self.q_proj(x).reshape(b, length, self.num_heads, self.head_dim)
         k = self.k_proj(x).reshape(b, length, self.num_kv_heads, self.head_dim)
@@ -51,9 +51,7 @@ class TextAttention(nnx.Module):
             v = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), start)
             new_kv = (k, v)
             k, v = k.astype(q.dtype), v.astype(q.dtype)
-        rep = self.num_heads // self.num_kv_heads
-        k, v = jnp.repeat(k, rep, axis=2), jnp.repeat(v, rep, axis=2)
-        out = masked_softmax_attention(q, k, v, mask, self.head_dim**-0.5)
+        out = grouped_attention(q, k, v, mask, self.head_dim**-0.5, prefix)
         return self.o_proj(out.reshape(b, length, -1)), new_kv
 
 
@@ -79,8 +77,10 @@ class DecoderLayer(nnx.Module):
         )
         self.mlp = TextMLP(config, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
-    def __call__(self, x, cos, sin, mask, cache_kv=None, index=None):
-        attn, new_kv = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache_kv, index)
+    def __call__(self, x, cos, sin, mask, cache_kv=None, index=None, prefix=None):
+        attn, new_kv = self.self_attn(
+            self.input_layernorm(x), cos, sin, mask, cache_kv, index, prefix
+        )
         x = x + attn
         return x + self.mlp(self.post_attention_layernorm(x)), new_kv
 
@@ -140,14 +140,15 @@ class TextModel(nnx.Module, RematStack):
         for i, layer in enumerate(self.layers):
             cache_kv = None if kv_cache is None else (kv_cache.keys[i], kv_cache.values[i])
             index = None if kv_cache is None else kv_cache.index
-            x, new_kv = layer(x, cos, sin, mask, cache_kv, index)
+            prefix = None if kv_cache is None else kv_cache.layer_prefix(i)
+            x, new_kv = layer(x, cos, sin, mask, cache_kv, index, prefix)
             if new_kv is not None:
                 new_keys.append(new_kv[0])
                 new_values.append(new_kv[1])
         x = self.norm(x)
         if kv_cache is None:
             return x, None
-        new_cache = KVCache(
+        new_cache = kv_cache.replace(
             keys=tuple(new_keys),
             values=tuple(new_values),
             key_mask=key_mask,

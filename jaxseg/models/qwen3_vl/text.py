@@ -14,11 +14,10 @@ The cache layout and mask are the shared `jaxseg.models.kv_cache` ones.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from jaxseg.models.kv_cache import KVCache, attention_mask_4d
-from jaxseg.models.layers import Embed, Linear, RMSNorm, gated_mlp, masked_softmax_attention
+from jaxseg.models.kv_cache import KVCache, attention_mask_4d, grouped_attention
+from jaxseg.models.layers import Embed, Linear, RMSNorm, gated_mlp
 from jaxseg.models.qwen2_5_vl.rope import apply_text_rope
 from jaxseg.models.remat import RematStack, check_remat, remat_block
 
@@ -41,9 +40,11 @@ class TextAttention(nnx.Module):
         self.k_norm = RMSNorm(hd, eps=eps, param_dtype=param_dtype, axes=("head_dim",))
         self.num_heads, self.num_kv_heads, self.head_dim = h, kv, hd
 
-    def __call__(self, x, cos, sin, mask, cache_kv=None, index=None):
+    def __call__(self, x, cos, sin, mask, cache_kv=None, index=None, prefix=None):
         """x `[B, L, D]`, mask `[B, 1, L, S]`; with `cache_kv = (k, v)` each
-        `[B, S_max, KV, Dh]`, the new keys/values are written at `index` and returned."""
+        `[B, S_max, KV, Dh]`, the new keys/values are written at `index` and returned;
+        `prefix = (k [P, KV, S_p, Dh], v, mask [P, S_p])` is a group's shared prompt, attended
+        before the row's own slots (`kv_cache.grouped_attention`)."""
         b, length, _ = x.shape
         q = self.q_norm(self.q_proj(x).reshape(b, length, self.num_heads, self.head_dim))
         k = self.k_norm(self.k_proj(x).reshape(b, length, self.num_kv_heads, self.head_dim))
@@ -57,9 +58,7 @@ class TextAttention(nnx.Module):
             v = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), start)
             new_kv = (k, v)
             k, v = k.astype(q.dtype), v.astype(q.dtype)
-        rep = self.num_heads // self.num_kv_heads
-        k, v = jnp.repeat(k, rep, axis=2), jnp.repeat(v, rep, axis=2)
-        out = masked_softmax_attention(q, k, v, mask, self.head_dim**-0.5)
+        out = grouped_attention(q, k, v, mask, self.head_dim**-0.5, prefix)
         return self.o_proj(out.reshape(b, length, -1)), new_kv
 
 
@@ -86,8 +85,10 @@ class DecoderLayer(nnx.Module):
         )
         self.mlp = TextMLP(config, **kw)
 
-    def __call__(self, x, cos, sin, mask, cache_kv=None, index=None):
-        attn, new_kv = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache_kv, index)
+    def __call__(self, x, cos, sin, mask, cache_kv=None, index=None, prefix=None):
+        attn, new_kv = self.self_attn(
+            self.input_layernorm(x), cos, sin, mask, cache_kv, index, prefix
+        )
         x = x + attn
         return x + self.mlp(self.post_attention_layernorm(x)), new_kv
 
@@ -150,7 +151,8 @@ class TextModel(nnx.Module, RematStack):
         for i, layer in enumerate(self.layers):
             cache_kv = None if kv_cache is None else (kv_cache.keys[i], kv_cache.values[i])
             index = None if kv_cache is None else kv_cache.index
-            x, new_kv = layer(x, cos, sin, mask, cache_kv, index)
+            prefix = None if kv_cache is None else kv_cache.layer_prefix(i)
+            x, new_kv = layer(x, cos, sin, mask, cache_kv, index, prefix)
             if i < n_deep:
                 x = x + deepstack[i].astype(x.dtype)
             if new_kv is not None:
@@ -159,7 +161,7 @@ class TextModel(nnx.Module, RematStack):
         x = self.norm(x)
         if kv_cache is None:
             return x, None
-        return x, KVCache(
+        return x, kv_cache.replace(
             keys=tuple(new_keys),
             values=tuple(new_values),
             key_mask=key_mask,
