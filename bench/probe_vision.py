@@ -200,7 +200,7 @@ def main() -> int:
     loss = float("nan")
     for step in range(1, args.steps + 1):
         idx = rng.choice(len(examples), args.batch, replace=False)
-        batch = exp._batches([examples[j] for j in idx], args.batch)
+        batch = exp.batches([examples[j] for j in idx], args.batch)
         loss = float(train_step(exp.model, optimizer, batch, SFTLoss())["loss"])
         if step % args.eval_every == 0 or step == args.steps:
             evaluate(step, loss, time.time() - t0)

@@ -52,7 +52,6 @@ def get_config(arg=None):
     c.sft.micro_batch = 4 if a.quick else 8
     c.sft.learning_rate = 1e-3
     c.sft.warmup_steps = 0 if a.quick else 10
-    c.sft.init_params = ""  # a params.msgpack of an earlier cold start to continue from
     c.sft.mask_weight = 1.0  # Sa2VA Stage I: BCE 2.0 + Dice 0.5, unscaled
 
     # VideoSEG-O3 GRPO: on-policy surrogate, k3 KL; lr raised for the tiny budget

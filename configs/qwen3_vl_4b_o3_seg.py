@@ -90,7 +90,6 @@ def get_config(arg=None):
 
     # `jaxseg seg` cold start (see the docstring): full fine-tune, Stage II's lr and epoch
     c.sft.mask_weight = 1.0  # BCE 2.0 + Dice 0.5 (Sa2VA / Stage I-II mask loss weights)
-    c.sft.init_params = ""
     c.eval.max_expressions = 1_000_000
     c.eval.chunk = 8
     return c

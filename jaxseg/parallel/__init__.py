@@ -24,7 +24,6 @@ _EXPORTS = {
     "abstract_on_mesh": "rules",
     "initialize": "distributed",
     "load_sharded": "weights",
-    "shard_source": "data",
     "to_global": "data",
     "to_host_local": "data",
     "place": "placement",

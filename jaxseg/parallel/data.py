@@ -1,22 +1,18 @@
-"""Per-host data: each process reads its own shard of the records, and host-local batches
-become global arrays on the mesh (and back, for host-side work such as SAM2 rewards).
+"""Per-host batches on the mesh: host-local rows become global arrays (and back, for
+host-side work such as SAM2 rewards).
 
-    source = shard_source(records)                 # this host's records (grain slicing)
-    ds = build_dataset(source, cfg, encode, seed=seed)   # jaxseg.data.pipeline, unchanged
-    batch = to_global(next(iter(ds)), mesh)        # [B_global, ...] jax.Arrays
+    batch = to_global(local_rows, mesh)            # [B_global, ...] jax.Arrays
     rows = to_host_local(completions, mesh)        # this host's rows, for its own sidecar
 
-Every host shuffles its shard with the same seed; shards are equal-sized by default
-(`drop_remainder=True`), so all hosts run the same number of steps (a host that ran out first
-would hang the others in the next collective).
+Which records a host reads is the grain feed's business (jaxseg.data.pipeline.step_feed:
+each process loads its contiguous share of every step, `ShardByJaxProcess`); the rows of
+host i come after those of host i - 1, in the order `to_global` stacks them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
-import grain
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
@@ -26,29 +22,6 @@ from .rules import RULES, Rules, named_sharding
 
 # Fields whose batch dimension is not the first (M-RoPE positions [3, B, L]).
 BATCH_DIM = {"position_ids": 1}
-
-
-def host_shard_options(drop_remainder: bool = True) -> grain.sharding.ShardOptions:
-    """This process's shard: index = jax.process_index(), count = jax.process_count()."""
-    return grain.sharding.ShardByJaxProcess(drop_remainder=drop_remainder)
-
-
-def shard_source(
-    source: Sequence[Any], options: grain.sharding.ShardOptions | None = None
-) -> grain.MapDataset:
-    """Records `index, index + count, ...` of `source` (grain's `ds[index::count]`), cut to
-    `len(source) // count` when `drop_remainder`. A lazy view: nothing is read."""
-    options = options or host_shard_options()
-    index, count = options.shard_index, options.shard_count
-    if not 0 <= index < count:
-        raise ValueError(f"shard_index {index} outside [0, shard_count={count})")
-    ds = grain.MapDataset.source(source)
-    if len(ds) < count:
-        raise ValueError(f"{len(ds)} records cannot feed {count} hosts")
-    ds = ds[index::count]
-    if options.drop_remainder:
-        ds = ds[: len(source) // count]
-    return ds
 
 
 def batch_spec(name: str, ndim: int, mesh, rules: Rules = RULES) -> PartitionSpec:

@@ -1,12 +1,11 @@
 """Host-side work split over the processes of a multi-controller run (issue #9).
 
-Every process runs the same program; these helpers decide which share of the host work
-(rollouts, their SAM2 rewards) is this process's, bring the results back together, and
-say who writes files. With one process each is the identity (or a no-op), so the trainer
-keeps one code path:
+Every process runs the same program; each reads its contiguous share of a step's records
+(jaxseg.data.pipeline.step_feed) and does that share of the host work (rollouts, their SAM2
+rewards); these helpers bring the results back together and say who writes files. With one
+process each is the identity (or a no-op), so the trainer keeps one code path:
 
-    lo, hi = host_share(len(prompts))          # this host's contiguous prompts
-    episodes = rollouts(prompts[lo:hi])        # own sampler call, own mask backend
+    episodes = rollouts(data.items)            # this host's prompts, own mask backend
     everything = allgather_objects(local_examples)   # [host 0's, host 1's, ...]
     if is_writer(): write_metrics(...)
 
@@ -27,17 +26,6 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
-
-
-def host_share(n: int, what: str = "items") -> tuple[int, int]:
-    """[lo, hi) of this process's contiguous share of `n` items (all of them for one process).
-    Shares are equal, so `n` must divide by the process count (a host with fewer items would
-    leave the others waiting in the next collective)."""
-    count, index = jax.process_count(), jax.process_index()
-    if n % count:
-        raise ValueError(f"{what}={n} does not divide by the {count} processes of this run")
-    per = n // count
-    return index * per, (index + 1) * per
 
 
 def is_writer() -> bool:

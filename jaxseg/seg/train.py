@@ -1,7 +1,11 @@
-"""The [SEG]-route stages for o3 (issue #10 item 3): cold start, GRPO, held-out evaluation.
+"""The [SEG]-route stages for o3: cold start, GRPO, held-out evaluation.
 
-Built on `jaxseg.train.trainer.Experiment` (processor, Qwen policy, o3 protocol with
-answer="seg", mask backend, benchmark sources) plus: SAM2's prompt encoder and mask decoder
+Built on `jaxseg.train.trainer.Experiment` (processor, Qwen policy on the run's mesh, o3
+protocol with answer="seg", mask backend, benchmark sources) and its learner
+(jaxseg.train.learner: the cold start and each GRPO variant are pieces, `SegSFTPiece` and
+`SegGRPOPiece`, so they get meshes, LoRA on the language model, remat, checkpoints with
+resume, metrics and periodic evaluation like the text route; the trained module is the
+`SegPolicy`, the policy plus the heads) plus: SAM2's prompt encoder and mask decoder
 (jaxseg.models.sam2), initialised from a SAM2 checkpoint (`seg.decoder_checkpoint`, else
 `segmenter.config.checkpoint` when the segmenter is sam2, as VideoSEG-O3 starts from SAM2's
 heads; random otherwise) and trained with the policy, the [SEG] projector, and frozen SAM2
@@ -23,7 +27,8 @@ teacher-forced pass decoding each [SEG] on its turn's keyframe (the rollout mask
 memory-free) -> the episode's turn masks (last [SEG] of each turn, sigmoid > 0.5 at native
 size) -> the final one propagated both ways by the mask backend as a mask prompt -> o3
 rewards -> group advantages -> one update of the SEG-route loss (jaxseg.seg.loss) over all
-micro-batches, exact accumulation (denominators on host).
+micro-batches through jaxseg.train.steps.train_step (`SegStepLoss`: exact accumulation with
+the step's two denominators, policy tokens and masks, computed on host).
 
 Evaluation: greedy episodes of the evaluation protocol (`Experiment.eval_protocol`, never a
 GT-dependent input) on the held-out split, the same decoding and propagation, masks written
@@ -38,17 +43,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx, serialization
+from flax import nnx
 from ml_collections import ConfigDict
 
+from jaxseg.data.pipeline import ShuffledSteps, StepData, step_feed
 from jaxseg.data.readers.layouts import write_prediction_pngs
 from jaxseg.eval.aggregate import summarize
 from jaxseg.eval.scoring import score_all
 from jaxseg.models.sam2 import SAM2MaskDecoderModule, preset
 from jaxseg.models.sam2.weights import load_torch_weights
+from jaxseg.parallel.placement import place_batch
+from jaxseg.parallel.rules import batch_sharding
 from jaxseg.protocols.episode import play_episodes, score_episodes
 from jaxseg.protocols.o3 import SEG_TOKEN, gt_keyframe_masks
 from jaxseg.protocols.policy import without_meta
@@ -58,11 +67,10 @@ from jaxseg.rl.objective import GRPOLossConfig
 from jaxseg.sampling.filters import SamplingParams
 from jaxseg.segmenter import make_backend
 from jaxseg.train.batch import PolicyBatch, make_policy_batch
-from jaxseg.train.metrics import MetricsLogger
 from jaxseg.train.progress import tqdm  # bars on a terminal, log lines otherwise
 from jaxseg.train.rollouts import RecordedEpisode, RecordingPolicy, rollout_example
 from jaxseg.train.stages import advantage_of
-from jaxseg.train.steps import OptimizerConfig, make_optimizer, sequence_logprobs
+from jaxseg.train.steps import reference_logprobs, train_step
 from jaxseg.train.trainer import Experiment
 
 from .batch import SegSlots, SlotData, SlotShapes, make_seg_batch, resize_mask, seg_slots
@@ -90,44 +98,91 @@ def _mask_logits(policy: SegPolicy, batch: SegBatch) -> jax.Array:
     return policy(batch).mask_logits
 
 
-@nnx.jit
-def _text_logprobs(model, batch: PolicyBatch) -> jax.Array:
-    return sequence_logprobs(model, batch)
+def place_seg_batch(batch: SegBatch, mesh) -> SegBatch:
+    """A SegBatch on the mesh: its PolicyBatch as the text route places it, the per-row slot
+    arrays (`[B, K, ...]`) with their rows over data x fsdp (replicated where not divisible)."""
+    if mesh is None:
+        return batch
+    rows = lambda x: jax.device_put(x, batch_sharding(np.shape(x), mesh))  # noqa: E731
+    slots = {f: jax.tree.map(rows, getattr(batch, f)) for f in SLOT_FIELDS}
+    return batch.replace(policy=place_batch(batch.policy, mesh), **slots)
 
 
-@nnx.jit(static_argnames=("cfg",))
-def _grpo_grads(policy, batch: SegBatch, denoms, cfg: SegLossConfig):
-    def objective(p):
-        terms = seg_loss_terms(p(batch), batch, cfg)
-        value = seg_objective(terms, cfg.grpo.kl_coef, denoms[0], denoms[1])
-        return value, terms
+SLOT_FIELDS = (
+    "seg_index",
+    "mask_count",
+    "image_embed",
+    "high_res_feats",
+    "rollout_logits",
+    "gt_masks",
+    "gt_valid",
+)
 
-    (value, terms), grads = nnx.value_and_grad(objective, has_aux=True)(policy)
-    return value, grads, terms
+
+@dataclasses.dataclass(frozen=True)
+class SegStepLoss:
+    """The SEG-route GRPO loss as a jaxseg.train.steps `StepLoss`: denominators [policy
+    tokens' aggregation weight, decoded masks]."""
+
+    config: SegLossConfig
+
+    def weights(self, batch: SegBatch) -> np.ndarray:
+        g, mask = self.config.grpo, np.asarray(batch.policy.loss_mask)
+        tokens = aggregate(np.zeros_like(mask), mask, g.aggregation, norm_length=g.norm_length)
+        return np.asarray([float(tokens.weight), float(np.sum(batch.gt_valid))], np.float64)
+
+    def objective(self, model, batch: SegBatch, denoms):
+        terms = seg_loss_terms(model(batch), batch, self.config)
+        value = seg_objective(terms, self.config.grpo.kl_coef, denoms[0], denoms[1])
+        return value, {
+            "policy": terms.policy.total,
+            "kl": terms.kl.total,
+            "aux": terms.aux.total,
+            "mask_ll": terms.mask_ll.sum(),
+        }
+
+    def metrics(self, sums: dict[str, float], denoms: np.ndarray) -> dict[str, float]:
+        masks = max(float(denoms[1]), 1.0)
+        return {
+            "denominator": float(denoms[0]),
+            "policy": sums["policy"] / float(denoms[0]),
+            "kl": sums["kl"] / float(denoms[0]),
+            "aux": sums["aux"] / masks,
+            "mask_ll": sums["mask_ll"] / masks,
+        }
+
+    def place(self, batch: SegBatch, mesh) -> SegBatch:
+        return place_seg_batch(batch, mesh)
 
 
-@nnx.jit(static_argnames=("mask_weight",))
-def _sft_grads(policy, batch: SegBatch, denoms, mask_weight: float):
-    def objective(p):
-        fwd = p(batch)
+@dataclasses.dataclass(frozen=True)
+class SegSFTLoss:
+    """The cold start's loss as a `StepLoss`: token-mean NLL over the step's policy tokens
+    plus the mask loss (BCE + Dice, x `mask_weight`) over its decoded masks."""
+
+    mask_weight: float = 1.0
+
+    def weights(self, batch: SegBatch) -> np.ndarray:
+        tokens = float(np.sum(batch.policy.loss_mask))
+        return np.asarray([tokens, float(np.sum(batch.gt_valid))], np.float64)
+
+    def objective(self, model, batch: SegBatch, denoms):
+        fwd = model(batch)
         nll = aggregate(-fwd.logp, batch.policy.loss_mask, "token-mean")
-        aux, _ = aux_mask_loss(fwd.mask_logits, batch.gt_masks, batch.gt_valid, weight=mask_weight)
+        aux, _ = aux_mask_loss(
+            fwd.mask_logits, batch.gt_masks, batch.gt_valid, weight=self.mask_weight
+        )
         value = nll.total / denoms[0] + aux / jnp.maximum(denoms[1], 1.0)
-        return value, (nll.total, aux)
+        return value, {"nll": nll.total, "mask_loss": aux}
 
-    (value, parts), grads = nnx.value_and_grad(objective, has_aux=True)(policy)
-    return value, grads, parts
+    def metrics(self, sums: dict[str, float], denoms: np.ndarray) -> dict[str, float]:
+        return {
+            "nll": sums["nll"] / float(denoms[0]),
+            "mask_loss": sums["mask_loss"] / max(float(denoms[1]), 1.0),
+        }
 
-
-@nnx.jit
-def _apply(optimizer: nnx.Optimizer, policy, grads):
-    optimizer.update(policy, grads)
-    return jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
-
-
-@jax.jit
-def _add(a, b):
-    return jax.tree.map(jnp.add, a, b)
+    def place(self, batch: SegBatch, mesh) -> SegBatch:
+        return place_seg_batch(batch, mesh)
 
 
 # ----------------------------------------------------------------------------- episodes
@@ -156,6 +211,11 @@ class SegTrainer:
         if config.protocol.name != "o3" or config.protocol.config.get("answer") != "seg":
             raise ValueError(
                 "seg training needs protocol.name='o3' and protocol.config.answer='seg'"
+            )
+        if jax.process_count() > 1:
+            raise ValueError(
+                "the [SEG] route runs in one process (on any number of its local devices: "
+                f"set a mesh); this job has {jax.process_count()}"
             )
         self.config = config
         self.exp = Experiment(config, workdir, progress=progress)
@@ -269,14 +329,28 @@ class SegTrainer:
         protocol.seg_sampled_masks = (lambda ep: sampled[id(ep)]) if self.sampled_frames else None
         return out
 
-    # ------------------------------------------------------------------ optimisation
-    def _optimizer(self, lr: float, steps: int, warmup: int = 0, schedule: str = "constant"):
-        cfg = OptimizerConfig(
-            learning_rate=lr, warmup_steps=warmup, total_steps=steps, schedule=schedule
-        )
-        return nnx.Optimizer(self.policy, make_optimizer(cfg), wrt=nnx.Param)
+    def seg_batches(
+        self, eps: list[SegEpisode], samples, micro: int, rollouts=None
+    ) -> list[SegBatch]:
+        """SegBatches of at most `micro` episodes (their examples and mask slots; `samples`:
+        owner -> sample; `rollouts`: each episode's rollout mask logits, None for the cold
+        start)."""
+        out = []
+        for i in range(0, len(eps), micro):
+            part = range(i, min(i + micro, len(eps)))
+            rows = [
+                self._slot_data(
+                    eps[j], samples[eps[j].owner], None if rollouts is None else rollouts[j]
+                )
+                for j in part
+            ]
+            pb = self._policy_batch([eps[j].example for j in part])
+            out.append(make_seg_batch(pb, rows, self.shapes))
+        return out
 
-    def sft(self) -> dict[str, Any]:
+    def cold_start_episodes(self) -> tuple[list[SegEpisode], list]:
+        """The oracle's o3 traces with [SEG] answers on the first `sft.num_examples` training
+        samples (cycling), encoded, with their mask slots; and the samples."""
         c = self.config.sft
         source = self.exp.source(self.config.data.train_split)
         self.protocol.seg_masks = gt_keyframe_masks
@@ -292,133 +366,31 @@ class SegTrainer:
                 eps.append(e)
             bar.update(len(part))
         bar.close()
-        if c.get("init_params"):  # continue a cold start (its saved params.msgpack)
-            self.load_params(Path(c.init_params))
-        optimizer = self._optimizer(c.learning_rate, c.steps, c.warmup_steps, "cosine")
-        rng = np.random.default_rng(int(self.config.seed))
-        with MetricsLogger(self.workdir / "sft") as log:
-            for step in tqdm(range(c.steps), desc="seg sft", disable=not self.progress):
-                chosen = [eps[j] for j in rng.choice(len(eps), c.batch_size, replace=False)]
-                t0 = time.perf_counter()
-                m = self._sft_step(optimizer, chosen, samples, c.micro_batch, c.mask_weight)
-                m["step_time"] = time.perf_counter() - t0
-                log.log("train", step, m)
-        return {"stage": "sft", "steps": c.steps, "last": m}
+        return eps, samples
 
-    def _sft_step(self, optimizer, eps, samples, micro, mask_weight) -> dict[str, float]:
-        batches = []
-        for i in range(0, len(eps), micro):
-            part = eps[i : i + micro]
-            rows = [self._slot_data(e, samples[e.owner]) for e in part]
-            pb = self._policy_batch([e.example for e in part])
-            batches.append(make_seg_batch(pb, rows, self.shapes))
-        tokens = sum(float(b.policy.loss_mask.sum()) for b in batches)
-        masks = sum(float(b.gt_valid.sum()) for b in batches)
-        denoms = jnp.asarray([tokens, max(masks, 1.0)], jnp.float32)
-        grads, nll, aux = None, 0.0, 0.0
-        for b in batches:
-            _, g, (n, a) = _sft_grads(self.policy, b, denoms, float(mask_weight))
-            grads = g if grads is None else _add(grads, g)
-            nll, aux = nll + float(n), aux + float(a)
-        norm = float(_apply(optimizer, self.policy, grads))
-        return {"nll": nll / tokens, "mask_loss": aux / max(masks, 1.0), "grad_norm": norm}
+    def sft(self) -> dict[str, Any]:
+        """The cold start (resumable; a finished one is skipped and its weights loaded)."""
+        return self.exp.learner.run(SegSFTPiece(self))
 
     def grpo(self, loss: SegLossConfig, *, tag: str) -> dict[str, Any]:
-        """GRPO from the current weights (the caller restores the cold-start state between
-        variants); metrics under <workdir>/<tag>/."""
-        c = self.config.grpo
+        """GRPO from the cold start's weights (a resumed run from its own checkpoint), with
+        them as the KL reference; checkpoints and metrics under <workdir>/<tag>/."""
+        if self.load("sft") is None:
+            raise FileNotFoundError(f"{self.workdir / 'sft' / 'ckpt'}: run the cold start first")
         reference = nnx.clone(self.exp.model)
-        optimizer = self._optimizer(c.learning_rate, c.steps)
-        advantage_fn = advantage_of(c)  # grpo.advantage_eps: VideoSEG-O3's 1e-4
-        sampling = SamplingParams(temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
-        source = self.exp.source(self.config.data.train_split)
-        batches = source.batches(c.prompts_per_step, int(self.config.seed), 0)
-        with MetricsLogger(self.workdir / tag) as log:
-            for step in tqdm(range(c.steps), desc=tag, disable=not self.progress):
-                _, positions = next(batches)
-                samples = [source[i] for i in positions]
-                m = self._grpo_step(
-                    optimizer, reference, samples, sampling, advantage_fn, loss, step
-                )
-                log.log("train", step, m)
-        return {"stage": tag, "steps": c.steps, "last": m}
+        return self.exp.learner.run(SegGRPOPiece(self, loss, tag, reference))
 
-    def _grpo_step(self, optimizer, reference, samples, sampling, advantage_fn, loss, step):
-        c = self.config.grpo
-        t0 = time.perf_counter()
-        sampler = self.exp.policy(
-            sampling=sampling,
-            max_new_tokens=c.max_new_tokens,
-            seed=int(self.config.seed) * 100_003 + step,
-        )
-        eps = self.play(sampler, samples, group_size=c.group_size, seed=step)
-        improc = self.exp.processor.image_processor
-        for e in eps:
-            rec = RecordedEpisode(_Key(e.episode.sample.key), e.conversation, e.turn_info)
-            self._with_slots(e, rollout_example(rec, improc, advantage=0.0))
-        rollouts = self.decode_rollouts(eps, samples, c.micro_batch)
-        traces = score_episodes(
-            self.protocol,
-            [e.episode for e in eps],
-            [e.owner for e in eps],
-            samples,
-            self.exp.backend,
-        )
-        t_rollout = time.perf_counter() - t0
-        rewards = jnp.asarray([t.total for t in traces], jnp.float32)
-        adv = np.asarray(advantage_fn(rewards, c.group_size))
-        batches = []
-        for i in range(0, len(eps), c.micro_batch):
-            part = list(range(i, min(i + c.micro_batch, len(eps))))
-            for j in part:
-                eps[j].example["advantage"] = float(adv[j])
-            pb = self._policy_batch([eps[j].example for j in part])
-            if loss.grpo.kl_coef > 0:
-                pb = pb.replace(ref_logp=np.asarray(_text_logprobs(reference, pb)))
-            rows = [self._slot_data(eps[j], samples[eps[j].owner], rollouts[j]) for j in part]
-            batches.append(make_seg_batch(pb, rows, self.shapes))
-        g = loss.grpo
-        denom = sum(
-            float(
-                aggregate(
-                    np.zeros_like(b.policy.loss_mask),
-                    b.policy.loss_mask,
-                    g.aggregation,
-                    norm_length=g.norm_length,
-                ).weight
-            )
-            for b in batches
-        )
-        masks = sum(float((b.gt_valid).sum()) for b in batches)
-        denoms = jnp.asarray([denom, max(masks, 1.0)], jnp.float32)
-        t1 = time.perf_counter()
-        grads, sums = None, {"loss": 0.0, "policy": 0.0, "kl": 0.0, "aux": 0.0, "mask_ll": 0.0}
-        for b in batches:
-            value, gr, terms = _grpo_grads(self.policy, b, denoms, loss)
-            grads = gr if grads is None else _add(grads, gr)
-            sums["loss"] += float(value)
-            sums["policy"] += float(terms.policy.total) / denom
-            sums["kl"] += float(terms.kl.total) / denom
-            sums["aux"] += float(terms.aux.total) / max(masks, 1.0)
-            sums["mask_ll"] += float(terms.mask_ll.sum()) / max(masks, 1.0)
-        sums["grad_norm"] = float(_apply(optimizer, self.policy, grads))
-        sums["reward/mean"] = float(rewards.mean())
-        sums["reward/std"] = float(rewards.std())
-        sums["J"] = float(np.mean([t.metrics["J"] for t in traces]))
-        sums["turns"] = float(np.mean([t.metrics["turns"] for t in traces]))
-        sums["seg_per_episode"] = masks / len(eps)
-        sums["parse_ok"] = float(
-            np.mean([r.parse_status.startswith("ok") for t in traces for r in t.turns])
-        )
-        sums["time/rollout"] = t_rollout
-        sums["time/update"] = time.perf_counter() - t1
-        return sums
+    def load(self, stage: str) -> int | None:
+        """Loads stage `stage`'s newest params (policy and heads); None without one."""
+        return self.exp.learner.load(stage, self.policy)
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, tag: str) -> dict[str, Any]:
+    def evaluate(self, tag: str, *, limit: int | None = None) -> dict[str, Any]:
+        """Greedy episodes of the evaluation protocol on the first `limit` (default
+        `eval.max_expressions`) held-out expressions, scored; files in eval/<tag>/."""
         e = self.config.eval
         source = self.exp.source(self.config.data.eval_split)
-        positions = list(range(min(len(source), e.max_expressions)))
+        positions = list(range(min(len(source), limit or e.max_expressions)))
         out = self.workdir / "eval" / tag
         pred_root = out / "pred"
         traces_all = []
@@ -468,22 +440,14 @@ class SegTrainer:
                 f.write(json.dumps(t.to_json()) + "\n")
         return summary
 
-    # ------------------------------------------------------------------ state
-    def snapshot(self):
-        return jax.tree.map(lambda x: x, nnx.state(self.policy, nnx.Param))
-
-    def restore(self, snapshot) -> None:
-        nnx.update(self.policy, snapshot)
-
-    def save_params(self, path: Path) -> None:
-        """All trainable parameters (policy, projector, decoder) as msgpack."""
-        pure = jax.device_get(nnx.to_pure_dict(nnx.state(self.policy, nnx.Param)))
-        Path(path).write_bytes(serialization.msgpack_serialize(pure))
-
-    def load_params(self, path: Path) -> None:
-        params = nnx.state(self.policy, nnx.Param)
-        nnx.replace_by_pure_dict(params, serialization.msgpack_restore(Path(path).read_bytes()))
-        nnx.update(self.policy, params)
+    def periodic_eval(self, name: str, step: int) -> dict[str, Any]:
+        """The held-out record of stage `name` after `step` (every `eval_every` steps):
+        `eval.periodic_expressions` greedy episodes into eval/<name>_<step + 1>/."""
+        limit = int(self.config.eval.get("periodic_expressions", 16))
+        summary = self.evaluate(f"{name}_{step + 1}", limit=limit)
+        row = {k: summary["overall"].get(k) for k in ("JF", "J", "F", "R")}
+        row["reward"] = summary["reward_mean"]
+        return row
 
     def close(self) -> None:
         self.features.backend.close()
@@ -509,32 +473,25 @@ def loss_config(config: ConfigDict, *, calibrate: bool) -> SegLossConfig:
 def calibration_ablation(config: ConfigDict, workdir: str | Path, *, progress: bool = True):
     """Cold start once, then GRPO with calibration on and with it off from the same weights;
     each evaluated on the held-out split. Returns {"sft": .., "calibrated": .., "uncalibrated": ..}
-    summaries and writes <workdir>/ablation.json. Resumable at stage granularity: the
-    cold-start params (sft/params.msgpack) and finished stages (ablation_partial.json) are
-    reused by a rerun on the same workdir."""
+    summaries and writes <workdir>/ablation.json. Resumable: every stage resumes from its
+    checkpoints (sft/, grpo_calibrated/, grpo_uncalibrated/), finished evaluations are kept
+    in ablation_partial.json."""
     trainer = SegTrainer(config, workdir, progress=progress)
     workdir = Path(workdir)
     partial = workdir / "ablation_partial.json"
     results = json.loads(partial.read_text()) if partial.is_file() else {}
-    sft_params = workdir / "sft" / "params.msgpack"
 
     def done(key, value):
         results[key] = value
         partial.write_text(json.dumps(results, indent=2, default=str))
 
     try:
-        if sft_params.is_file():  # resume: the cold start is done
-            trainer.load_params(sft_params)
-        else:
-            done("sft_train", trainer.sft())
-            trainer.save_params(sft_params)
+        done("sft_train", trainer.sft())
         if "sft" not in results:
             done("sft", trainer.evaluate("sft"))
-        start = trainer.snapshot()
         for name, calibrate in (("calibrated", True), ("uncalibrated", False)):
             if name in results:
                 continue
-            trainer.restore(start)
             done(
                 f"{name}_train",
                 trainer.grpo(loss_config(config, calibrate=calibrate), tag=f"grpo_{name}"),
@@ -544,3 +501,111 @@ def calibration_ablation(config: ConfigDict, workdir: str | Path, *, progress: b
         trainer.close()
     (workdir / "ablation.json").write_text(json.dumps(results, indent=2, default=str))
     return results
+
+
+@dataclasses.dataclass
+class SegSFTPiece:
+    """The [SEG] route's cold start as a learner piece (jaxseg.train.learner): the oracle's
+    traces, epoch-wise shuffled (jaxseg.data.pipeline.ShuffledSteps with the run's seed),
+    loss `SegSFTLoss`."""
+
+    trainer: SegTrainer
+    name: str = "sft"
+    lora_block: str = "sft"
+    schedule: str = "cosine"
+
+    def __post_init__(self):
+        self.config = self.trainer.config.sft
+        self.module, self.lora_model = self.trainer.policy, self.trainer.exp.model
+
+    def feed(self, steps: int) -> grain.IterDataset:
+        eps, self.samples = self.trainer.cold_start_episodes()
+        size, seed = int(self.config.batch_size), int(self.trainer.config.seed)
+        order = ShuffledSteps(len(eps), size, seed, cycle=False)
+        return step_feed(order, lambda _, idx: [eps[j] for j in idx], steps=steps)
+
+    def step(self, data: StepData, optimizer: nnx.Optimizer) -> dict[str, float]:
+        c, t = self.config, self.trainer
+        batches = t.seg_batches(data.items, self.samples, c.micro_batch)
+        loss = SegSFTLoss(float(c.mask_weight))
+        return train_step(t.policy, optimizer, batches, loss, t.exp.mesh)
+
+    def evaluate(self, step: int) -> dict[str, Any] | None:
+        return self.trainer.periodic_eval(self.name, step)
+
+    def postfix(self, metrics: dict[str, float]) -> dict[str, str]:
+        return {"nll": f"{metrics['nll']:.3f}"}
+
+
+@dataclasses.dataclass
+class SegGRPOPiece:
+    """One GRPO variant of the [SEG] route as a learner piece: prompts in the text route's
+    order (ShuffledSteps of the training split with the run's seed), one step = rollouts,
+    teacher-forced mask decoding, o3 rewards, group advantages, one `SegStepLoss` update."""
+
+    trainer: SegTrainer
+    loss: SegLossConfig
+    name: str
+    reference: nnx.Module
+    lora_block: str = "grpo"
+    schedule: str = "constant"
+
+    def __post_init__(self):
+        c = self.config = self.trainer.config.grpo
+        self.module, self.lora_model = self.trainer.policy, self.trainer.exp.model
+        self.advantage = advantage_of(c)  # grpo.advantage_eps: VideoSEG-O3's 1e-4
+        self.sampling = SamplingParams(temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
+        self.source = self.trainer.exp.source(self.trainer.config.data.train_split)
+
+    def feed(self, steps: int) -> grain.IterDataset:
+        order = ShuffledSteps(
+            len(self.source), self.config.prompts_per_step, int(self.trainer.config.seed)
+        )
+        return step_feed(order, lambda _, idx: [self.source[i] for i in idx], steps=steps)
+
+    def step(self, data: StepData, optimizer: nnx.Optimizer) -> dict[str, float]:
+        c, t, samples = self.config, self.trainer, data.items
+        t0 = time.perf_counter()
+        sampler = t.exp.policy(
+            sampling=self.sampling,
+            max_new_tokens=c.max_new_tokens,
+            seed=int(t.config.seed) * 100_003 + data.step,
+        )
+        eps = t.play(sampler, samples, group_size=c.group_size, seed=data.step)
+        improc = t.exp.processor.image_processor
+        for e in eps:
+            rec = RecordedEpisode(_Key(e.episode.sample.key), e.conversation, e.turn_info)
+            t._with_slots(e, rollout_example(rec, improc, advantage=0.0))
+        rollouts = t.decode_rollouts(eps, samples, c.micro_batch)
+        traces = score_episodes(
+            t.protocol, [e.episode for e in eps], [e.owner for e in eps], samples, t.exp.backend
+        )
+        t_rollout = time.perf_counter() - t0
+        rewards = jnp.asarray([x.total for x in traces], jnp.float32)
+        for e, a in zip(eps, np.asarray(self.advantage(rewards, c.group_size))):
+            e.example["advantage"] = float(a)
+        batches = t.seg_batches(eps, samples, c.micro_batch, rollouts)
+        if self.loss.grpo.kl_coef > 0:
+            batches = [
+                b.replace(policy=reference_logprobs(self.reference, b.policy, t.exp.mesh))
+                for b in batches
+            ]
+        t1 = time.perf_counter()
+        m = train_step(t.policy, optimizer, batches, SegStepLoss(self.loss), t.exp.mesh)
+        m["reward/mean"] = float(rewards.mean())
+        m["reward/std"] = float(rewards.std())
+        m["J"] = float(np.mean([x.metrics["J"] for x in traces]))
+        m["turns"] = float(np.mean([x.metrics["turns"] for x in traces]))
+        m["seg_per_episode"] = float(sum(float(b.gt_valid.sum()) for b in batches)) / len(eps)
+        m["parse_ok"] = float(
+            np.mean([r.parse_status.startswith("ok") for x in traces for r in x.turns])
+        )
+        m["time/rollout"] = t_rollout
+        m["time/update"] = time.perf_counter() - t1
+        return m
+
+    def evaluate(self, step: int) -> dict[str, Any] | None:
+        return self.trainer.periodic_eval(self.name, step)
+
+    def postfix(self, metrics: dict[str, float]) -> dict[str, str]:
+        return {"reward": f"{metrics['reward/mean']:.2f}", "J": f"{metrics['J']:.2f}"}

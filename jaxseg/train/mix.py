@@ -1,7 +1,8 @@
 """Data mixes for GRPO prompts: RCoT-Seg samples its stage data single : multi-target 3:1
 (RCT-paper §4(c); seeds_methods.md §4(c)).
 
-    batches = mixed_batches(source, size=16, seed=0, start_step=0, single_multi=(3, 1))
+    order = MixedSteps.of(source, size=16, seed=0, single_multi=(3, 1))   # a grain Map
+    step, positions = order.map(step)     # what jaxseg.data.pipeline.step_feed reads
 
 Each prompt is multi-target with probability m / (s + m) and is then drawn uniformly from
 that group; null expressions are left out (RCoT-Seg has no zero-target data). Deterministic
@@ -10,8 +11,10 @@ per (seed, step), so a resumed run draws the same prompts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Sequence
 
+import grain
 import numpy as np
 
 
@@ -28,24 +31,34 @@ def target_groups(source) -> tuple[list[int], list[int]]:
     return single, multi
 
 
-def mixed_batches(
-    source, size: int, seed: int, start_step: int = 0, single_multi: Sequence[float] = (3, 1)
-) -> Iterator[tuple[int, list[int]]]:
-    """Endless (step, positions) with the single : multi-target ratio `single_multi`; a group
-    that is empty in the split is skipped (the other fills the batch)."""
-    single, multi = target_groups(source)
-    if not single and not multi:
-        raise ValueError(f"{source.root}: no expression with a target to mix")
-    s, m = (float(v) for v in single_multi)
-    if s < 0 or m < 0 or s + m <= 0:
-        raise ValueError(f"single_multi must be two non-negative weights, got {single_multi}")
-    p_multi = 0.0 if not multi else (1.0 if not single else m / (s + m))
-    step = start_step
-    while True:
-        rng = np.random.default_rng([seed, step, 17])
+@dataclasses.dataclass(frozen=True)
+class MixedSteps(grain.transforms.Map):
+    """step -> (step, `size` positions) drawn single : multi-target at `p_multi` (numpy rng
+    [seed, step, 17]); `of` builds it from a source."""
+
+    single: tuple[int, ...]
+    multi: tuple[int, ...]
+    size: int
+    seed: int
+    p_multi: float
+
+    @classmethod
+    def of(cls, source, size: int, seed: int, single_multi: Sequence[float] = (3, 1)) -> MixedSteps:
+        """The mix of `source` at ratio `single_multi`; a group that is empty in the split is
+        skipped (the other fills the batch)."""
+        single, multi = target_groups(source)
+        if not single and not multi:
+            raise ValueError(f"{source.root}: no expression with a target to mix")
+        s, m = (float(v) for v in single_multi)
+        if s < 0 or m < 0 or s + m <= 0:
+            raise ValueError(f"single_multi must be two non-negative weights, got {single_multi}")
+        p_multi = 0.0 if not multi else (1.0 if not single else m / (s + m))
+        return cls(tuple(single), tuple(multi), int(size), int(seed), p_multi)
+
+    def map(self, step: int) -> tuple[int, list[int]]:
+        rng = np.random.default_rng([self.seed, int(step), 17])
         out = []
-        for _ in range(size):
-            group = multi if rng.random() < p_multi else single
+        for _ in range(self.size):
+            group = self.multi if rng.random() < self.p_multi else self.single
             out.append(int(group[int(rng.integers(len(group)))]))
-        yield step, out
-        step += 1
+        return int(step), out

@@ -10,8 +10,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import numpy as np
-
 from jaxseg.data.readers import read_dataset
 from jaxseg.data.readers.common import field_of, int_of, load_json, videos_of
 from jaxseg.data.readers.errors import BadInputPolicy, DataFormatError
@@ -100,16 +98,3 @@ class SampleSource:
 
     def __getitem__(self, i: int) -> EpisodeSample:
         return self._load(int(i))
-
-    def batches(self, size: int, seed: int, start_step: int = 0):
-        """Endless shuffled batches of sample positions, deterministic per (seed, epoch);
-        resuming at `start_step` continues the same sequence."""
-        per_epoch = max(len(self) // size, 1)
-        step = start_step
-        while True:
-            epoch, k = divmod(step, per_epoch)
-            order = np.random.default_rng([seed, epoch]).permutation(len(self))
-            if len(order) < size:
-                order = np.resize(order, size)
-            yield step, [int(j) for j in order[k * size : (k + 1) * size]]
-            step += 1

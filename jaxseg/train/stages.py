@@ -23,9 +23,10 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
+from jaxseg.data.pipeline import ShuffledSteps
 from jaxseg.protocols.registry import make_protocol
 
-from .mix import mixed_batches
+from .mix import MixedSteps
 
 STAGE_KEYS = ("protocol", "single_multi")
 
@@ -66,14 +67,15 @@ class GrpoStage:
     def advantage(self):
         return advantage_of(self.config)
 
-    def batches(self, source, size: int, seed: int, start: int):
-        """This stage's prompt stream; stages of one run draw different prompts (RCoT-Seg's
+    def order(self, source, size: int, seed: int):
+        """This stage's prompt order, step -> positions of `source` (a grain Map for
+        jaxseg.data.pipeline.step_feed); stages of one run draw different prompts (RCoT-Seg's
         GRPO-AKS-4k and GRPO-KTG-6k are different sets)."""
         if self.name != "grpo":  # a named stage: its own stream
             seed = int(seed) * 1_000_003 + zlib.crc32(self.name.encode()) % 1_000_003
         if self.single_multi is None:
-            return source.batches(size, seed, start)
-        return mixed_batches(source, size, seed, start, self.single_multi)
+            return ShuffledSteps(len(source), size, int(seed))
+        return MixedSteps.of(source, size, seed, self.single_multi)
 
 
 def stage_names(grpo: ConfigDict) -> list[str]:

@@ -1,6 +1,7 @@
 """Jitted training steps shared by SFT and GRPO, with exact micro-batch accumulation.
 
-A step takes a list of micro-batches (`PolicyBatch`, possibly of different padded shapes).
+A step takes a list of micro-batches (`PolicyBatch`, possibly of different padded shapes, or
+any batch its loss knows: a `StepLoss`, e.g. the [SEG] route's, jaxseg.seg.train).
 The loss denominator of the *whole* step is computed on host from the masks first (it never
 depends on parameters), each micro-batch contributes ``grad(weighted_sum_total) / denom``,
 and the sum is applied once: the update equals the full-batch update (tunix's
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +45,23 @@ class SFTLoss:
 
 
 LossConfig = SFTLoss | GRPOLossConfig
+
+
+class StepLoss(Protocol):
+    """What `train_step` needs of a loss (hashable: it is a static argument of the jitted
+    micro-step). `weights`: a micro-batch's parameter-free contribution to the step's
+    denominators `[K]` (summed over micro-batches on host; the first is the policy tokens');
+    `objective`: (scalar, {name: sum}) of one micro-batch given the whole step's
+    denominators; `metrics`: the step's host metrics from the summed aux values; `place`:
+    the micro-batch on the mesh."""
+
+    def weights(self, batch) -> np.ndarray: ...
+
+    def objective(self, model, batch, denoms: jax.Array) -> tuple[jax.Array, dict]: ...
+
+    def metrics(self, sums: dict[str, float], denoms: np.ndarray) -> dict[str, float]: ...
+
+    def place(self, batch, mesh): ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,13 +166,53 @@ def loss_weight(batch: PolicyBatch, loss: LossConfig) -> float:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class TextLoss:
+    """A `StepLoss` of PolicyBatches: SFT or GRPO (`config`), one denominator (the
+    aggregation's weight); metrics are token-weighted means of the aux values."""
+
+    config: LossConfig
+
+    def weights(self, batch: PolicyBatch) -> np.ndarray:
+        return np.asarray([loss_weight(batch, self.config)], np.float64)
+
+    def objective(self, model, batch: PolicyBatch, denoms: jax.Array):
+        total, aux = loss_terms(model, batch, self.config)
+        return total.total / denoms[0], aux
+
+    def metrics(self, sums: dict[str, float], denoms: np.ndarray) -> dict[str, float]:
+        tokens = sums["tokens"]
+        out = {"denominator": float(denoms[0])}
+        for k, v in sums.items():
+            if k not in ("tokens", "nll_sum", "policy_sum", "kl_sum"):
+                out[k] = v / max(tokens, 1.0)
+        out["tokens"] = tokens
+        return out
+
+    def place(self, batch: PolicyBatch, mesh) -> PolicyBatch:
+        return place_batch(batch, mesh)
+
+
+def as_step_loss(loss: LossConfig | StepLoss) -> StepLoss:
+    """SFTLoss / GRPOLossConfig -> their `TextLoss`; a `StepLoss` as it is."""
+    return TextLoss(loss) if isinstance(loss, SFTLoss | GRPOLossConfig) else loss
+
+
+@nnx.jit
+def _sequence_logprobs(model, batch: PolicyBatch) -> jax.Array:
+    return sequence_logprobs(model, batch)
+
+
+def reference_logprobs(reference, batch: PolicyBatch, mesh=None) -> PolicyBatch:
+    """`batch` with `ref_logp` [B, L-1]: the frozen KL reference's log-probs of its tokens."""
+    logp = _sequence_logprobs(reference, place_batch(batch, mesh))
+    return batch.replace(ref_logp=np.asarray(logp))
+
+
 @nnx.jit(static_argnames=("loss", "mesh", "wrt"))
-def _micro_grads(
-    model, batch: PolicyBatch, denom: jax.Array, loss: LossConfig, mesh=None, wrt=nnx.Param
-):
+def _micro_grads(model, batch, denoms: jax.Array, loss: StepLoss, mesh=None, wrt=nnx.Param):
     def objective(m):
-        total, aux = loss_terms(m, batch, loss)
-        return total.total / denom, aux
+        return loss.objective(m, batch, denoms)
 
     # only the trained variables (e.g. LoRA adapters) get gradients: no full-size grad tree
     grad_fn = nnx.value_and_grad(objective, argnums=nnx.DiffState(0, wrt), has_aux=True)
@@ -178,32 +237,26 @@ def _add(a, b):
 
 
 def accumulate_grads(
-    model, micro_batches: Sequence[PolicyBatch], loss: LossConfig, mesh=None, wrt=nnx.Param
+    model, micro_batches: Sequence, loss: LossConfig | StepLoss, mesh=None, wrt=nnx.Param
 ):
     """(loss value, summed grads, host metrics) of the full batch over its micro-batches;
     `wrt`: the variables differentiated (the optimizer's `wrt`)."""
     if not micro_batches:
         raise ValueError("a step needs at least one micro-batch")
-    denom = sum(loss_weight(b, loss) for b in micro_batches)
-    if denom <= 0:
+    loss = as_step_loss(loss)
+    denoms = np.sum([loss.weights(b) for b in micro_batches], axis=0)
+    if denoms[0] <= 0:
         raise ValueError("no policy tokens in this step's batch (all loss masks are zero)")
     total, grads, sums = 0.0, None, {}
     for mb in micro_batches:
         value, g, aux = _micro_grads(
-            model, place_batch(mb, mesh), jnp.float32(denom), loss, mesh, wrt
+            model, loss.place(mb, mesh), jnp.asarray(denoms, jnp.float32), loss, mesh, wrt
         )
         total += float(value)
         grads = g if grads is None else _add(grads, g)
         for k, v in aux.items():
             sums[k] = sums.get(k, 0.0) + float(v)
-    tokens = sums["tokens"]
-    metrics = {"loss": total, "denominator": denom}
-    for k, v in sums.items():
-        if k in ("tokens", "nll_sum", "policy_sum", "kl_sum"):
-            continue
-        metrics[k] = v / max(tokens, 1.0)
-    metrics["tokens"] = tokens
-    return total, grads, metrics
+    return total, grads, {"loss": total, **loss.metrics(sums, denoms)}
 
 
 @jax.jit
@@ -214,8 +267,8 @@ def _grad_norm(grads):
 def train_step(
     model,
     optimizer: nnx.Optimizer,
-    micro_batches: Sequence[PolicyBatch],
-    loss: LossConfig,
+    micro_batches: Sequence,
+    loss: LossConfig | StepLoss,
     mesh=None,
     *,
     skip_nonfinite: bool = True,

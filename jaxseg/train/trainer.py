@@ -1,27 +1,23 @@
-"""SFT (cold start) and GRPO training of the policy, resumable, with periodic evaluation.
+"""The run: `Experiment` builds a run's parts from its config and orchestrates its stages.
 
 One `Experiment` owns everything a run needs, built from an ml_collections config
-(`configs/synthetic_tiny.py` documents every field): the processor (tokenizer + image processor), the
-policy, the protocol, the mask backend and the data. Each stage writes into
-``<workdir>/<stage>/``: ``ckpt/`` (orbax, atomic, keep-N), ``metrics.jsonl`` + ``tb/``, and
+(`configs/synthetic_tiny.py` documents every field): the processor (tokenizer + image
+processor), the policy (on the run's mesh, with its remat policy), the protocol, the mask
+backend and the data. Its stages (`pretrain`, `sft`, `grpo`) are pieces (jaxseg.train.pieces)
+run by the learner (jaxseg.train.learner), which owns optimizer, LoRA, restore, checkpoints,
+metrics and periodic evaluation. Each stage writes into ``<workdir>/<stage>/``: ``ckpt/``
+(orbax, atomic, keep-N, with the data iterator's state), ``metrics.jsonl`` + ``tb/``, and
 ``eval/<stage>_<step>/`` every ``eval_every`` steps (prediction PNGs + summary JSON, and
 "eval" records in metrics.jsonl).
 
-Resume: a stage restarted on the same workdir restores params, optimizer state and step
-from its latest checkpoint; data order and sampling seeds are functions of (seed, step), so
-the continuation is the one the uninterrupted run would have taken. A finished stage is
-skipped.
+Resume: a stage restarted on the same workdir restores params, optimizer state, step and
+data position from its latest checkpoint; data order and sampling seeds are functions of
+(seed, step), so the continuation is the one the uninterrupted run would have taken. A
+finished stage is skipped.
 
-GRPO step (Veason-R1 / VideoSEG-O3 recipe, shared/reference/seeds_methods.md): P prompts x G
-sampled episodes with the sampler-backed policy -> trajectory rewards (jaxseg.rewards via the
-protocol) -> group advantages (jaxseg.rl.advantages) -> teacher-forced loss on the sampled
-tokens with the sampler's log-probs as the old policy and the frozen SFT policy as the KL
-reference -> one optimizer update over all micro-batches (exact accumulation).
-
-Multi-host (several processes, jaxseg.parallel.hosts; launch/README.md): each process rolls
-out and scores only its contiguous share of a GRPO step's prompts, on its own devices and with
-its own mask backend, then the hosts exchange the examples, so every host builds the micro-
-batches one process would; only process 0 writes files.
+Multi-host (several processes, jaxseg.parallel.hosts; launch/README.md): each process reads
+only its share of each step's records (a grain shard per process) and does its share of the
+host work; only process 0 writes files.
 
 LoRA (``sft.lora_rank`` / ``grpo.lora_rank`` > 0, jaxseg.train.lora): the stage trains
 adapters only; its checkpoints hold the *merged* params (so load_stage, eval and export read
@@ -37,13 +33,11 @@ import functools
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
@@ -58,65 +52,27 @@ from jaxseg.data.tokenizer import (
 from jaxseg.models.family import get_family, load_pretrained, shipped_base
 from jaxseg.models.remat import set_remat
 from jaxseg.parallel.distributed import initialize
-from jaxseg.parallel.hosts import (
-    Discard,
-    allgather_objects,
-    barrier,
-    host_share,
-    is_writer,
-    local_mesh,
-    local_replica,
-)
-from jaxseg.parallel.placement import place, place_batch, run_mesh
+from jaxseg.parallel.hosts import Discard, barrier, is_writer, local_mesh, local_replica
+from jaxseg.parallel.placement import place, run_mesh
 from jaxseg.paths import as_path, local_dir, staged_dir
 from jaxseg.protocols.policy import without_meta
 from jaxseg.protocols.registry import make_eval_protocol, make_protocol
-from jaxseg.rl import advantages as adv_lib
-from jaxseg.rl.objective import GRPOLossConfig
 from jaxseg.sampling.filters import SamplingParams
 from jaxseg.sampling.policy import SamplerPolicy
 from jaxseg.segmenter import make_backend
 
 from . import grounding
 from .batch import PolicyBatch, make_policy_batch
-from .checkpoint import Checkpointer, CheckpointMismatch, abstract_like
 from .cot import CycledSamples, iter_episodes, oracle_episodes
 from .cot import sft_examples_from_jsonl as cot_jsonl_examples
 from .evaluate import evaluate_policy
-from .faults import NonFiniteGuard
-from .lora import LoRAConfig, adapted, adapter_params, has_lora, load_adapters, merged_params
-from .lora import trainable as trainable_params
+from .learner import Learner
 from .metrics import MetricsLogger
-from .progress import bars, tqdm  # bars on a terminal, log lines on a cluster (process 0)
-from .rollouts import (
-    RecordedEpisode,
-    reward_summary,
-    rollout_example,
-    run_recorded,
-    sft_example,
-)
+from .pieces import GRPOPiece, SupervisedPiece
+from .progress import bars
+from .rollouts import reward_summary, sft_example
 from .runconfig import resolve_workdir, save_run_config
 from .samples import SampleSource
-from .steps import OptimizerConfig, SFTLoss, make_optimizer, sequence_logprobs, train_step
-
-ITEMS = ("params", "opt", "lora")  # lora: a LoRA stage's adapters (absent otherwise)
-ADVANTAGES = {
-    "grpo": adv_lib.grpo_advantages,
-    "drgrpo": adv_lib.drgrpo_advantages,
-    "rloo": adv_lib.rloo_advantages,
-}
-
-
-@nnx.jit
-def _ref_logprobs(model, batch: PolicyBatch) -> jax.Array:
-    return sequence_logprobs(model, batch)
-
-
-def _summary_only(episode: RecordedEpisode) -> RecordedEpisode:
-    """What the step's metrics read of an episode (its trace, turn truncation), small enough
-    to send to the other hosts."""
-    turns = [{"truncated": t.get("truncated", False)} for t in episode.turn_info]
-    return RecordedEpisode(episode.trace, [], turns)
 
 
 def resolve_model_dir(spec: str) -> str:
@@ -127,17 +83,6 @@ def resolve_model_dir(spec: str) -> str:
     if spec.startswith("shipped:"):
         return str(shipped_base(spec.removeprefix("shipped:")))
     return spec
-
-
-def log_rewind(log: Any, next_step: int) -> None:
-    """A resumed stage drops its metrics records of steps >= `next_step` (they run again)."""
-    rewind = getattr(log, "rewind", None)
-    if rewind is not None:
-        rewind(next_step)
-
-
-def _chunks(items: list, size: int) -> list[list]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class Experiment:
@@ -176,6 +121,13 @@ class Experiment:
         self.backend = make_backend(config.segmenter.backend, dict(config.segmenter.config))
         self.oracle_backend = make_backend("oracle")
         self._sources: dict[str, SampleSource] = {}
+        self.learner = Learner(
+            self.workdir,
+            mesh=self.mesh,
+            seed=int(config.seed),
+            logger=self._logger,
+            progress=progress,
+        )
 
     @classmethod
     def from_workdir(cls, workdir: str | Path, *, progress: bool = True) -> Experiment:
@@ -274,72 +226,21 @@ class Experiment:
     def _logger(self, stage: Path) -> MetricsLogger | Discard:
         return MetricsLogger.from_config(stage, self.config) if is_writer() else Discard()
 
-    def _batches(self, examples: list[dict], micro_batch: int) -> list[PolicyBatch]:
+    def batches(self, examples: list[dict], micro_batch: int) -> list[PolicyBatch]:
+        """Encoded examples -> PolicyBatches of at most `micro_batch` rows, in order."""
         return [
-            make_policy_batch(chunk, config=self.model.config, pad_id=self.ids["pad_token_id"])
-            for chunk in _chunks(examples, micro_batch)
+            make_policy_batch(
+                examples[i : i + micro_batch],
+                config=self.model.config,
+                pad_id=self.ids["pad_token_id"],
+            )
+            for i in range(0, len(examples), micro_batch)
         ]
 
     # ------------------------------------------------------------------ state
-    def _train_state(self, optimizer: nnx.Optimizer) -> dict[str, Any]:
-        state = {
-            "params": merged_params(self.model),
-            "opt": nnx.to_pure_dict(nnx.state(optimizer, nnx.optimizer.OptState)),
-        }
-        if has_lora(self.model):
-            state["lora"] = adapter_params(self.model)
-        return state
-
-    def _restore(self, ckpt: Checkpointer, optimizer: nnx.Optimizer) -> tuple[int, dict]:
-        """Restores the newest intact checkpoint into model + optimizer (newer damaged steps
-        are skipped, named and moved to ckpt/broken/); returns (next step, its meta)."""
-        if ckpt.latest_step() is None:
-            return 0, {}
-        target = {"opt": nnx.to_pure_dict(nnx.state(optimizer, nnx.optimizer.OptState))}
-        if has_lora(self.model):  # the base is this stage's starting point, rebuilt as fresh
-            target["lora"] = adapter_params(self.model)
-        else:
-            target["params"] = nnx.to_pure_dict(nnx.state(self.model, nnx.Param))
-        try:
-            step, restored, meta, skipped = ckpt.restore_intact(abstract_like(target))
-        except CheckpointMismatch as err:
-            raise ValueError(
-                f"{err}: it does not match this run's trainable parameters (was lora_rank / "
-                "lora_targets changed since it was written?)"
-            ) from err
-        then = "starting the stage over" if step is None else f"resuming from step {step}"
-        for bad, why in skipped:
-            tqdm.write(f"resume: skipped checkpoint step {bad} ({why}); {then}")
-        if step is None:
-            return 0, {}  # nothing but empty step folders: the stage starts over
-        if "lora" in restored:
-            load_adapters(self.model, restored["lora"])
-        else:
-            params = nnx.state(self.model, nnx.Param)
-            nnx.replace_by_pure_dict(params, restored["params"])
-            nnx.update(self.model, params)
-        opt = nnx.state(optimizer, nnx.optimizer.OptState)
-        nnx.replace_by_pure_dict(opt, restored["opt"])
-        nnx.update(optimizer, opt)
-        return int(meta["next_step"]), meta
-
     def load_stage(self, stage: str) -> int | None:
         """Loads the params of `stage`'s latest checkpoint into the model (None if absent)."""
-        ckpt_dir = self.workdir / stage / "ckpt"
-        if not ckpt_dir.is_dir():
-            return None
-        with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
-            target = {"params": nnx.to_pure_dict(nnx.state(self.model, nnx.Param))}
-            # newest intact step; a reader (export, eval, GRPO's start) never changes files
-            step, restored, _, skipped = ckpt.restore_intact(abstract_like(target))
-            if step is None:
-                return None
-            for bad, why in skipped:
-                tqdm.write(f"{stage}: skipped checkpoint step {bad} ({why}); loaded step {step}")
-        params = nnx.state(self.model, nnx.Param)
-        nnx.replace_by_pure_dict(params, restored["params"])
-        nnx.update(self.model, params)
-        return step
+        return self.learner.load(stage, self.model)
 
     # ------------------------------------------------------------------ SFT
     def sft_examples(self, split: str, count: int) -> list[dict]:
@@ -383,7 +284,7 @@ class Experiment:
         if c is None or c.steps <= 0:
             return {"stage": "pretrain", "skipped": True, "step": 0}
         if c.get("curriculum", "grounding") == "base":
-            out = self._supervised("pretrain", c, self._base_stream)
+            out = self.learner.run(SupervisedPiece(self, "pretrain", c, self._base_stream))
             path = self.workdir / "pretrain" / "base_eval.json"
             if is_writer():
                 path.write_text(json.dumps(self.base_eval(), indent=2))
@@ -403,17 +304,16 @@ class Experiment:
                 for x in items
             ]
 
-        out = self._supervised("pretrain", c, examples)
+        out = self.learner.run(SupervisedPiece(self, "pretrain", c, examples))
         path = self.workdir / "pretrain" / "grounding.json"
         if not path.is_file() and is_writer():
             path.write_text(json.dumps(self.grounding_eval(), indent=2))
         return out
 
     def _base_stream(self):
-        """step -> that step's examples (a pure function of seed and step, so a resume sees
-        the same stream); the next batch is built in a thread while the current one trains."""
-        from concurrent.futures import ThreadPoolExecutor
-
+        """(step, indices) -> those items of that step's batch of the base curriculum,
+        encoded: a pure function of (seed, step), so a resume sees the same stream
+        (every host draws the whole step, then encodes only its share)."""
         from .base_tasks import BaseStream, CurriculumConfig
 
         c = self.config.pretrain
@@ -428,22 +328,15 @@ class Experiment:
                 full_scene_step=int(b.full_scene_step),
             ),
         )
-        pool = ThreadPoolExecutor(max_workers=1)
-        pending: dict[int, Any] = {}
 
-        def encode(step: int) -> list[dict]:
+        def examples_at(step: int, indices: list[int]) -> list[dict]:
             items = stream.batch(step, c.batch_size)
             return [
-                self.encoder.encode(without_meta(x.conversation(with_answer=True))).as_example()
-                for x in items
+                self.encoder.encode(
+                    without_meta(items[i].conversation(with_answer=True))
+                ).as_example()
+                for i in indices
             ]
-
-        def examples_at(step: int) -> list[dict]:
-            future = pending.pop(step, None)
-            out = future.result() if future is not None else encode(step)
-            pending.clear()
-            pending[step + 1] = pool.submit(encode, step + 1)
-            return out
 
         return examples_at
 
@@ -482,67 +375,8 @@ class Experiment:
         if (self.workdir / "pretrain" / "ckpt").is_dir():
             self.load_stage("pretrain")  # SFT starts from the grounding-pretrained base
         c = self.config.sft
-        return self._supervised(
-            "sft", c, lambda: self.sft_examples(self.config.data.train_split, c.num_examples)
-        )
-
-    def _supervised(self, name: str, c, make_examples) -> dict[str, Any]:
-        """Token-mean cross-entropy training of stage `name` on `make_examples()` (called only
-        when there are steps left), resumable, LoRA when `c.lora_rank` > 0."""
-        stage = self.workdir / name
-        opt_cfg = OptimizerConfig(
-            learning_rate=c.learning_rate,
-            warmup_steps=c.warmup_steps,
-            total_steps=c.steps,
-            weight_decay=c.weight_decay,
-            schedule=c.get("schedule", "cosine"),
-        )
-        with (
-            adapted(self.model, LoRAConfig.from_stage(c, name), rngs=nnx.Rngs(self.config.seed)),
-            Checkpointer(stage / "ckpt", max_to_keep=c.keep, item_names=ITEMS) as ckpt,
-            self._logger(stage) as log,
-        ):
-            place(self.model, self.mesh)  # LoRA adapters were just added
-            optimizer = nnx.Optimizer(
-                self.model, make_optimizer(opt_cfg), wrt=trainable_params(self.model)
-            )
-            place(optimizer, self.mesh)  # restore reads onto these shardings
-            start, resumed = self._restore(ckpt, optimizer)
-            if start >= c.steps:
-                return {"stage": name, "skipped": True, "step": start}
-            log_rewind(log, start)  # steps >= start run again: their old records go
-            guard = NonFiniteGuard(
-                name, c.get("max_nonfinite", 3), skipped_before=resumed.get("nonfinite_skipped", 0)
-            )
-            examples = make_examples()  # a list, or step -> that step's examples (a stream)
-            rng_seed = int(self.config.seed)
-            per_epoch = 1 if callable(examples) else max(len(examples) // c.batch_size, 1)
-            bar = tqdm(range(start, c.steps), desc=name, disable=not self.progress)
-            for step in bar:
-                if callable(examples):
-                    chosen = examples(step)
-                else:
-                    epoch, k = divmod(step, per_epoch)
-                    order = np.random.default_rng([rng_seed, epoch]).permutation(len(examples))
-                    chosen = [examples[j] for j in order[k * c.batch_size : (k + 1) * c.batch_size]]
-                t0 = time.perf_counter()
-                metrics = train_step(
-                    self.model,
-                    optimizer,
-                    self._batches(chosen, c.micro_batch),
-                    SFTLoss(),
-                    self.mesh,
-                )
-                metrics["step_time"] = time.perf_counter() - t0
-                guard.check(step, metrics)  # a non-finite step changed nothing; too many abort
-                log.log("train", step, metrics)
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-                self._periodic_eval(name, c, step, log)
-                if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
-                    meta = {"next_step": step + 1, **guard.checkpoint_meta()}
-                    ckpt.save(step, self._train_state(optimizer), meta, force=True)
-            ckpt.wait()
-        return {"stage": name, "step": c.steps}
+        examples = lambda: self.sft_examples(self.config.data.train_split, c.num_examples)  # noqa: E731
+        return self.learner.run(SupervisedPiece(self, "sft", c, examples))
 
     # ------------------------------------------------------------------ GRPO
     def grpo(self) -> dict[str, Any]:
@@ -553,149 +387,36 @@ class Experiment:
 
         out: dict[str, Any] = {}
         for run in grpo_stages(self):
-            self._stage = run
-            out = self._grpo_run()
-            out["stage"] = run.dir
-        self._stage = None
+            if self.load_stage("sft") is None and self.config.grpo.require_sft:
+                raise FileNotFoundError(
+                    f"{self.workdir / 'sft' / 'ckpt'}: no SFT checkpoint (run the sft stage "
+                    "first, or set grpo.require_sft=False to start GRPO from the initial policy)"
+                )
+            reference = nnx.clone(self.model)  # frozen KL reference = the SFT policy
+            if run.start_from != "sft" and self.load_stage(run.start_from) is None:
+                raise FileNotFoundError(f"{self.workdir / run.start_from}: the previous GRPO stage")
+            out = self.learner.run(GRPOPiece(self, run, reference))
         return out
 
-    def _grpo_run(self) -> dict[str, Any]:
-        run = self._stage
-        c = run.config
-        stage = self.workdir / run.dir
-        if self.load_stage("sft") is None and self.config.grpo.require_sft:
-            raise FileNotFoundError(
-                f"{self.workdir / 'sft' / 'ckpt'}: no SFT checkpoint (run the sft stage first, "
-                "or set grpo.require_sft=False to start GRPO from the initial policy)"
-            )
-        reference = nnx.clone(self.model)  # frozen KL reference = the SFT policy
-        if run.start_from != "sft" and self.load_stage(run.start_from) is None:
-            raise FileNotFoundError(f"{self.workdir / run.start_from}: the previous GRPO stage")
-        opt_cfg = OptimizerConfig(
-            learning_rate=c.learning_rate,
-            warmup_steps=c.warmup_steps,
-            total_steps=c.steps,
-            weight_decay=c.weight_decay,
-            schedule="constant",
-        )
-        loss_cfg = GRPOLossConfig(
-            policy_loss=c.policy_loss,
-            eps_low=c.eps_low,
-            eps_high=c.eps_high,
-            kl_estimator=c.kl_estimator,
-            kl_coef=c.kl_coef,
-            aggregation=c.aggregation,
-        )
-        advantage_fn = run.advantage()  # ADVANTAGES[c.advantage], grpo.advantage_eps
-        sampling = SamplingParams(temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
-        source = self.source(self.config.data.train_split)
-        image_processor = self.processor.image_processor
-        with (
-            adapted(self.model, LoRAConfig.from_stage(c, "grpo"), rngs=nnx.Rngs(self.config.seed)),
-            Checkpointer(stage / "ckpt", max_to_keep=c.keep, item_names=ITEMS) as ckpt,
-            self._logger(stage) as log,
-        ):
-            place(self.model, self.mesh)  # LoRA adapters were just added
-            optimizer = nnx.Optimizer(
-                self.model, make_optimizer(opt_cfg), wrt=trainable_params(self.model)
-            )
-            place(optimizer, self.mesh)  # restore reads onto these shardings
-            start, resumed = self._restore(ckpt, optimizer)
-            if start >= c.steps:
-                return {"stage": "grpo", "skipped": True, "step": start}
-            log_rewind(log, start)  # steps >= start run again: their old records go
-            guard = NonFiniteGuard(
-                "grpo",
-                c.get("max_nonfinite", 3),
-                skipped_before=resumed.get("nonfinite_skipped", 0),
-            )
-            batches = run.batches(source, c.prompts_per_step, int(self.config.seed), start)
-            lo, hi = host_share(c.prompts_per_step, "grpo.prompts_per_step")  # this host's
-            bar = tqdm(range(start, c.steps), desc=run.dir, disable=not self.progress)
-            for step in bar:
-                _, positions = next(batches)
-                samples = [source[i] for i in positions[lo:hi]]
-                t0 = time.perf_counter()
-                policy = self.policy(
-                    sampling=sampling,
-                    max_new_tokens=c.max_new_tokens,
-                    seed=int(self.config.seed) * 100_003 + step,
-                    first_row=lo * c.group_size,
-                )
-                local = run_recorded(  # this host's prompts, scored by its own mask backend
-                    run.protocol,
-                    policy,
-                    samples,
-                    backend=self.backend,
-                    group_size=c.group_size,
-                    seed=step,
-                    first_sample=lo,
-                )
-                t_rollout = time.perf_counter() - t0
-                rewards = jnp.asarray([ep.trace.total for ep in local], jnp.float32)
-                advantages = np.asarray(advantage_fn(rewards, c.group_size))  # whole groups
-                local_examples = [
-                    rollout_example(ep, image_processor, advantage=float(a))
-                    for ep, a in zip(local, advantages)
-                ]
-                # every host gets every host's examples, in prompt order (hosts.py says why)
-                shares = allgather_objects((local_examples, [_summary_only(ep) for ep in local]))
-                examples = [x for ex, _ in shares for x in ex]
-                episodes = [ep for _, eps in shares for ep in eps]
-                rewards = jnp.asarray([ep.trace.total for ep in episodes], jnp.float32)
-                micro = self._batches(examples, c.micro_batch)
-                if loss_cfg.kl_coef > 0:
-                    micro = [
-                        mb.replace(
-                            ref_logp=np.asarray(
-                                _ref_logprobs(reference, place_batch(mb, self.mesh))
-                            )
-                        )
-                        for mb in micro
-                    ]
-                t1 = time.perf_counter()
-                metrics = train_step(self.model, optimizer, micro, loss_cfg, self.mesh)
-                guard.check(step, metrics)  # a non-finite step changed nothing; too many abort
-                metrics.update(reward_summary(episodes))
-                metrics["reward/mean"] = float(rewards.mean())
-                metrics["time/rollout"] = t_rollout
-                metrics["time/update"] = time.perf_counter() - t1
-                metrics["truncated"] = float(
-                    np.mean([t.get("truncated", False) for ep in episodes for t in ep.turn_info])
-                )
-                log.log("train", step, metrics)
-                bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", J=f"{metrics['J']:.2f}")
-                self._periodic_eval(run.dir, c, step, log)
-                if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
-                    meta = {"next_step": step + 1, **guard.checkpoint_meta()}
-                    ckpt.save(step, self._train_state(optimizer), meta, force=True)
-            ckpt.wait()
-        return {"stage": "grpo", "step": c.steps}
-
     # ------------------------------------------------------------------ eval
-    def _periodic_eval(self, name: str, c, step: int, log: MetricsLogger) -> None:
-        """Every `c.eval_every` steps (0 = never): held-out episodes (`eval.periodic_expressions`
-        of them) into eval/<name>_<step>/ and the "eval" records of the stage's metrics."""
-        every = int(c.get("eval_every", 0) or 0)
-        if every <= 0 or (step + 1) % every != 0:
-            return
+    def periodic_eval(self, name: str, step: int) -> dict[str, Any]:
+        """The held-out record of stage `name` after `step` (the learner calls it every
+        `eval_every` steps): pretraining's own evaluation, else `eval.periodic_expressions`
+        greedy episodes into eval/<name>_<step + 1>/."""
         if name == "pretrain":
-            if c.get("curriculum", "grounding") == "base":
-                flat = {
+            if self.config.pretrain.get("curriculum", "grounding") == "base":
+                return {
                     f"{task}/{k}": v
                     for task, row in self.base_eval().items()
                     for k, v in row.items()
                     if isinstance(v, float)
                 }
-                log.log("eval", step, flat)
-            else:
-                log.log("eval", step, self.grounding_eval())
-            return
+            return self.grounding_eval()
         limit = int(self.config.eval.get("periodic_expressions", 16))
         summary = self.evaluate(f"{name}_{step + 1}", limit=limit)
         row = {k: summary["overall"].get(k) for k in ("JF", "J", "F", "R")}
         row["reward"] = summary["reward"].get("reward/total")
-        log.log("eval", step, row)
+        return row
 
     def evaluate(self, tag: str, *, split: str | None = None, limit: int | None = None) -> dict:
         """Greedy episodes of the current policy on the held-out split, scored by jaxseg.eval."""

@@ -21,8 +21,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from jaxseg.data.pipeline import ShuffledSteps, step_feed  # noqa: E402
 from jaxseg.parallel import MeshConfig, create_mesh  # noqa: E402
-from jaxseg.parallel.data import shard_source, to_global, to_host_local  # noqa: E402
+from jaxseg.parallel.data import to_global, to_host_local  # noqa: E402
 from jaxseg.parallel.rules import state_shardings  # noqa: E402
 
 
@@ -37,9 +38,10 @@ def main() -> int:
         sorted({d.process_index for d in row.ravel()}) for row in mesh.devices
     ]
 
-    records = list(range(11))  # 11 records, 2 hosts: 5 each, one dropped
-    shard = [int(x) for x in shard_source(records)]
-    out["shard"] = shard
+    # A step feed of 10 records, 4 a step: each host loads its half of every step.
+    feed = iter(step_feed(ShuffledSteps(10, 4, seed=0), lambda _, idx: idx, steps=2))
+    out["shard"] = [[d.offset, d.positions] for d in feed]
+    out["whole"] = [ShuffledSteps(10, 4, seed=0).map(s)[1] for s in range(2)]
 
     # Host-local rows -> global batch [8, 24] -> a jitted reduction every host agrees on.
     rng = np.random.default_rng(info.index)

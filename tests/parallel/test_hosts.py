@@ -1,4 +1,4 @@
-"""Host shares, the object allgather's byte rows, and the single-process identities (the
+"""The object allgather's byte rows, and the single-process identities (the
 2-process run is in test_distributed.py)."""
 
 from __future__ import annotations
@@ -17,20 +17,6 @@ def _as_process(monkeypatch, index: int, count: int) -> None:
     monkeypatch.setattr(jax, "process_count", lambda: count)
 
 
-def test_shares_are_contiguous_equal_and_cover_everything(monkeypatch):
-    shares = []
-    for i in range(4):
-        _as_process(monkeypatch, i, 4)
-        shares.append(hosts.host_share(12))
-    assert shares == [(0, 3), (3, 6), (6, 9), (9, 12)]
-
-
-def test_share_that_does_not_divide_names_the_field(monkeypatch):
-    _as_process(monkeypatch, 1, 4)
-    with pytest.raises(ValueError, match="grpo.prompts_per_step=6 .* 4 processes"):
-        hosts.host_share(6, "grpo.prompts_per_step")
-
-
 def test_only_process_zero_writes(monkeypatch):
     _as_process(monkeypatch, 0, 2)
     assert hosts.is_writer()
@@ -40,7 +26,6 @@ def test_only_process_zero_writes(monkeypatch):
 
 def test_one_process_is_the_identity():
     obj = {"x": np.arange(3)}
-    assert hosts.host_share(5) == (0, 5)
     assert hosts.allgather_objects(obj)[0] is obj
     assert hosts.agree_max(7) == 7
     hosts.barrier("nothing to wait for")

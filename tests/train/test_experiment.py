@@ -134,7 +134,7 @@ def test_resume_after_kill_continues_exactly(tmp_path):
     proc.wait()
     subprocess.run(_train_cmd(tmp_path / "cut", data), check=True, env=env, capture_output=True)
 
-    from jaxseg.train.trainer import ITEMS
+    from jaxseg.train.learner import ITEMS
 
     def final(workdir):
         with Checkpointer(workdir / "sft" / "ckpt", item_names=ITEMS) as ckpt:

@@ -311,7 +311,8 @@ def lora_run(tmp_path_factory):
 
 
 def test_trainer_lora_stages_save_merged_params(lora_run):
-    from jaxseg.train.trainer import ITEMS, Experiment
+    from jaxseg.train.learner import ITEMS
+    from jaxseg.train.trainer import Experiment
 
     root, config, sft_params = lora_run
     with Checkpointer(root / "run" / "sft" / "ckpt", item_names=ITEMS) as ckpt:
@@ -338,7 +339,8 @@ def test_trainer_lora_stages_save_merged_params(lora_run):
 @pytest.mark.slow
 def test_trainer_lora_grpo_stage_starts_from_the_merged_sft(lora_run):
     """GRPO with LoRA on top of the LoRA SFT result (rollouts sample the adapted model)."""
-    from jaxseg.train.trainer import ITEMS, Experiment
+    from jaxseg.train.learner import ITEMS
+    from jaxseg.train.trainer import Experiment
 
     root, config, sft_params = lora_run
     run = root / "grpo_run"
@@ -361,7 +363,8 @@ def test_trainer_lora_grpo_stage_starts_from_the_merged_sft(lora_run):
 def test_trainer_lora_resume_continues_exactly(lora_run, tmp_path):
     """Drop the last SFT checkpoint (a run killed after step 1 was saved), resume: the same
     merged params and adapters as the uninterrupted run."""
-    from jaxseg.train.trainer import ITEMS, Experiment
+    from jaxseg.train.learner import ITEMS
+    from jaxseg.train.trainer import Experiment
 
     root, config, _ = lora_run
     run = tmp_path / "run"

@@ -112,7 +112,7 @@ def test_a_few_sft_steps_from_the_base_lower_held_out_loss_on_a_new_task(base, t
     def held_loss(model):
         from jaxseg.train.steps import loss_terms
 
-        batch = exp._batches(held, len(held))[0]
+        batch = exp.batches(held, len(held))[0]
         objective, _ = loss_terms(model, batch, SFTLoss())
         return float(objective.value())
 
@@ -123,6 +123,6 @@ def test_a_few_sft_steps_from_the_base_lower_held_out_loss_on_a_new_task(base, t
         wrt=nnx.Param,
     )
     for k in range(6):
-        train_step(exp.model, opt, exp._batches(train[8 * k : 8 * k + 8], 8), SFTLoss())
+        train_step(exp.model, opt, exp.batches(train[8 * k : 8 * k + 8], 8), SFTLoss())
     after = held_loss(exp.model)
     assert after < before - 0.05, (before, after)

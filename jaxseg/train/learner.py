@@ -1,0 +1,240 @@
+"""The learner: one stage runner for every training stage (pretraining, SFT, GRPO, the
+[SEG] route's cold start and GRPO).
+
+A stage is a `Piece` plugged into `Learner.run` (tunix's `RLLearner` and its subclasses play
+the same roles): the piece says what is trained (`module`), what each step reads (`feed`, a
+grain `step_feed`), what one step does (`step`: rollouts, losses, the update) and what its
+periodic evaluation is (`evaluate`); the learner owns everything around it:
+
+- the optimizer (jaxseg.train.steps.make_optimizer) over the trainable variables: LoRA
+  adapters when the stage block has ``lora_rank`` > 0 (applied to `piece.lora_model` for the
+  stage and merged back after it, jaxseg.train.lora), else every Param;
+- placement on the run's mesh (jaxseg.parallel.placement; a no-op without one), so a piece
+  gets meshes, LoRA and remat without code of its own;
+- resume: the newest intact checkpoint of ``<workdir>/<piece.name>/ckpt`` restores params (or
+  adapters), optimizer state, the step and the data iterator's state; a finished stage is
+  skipped;
+- the loop: the non-finite guard (jaxseg.train.faults), metrics (``metrics.jsonl`` + tb,
+  process 0 only), held-out evaluation every ``eval_every`` steps, and a checkpoint every
+  ``checkpoint_every`` steps and at the end.
+
+Checkpoint items (orbax, jaxseg.train.checkpoint): ``params`` (the merged params: what
+`load` and export read), ``opt``, ``lora`` (a LoRA stage's trained variables) and the JSON
+``meta``: ``next_step``, the non-finite counters and ``data``, the grain iterator's state
+(``{"next_index": step}``), so a resumed stage reads the next step's records, none repeated
+or skipped. A checkpoint without ``data`` resumes its feed at ``next_step``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import grain
+from flax import nnx
+
+from jaxseg.data.pipeline import StepData, resume_iterator
+from jaxseg.parallel.placement import place
+
+from .checkpoint import Checkpointer, CheckpointMismatch, abstract_like
+from .faults import NonFiniteGuard
+from .lora import LoRAConfig, adapted, has_lora, merged_params
+from .progress import tqdm  # bars on a terminal, log lines on a cluster (process 0)
+from .steps import OptimizerConfig, make_optimizer
+
+ITEMS = ("params", "opt", "lora")  # lora: a LoRA stage's trained variables (absent otherwise)
+
+
+class Piece(Protocol):
+    """What a stage plugs into `Learner.run`.
+
+    name: the stage's folder under the workdir (and its progress label); config: its block
+    (steps, learning_rate, warmup_steps, weight_decay, checkpoint_every, keep, eval_every,
+    max_nonfinite, lora_rank, ...); module: what the optimizer trains; lora_model: the part
+    LoRA adapts (the language model); lora_block: the block name errors cite; schedule:
+    cosine | constant."""
+
+    name: str
+    config: Any
+    module: nnx.Module
+    lora_model: nnx.Module
+    lora_block: str
+    schedule: str
+
+    def feed(self, steps: int) -> grain.IterDataset:
+        """The stage's `step_feed` over `steps` steps (element s: step s's `StepData`)."""
+
+    def step(self, data: StepData, optimizer: nnx.Optimizer) -> dict[str, float]:
+        """One training step on this host's share `data`; its metrics."""
+
+    def evaluate(self, step: int) -> dict[str, Any] | None:
+        """The periodic held-out record after `step` (None: nothing to log)."""
+
+    def postfix(self, metrics: dict[str, float]) -> dict[str, str]:
+        """What the progress bar shows of a step's metrics."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Outside:
+    """nnx filter: the Params whose path does not start with `prefix`."""
+
+    prefix: tuple
+
+    def __call__(self, path, value) -> bool:
+        return isinstance(value, nnx.Param) and tuple(path[: len(self.prefix)]) != self.prefix
+
+
+def trainable(module: nnx.Module, lora_model: nnx.Module) -> nnx.filterlib.Filter:
+    """The variables a stage trains: every Param; with LoRA adapters on `lora_model`, the
+    adapters and the Params of `module` outside it (e.g. the [SEG] route's decoder heads)."""
+    if not has_lora(lora_model):
+        return nnx.Param
+    if lora_model is module:
+        return nnx.LoRAParam
+    prefix = next((p for p, m in nnx.iter_modules(module) if m is lora_model), None)
+    if prefix is None:
+        raise ValueError("the piece's lora_model is not part of its module")
+    return nnx.Any(nnx.LoRAParam, Outside(tuple(prefix)))
+
+
+class Learner:
+    """Runs stages of one run (`run`) and loads their results (`load`).
+
+    workdir: the run directory; mesh: the run's mesh (None: one device); seed: the LoRA
+    adapters' init seed; logger: stage folder -> a metrics logger (a context manager);
+    progress: show bars."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        mesh,
+        seed: int,
+        logger: Callable[[Path], Any],
+        progress: bool = True,
+    ):
+        self.workdir = workdir
+        self.mesh = mesh
+        self.seed = int(seed)
+        self.logger = logger
+        self.progress = progress
+
+    # ------------------------------------------------------------------ state
+    def state(self, module: nnx.Module, optimizer: nnx.Optimizer) -> dict[str, Any]:
+        """The checkpoint items of a stage (module docstring)."""
+        out = {
+            "params": merged_params(module),
+            "opt": nnx.to_pure_dict(nnx.state(optimizer, nnx.optimizer.OptState)),
+        }
+        if optimizer.wrt is not nnx.Param:
+            out["lora"] = nnx.to_pure_dict(nnx.state(module, optimizer.wrt))
+        return out
+
+    def restore(
+        self, ckpt: Checkpointer, module: nnx.Module, optimizer: nnx.Optimizer
+    ) -> tuple[int, dict]:
+        """Restores the newest intact checkpoint into module + optimizer (newer damaged steps
+        are skipped, named and moved to ckpt/broken/); returns (next step, its meta). A LoRA
+        stage restores its trained variables onto the base rebuilt as a fresh start does."""
+        if ckpt.latest_step() is None:
+            return 0, {}
+        trained = "params" if optimizer.wrt is nnx.Param else "lora"
+        target = {
+            "opt": nnx.to_pure_dict(nnx.state(optimizer, nnx.optimizer.OptState)),
+            trained: nnx.to_pure_dict(nnx.state(module, optimizer.wrt)),
+        }
+        try:
+            step, restored, meta, skipped = ckpt.restore_intact(abstract_like(target))
+        except CheckpointMismatch as err:
+            raise ValueError(
+                f"{err}: it does not match this run's trainable parameters (was lora_rank / "
+                "lora_targets changed since it was written?)"
+            ) from err
+        then = "starting the stage over" if step is None else f"resuming from step {step}"
+        for bad, why in skipped:
+            tqdm.write(f"resume: skipped checkpoint step {bad} ({why}); {then}")
+        if step is None:
+            return 0, {}  # nothing but empty step folders: the stage starts over
+        _update(module, optimizer.wrt, restored[trained])
+        _update(optimizer, nnx.optimizer.OptState, restored["opt"])
+        return int(meta["next_step"]), meta
+
+    def load(self, stage: str, module: nnx.Module) -> int | None:
+        """Loads the params of `stage`'s newest intact checkpoint into `module`; returns its
+        step (None without one). Never changes the checkpoint folder (the stage may be
+        training in another process)."""
+        ckpt_dir = self.workdir / stage / "ckpt"
+        if not ckpt_dir.is_dir():
+            return None
+        with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
+            target = {"params": nnx.to_pure_dict(nnx.state(module, nnx.Param))}
+            step, restored, _, skipped = ckpt.restore_intact(abstract_like(target))
+            if step is None:
+                return None
+            for bad, why in skipped:
+                tqdm.write(f"{stage}: skipped checkpoint step {bad} ({why}); loaded step {step}")
+        _update(module, nnx.Param, restored["params"])
+        return step
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, piece: Piece) -> dict[str, Any]:
+        """Trains `piece` up to its `config.steps` (resuming), see the module docstring."""
+        c, name = piece.config, piece.name
+        stage = self.workdir / name
+        opt_cfg = OptimizerConfig(
+            learning_rate=c.learning_rate,
+            warmup_steps=c.get("warmup_steps", 0),
+            total_steps=c.steps,
+            weight_decay=c.get("weight_decay", 0.0),
+            schedule=piece.schedule,
+        )
+        lora = LoRAConfig.from_stage(c, piece.lora_block)
+        with (
+            adapted(piece.lora_model, lora, rngs=nnx.Rngs(self.seed)),
+            Checkpointer(stage / "ckpt", max_to_keep=c.keep, item_names=ITEMS) as ckpt,
+            self.logger(stage) as log,
+        ):
+            module = place(piece.module, self.mesh)  # LoRA adapters were just added
+            wrt = trainable(module, piece.lora_model)
+            optimizer = place(nnx.Optimizer(module, make_optimizer(opt_cfg), wrt=wrt), self.mesh)
+            start, resumed = self.restore(ckpt, module, optimizer)  # onto these shardings
+            if start >= c.steps:
+                return {"stage": name, "skipped": True, "step": start}
+            rewind = getattr(log, "rewind", None)
+            if rewind is not None:
+                rewind(start)  # steps >= start run again: their old records go
+            guard = NonFiniteGuard(
+                name, c.get("max_nonfinite", 3), skipped_before=resumed.get("nonfinite_skipped", 0)
+            )
+            feed = resume_iterator(piece.feed(c.steps), start, resumed.get("data"))
+            every = int(c.get("eval_every", 0) or 0)
+            bar = tqdm(range(start, c.steps), desc=name, disable=not self.progress)
+            for step in bar:
+                data = next(feed)
+                if data.step != step:
+                    raise RuntimeError(f"{name}: the feed gave step {data.step} at step {step}")
+                t0 = time.perf_counter()
+                metrics = piece.step(data, optimizer)
+                metrics.setdefault("step_time", time.perf_counter() - t0)
+                guard.check(step, metrics)  # a non-finite step changed nothing; too many abort
+                log.log("train", step, metrics)
+                bar.set_postfix(**piece.postfix(metrics))
+                if every > 0 and (step + 1) % every == 0:
+                    row = piece.evaluate(step)
+                    if row is not None:
+                        log.log("eval", step, row)
+                if (step + 1) % c.checkpoint_every == 0 or step + 1 == c.steps:
+                    meta = {"next_step": step + 1, "data": feed.get_state()}
+                    meta.update(guard.checkpoint_meta())
+                    ckpt.save(step, self.state(module, optimizer), meta, force=True)
+            ckpt.wait()
+        return {"stage": name, "step": c.steps}
+
+
+def _update(node, filters, pure: dict) -> None:
+    state = nnx.state(node, filters)
+    nnx.replace_by_pure_dict(state, pure)
+    nnx.update(node, state)
