@@ -6,7 +6,7 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from jaxseg.data.pipeline import PipelineConfig, build_dataset  # noqa: E402
+from jaxseg.data.pipeline import ShuffledSteps  # noqa: E402
 from jaxseg.data.readers import read_mevis, read_revos  # noqa: E402
 from jaxseg.data.readers.layouts import (  # noqa: E402
     ExpressionSpec,
@@ -59,11 +59,10 @@ def test_revos_builder_round_trip(tmp_path):
     source = TfdsExpressionSource("revos", tmp_path / "tfds", "valid")
     disk = read_revos(tmp_path / "manual", "valid")
     assert_same_records(source, disk)
-    # the same pipeline over either source gives the same batches
-    cfg = PipelineConfig(num_frames=3, sampling="keyframe", frame_size=(8, 8), batch_size=3)
-    for x, y in zip(build_dataset(source, cfg, seed=4), build_dataset(disk, cfg, seed=4)):
-        for k in x:
-            np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+    # a step feed's order over either source reads the same records
+    order = ShuffledSteps(len(disk), 3, seed=4)
+    keys = lambda src: [[src[i].key for i in order.map(s)[1]] for s in range(3)]  # noqa: E731
+    assert keys(source) == keys(disk)
 
 
 def test_mevis_builder_round_trip(tmp_path):
