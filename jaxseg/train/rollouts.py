@@ -13,6 +13,7 @@ conversation (every turn, every image) and per-turn policy info. From those:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ from jaxseg.data.chat import ChatEncoder
 from jaxseg.protocols.episode import EpisodeTrace, Protocol, run_episodes
 from jaxseg.protocols.policy import Message, Policy, PolicyState, message_images, without_meta
 
+from .overlap import run_overlapped
+
 
 class RecordingPolicy:
     """Wraps a policy and keeps the state of its last batch (conversations, turn_info)."""
@@ -29,9 +32,11 @@ class RecordingPolicy:
     def __init__(self, inner: Policy):
         self.inner = inner
         self.state: PolicyState | None = None
+        self.states: list[PolicyState] = []  # every batch started, in order
 
     def start(self, conversations):
         self.state = self.inner.start(conversations)
+        self.states.append(self.state)
         return self.state
 
     def respond(self, state, stop=()):
@@ -60,10 +65,19 @@ def run_recorded(
     group_size: int = 1,
     seed: int = 0,
     first_sample: int = 0,
+    overlap_chunks: int = 1,
 ) -> list[RecordedEpisode]:
-    """`run_episodes` plus each episode's conversation and turn info (sample-major order)."""
+    """`run_episodes` plus each episode's conversation and turn info (sample-major order).
+
+    `overlap_chunks > 1`: the prompts are played in that many parts and each part's masks and
+    rewards are computed while the next part samples (`jaxseg.train.overlap`; same episodes)."""
     recorder = RecordingPolicy(policy)
-    traces = run_episodes(
+    run = (
+        run_episodes
+        if overlap_chunks == 1
+        else functools.partial(run_overlapped, chunks=overlap_chunks)
+    )
+    traces = run(
         protocol,
         recorder,
         samples,
@@ -72,11 +86,10 @@ def run_recorded(
         seed=seed,
         first_sample=first_sample,
     )
-    state = recorder.state
-    assert state is not None and len(state.conversations) == len(traces)
-    return [
-        RecordedEpisode(t, c, i) for t, c, i in zip(traces, state.conversations, state.turn_info)
-    ]
+    conversations = [c for st in recorder.states for c in st.conversations]
+    turn_info = [i for st in recorder.states for i in st.turn_info]
+    assert len(conversations) == len(traces)
+    return [RecordedEpisode(t, c, i) for t, c, i in zip(traces, conversations, turn_info)]
 
 
 def stored_example(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
