@@ -153,6 +153,7 @@ class GRPOPiece:
             group_size=c.group_size,
             seed=step,
             first_sample=lo,
+            overlap_chunks=int(c.get("overlap_chunks", 1)),  # masks beside sampling
         )
         t_rollout = time.perf_counter() - t0
         rewards = jnp.asarray([ep.trace.total for ep in local], jnp.float32)
