@@ -145,9 +145,6 @@ def get_config(arg=None):
     c.grpo.eval_every = 2 if a.quick else 10  # held-out J&F during training (0 = off)
     c.grpo.keep = 2
     c.grpo.max_nonfinite = 3
-    # > 1: play the step's prompts in this many parts, each part's masks and rewards computed
-    # while the next part samples (jaxseg.train.overlap; the same episodes, nothing stale)
-    c.grpo.overlap_chunks = 1
     c.grpo.lora_rank = a.lora
     c.grpo.lora_alpha = None
     c.grpo.lora_targets = c.sft.lora_targets

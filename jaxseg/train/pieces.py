@@ -153,7 +153,9 @@ class GRPOPiece:
             group_size=c.group_size,
             seed=step,
             first_sample=lo,
-            overlap_chunks=int(c.get("overlap_chunks", 1)),  # masks beside sampling
+            # grpo.overlap_chunks > 1 (optional field; a config that sets it): masks and
+            # rewards of each part computed while the next part samples (train.overlap)
+            overlap_chunks=int(c.get("overlap_chunks", 1)),
         )
         t_rollout = time.perf_counter() - t0
         rewards = jnp.asarray([ep.trace.total for ep in local], jnp.float32)
