@@ -1,0 +1,76 @@
+"""`jaxseg bench` (listing, `all`'s settings name real scripts) and `bench/device_smoke.sh`
+(its commands, the GPU-sharing environment, its GRPO config)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from jaxseg.commands import bench
+from jaxseg.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "bench" / "device_smoke.sh"
+
+
+def test_quick_settings_name_existing_benchmarks_and_fit_ten_minutes():
+    names = set(bench.available())
+    assert set(bench.QUICK) <= names, set(bench.QUICK) - names
+    limits = [bench.QUICK.get(n, ([], 60))[1] for n in names]
+    assert sum(limits) <= 600  # every limit reached still ends `bench all` within 10 minutes
+
+
+def test_listing_offers_all(capsys):
+    import argparse
+
+    assert bench.run(argparse.Namespace(name=None, args=[])) == 0
+    out = capsys.readouterr().out
+    assert "all " in out and "grpo_step" in out and "group_kv" in out
+
+
+def _dry(**env):
+    out = subprocess.run(
+        ["bash", str(SMOKE), "--dry-run"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+        env={**os.environ, **env},
+    )  # fmt: skip
+    return out.stdout
+
+
+def test_device_smoke_runs_every_step_with_jax_not_preallocating():
+    out = _dry()
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE=false" in out
+    for name in ("install", "devices", "forward", "rollout", "grpo", "sharded"):
+        assert f"[{name}]" in out, name
+    assert "device_smoke_config.py:device=cuda,steps=20" in out
+    assert "jax[cuda12]==0.10.2" in out and "--no-deps sam2==1.1.0" in out
+    cpu = _dry(SMOKE_DEVICE="cpu", SMOKE_ONLY="grpo sharded")
+    assert "[install]" not in cpu and "[forward]" not in cpu
+    assert "device=cpu" in cpu and "[sharded]" in cpu
+
+
+def test_device_smoke_config_is_grpo_with_the_sam2_sidecar_on_the_device():
+    c = load_config(str(ROOT / "bench" / "device_smoke_config.py") + ":device=cpu,steps=3")
+    assert c.segmenter.backend == "sam2"
+    assert c.segmenter.config["device"] == "cpu" and c.segmenter.config["model"] == "tiny"
+    assert c.grpo.steps == 3 and not c.grpo.require_sft and c.grpo.overlap_chunks == 2
+
+
+@pytest.mark.slow
+def test_device_smoke_cpu_subset_passes(tmp_path):
+    """The parts that run on a CPU: the GRPO run with the tiny SAM2 sidecar and the mesh
+    check (the benches are `jaxseg bench`'s)."""
+    env = dict(
+        SMOKE_DEVICE="cpu", SMOKE_INSTALL="0", SMOKE_STEPS="2", SMOKE_OUT=str(tmp_path),
+        SMOKE_ONLY="devices grpo sharded",
+    )  # fmt: skip
+    run = subprocess.run(
+        ["bash", str(SMOKE)], capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, **env}, timeout=900,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    summary = (tmp_path / "summary.txt").read_text()
+    assert summary.count(" ok ") == 3, summary
