@@ -75,7 +75,7 @@ def main() -> int:
         Sampler,
         SamplingParams,
         assemble_segment,
-        bucket_length,
+        bucket,
     )
     from jaxseg.sampling import loop as L
 
@@ -112,7 +112,7 @@ def main() -> int:
         t0 = time.perf_counter()
         batch, next_pos, _ = assemble_segment([History() for _ in prompts], prompts, cfg)
         graphdef, weights = nnx.split(model)
-        cache = sampler._new_cache(len(prompts), bucket_length(batch.input_ids.shape[1] + T))
+        cache = sampler._new_cache(len(prompts), bucket(batch.input_ids.shape[1] + T))
         batch = sampler._place_batch(batch)
         t1 = time.perf_counter()
         logits, cache = L.prefill(graphdef, weights, batch, cache)

@@ -15,10 +15,11 @@ Two halves:
   Teacher-forced passes, prefill and decode steps are all `forward` (a decode step is tokens
   with no pixels and a cache). "Embed, then decode" cannot be the contract: Qwen3-VL's
   DeepStack adds visual features inside the first decoder layers.
-* the **family** (host, never traced): config parsing, presets, weights in/out, the host-side
-  vision layout and M-RoPE positions, and the image-processor settings of its synthetic
-  processor. One registry keyed on the HF `model_type` (as sglang-jax keys on the HF
-  architecture); callers never branch on the family name.
+* the **family** (host, never traced): config parsing, presets, weights in/out, the host
+  encoder's family-specific pieces (M-RoPE positions, the vision layout; `encode_media` pads
+  a batch's pixels and lays them out, jaxseg.models.inputs) and the image-processor settings
+  of its synthetic processor. One registry keyed on the HF `model_type` (as sglang-jax keys
+  on the HF architecture); callers never branch on the family name.
 """
 
 from __future__ import annotations
@@ -88,6 +89,13 @@ class PolicyFamily:
 
     def save_pretrained(self, model, out_dir, reference_dir=None, **kw):
         return self.save(model, out_dir, reference_dir, **kw)
+
+    def encode_media(self, rows, config, kind: str = "image", *, patch_buckets=None):
+        """(pixel_values `[P, patch_dim]`, VisionLayout) of the rows' images / videos, padded
+        to a bucketed patch count P (jaxseg.models.inputs.encode_media)."""
+        from .inputs import encode_media
+
+        return encode_media(self, rows, config, kind, patch_buckets=patch_buckets)
 
 
 def _qwen2_5_vl() -> PolicyFamily:

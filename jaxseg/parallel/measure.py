@@ -23,8 +23,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxseg.models.family import PolicyConfig
-from jaxseg.models.qwen2_5_vl import token_log_probs
 from jaxseg.models.remat import set_remat
+from jaxseg.rl.logprobs import next_token_logprobs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,7 @@ def _temp_bytes(mcfg: PolicyConfig, rows: int, length: int, dtype, remat: str) -
         m = nnx.merge(graphdef, state)
         pos = jnp.broadcast_to(jnp.arange(length), (3, rows, length))
         logits, _ = m.forward(ids, None, pos)  # the family's own text-only teacher forcing
-        return -token_log_probs(logits[:, :-1], ids[:, 1:]).mean()
+        return -next_token_logprobs(logits, ids).mean()
 
     ids = jax.ShapeDtypeStruct((rows, length), jnp.int32)
     compiled = jax.jit(jax.grad(loss)).lower(state, ids).compile()

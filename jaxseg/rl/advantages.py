@@ -22,7 +22,6 @@ Choices (documented because papers and libraries differ):
 from __future__ import annotations
 
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 
 
@@ -74,54 +73,3 @@ def rloo_advantages(rewards: Array, group_size: int) -> Array:
         raise GroupBoundaryError("rloo needs group_size >= 2 (a leave-one-out baseline)")
     loo_mean = (groups.sum(axis=-1, keepdims=True) - groups) / (group_size - 1)
     return jnp.where(_is_constant(groups), 0.0, groups - loo_mean).reshape(-1)
-
-
-def check_group_ids(group_ids: np.ndarray, group_size: int) -> None:
-    """Assert that rows come in contiguous blocks of `group_size` sharing one prompt id.
-
-    group_ids: [B] any hashable ids (e.g. prompt index). Host-side (numpy) check run by
-    the trainer before advantages; raises GroupBoundaryError naming the first bad row.
-    """
-    ids = np.asarray(group_ids)
-    if ids.ndim != 1:
-        raise ValueError(f"group_ids must be 1-D [B], got shape {ids.shape}")
-    if group_size < 1 or ids.shape[0] % group_size:
-        raise GroupBoundaryError(
-            f"{ids.shape[0]} rows is not a whole number of groups of size {group_size}"
-        )
-    blocks = ids.reshape(-1, group_size)
-    for g, block in enumerate(blocks):
-        bad = np.nonzero(block != block[0])[0]
-        if bad.size:
-            row = g * group_size + int(bad[0])
-            raise GroupBoundaryError(
-                f"row {row} has group id {block[bad[0]]!r} but its group block "
-                f"[{g * group_size}, {(g + 1) * group_size}) starts with {block[0]!r}"
-            )
-    firsts = blocks[:, 0]
-    _, first_pos, counts = np.unique(firsts, return_index=True, return_counts=True)
-    if np.any(counts > 1):
-        dup = firsts[first_pos[np.argmax(counts > 1)]]
-        raise GroupBoundaryError(f"group id {dup!r} appears in more than one block")
-
-
-def micro_batch_slices(
-    batch_size: int, micro_batch_size: int, group_size: int, *, allow_group_split: bool = False
-) -> list[slice]:
-    """Row slices of the micro-batches; refuses to split a group unless told to.
-
-    Splitting is only safe once advantages were computed over whole groups; pass
-    allow_group_split=True to say so explicitly.
-    """
-    if micro_batch_size < 1 or batch_size % micro_batch_size:
-        raise GroupBoundaryError(
-            f"batch of {batch_size} rows does not split into micro-batches of {micro_batch_size}"
-        )
-    if batch_size % group_size:
-        raise GroupBoundaryError(f"batch of {batch_size} rows is not whole groups of {group_size}")
-    if micro_batch_size % group_size and not allow_group_split:
-        raise GroupBoundaryError(
-            f"micro-batch of {micro_batch_size} rows would split groups of {group_size}; "
-            "use a multiple of the group size or pass allow_group_split=True"
-        )
-    return [slice(i, i + micro_batch_size) for i in range(0, batch_size, micro_batch_size)]

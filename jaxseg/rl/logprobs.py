@@ -35,8 +35,8 @@ def token_logprobs(logits: Array, targets: Array, *, temperature: float = 1.0) -
 def next_token_logprobs(logits: Array, input_ids: Array, *, temperature: float = 1.0) -> Array:
     """Log-probs of each token given its prefix: [B, L, V], [B, L] -> [B, L - 1].
 
-    Position t of the result scores input_ids[:, t + 1] with logits[:, t]; align loss
-    masks with `masks.shift_to_targets`.
+    Position t of the result scores input_ids[:, t + 1] with logits[:, t]: a per-token loss
+    mask `[B, L]` aligns with it as `mask[:, 1:]` (`PolicyBatch.loss_mask` is stored so).
     """
     return token_logprobs(logits[:, :-1], input_ids[:, 1:], temperature=temperature)
 

@@ -1,4 +1,5 @@
-"""Name -> function tables, so configs choose estimators by string.
+"""Name -> function tables, so configs choose estimators by string (`grpo.advantage`,
+`grpo.policy_loss`, `grpo.kl_estimator`): the one place each name is resolved.
 
 Explicit dicts (no import-time decorators): everything registered is visible here.
 """
@@ -26,19 +27,3 @@ KL_ESTIMATORS: Mapping[str, Callable[..., Any]] = {
     "low_var_kl": kl.kl_k3,
 }
 AGGREGATION_MODES = aggregation.AGGREGATION_MODES
-
-_TABLES: Mapping[str, Mapping[str, Callable[..., Any]]] = {
-    "advantage": ADVANTAGE_ESTIMATORS,
-    "policy_loss": POLICY_LOSSES,
-    "kl": KL_ESTIMATORS,
-}
-
-
-def get(kind: str, name: str) -> Callable[..., Any]:
-    """Look up a function by kind ("advantage", "policy_loss", "kl") and name."""
-    if kind not in _TABLES:
-        raise KeyError(f"unknown registry kind {kind!r}; choose one of {sorted(_TABLES)}")
-    table = _TABLES[kind]
-    if name not in table:
-        raise KeyError(f"unknown {kind} {name!r}; choose one of {sorted(table)}")
-    return table[name]

@@ -1,8 +1,10 @@
-"""Jitted rollout sampling for the Qwen2.5-VL policy (issue #4): prefill + decode over a
+"""Jitted rollout sampling for the policy (any family): prefill + decode over a
 preallocated, donated KV cache, bucketed shapes, greedy / temperature / top-k / top-p, EOS and
 stop strings, shared-prefill group rollouts and multi-turn continuation. See sampler.py."""
 
-from .batch import History, Prompt, SegmentBatch, assemble_segment, bucket_length
+from jaxseg.models.inputs import Prompt, bucket
+
+from .batch import History, SegmentBatch, assemble_segment
 from .filters import SamplingParams, raw_log_probs, sample_tokens, truncated_logits
 from .sampler import Sampler
 from .state import DecodeState, Rollout
@@ -18,7 +20,7 @@ __all__ = [
     "SegmentBatch",
     "StopTable",
     "assemble_segment",
-    "bucket_length",
+    "bucket",
     "build_stop_table",
     "first_stop_in_text",
     "raw_log_probs",

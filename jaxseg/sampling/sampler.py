@@ -34,10 +34,11 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from jaxseg.models.inputs import Prompt, bucket
 from jaxseg.models.kv_cache import KVCache
 from jaxseg.parallel.rules import kv_cache_shardings, named_sharding
 
-from .batch import History, Prompt, SegmentBatch, assemble_segment, bucket_length
+from .batch import History, SegmentBatch, assemble_segment
 from .filters import SamplingParams
 from .loop import decode_loop, grow_cache, invalidate_slots, prefill, start_turn, tile_rows
 from .state import EOS, FINISH_NAMES, LENGTH, SKIPPED, STOP_STRING, Rollout
@@ -147,7 +148,7 @@ class Sampler:
         prompt_len = batch.input_ids.shape[1]
         needed = prompt_len + max_new_tokens
         if cache_length is None:
-            cache_length = bucket_length(needed, self.cache_buckets)
+            cache_length = bucket(needed, self.cache_buckets)
         elif cache_length < needed:
             longest = max(len(p.input_ids) for p in prompts)
             raise ValueError(
@@ -216,7 +217,7 @@ class Sampler:
         cache = prev.cache
         needed = int(cache.index) + batch.input_ids.shape[1] + max_new_tokens
         if needed > cache.max_length:
-            cache = grow_cache(cache, bucket_length(needed, self.cache_buckets))
+            cache = grow_cache(cache, bucket(needed, self.cache_buckets))
         graphdef, weights = nnx.split(self.model)
         logits, cache = prefill(graphdef, weights, self._place_batch(batch), cache)
         self.prefill_rows += sum(seg is not None for seg in segments)

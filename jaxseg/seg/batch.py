@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg.train.batch import PolicyBatch, bucket
+from jaxseg.models.inputs import bucket
+from jaxseg.train.batch import PolicyBatch
 
 from .policy import SegBatch
 

@@ -6,9 +6,10 @@ turns; 0 on system/user/observation tokens, including injected frames). Token id
 as they are: a rollout's sampled ids are never re-tokenized from text, so the trainer scores
 exactly the sequence the sampler produced.
 
-Everything that depends on values (M-RoPE positions, the vision tower's window layout) is
-computed here with numpy, so the jitted step sees only static shapes. Lengths and patch
-counts are padded up to buckets, so a new example length rarely compiles a new step.
+Everything that depends on values (M-RoPE positions, the vision tower's layout) is computed
+here with numpy through the host encoder the sampler uses too (jaxseg.models.inputs: row
+checks, bucketed media and layouts), so the jitted step sees only static shapes. Lengths and
+patch counts are padded up to buckets, so a new example length rarely compiles a new step.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from flax import struct
 
 from jaxseg.models.family import PolicyConfig, VisionLayout, family_of
+from jaxseg.models.inputs import Prompt, bucket, check_row
 
 DEFAULT_LENGTH_BUCKETS = (64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192)
 
@@ -49,14 +51,6 @@ class PolicyBatch:
         return tuple(self.input_ids.shape)
 
 
-def bucket(n: int, buckets: Sequence[int]) -> int:
-    """The smallest bucket >= n (n itself past the largest, rounded up to a multiple of 64)."""
-    for b in buckets:
-        if b >= n:
-            return int(b)
-    return int(-(-n // 64) * 64)
-
-
 def _field(example: Mapping[str, Any], key: str, index: int) -> np.ndarray:
     if key not in example:
         raise KeyError(f"example {index} has no field {key!r}")
@@ -68,15 +62,16 @@ def make_policy_batch(
     *,
     config: PolicyConfig,
     pad_id: int = 0,
-    length_buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS,
-    patch_bucket: int = 256,
+    length_buckets: Sequence[int] | None = DEFAULT_LENGTH_BUCKETS,
+    patch_buckets: Sequence[int] | None = None,
 ) -> PolicyBatch:
     """Collates examples into a `PolicyBatch`.
 
     Example fields: ``input_ids [L_i]``, ``policy_mask [L_i]``; optional
     ``pixel_values [P_i, patch_dim]`` with ``image_grid_thw [n_i, 3]``, ``advantage`` (scalar),
     ``old_logp [L_i]`` / ``ref_logp [L_i]`` (log-prob of token i given its prefix; entry 0
-    unused). Images of all rows are concatenated in row order, as the model merges them.
+    unused). Images of all rows are concatenated in row order, as the model merges them, and
+    padded to `bucket(patches, patch_buckets)` (jaxseg.models.inputs.encode_media).
     """
     if not examples:
         raise ValueError("make_policy_batch needs at least one example")
@@ -84,9 +79,11 @@ def make_policy_batch(
     masks = [
         _field(e, "policy_mask", i).astype(np.float32).reshape(-1) for i, e in enumerate(examples)
     ]
-    for i, (a, m) in enumerate(zip(ids, masks)):
-        if a.size == 0:
-            raise ValueError(f"example {i}: empty input_ids")
+    rows = [
+        Prompt(a, e.get("pixel_values"), e.get("image_grid_thw")) for a, e in zip(ids, examples)
+    ]
+    for i, (row, a, m) in enumerate(zip(rows, ids, masks)):
+        check_row(i, row, config, "input_ids")
         if a.shape != m.shape:
             raise ValueError(f"example {i}: policy_mask {m.shape} != input_ids {a.shape}")
     b, length = len(examples), bucket(max(a.size for a in ids), length_buckets)
@@ -106,29 +103,13 @@ def make_policy_batch(
                 buf[i, :n] = v
     advantages = np.asarray([float(e.get("advantage", 0.0)) for e in examples], np.float32)
 
+    pixel_values, layout = family_of(config).encode_media(
+        rows, config, "image", patch_buckets=patch_buckets
+    )
     grids = [
-        np.asarray(e["image_grid_thw"]).reshape(-1, 3) for e in examples if "image_grid_thw" in e
+        np.asarray(r.image_grid_thw).reshape(-1, 3) for r in rows if r.pixel_values is not None
     ]
-    pixels = [np.asarray(e["pixel_values"], np.float32) for e in examples if "pixel_values" in e]
     grid = np.concatenate(grids) if grids else None
-    if grid is not None and len(grid):
-        pixel_values = np.concatenate(pixels)
-        unit = config.vision.spatial_merge_unit
-        n_patches = pixel_values.shape[0]
-        padded = -(-n_patches // patch_bucket) * patch_bucket
-        padded = -(-padded // unit) * unit
-        layout = family_of(config).vision_layout(grid, config.vision, pad_to=padded)
-        pixel_values = np.concatenate(
-            [pixel_values, np.zeros((padded - n_patches, pixel_values.shape[1]), np.float32)]
-        )
-        n_tokens = int((input_ids == config.image_token_id).sum())
-        if n_tokens * unit != n_patches:
-            raise ValueError(
-                f"batch has {n_tokens} image placeholder tokens but {n_patches // unit} image "
-                "features: an example's image_grid_thw does not match its input_ids"
-            )
-    else:
-        grid, pixel_values, layout = None, None, None
     positions, _ = family_of(config).get_rope_index(
         input_ids, grid, None, None, attention, config=config
     )

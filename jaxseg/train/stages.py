@@ -35,13 +35,8 @@ def advantage_of(grpo: ConfigDict):
     """The group-advantage function of a grpo block: `advantage` (grpo | drgrpo | rloo) and,
     for grpo, `advantage_eps` in (r - mean) / (std + eps) when set (VideoSEG-O3's TRL uses
     1e-4; the library default is 1e-6)."""
-    from jaxseg.rl import advantages as adv
+    from jaxseg.rl.registry import ADVANTAGE_ESTIMATORS as fns
 
-    fns = {
-        "grpo": adv.grpo_advantages,
-        "drgrpo": adv.drgrpo_advantages,
-        "rloo": adv.rloo_advantages,
-    }
     if grpo.advantage not in fns:
         raise ValueError(f"grpo.advantage must be one of {sorted(fns)}: {grpo.advantage!r}")
     fn = fns[grpo.advantage]

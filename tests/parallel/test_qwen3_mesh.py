@@ -61,7 +61,7 @@ def batch(q3_model):
             }
         )
     return make_policy_batch(
-        examples, config=q3_model.config, length_buckets=(32,), patch_bucket=64
+        examples, config=q3_model.config, length_buckets=(32,), patch_buckets=(64,)
     )
 
 

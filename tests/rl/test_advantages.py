@@ -7,10 +7,8 @@ from hypothesis import strategies as st
 
 from jaxseg.rl.advantages import (
     GroupBoundaryError,
-    check_group_ids,
     drgrpo_advantages,
     grpo_advantages,
-    micro_batch_slices,
     rloo_advantages,
 )
 
@@ -83,22 +81,3 @@ def test_jit_with_static_group_size():
     f = jax.jit(grpo_advantages, static_argnums=1)
     r = jnp.array([1.0, 0.0, 1.0, 1.0])
     np.testing.assert_allclose(f(r, 2), grpo_advantages(r, 2))
-
-
-def test_check_group_ids():
-    check_group_ids(np.array([7, 7, 3, 3, 9, 9]), 2)
-    with pytest.raises(GroupBoundaryError, match="row 3"):
-        check_group_ids(np.array([7, 7, 3, 9, 9, 9]), 2)
-    with pytest.raises(GroupBoundaryError, match="more than one block"):
-        check_group_ids(np.array([7, 7, 3, 3, 7, 7]), 2)
-    with pytest.raises(GroupBoundaryError):
-        check_group_ids(np.array([1, 1, 1]), 2)
-
-
-def test_micro_batch_slices():
-    assert micro_batch_slices(8, 4, 2) == [slice(0, 4), slice(4, 8)]
-    with pytest.raises(GroupBoundaryError, match="split groups"):
-        micro_batch_slices(8, 2, 4)
-    assert len(micro_batch_slices(8, 2, 4, allow_group_split=True)) == 4
-    with pytest.raises(GroupBoundaryError):
-        micro_batch_slices(8, 3, 1)

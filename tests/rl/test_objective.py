@@ -127,11 +127,10 @@ def test_config_errors():
 
 
 def test_observation_tokens_get_no_gradient():
-    from jaxseg.rl.masks import RoleSpan, batch_loss_mask
-
-    spans = [RoleSpan("user", 0, 1), RoleSpan("assistant", 1, 3), RoleSpan("observation", 3, 5)]
+    """Only the policy's own tokens carry loss: user (0) and observation (3, 4) tokens are
+    masked out, the assistant's (1, 2) are not."""
     logits, targets, _, rewards, _ = _batch(4)
-    mask = jnp.asarray(batch_loss_mask([spans] * B, L))
+    mask = jnp.zeros((B, L)).at[:, 1:3].set(1.0)
     adv = grpo_advantages(rewards, G)
     grad = jax.grad(
         lambda lg: grpo_loss(token_logprobs(lg, targets), adv, mask, GRPOLossConfig()).total.value()

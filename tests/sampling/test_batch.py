@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import example, given
-from hypothesis import strategies as st
 
 from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, get_rope_index
-from jaxseg.sampling import History, Prompt, assemble_segment, bucket_length
+from jaxseg.sampling import History, Prompt, assemble_segment, bucket
 
 from .helpers import make_prompt
 
@@ -17,24 +15,6 @@ from .helpers import make_prompt
 @pytest.fixture(scope="module")
 def config(hf_dir):
     return Qwen2_5_VLConfig.from_json_file(hf_dir[1] / "config.json")
-
-
-LADDER = sorted({1 << k for k in range(20)} | {3 << k for k in range(20)})
-
-
-@example(3, 1)
-@given(st.integers(0, 50_000), st.integers(1, 64))
-def test_default_bucket_is_the_smallest_ladder_rung_that_fits(n, minimum):
-    b = bucket_length(n, minimum=minimum)
-    rungs = [r for r in LADDER if r >= max(n, minimum)]
-    assert b == rungs[0]  # a rung (2^k or 3 * 2^(k-1)), the smallest that fits
-    assert b < 1.5 * max(n, minimum) + 1  # never more than a third padding
-
-
-def test_bucket_list():
-    assert bucket_length(17, [64, 16, 32]) == 32
-    with pytest.raises(ValueError, match="exceeds the largest bucket 64"):
-        bucket_length(65, [16, 64])
 
 
 def _rope(history: History, config, extra=1):
@@ -56,7 +36,7 @@ def test_prompt_positions_and_next_position(config, tokenizer, special, media):
     ]
     batch, next_pos, hists = assemble_segment([History()] * 3, prompts, config)
     length = batch.input_ids.shape[1]
-    assert length == bucket_length(max(len(p.input_ids) for p in prompts))
+    assert length == bucket(max(len(p.input_ids) for p in prompts))
     for b, p in enumerate(prompts):
         n = len(p.input_ids)
         np.testing.assert_array_equal(batch.input_ids[b, length - n :], p.input_ids)
@@ -91,7 +71,7 @@ def test_media_are_padded_to_a_bucket(config, tokenizer, special, media):
     batch, _, _ = assemble_segment([History()] * 2, prompts, config)
     n_real = sum(p.pixel_values.shape[0] for p in prompts)
     n_pad = batch.pixel_values.shape[0]
-    assert n_pad == bucket_length(n_real, minimum=64) and n_pad > n_real
+    assert n_pad == bucket(n_real, minimum=64) and n_pad > n_real
     np.testing.assert_array_equal(
         batch.pixel_values[:n_real], np.concatenate([p.pixel_values for p in prompts])
     )

@@ -7,19 +7,18 @@
                    pixel_values_videos=..., video_grid_thw=..., second_per_grid_ts=...)
     save_pretrained(model, "out_dir", reference_dir="ckpt_dir")      # transformers loads it
 
-Under jit, compute the host-side pieces first (`vision_layout`, `get_rope_index`) and use
-`embed_and_merge` + `decode` (which also takes a preallocated `KVCache`).
+Under jit, compute the host-side pieces first (the host encoder, jaxseg.models.inputs, or
+`vision_layout` and `get_rope_index` directly) and use `embed_and_merge` + `decode` (which also
+takes a preallocated `KVCache`).
 """
 
 from ..kv_cache import KVCache
 from .config import ConfigError, Qwen2_5_VLConfig, TextConfig, VisionConfig
-from .inputs import prepare_inputs
 from .model import (
     Qwen2_5_VLForConditionalGeneration,
     merge_features,
-    token_log_probs,
 )
-from .rope import decode_position_ids, get_rope_index, mm_token_type_ids_from_input_ids
+from .rope import get_rope_index, mm_token_type_ids_from_input_ids
 from .vision_layout import VisionLayout, vision_layout
 from .weights import WeightsError, from_pretrained, save_pretrained
 
@@ -32,13 +31,10 @@ __all__ = [
     "VisionConfig",
     "VisionLayout",
     "WeightsError",
-    "decode_position_ids",
     "from_pretrained",
     "get_rope_index",
     "merge_features",
     "mm_token_type_ids_from_input_ids",
-    "prepare_inputs",
     "save_pretrained",
-    "token_log_probs",
     "vision_layout",
 ]

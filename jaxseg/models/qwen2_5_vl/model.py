@@ -50,15 +50,6 @@ def merge_features(
     return out.reshape(b, length, d)
 
 
-def token_log_probs(logits: jax.Array, target_ids: jax.Array) -> jax.Array:
-    """log p(target) per position, `[B, L]`, computed in float32.
-
-    For a completion, pass `logits[:, :-1]` and `input_ids[:, 1:]` (token t is predicted at t-1).
-    """
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return jnp.take_along_axis(logp, target_ids[..., None].astype(jnp.int32), axis=-1)[..., 0]
-
-
 class Qwen2_5_VLForConditionalGeneration(nnx.Module):
     """The whole policy. Attributes mirror transformers' module tree (see weights.py):
     `visual`, `language_model` (embed_tokens, layers, norm) and `lm_head` (None when tied)."""
@@ -127,7 +118,7 @@ class Qwen2_5_VLForConditionalGeneration(nnx.Module):
         if isinstance(input_ids, jax.core.Tracer):
             return  # counts are checked when building the batch on host
         n_tokens = int((np.asarray(input_ids) == token_id).sum())
-        n_features = layout.num_patches // self.config.vision.spatial_merge_unit
+        n_features = layout.real_patches // self.config.vision.spatial_merge_unit
         if n_tokens != n_features:
             raise ValueError(
                 f"{what} features and {what} tokens do not match: {n_tokens} placeholder "

@@ -141,30 +141,6 @@ def get_rope_index(
     return position_ids, deltas
 
 
-def decode_position_ids(num_valid_tokens, rope_deltas, num_new: int = 1):
-    """`[3, B, num_new]` M-RoPE positions of text tokens appended after a prompt.
-
-    A row with `num_valid_tokens` real tokens so far (prompt + already generated, pads excluded)
-    continues at `num_valid_tokens + rope_delta` = max(position) + 1 on all three rows (the
-    `rope_deltas` rule of transformers 4.x and the original Qwen2.5-VL code). Caveat: this equals
-    what `get_rope_index` (transformers 5.23 rules) gives the extended sequence only when the
-    prompt's last position is its maximum, which fails when a video's scaled temporal ids run
-    past the text after it. jaxseg.sampling therefore continues from the position the whole
-    conversation's `get_rope_index` gives the next token (`sampling.batch.conversation_positions`).
-    Works on host or in jit. num_valid_tokens `[B]`, rope_deltas `[B, 1]`."""
-    xp = (
-        np
-        if isinstance(num_valid_tokens, np.ndarray) and isinstance(rope_deltas, np.ndarray)
-        else jnp
-    )
-    start = xp.reshape(num_valid_tokens, (-1, 1)) + xp.reshape(rope_deltas, (-1, 1))
-    pos = start + xp.arange(num_new)[None, :]
-    return xp.broadcast_to(pos[None], (3, *pos.shape))
-
-
-# ----------------------------------------------------------------------------- inverse frequencies
-
-
 def inverse_frequencies(dim: int, theta: float) -> np.ndarray:
     """`1 / theta ** (arange(0, dim, 2) / dim)` as float32, within 1 ulp of torch's float32
     computation (exponent in float32, power rounded to float32, reciprocal in float32)."""

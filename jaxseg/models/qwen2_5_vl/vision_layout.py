@@ -68,11 +68,18 @@ class VisionLayout:
     full_gather: np.ndarray
     full_valid: np.ndarray
     full_inverse: np.ndarray
-    num_patches: int = struct.field(pytree_node=False, default=0)  # without padding
+    # static: the real patch count, or (host encoder) the padded one, so that jit sees one
+    # treedef per padding bucket
+    num_patches: int = struct.field(pytree_node=False, default=0)
 
     @property
     def padded_patches(self) -> int:
         return int(self.rotary_ids.shape[0])
+
+    @property
+    def real_patches(self) -> int:
+        """Patches of the grids, without padding (host only: reads the segment ids)."""
+        return int((np.asarray(self.full_segment_ids) != PAD_SEGMENT).sum())
 
 
 def window_index_and_cu_seqlens(

@@ -78,7 +78,7 @@ class Qwen3VLForConditionalGeneration(nnx.Module):
         if isinstance(input_ids, jax.core.Tracer):
             return  # counts are checked when building the batch on host
         n_tokens = int((np.asarray(input_ids) == token_id).sum())
-        n_features = layout.num_patches // self.config.vision.spatial_merge_unit
+        n_features = layout.real_patches // self.config.vision.spatial_merge_unit
         if n_tokens != n_features:
             raise ValueError(
                 f"{what} features and {what} tokens do not match: {n_tokens} placeholder "

@@ -41,7 +41,8 @@ class VisionLayout:
 
     rotary_ids `[N, 2]` int32; interp_indices `[N, 4]` int32 and interp_weights `[N, 4]`
     float32; full_gather / full_valid `[num_blocks, block_len]`; full_inverse `[N]`.
-    N = patches including padding; `num_patches` = without padding.
+    N = patches including padding; `num_patches` = without padding (the host encoder
+    sets it to N: one jit treedef per padding bucket; `real_patches` is the real count).
     """
 
     rotary_ids: np.ndarray
@@ -56,6 +57,11 @@ class VisionLayout:
     @property
     def padded_patches(self) -> int:
         return int(self.rotary_ids.shape[0])
+
+    @property
+    def real_patches(self) -> int:
+        """Patches of the grids, without padding (host only: reads the segment ids)."""
+        return int((np.asarray(self.full_segment_ids) != PAD_SEGMENT).sum())
 
 
 def _axis_taps(index: np.ndarray, size: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,12 +12,11 @@ import pytest
 
 from jaxseg.models.qwen2_5_vl import (
     KVCache,
-    decode_position_ids,
     from_pretrained,
     get_rope_index,
-    token_log_probs,
     vision_layout,
 )
+from jaxseg.rl.logprobs import token_logprobs
 
 from .conftest import (
     IMAGE_TOKEN,
@@ -114,8 +113,8 @@ def test_completion_log_probs_match_transformers(hf_model, jax_model, media):
     out = _jax_logits(jax_model, ids, **kw)
     start = ids.shape[1] - len(completion)
     targets = jnp.asarray(ids[:, start:])
-    lp = np.asarray(token_log_probs(jnp.asarray(out[:, start - 1 : -1]), targets))
-    lp_ref = np.asarray(token_log_probs(jnp.asarray(ref[:, start - 1 : -1]), targets))
+    lp = np.asarray(token_logprobs(jnp.asarray(out[:, start - 1 : -1]), targets))
+    lp_ref = np.asarray(token_logprobs(jnp.asarray(ref[:, start - 1 : -1]), targets))
     np.testing.assert_allclose(lp, lp_ref, atol=ATOL, rtol=0)
 
 
@@ -172,7 +171,9 @@ def test_prefill_then_decode_equals_full_forward(jax_model, media):
     full_mask = np.concatenate([mask, np.ones_like(new_tokens)], axis=1)
     full = _jax_logits(jax_model, full_ids, full_mask, **kw)
 
-    pos, deltas = get_rope_index(ids, kw["image_grid_thw"], None, None, mask, config=cfg)
+    pos, _ = get_rope_index(ids, kw["image_grid_thw"], None, None, mask, config=cfg)
+    # a generated token's position: what the whole sequence's get_rope_index gives it
+    full_pos, _ = get_rope_index(full_ids, kw["image_grid_thw"], None, None, full_mask, config=cfg)
     embeds = jax_model.embed_and_merge(
         jnp.asarray(ids), jnp.asarray(kw["pixel_values"]), kw["image_grid_thw"]
     )
@@ -183,10 +184,9 @@ def test_prefill_then_decode_equals_full_forward(jax_model, media):
     np.testing.assert_allclose(
         np.asarray(logits)[valid], full[:, : ids.shape[1]][valid], atol=1e-5, rtol=0
     )
-    n_valid = mask.sum(1)
     for k in range(new_tokens.shape[1]):
         tok = jnp.asarray(new_tokens[:, k : k + 1])
-        pos_k = decode_position_ids(jnp.asarray(n_valid + k), jnp.asarray(deltas))
+        pos_k = jnp.asarray(full_pos[:, :, ids.shape[1] + k : ids.shape[1] + k + 1])
         e = jax_model.language_model.embed_tokens(tok)
         logits, cache = step(jax_model, e, pos_k, jnp.ones((2, 1), jnp.int32), cache)
         np.testing.assert_allclose(

@@ -12,11 +12,11 @@ from flax import nnx
 from jaxseg.models.qwen2_5_vl import (
     Qwen2_5_VLForConditionalGeneration,
     get_rope_index,
-    token_log_probs,
     vision_layout,
 )
 from jaxseg.models.qwen2_5_vl.presets import preset_config
 from jaxseg.models.remat import check_remat, set_remat
+from jaxseg.rl.logprobs import next_token_logprobs
 
 IMG, VID, VS, VE = 90, 91, 92, 93
 
@@ -55,7 +55,7 @@ def _loss_and_grads(model, inputs):
         def loss(m):
             embeds = m.embed_and_merge(ids, pixels, image_layout=layout)
             logits, _ = m.decode(embeds, positions)
-            return -token_log_probs(logits[:, :-1], ids[:, 1:]).mean()
+            return -next_token_logprobs(logits, ids).mean()
 
         return nnx.value_and_grad(loss)(model)
 

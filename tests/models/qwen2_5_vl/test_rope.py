@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, decode_position_ids, get_rope_index
+from jaxseg.models.qwen2_5_vl import Qwen2_5_VLConfig, get_rope_index
 from jaxseg.models.qwen2_5_vl.rope import inverse_frequencies, text_rope_cos_sin
 
 from .conftest import IMAGE_TOKEN, VIDEO_TOKEN, media_tokens, tiny_hf_config
@@ -124,19 +124,6 @@ def test_get_rope_index_left_padding_matches_transformers(configs):
     pos, deltas = get_rope_index(ids, grids, None, None, mask, config=cfg)
     np.testing.assert_array_equal(pos, ref_pos)
     np.testing.assert_array_equal(deltas, ref_deltas)
-
-
-def test_decode_positions_continue_the_prompt(configs):
-    """Appending text tokens: get_rope_index on the longer sequence == n_valid + delta + k."""
-    _, cfg = configs
-    ids, mask = _left_padded_batch()
-    grids = [GRID_A, GRID_B]
-    _, deltas = get_rope_index(ids, grids, None, None, mask, config=cfg)
-    longer = np.concatenate([ids, np.full((2, 3), 9)], axis=1)
-    longer_mask = np.concatenate([mask, np.ones((2, 3), np.int64)], axis=1)
-    full, _ = get_rope_index(longer, grids, None, None, longer_mask, config=cfg)
-    cont = decode_position_ids(mask.sum(1), deltas, num_new=3)
-    np.testing.assert_array_equal(np.asarray(cont), full[:, :, -3:])
 
 
 def test_placeholder_count_mismatch_is_an_error(configs):

@@ -10,8 +10,8 @@ import pytest
 from flax import nnx
 
 from jaxseg.models.family import get_family
-from jaxseg.models.qwen2_5_vl import token_log_probs
 from jaxseg.models.remat import set_remat
+from jaxseg.rl.logprobs import next_token_logprobs
 from jaxseg.train.lora import LoRAConfig, apply_lora, merge_lora
 
 IMG, VID, VS, VE = 90, 91, 92, 93
@@ -49,7 +49,7 @@ def _loss_and_grads(model, inputs):
     def step(model):
         def loss(m):
             logits, _ = m.forward(ids, None, positions, pixel_values=pixels, image_layout=layout)
-            return -token_log_probs(logits[:, :-1], ids[:, 1:]).mean()
+            return -next_token_logprobs(logits, ids).mean()
 
         return nnx.value_and_grad(loss)(model)
 
