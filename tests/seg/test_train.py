@@ -174,6 +174,8 @@ def test_seg_route_on_an_8_device_mesh_resumes_exactly(tmp_path):
         "o3_seg:quick",
         [
             f"data.root={tmp_path / 'data'}",
+            "sft.steps=1",
+            "sft.num_examples=4",
             "grpo.group_size=2",
             "grpo.steps=2",
             "grpo.checkpoint_every=1",
