@@ -224,7 +224,10 @@ class SegTrainer:
         tok = self.exp.processor.tokenizer
         self.seg_id = int(tok.convert_tokens_to_ids(SEG_TOKEN))
         if tok.decode([self.seg_id]) != SEG_TOKEN:
-            raise ValueError(f"processor tokenizer has no {SEG_TOKEN} token (add it: resize.py)")
+            raise ValueError(
+                f"processor tokenizer has no {SEG_TOKEN} token: add [SEG] <p> </p> <vp> </vp> "
+                "to the checkpoint's tokenizer (its embedding has spare rows past the ids)"
+            )
         s = config.seg
         dcfg = preset(s.decoder_preset, **dict(s.get("decoder_args", {})))
         seed = int(config.seed)
