@@ -1,8 +1,8 @@
 """Rollout benchmark: jaxseg `Sampler` vs transformers `generate`, same weights, same process.
 
-G samples of N new tokens from one N-frame video prompt (issue #4): jaxseg with one shared
-prefill (`group_size=G`), jaxseg with G independent prefills (the prompt repeated G times,
-what the shared prefill saves), and transformers `generate(num_return_sequences=G,
+G samples of N new tokens from one N-frame video prompt: jaxseg with one shared prefill whose
+KV the group holds once (`group_size=G`), jaxseg with G independent prefills (the prompt
+repeated G times, what the shared prefill saves), and transformers `generate(num_return_sequences=G,
 do_sample=True)` (which expands the prompt to G rows before its prefill). Both sample at
 temperature 1 with top-k 50 (transformers' default), no EOS, so every row generates N tokens.
 
@@ -112,12 +112,15 @@ def main() -> int:
         t0 = time.perf_counter()
         batch, next_pos, _ = assemble_segment([History() for _ in prompts], prompts, cfg)
         graphdef, weights = nnx.split(model)
-        cache = sampler._new_cache(len(prompts), bucket(batch.input_ids.shape[1] + T))
+        length = batch.input_ids.shape[1]  # a group holds the prompt's KV once (share_prompt)
+        cache = sampler._new_cache(len(prompts), length if group > 1 else bucket(length + T))
         batch = sampler._place_batch(batch)
         t1 = time.perf_counter()
         logits, cache = L.prefill(graphdef, weights, batch, cache)
         if group > 1:
-            cache, logits, next_pos = L.tile_rows((cache, logits, jnp.asarray(next_pos)), group)
+            cache, logits, next_pos = L.share_prompt(
+                cache, logits, jnp.asarray(next_pos), group, bucket(T)
+            )
         logits.block_until_ready()
         t2 = time.perf_counter()
         rows = len(prompts) * group
@@ -177,6 +180,7 @@ def main() -> int:
     first = {"shared": shared(), "independent": independent()}  # compiles
     api_rollout()
     hf_rollout()  # warm-up
+    load_before = os.getloadavg()[0]
     med = median_times(
         {
             "shared": shared,
@@ -198,6 +202,10 @@ def main() -> int:
     print(
         f"threads: torch {torch.get_num_threads()}, os.cpu_count()={os.cpu_count()}, "
         f"jax {jax.devices()}; sampling temperature 1, top-k 50; medians of {args.repeats}"
+    )
+    print(
+        f"load average (1 min) before/after timing: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
+        "(shared machine: ratios drift with load)"
     )
     for name in ("shared", "independent"):
         m, f = med[name], first[name]

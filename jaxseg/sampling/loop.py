@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxseg.models.kv_cache import KVCache
+from jaxseg.models.kv_cache import KVCache, split_prefix
 
 from .batch import SegmentBatch
 from .filters import SamplingParams, sample_tokens
@@ -47,27 +47,33 @@ def prefill(
     return logits[:, -1].astype(jnp.float32), cache
 
 
-@functools.partial(jax.jit, static_argnames=("group_size",))
-def tile_rows(tree, group_size: int):
-    """Repeats every batch row `group_size` times (row b -> rows b*G .. b*G+G-1): one prefill
-    shared by G samples. Leaves with a batch axis are arrays of ndim >= 1 (the cache's scalar
-    write index is left alone)."""
-    return jax.tree.map(lambda x: jnp.repeat(x, group_size, axis=0) if x.ndim else x, tree)
+@functools.partial(
+    jax.jit, static_argnames=("group_size", "suffix_length"), donate_argnames=("cache",)
+)
+def share_prompt(
+    cache: KVCache, logits: jax.Array, next_pos: jax.Array, group_size: int, suffix_length: int
+) -> tuple[KVCache, jax.Array, jax.Array]:
+    """One prefill shared by G samples: the filled prompt cache (`P` rows) becomes the group's
+    shared prefix, held once (`kv_cache.split_prefix`), and each of the `P * G` rows
+    (row p*G + g samples prompt p) gets `suffix_length` slots of its own; logits `[P, V]` and
+    next positions `[P]` are repeated to `[P * G, ...]`."""
+    rows = lambda x: jnp.repeat(x, group_size, axis=0)  # noqa: E731
+    return split_prefix(cache, group_size, suffix_length), rows(logits), rows(next_pos)
 
 
 @functools.partial(jax.jit, static_argnames=("new_length",))
 def grow_cache(cache: KVCache, new_length: int) -> KVCache:
-    """The same cache with `new_length` slots (new slots zero / invalid)."""
+    """The same cache with `new_length` slots per row (new slots zero / invalid; a shared prefix
+    is kept as it is)."""
     extra = new_length - cache.max_length
 
     def pad(x):
         return jnp.pad(x, [(0, 0), (0, extra)] + [(0, 0)] * (x.ndim - 2))
 
-    return KVCache(
+    return cache.replace(
         keys=tuple(pad(k) for k in cache.keys),
         values=tuple(pad(v) for v in cache.values),
         key_mask=pad(cache.key_mask),
-        index=cache.index,
     )
 
 

@@ -8,8 +8,11 @@
 
 * Prompts are left-padded to a bucketed length and media to a bucketed patch count
   (`batch.py`), the cache length is bucketed too, so new lengths reuse compiled code.
-* Prefill = vision tower + prompt once per prompt; `group_size > 1` tiles the filled cache to G
-  rows per prompt (`loop.tile_rows`): G samples cost one prefill.
+* Prefill = vision tower + prompt once per prompt. With `group_size > 1` the prompt's keys and
+  values are also *held* once per group (`loop.share_prompt`): the G rows of a prompt attend to
+  its shared prefix and to their own slots in two parts combined by log-sum-exp
+  (`kv_cache.grouped_attention`), so a G-sample rollout of a long video prompt holds one copy
+  of its KV, not G, and each decode step reads it once per group.
 * The decode loop is one `lax.while_loop` (`loop.decode_loop`); the cache is donated.
 * Log-probs: `Rollout.logprobs` are under the raw model distribution (temperature 1, full
   vocabulary), i.e. what the trainer's teacher-forced `token_logprobs` gives with its default
@@ -40,7 +43,7 @@ from jaxseg.parallel.rules import kv_cache_shardings, named_sharding
 
 from .batch import History, SegmentBatch, assemble_segment
 from .filters import SamplingParams
-from .loop import decode_loop, grow_cache, invalidate_slots, prefill, start_turn, tile_rows
+from .loop import decode_loop, grow_cache, invalidate_slots, prefill, share_prompt, start_turn
 from .state import EOS, FINISH_NAMES, LENGTH, SKIPPED, STOP_STRING, Rollout
 from .stop import StopTable, build_stop_table, first_stop_in_text
 
@@ -126,8 +129,11 @@ class Sampler:
     ) -> Rollout:
         """`group_size` samples for each prompt; rows p*G .. p*G+G-1 belong to prompt p.
 
-        `cache_length`: slots to preallocate (default: bucket of prompt bucket + max_new_tokens);
-        too small for the longest prompt + max_new_tokens is an error (never a clipped write).
+        `cache_length`: slots to preallocate per row (default: bucket of prompt bucket +
+        max_new_tokens); too small for the longest prompt + max_new_tokens is an error (never a
+        clipped write). With `group_size > 1` the prompt's slots are held once per group and
+        each row owns the remaining `cache_length - prompt bucket` slots (default: the bucket of
+        max_new_tokens).
         `stop_strings`: this call's stop strings (default: the sampler's)."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -147,6 +153,7 @@ class Sampler:
         )
         prompt_len = batch.input_ids.shape[1]
         needed = prompt_len + max_new_tokens
+        explicit_length = cache_length
         if cache_length is None:
             cache_length = bucket(needed, self.cache_buckets)
         elif cache_length < needed:
@@ -156,12 +163,18 @@ class Sampler:
                 f"(bucket {prompt_len}) + max_new_tokens={max_new_tokens} = {needed} slots"
             )
         graphdef, weights = nnx.split(self.model)
-        cache = self._new_cache(len(prompts), cache_length)
+        share = group_size > 1
+        cache = self._new_cache(len(prompts), prompt_len if share else cache_length)
         logits, cache = prefill(graphdef, weights, self._place_batch(batch), cache)
         self.prefill_rows += len(prompts)
         next_pos = jnp.asarray(next_pos)
-        if group_size > 1:
-            cache, logits, next_pos = tile_rows((cache, logits, next_pos), group_size)
+        if share:
+            own = (
+                bucket(max_new_tokens, self.cache_buckets)
+                if explicit_length is None
+                else explicit_length - prompt_len
+            )
+            cache, logits, next_pos = share_prompt(cache, logits, next_pos, group_size, own)
             if self.mesh is not None:  # G * B rows: shard them over the batch axes again
                 cache = self._place_cache(cache)
                 logits = self._put(logits, ("batch",))
