@@ -78,7 +78,7 @@ step grpo 300 "grpo.*step|steps|reward" "$PY" -m jaxseg.cli train \
     --config "bench/device_smoke_config.py:device=$DEVICE,steps=$STEPS" \
     --workdir "$OUT/grpo" --stages data,grpo --no-progress
 # the mesh check runs on 8 host-CPU devices (one GPU has no mesh to shard over)
-step sharded 240 "passed|failed" env JAX_PLATFORMS=cpu \
+step sharded 300 "passed|failed" env JAX_PLATFORMS=cpu \
     XLA_FLAGS=--xla_force_host_platform_device_count=8 \
     "$PY" -m pytest -q -p no:cacheprovider tests/parallel/test_grpo_mesh.py -k equals_unsharded
 
