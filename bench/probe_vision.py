@@ -18,7 +18,7 @@ giving the most frequent training answer (colour) or the mean training box (box)
 means "beats the prior".
 
     python bench/probe_vision.py --task grid-cell --family qwen3_vl --steps 2000 --eval-every 250 \
-        --schedule constant --warmup 100 --train-items 4000 --eval-items 128
+        --schedule constant --warmup 100 --eval-items 128
     python bench/probe_vision.py --task grid-cell --family qwen2_5_vl ... (the same settings)
     python bench/probe_vision.py --task object-colour --steps 300
     python bench/probe_vision.py --task object-box --radius-scale 3.5 --ramp 16
@@ -136,7 +136,12 @@ def main() -> int:
     )
     ap.add_argument("--ramp", type=float, default=0.0, help="background position ramp amplitude")
     ap.add_argument("--radius-scale", type=float, default=1.0, help="x the world's object radii")
-    ap.add_argument("--train-items", type=int, default=3000)
+    ap.add_argument(
+        "--train-items",
+        type=int,
+        default=0,
+        help="a fixed training set of this many items; 0: fresh items every step (locate_probe.py)",
+    )
     ap.add_argument("--eval-items", type=int, default=96)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--data-root", default=None, help="scene-box: benchmark dir (made if absent)")
@@ -171,7 +176,11 @@ def main() -> int:
         make = lambda n: synthetic_items(  # noqa: E731
             args.task, n, rng, size=args.image_size, ramp=args.ramp, radius_scale=args.radius_scale
         )
-        train, held = make(args.train_items), make(args.eval_items)
+        held = make(args.eval_items)
+        # a stream draws fresh items every step; its prior comes from a sample of the stream
+        train = make(args.train_items or 2000)
+    if args.task == "scene-box" and not args.train_items:
+        raise SystemExit("scene-box draws from a benchmark: give --train-items")
     examples = [exp.encoder.encode(conversation(x, True)).as_example() for x in train]
     opt_cfg = OptimizerConfig(
         learning_rate=args.lr,
@@ -194,7 +203,8 @@ def main() -> int:
 
     print(
         f"task {args.task}  model {args.family} {args.model_size}  image {args.image_size} px  "
-        f"ramp {args.ramp}  radius x{args.radius_scale}  batch {args.batch}  lr {args.lr}"
+        f"ramp {args.ramp}  radius x{args.radius_scale}  batch {args.batch}  lr {args.lr}  "
+        f"{'fresh items every step' if not args.train_items else f'{args.train_items} items'}"
     )
     t0 = time.time()
     loss = float("nan")

@@ -7,6 +7,8 @@ model / cold start). A random-weight policy has none of it, so the base is pretr
 endless stream of fresh synthetic frames (`generate_video` under its own seed and split, never
 the benchmark's videos) with these single-frame tasks:
 
+* ``cell``: 'Which cell [of a 4x4 grid, A-P] holds the centre of the red circle?' -> one letter:
+  location alone, answered in one token;
 * ``box``: 'Query: "the red circle". Box every match in the SxS image as [[x1, y1, x2, y2], ...],
   or answer no target.' -> ``[[x1, y1, x2, y2]]`` for the one object the phrase names in that
   frame (the shortest unique description among the objects visible in it);
@@ -22,7 +24,10 @@ the sides the protocols show), written as the protocols write them. The answer f
 a policy that already speaks it.
 
 A curriculum (`CurriculumConfig.phases`) changes the task mix over steps: location first
-(large, isolated targets: ``box`` on frames with few objects), then the full mix. Every batch
+(``cell`` on frames with few objects), then boxes, then the full mix. Location is the plateau:
+a from-scratch policy's answer token first attends to all visual tokens alike, and their mean
+carries no position, so a one-token location answer (the densest signal there is) comes
+before multi-token boxes. Every batch
 is a pure function of (seed, step), so a resumed run sees exactly the stream an unbroken one
 would.
 """
@@ -43,11 +48,16 @@ from jaxseg.eval.metrics import box_iou
 from jaxseg.protocols.annotations import box_of, resize_image, scale_boxes
 from jaxseg.protocols.policy import Message, image_part, message, text_part
 
-TASKS = ("box", "boxes", "absent", "count", "colour")
+TASKS = ("cell", "box", "boxes", "absent", "count", "colour")
 BOX_PROMPT = (
     'Query: "the {phrase}". Box every match in the {S}x{S} image as [[x1, y1, x2, y2], ...], '
     "or answer no target."
 )
+CELL_PROMPT = (
+    "Split the image into a 4x4 grid, cells A-D in the top row to M-P in the bottom row. "
+    "Which cell holds the centre of the {phrase}? Answer with one letter."
+)
+CELLS = "ABCDEFGHIJKLMNOP"
 COUNT_PROMPT = "How many {plural} are in the image? Answer with a number."
 COLOUR_PROMPT = "What colour is the {phrase}? Answer with one word."
 NO_TARGET = "no target"
@@ -80,12 +90,16 @@ class CurriculumConfig:
     drawn from scenes of at most this many objects (location before clutter)."""
 
     phases: tuple[tuple[int, dict[str, float]], ...] = (
-        (0, {"box": 1.0}),
-        (1500, {"box": 0.55, "boxes": 0.1, "absent": 0.1, "count": 0.15, "colour": 0.1}),
+        (0, {"cell": 1.0}),
+        (1500, {"cell": 0.3, "box": 0.7}),
+        (
+            3000,
+            {"cell": 0.1, "box": 0.5, "boxes": 0.1, "absent": 0.1, "count": 0.1, "colour": 0.1},
+        ),
     )
     image_sizes: tuple[int, ...] = (112, 140)
     max_objects_early: int = 3
-    full_scene_step: int = 1500
+    full_scene_step: int = 3000
     frames_per_video: int = 4
 
     def weights_at(self, step: int) -> dict[str, float]:
@@ -94,6 +108,15 @@ class CurriculumConfig:
             if step >= start:
                 current = weights
         return current
+
+
+def cell_of(box: np.ndarray, size: int) -> str:
+    """The letter of the 4x4 grid cell (row-major A-P) holding the centre of `box [4]` in an
+    `size` px square image: location alone, as a one-token answer."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    col = min(int(cx * 4 // size), 3)
+    row = min(int(cy * 4 // size), 3)
+    return CELLS[row * 4 + col]
 
 
 # ----------------------------------------------------------------------------- one frame
@@ -179,7 +202,7 @@ def make_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | 
         b = scale_boxes(np.asarray(boxes).reshape(-1, 4), hw, (size, size))
         return np.round(b).astype(np.int64)
 
-    if task == "box":
+    if task in ("box", "cell"):
         if not objs:
             return None
         target = objs[int(rng.integers(len(objs)))]
@@ -187,6 +210,11 @@ def make_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | 
         if flt is None:
             return None
         boxes = shown(target["box"])
+        if task == "cell":
+            return BaseItem(
+                image, task, CELL_PROMPT.format(phrase=_phrase(flt)), cell_of(boxes[0], size),
+                boxes, key,
+            )
         prompt = BOX_PROMPT.format(phrase=_phrase(flt), S=size)
         return BaseItem(image, task, prompt, _box_text(boxes), boxes, key)
     if task == "boxes":
@@ -360,7 +388,7 @@ def score(task: str, texts: Sequence[str | None], items: Sequence[BaseItem]) -> 
             out["prior_iou>0.5"] = float(np.mean(np.asarray(prior) > 0.5))
         return out
     answers = [(t or "").strip().lower() for t in texts]
-    gold = [it.answer for it in items]
+    gold = [it.answer.lower() for it in items]
     values, counts = np.unique(gold, return_counts=True)
     return {
         "accuracy": float(np.mean([a == g for a, g in zip(answers, gold, strict=True)])),

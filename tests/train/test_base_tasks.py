@@ -52,7 +52,23 @@ def test_every_task_answer_is_true_of_its_frame(video):
                 assert item.answer.isdigit()
             elif task == "colour":
                 assert item.answer in {o["colour"] for o in objs}
-    assert {"box", "count", "colour"} <= seen
+            elif task == "cell":
+                (box,) = item.boxes
+                cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+                col, row = divmod(bt.CELLS.index(item.answer), 4)[::-1]
+                assert col * 28 <= cx <= (col + 1) * 28 and row * 28 <= cy <= (row + 1) * 28
+    assert {"cell", "box", "count", "colour"} <= seen
+
+
+def test_cell_letters_cover_the_grid_row_major():
+    assert bt.cell_of(np.array([0, 0, 10, 10]), 112) == "A"
+    assert bt.cell_of(np.array([100, 0, 112, 10]), 112) == "D"
+    assert bt.cell_of(np.array([0, 100, 10, 112]), 112) == "M"
+    assert bt.cell_of(np.array([100, 100, 112, 112]), 112) == "P"
+    assert bt.cell_of(np.array([50, 30, 60, 40]), 112) == "F"  # centre (55, 35): row 1, col 1
+    cells = bt.eval_items(11, "base_heldout", 12, "cell")
+    row = bt.score("cell", [x.answer.lower() for x in cells], cells)
+    assert row["accuracy"] == 1.0 and row["prior_majority"] < 1
 
 
 def test_box_phrases_name_exactly_one_visible_object(video):
@@ -105,9 +121,9 @@ def test_stream_is_a_pure_function_of_seed_and_step():
     c = stream.batch(8, 6)
     assert any(not np.array_equal(x.image, y.image) for x, y in zip(a, c, strict=True))
     early = bt.CurriculumConfig()
-    assert early.weights_at(0) == {"box": 1.0}
+    assert early.weights_at(0) == {"cell": 1.0}  # location first
     assert set(early.weights_at(early.full_scene_step)) == set(bt.TASKS)
-    assert {x.task for x in stream.batch(0, 8)} == {"box"}
+    assert {x.task for x in stream.batch(0, 8)} == {"cell"}
 
 
 def test_held_out_videos_are_not_training_videos():
