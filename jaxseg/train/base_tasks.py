@@ -212,8 +212,12 @@ def make_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | 
         boxes = shown(target["box"])
         if task == "cell":
             return BaseItem(
-                image, task, CELL_PROMPT.format(phrase=_phrase(flt)), cell_of(boxes[0], size),
-                boxes, key,
+                image,
+                task,
+                CELL_PROMPT.format(phrase=_phrase(flt)),
+                cell_of(boxes[0], size),
+                boxes,
+                key,
             )
         prompt = BOX_PROMPT.format(phrase=_phrase(flt), S=size)
         return BaseItem(image, task, prompt, _box_text(boxes), boxes, key)
