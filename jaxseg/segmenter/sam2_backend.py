@@ -1,8 +1,9 @@
 """Meta's SAM2.1 video predictor (`sam2==1.1.0`, PyTorch) behind the MaskBackend interface.
 
-Runs inside the sidecar process only (`python -m jaxseg.segmenter.sidecar`): importing this
-module imports torch and sam2, which initialises hydra's global state, so it must never be
-imported by the JAX process (see /work/shared/reference/sam2_eval.md, A3, A9).
+Runs inside the sidecar process only (`python -m jaxseg.segmenter.sidecar_server`): importing
+this module imports torch and sam2, which initialises hydra's global state
+(`sam2/__init__.py` calls `initialize_config_module`), so it must never be imported by the JAX
+process.
 
 Only torchvision-free sam2 modules are used (`sam2.build_sam`, `sam2.sam2_video_predictor`);
 `sam2.utils.transforms` / `SAM2ImagePredictor` need torchvision, which is not installed.

@@ -193,7 +193,7 @@ def test_server_reports_features_on_a_backend_without_sam2(moving_squares):
     """The sidecar answers a `features` op on the classical backend with a named error."""
     from jaxseg.segmenter import transport as tp
     from jaxseg.segmenter.classical import ClassicalBackend, ClassicalConfig
-    from jaxseg.segmenter.sidecar import SidecarServer, _Job
+    from jaxseg.segmenter.sidecar_server import SidecarServer, _Job
 
     class Conn:
         def reply(self, header, arrays=None):

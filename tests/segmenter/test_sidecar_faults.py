@@ -17,7 +17,8 @@ import pytest
 
 from jaxseg.segmenter import transport as tp
 from jaxseg.segmenter.interface import MaskRequest, ObjectPrompt, SegmenterError
-from jaxseg.segmenter.sidecar import SidecarClient, SidecarConfig, SidecarError, SidecarServer
+from jaxseg.segmenter.sidecar import SidecarClient, SidecarConfig, SidecarError
+from jaxseg.segmenter.sidecar_server import SidecarServer
 
 
 def _clip(t=4, h=32, w=40):
