@@ -1,4 +1,4 @@
-"""Fault soak (issue #18): a GRPO run with the SAM2 sidecar backend under faults must end where
+"""Fault soak: a GRPO run with the SAM2 sidecar backend under faults must end where
 an undisturbed run of the same seed ends.
 
 1. reference: `jaxseg train --stages data,sft,grpo` on this file's config (the quick demo with

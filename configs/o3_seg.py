@@ -1,4 +1,4 @@
-"""VideoSEG-O3's [SEG] route on the synthetic benchmark (issue #10 item 3).
+"""VideoSEG-O3's [SEG] route on the synthetic benchmark.
 
     jaxseg seg --config o3_seg --workdir runs/o3_seg --seeds 0,1
     jaxseg seg --config o3_seg:quick --workdir runs/o3_seg_quick --seeds 0     # smoke
@@ -31,8 +31,8 @@ def get_config(arg=None):
             answer="seg",
             max_turns=2,
             temporal_frames=6,
-            spatial_frames=5,  # the RL "sampled frames" (§1(c): 5 spatial + 5 SAM frames)
-            keyframes="released",  # §1(b): turn 0 middle frame, then the select's keyframe
+            spatial_frames=5,  # the RL "sampled frames" (VideoSEG-O3 arXiv 2606.06819, training: 5 spatial + 5 SAM frames)
+            keyframes="released",  # VideoSEG-O3 arXiv 2606.06819, rewards: turn 0 middle frame, then the select's keyframe
             seg_mask_reward="decoded",  # R_m from the final [SEG] on the sampled frames
         )
     )

@@ -1,5 +1,6 @@
-"""Qwen2.5-VL-3B real runs, one per seed protocol, with that seed's hyperparameters
-(shared/reference/seeds_methods.md, section cited at each value): cold-start SFT (LoRA, as
+"""Qwen2.5-VL-3B real runs, one per seed protocol, with that seed's hyperparameters (each
+value's comment names where in the seed's paper or released code it is stated: its training
+recipe, inference loop or evaluation): cold-start SFT (LoRA, as
 the seeds do) -> GRPO -> evaluation with `jaxseg train`, and the pod-scale memory / time plan
 of the GRPO stage with `jaxseg plan`.
 
@@ -36,67 +37,67 @@ TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 # Per seed: cold-start SFT, GRPO, the protocol's own config (jaxseg.protocols.*Config) and the
 # planner's image budget (frames x frame_size: the largest prompt the GRPO stage builds).
 PROTOCOLS = {
-    # Veason-R1, seeds_methods.md §3.
+    # Veason-R1 (arXiv 2508.11538; code SitongGong/Veason-R1).
     "veason": dict(
         sft=dict(
-            lora_rank=8,  # §3(c): LLaMA-Factory LoRA rank 8
+            lora_rank=8,  # training: LLaMA-Factory LoRA rank 8
             lora_alpha=None,  # not stated: LLaMA-Factory's default 2 x rank
-            learning_rate=1e-4,  # §3(c), cosine, 1 epoch
+            learning_rate=1e-4,  # training, cosine, 1 epoch
             warmup_ratio=0.0,  # not stated (LLaMA-Factory default 0)
             weight_decay=0.0,  # not stated
-            batch_size=64,  # not stated: RCoT-Seg's 8 x grad-accum 8 (§4(c))
-            num_examples=6000,  # §3(c): ~6K CoT traces kept of ~10K instances
+            batch_size=64,  # not stated: RCoT-Seg's 8 x grad-accum 8 (training)
+            num_examples=6000,  # training: ~6K CoT traces kept of ~10K instances
         ),
         grpo=dict(
-            group_size=8,  # §3(c) n=8
-            prompts_per_step=16,  # §3(c) rollout batch 16
-            learning_rate=1e-6,  # §3(c)
-            weight_decay=0.01,  # §3(c)
-            kl_coef=5e-3,  # §3(c) low_var_kl
+            group_size=8,  # training n=8
+            prompts_per_step=16,  # training rollout batch 16
+            learning_rate=1e-6,  # training
+            weight_decay=0.01,  # training
+            kl_coef=5e-3,  # training low_var_kl
             kl_estimator="low_var_kl",
-            policy_loss="ppo_clip",  # §3(c) clip ratio 0.2, 1 PPO epoch
+            policy_loss="ppo_clip",  # training clip ratio 0.2, 1 PPO epoch
             eps_low=0.2,
             eps_high=0.2,
-            temperature=1.0,  # §3(c) temperature / top_p 1.0 / 1.0
+            temperature=1.0,  # training temperature / top_p 1.0 / 1.0
             top_p=1.0,
-            max_new_tokens=1024,  # §3(c) max response 1024 (single turn)
-            steps=625,  # §3(c) one episode over ~10K prompts (eval loads global_step_625)
+            max_new_tokens=1024,  # training max response 1024 (single turn)
+            steps=625,  # training one episode over ~10K prompts (eval loads global_step_625)
         ),
-        # §3(b): training frames are 6, around a random top-5-area keyframe, at 560 px;
-        # evaluation (§3(a)) shows 8 uniform frames at 560 px (protocol.eval_config; the
+        # data: training frames are 6, around a random top-5-area keyframe, at 560 px;
+        # evaluation (inference) shows 8 uniform frames at 560 px (protocol.eval_config; the
         # evaluation never uses the GT-centred training sampler, registry.make_eval_protocol)
         protocol=dict(num_frames=6, image_size=560, sampling="keyframe", top_k=5),
         eval=dict(num_frames=8, image_size=560, sampling="uniform"),
         plan=dict(frames=8, frame_size=(560, 560), turns=1),  # the 8-frame eval prompt
     ),
-    # RCoT-Seg, seeds_methods.md §4.
+    # RCoT-Seg (arXiv 2605.07334; the code is not released).
     "rcot": dict(
         sft=dict(
-            lora_rank=8,  # §4(c): LLaMA-Factory LoRA r=8
+            lora_rank=8,  # training: LLaMA-Factory LoRA r=8
             lora_alpha=None,  # not stated: LLaMA-Factory's default 2 x rank
-            learning_rate=1e-4,  # §4(c), cosine
-            warmup_ratio=0.1,  # §4(c)
+            learning_rate=1e-4,  # training, cosine
+            warmup_ratio=0.1,  # training
             weight_decay=0.0,  # not stated
-            batch_size=64,  # §4(c): batch 8 x grad-accum 8
-            num_examples=28000,  # §4(c): RCoT-Seg-SFT-28k (20k KTG + 8k AKS), 1 epoch
-            tasks="aks:2,ktg:5",  # §4(c): the SFT data are the two stage tasks, 8k : 20k
+            batch_size=64,  # training: batch 8 x grad-accum 8
+            num_examples=28000,  # training: RCoT-Seg-SFT-28k (20k KTG + 8k AKS), 1 epoch
+            tasks="aks:2,ktg:5",  # training: the SFT data are the two stage tasks, 8k : 20k
         ),
         grpo=dict(
-            group_size=8,  # §4(c) rollout n=8
-            prompts_per_step=16,  # §4(c) batch 16
-            learning_rate=1e-6,  # §4(c) constant
-            weight_decay=0.01,  # §4(c)
-            kl_coef=0.01,  # §4(c) low-var-kl
+            group_size=8,  # training rollout n=8
+            prompts_per_step=16,  # training batch 16
+            learning_rate=1e-6,  # training constant
+            weight_decay=0.01,  # training
+            kl_coef=0.01,  # training low-var-kl
             kl_estimator="low_var_kl",
             policy_loss="ppo_clip",  # not stated: verl's default clip 0.2
             eps_low=0.2,
             eps_high=0.2,
-            temperature=1.0,  # §4(c)
+            temperature=1.0,  # training
             top_p=1.0,
-            max_new_tokens=2000,  # §4(c) max response 2000
-            steps=1500,  # §4(c): AKS 500 + KTG 1000, two runs (stages below)
+            max_new_tokens=2000,  # training max response 2000
+            steps=1500,  # training: AKS 500 + KTG 1000, two runs (stages below)
         ),
-        # §4(c): two GRPO runs, AKS then KTG, prompts = keyframe + description + query (max
+        # training: two GRPO runs, AKS then KTG, prompts = keyframe + description + query (max
         # prompt 3000 tokens), the paper's labels (A = max-area frame, B = zero-area frame,
         # A:B 1:1) and single:multi-target 3:1 (jaxseg.train.stages, jaxseg.train.mix).
         # --set grpo.stages='' trains the joint variant (one conversation, summed rewards).
@@ -104,41 +105,42 @@ PROTOCOLS = {
             aks=dict(steps=500, protocol=dict(task="aks"), single_multi=(3, 1)),
             ktg=dict(steps=1000, protocol=dict(task="ktg"), single_multi=(3, 1)),
         ),
-        # §4(a): VDG/KFG see every frame at 448 px (video_frames None), AKS/KTG the keyframe
+        # inference: VDG/KFG see every frame at 448 px (video_frames None), AKS/KTG the keyframe
         # at 840 px, lambda = 5 AKS checks; eval always runs the whole pipeline.
         protocol=dict(video_frames=None, video_size=448, keyframe_size=840, max_reselect=5),
         eval=dict(task="pipeline"),
         # the GRPO prompt of both stages: one 840 px keyframe (+ ~200 text tokens)
         plan=dict(frames=1, frame_size=(840, 840), turns=1),
     ),
-    # VideoSEG-O3, seeds_methods.md §1 (the seed's LLM is Qwen3-VL; here Qwen2.5-VL-3B).
+    # VideoSEG-O3 (arXiv 2606.06819; code Dmmm1997/VideoSEG-O3). The seed's LLM is Qwen3-VL;
+    # here Qwen2.5-VL-3B.
     "o3": dict(
         sft=dict(
-            lora_rank=128,  # §1(c) Stage II (as Stage I): LoRA r=128, alpha=256
+            lora_rank=128,  # training Stage II (as Stage I): LoRA r=128, alpha=256
             lora_alpha=256.0,  # (dropout 0.05 and full embed/lm_head training: not supported)
-            learning_rate=4e-5,  # §1(c) AdamW, cosine, 1 epoch
-            warmup_ratio=0.05,  # §1(c) warmup 5%
-            weight_decay=0.05,  # §1(c)
-            batch_size=32,  # §1(c) cold start: 1 per GPU x grad-accum 4 x 8 GPUs
-            num_examples=6000,  # §1(c) VTS-CoT ~6K samples
+            learning_rate=4e-5,  # training AdamW, cosine, 1 epoch
+            warmup_ratio=0.05,  # training warmup 5%
+            weight_decay=0.05,  # training
+            batch_size=32,  # training cold start: 1 per GPU x grad-accum 4 x 8 GPUs
+            num_examples=6000,  # training VTS-CoT ~6K samples
         ),
         grpo=dict(
-            group_size=4,  # §1(c) Stage III num_generations=4
-            prompts_per_step=16,  # §1(c): 64 completions per optimiser step / 4
-            learning_rate=3e-6,  # §1(c)
+            group_size=4,  # training Stage III num_generations=4
+            prompts_per_step=16,  # training: 64 completions per optimiser step / 4
+            learning_rate=3e-6,  # training
             weight_decay=0.0,  # not stated (TRL's default 0)
-            kl_coef=0.04,  # §1(c) beta=0.04, k3
+            kl_coef=0.04,  # training beta=0.04, k3
             kl_estimator="k3",
-            policy_loss="on_policy",  # §1(c): no PPO clipping, one on-policy update
+            policy_loss="on_policy",  # training: no PPO clipping, one on-policy update
             eps_low=0.2,
             eps_high=0.2,
-            temperature=0.9,  # §1(c) TRL-0.17 default 0.9, top_p 0.9
+            temperature=0.9,  # training TRL-0.17 default 0.9, top_p 0.9
             top_p=0.9,
-            max_new_tokens=512,  # §1(c) max_completion_length 512 per turn
-            steps=1000,  # §1(c) max_steps
-            advantage_eps=1e-4,  # §1(c): A = (r - mean) / (std + 1e-4)
+            max_new_tokens=512,  # training max_completion_length 512 per turn
+            steps=1000,  # training max_steps
+            advantage_eps=1e-4,  # training: A = (r - mean) / (std + 1e-4)
         ),
-        # §1(c) RL inputs: 10 temporal frames <= 32*28^2 px (140 px), 5 spatial <= 128*28^2
+        # training RL inputs: 10 temporal frames <= 32*28^2 px (140 px), 5 spatial <= 128*28^2
         # (308 px), keyframe <= 256*28^2 (448 px), 5 frames per select, max_turn 3.
         protocol=dict(
             temporal_frames=10,
@@ -149,7 +151,7 @@ PROTOCOLS = {
             frames_per_round=5,
             max_turns=3,
         ),
-        # §1(d) evaluation: 20 temporal frames <= 32*28^2 (158 px), 8 spatial <= 256*28^2
+        # evaluation evaluation: 20 temporal frames <= 32*28^2 (158 px), 8 spatial <= 256*28^2
         # (448 px), the select keyframe <= 512*28^2 (634 px); greedy, max_turns 3
         eval=dict(
             temporal_frames=20,
@@ -162,11 +164,11 @@ PROTOCOLS = {
         # each select 5x25 + 256 -> 1617 tokens ~ 6 x 256
         plan=dict(frames=6, frame_size=(448, 448), turns=3),
     ),
-    # ReVSeg, seeds_methods.md §2: code unreleased; most values are not stated.
+    # ReVSeg (arXiv 2512.02835): code unreleased; most values are not stated.
     "revseg": dict(
-        sft=None,  # §2(c): no CoT cold start mentioned; GRPO starts from the base model
+        sft=None,  # training: no CoT cold start mentioned; GRPO starts from the base model
         grpo=dict(
-            group_size=8,  # not stated: Veason-R1's values (§3(c)) stand in
+            group_size=8,  # not stated: Veason-R1's values (training) stand in
             prompts_per_step=16,
             learning_rate=1e-6,
             weight_decay=0.01,
@@ -178,10 +180,10 @@ PROTOCOLS = {
             temperature=1.0,
             top_p=1.0,
             max_new_tokens=1024,
-            steps=520,  # §2(c): ~520 logged RL steps
+            steps=520,  # training: ~520 logged RL steps
         ),
         # frame count / sizes not stated: Veason's 8 frames at 560 px, RCoT's 840 px keyframe;
-        # §2(b): the total reward looks multiplicative
+        # data: the total reward looks multiplicative
         protocol=dict(num_frames=8, image_size=560, keyframe_size=840, combine="product"),
         eval=dict(),  # not stated: as in training
         # 8 x 560 px frames + the 840 px keyframe (~2.25 frames of 560 px)
@@ -226,7 +228,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     )
     c.data = ConfigDict(
         dict(
-            root="data/revos",  # §3(c): Veason trains on ReVOS only
+            root="data/revos",  # training: Veason trains on ReVOS only
             format="revos",
             train_split="train",
             eval_split="valid",
@@ -239,7 +241,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
             eval_config=ConfigDict(p["eval"]),  # what evaluation changes (make_eval_protocol)
         )
     )
-    # frozen SAM2 (every seed; §3(a): SAM2.1-Hiera-L at eval) behind the sidecar
+    # frozen SAM2 (every seed; inference: SAM2.1-Hiera-L at eval) behind the sidecar
     c.segmenter = ConfigDict(
         dict(
             backend="sam2",
@@ -292,8 +294,8 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.grpo.require_sft = s is not None
     c.grpo.micro_batch = a.micro_batch
     c.grpo.top_k = 0
-    c.grpo.advantage = "grpo"  # (r - mean) / std over the group (§1(c), §3(c))
-    c.grpo.aggregation = "seq-mean-token-mean"  # §1(c); not stated for Veason / RCoT
+    c.grpo.advantage = "grpo"  # (r - mean) / std over the group (training, training)
+    c.grpo.aggregation = "seq-mean-token-mean"  # training; not stated for Veason / RCoT
     c.grpo.warmup_steps = 0
     c.grpo.lora_rank = 0
     c.grpo.lora_alpha = None

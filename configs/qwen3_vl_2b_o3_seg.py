@@ -1,5 +1,5 @@
 """VideoSEG-O3-2B as released: `qwen3_vl_4b_o3_seg` with Qwen3-VL-2B-Instruct (same recipe,
-seeds_methods.md §1; the released model zoo has both sizes).
+VideoSEG-O3 arXiv 2606.06819; the released model zoo has both sizes).
 
     jaxseg seg --config qwen3_vl_2b_o3_seg --workdir runs/o3_2b --seeds 0 --set model.init=...
     jaxseg plan --config qwen3_vl_2b_o3_seg --topology v5p-32

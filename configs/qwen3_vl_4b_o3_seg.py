@@ -1,4 +1,4 @@
-"""VideoSEG-O3 as released (seeds_methods.md §1): Qwen3-VL-4B-Instruct + `[SEG]` + SAM2-Hiera-L
+"""VideoSEG-O3 as released (arXiv 2606.06819): Qwen3-VL-4B-Instruct + `[SEG]` + SAM2-Hiera-L
 prompt encoder and mask decoder, trained with the policy; SEG-aware calibration on; the
 auxiliary BCE+Dice (0.2) on each turn's keyframe and the 5 sampled frames; R_m from the final
 [SEG] decoded on the sampled frames; the released per-turn keyframe convention.
@@ -53,8 +53,9 @@ def get_config(arg=None):
     c.model.init = f"checkpoints/{name}"  # HF dir (with the [SEG] tokens)
     c.model.processor = f"checkpoints/{name}"
 
-    # §1(c) RL inputs: 10 temporal frames <= 32*28^2 px (158 px), 5 spatial <= 128*28^2
-    # (317 px), the select keyframe <= 256*28^2 (448 px) in RL; 5 frames per select, 3 turns
+    # VideoSEG-O3 arXiv 2606.06819, training, RL inputs: 10 temporal frames <= 32*28^2 px
+    # (158 px), 5 spatial <= 128*28^2 (317 px), the select keyframe <= 256*28^2 (448 px) in RL;
+    # 5 frames per select, 3 turns
     c.protocol.config = ConfigDict(
         dict(
             answer="seg",
@@ -67,10 +68,10 @@ def get_config(arg=None):
             max_turns=3,
             keyframes="released",  # turn 0: middle frame; then the select's keyframe
             seg_mask_reward="decoded",  # R_m: the final [SEG] decoded on the sampled frames
-            shipped=True,  # the released R_p caps (+0.5; the `if` bug, §1(b))
+            shipped=True,  # the released R_p caps (+0.5; the `if` bug, VideoSEG-O3 arXiv 2606.06819 (rewards))
         )
     )
-    # §1(d) evaluation: 20 temporal (158 px), 8 spatial (448 px), keyframe <= 512*28^2 (634 px)
+    # VideoSEG-O3 arXiv 2606.06819, evaluation: 20 temporal (158 px), 8 spatial (448 px), keyframe <= 512*28^2 (634 px)
     c.protocol.eval_config = ConfigDict(
         dict(temporal_frames=20, spatial_frames=8, spatial_size=448, keyframe_size=634)
     )
@@ -84,9 +85,11 @@ def get_config(arg=None):
     c.seg.decoder_args = ConfigDict(dict(image_size=1024))
     c.seg.decoder_checkpoint = ""  # "" = segmenter.config.checkpoint's heads (strict load)
     c.seg.encoder = ConfigDict(c.segmenter.config.to_dict())  # features from the same SAM2
-    c.seg.grid = 32  # calibration grid (§1(e))
-    c.seg.aux_weight = 0.2  # res_loss_ratio / lambda_seg (§1(c))
-    c.seg.sampled_frames = True  # aux + R_m on the 5 sampled frames (§1(c) loss)
+    c.seg.grid = 32  # calibration grid (VideoSEG-O3 arXiv 2606.06819, [SEG] decoding)
+    c.seg.aux_weight = 0.2  # res_loss_ratio / lambda_seg (VideoSEG-O3 arXiv 2606.06819, training)
+    c.seg.sampled_frames = (
+        True  # aux + R_m on the 5 sampled frames (VideoSEG-O3 arXiv 2606.06819, training loss)
+    )
 
     # `jaxseg seg` cold start (see the docstring): full fine-tune, Stage II's lr and epoch
     c.sft.mask_weight = 1.0  # BCE 2.0 + Dice 0.5 (Sa2VA / Stage I-II mask loss weights)

@@ -1,4 +1,4 @@
-"""RCoT-Seg's training structure on the synthetic benchmark (issue #17 item 3): cold start, then
+"""RCoT-Seg's training structure on the synthetic benchmark: cold start, then
 two GRPO runs -- AKS, then KTG -- whose prompts hold only the keyframe, the video description
 and the query, with the paper's labels and data mixes (A:B 1:1, single:multi 3:1); the
 evaluation runs the full VDG -> KFG -> AKS -> KTG pipeline (never a GT-chosen frame).
@@ -39,7 +39,7 @@ def get_config(arg=None):
     c.grpo.prompts_per_step = 2 if a.quick else 4
     c.grpo.max_new_tokens = 48 if a.quick else 96
     c.grpo.eval_every = 0
-    c.grpo.stages = "aks,ktg"  # RCT-paper §4(c): two task runs, AKS then KTG
+    c.grpo.stages = "aks,ktg"  # RCoT-Seg arXiv 2605.07334 (training): two task runs, AKS then KTG
     aks_steps, ktg_steps = (3, 3) if a.quick else (10, 20)  # the paper: 500 and 1000
     c.grpo.steps = aks_steps + ktg_steps
     c.grpo.stage = ConfigDict(

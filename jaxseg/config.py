@@ -1,6 +1,6 @@
 """ml_collections configs: loading, `:arg` knobs, dotted overrides and sweeps.
 
-Conventions (after big_vision and scenic/vmoe, see shared/reference/jax_anchors.md §1.8):
+Conventions (after big_vision's `configs/*.py` + `config_flags`, and scenic/vmoe's sweeps):
 
 - A config is a Python file defining ``get_config(arg: str | None) -> ConfigDict``.
   ``arg`` carries only the sweep-relevant knobs that change several fields at once, parsed

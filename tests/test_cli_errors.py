@@ -1,4 +1,4 @@
-"""One override syntax, clear errors (issue #19 item 4).
+"""One override syntax, clear errors.
 
 Every command that takes config overrides takes the same repeatable `--set KEY=VALUE`; a
 mistake a user can fix ends as one `jaxseg: error: ...` line with exit 2 and, where a name

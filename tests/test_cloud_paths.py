@@ -1,4 +1,4 @@
-"""Cloud paths (issue #19 item 1): a run whose workdir is a gs:// bucket, for real.
+"""Cloud paths: a run whose workdir is a gs:// bucket, for real.
 
 A local GCS emulator (gcp-storage-emulator, in memory) listens on a loopback port; gcsfs
 (etils.epath) and tensorstore (orbax) are pointed at it through STORAGE_EMULATOR_HOST and

@@ -1,7 +1,7 @@
 """Frame sampling: pure functions from (video length, target areas, rng) to frame positions.
 
 Positions index the video's full frame list; the absolute frame index shown to the model is
-`record.frame_ids[position]` (Veason-R1's "absolute frame indexing", seeds_methods.md §3(a):
+`record.frame_ids[position]` (Veason-R1's "absolute frame indexing", arXiv 2508.11538 (inference):
 relative clip indices <0>..<N-1> invite index-collapse shortcuts).
 """
 
@@ -39,7 +39,7 @@ def top_k_area_frames(areas: np.ndarray, k: int = 5) -> np.ndarray:
 def keyframe_centred_positions(
     areas: np.ndarray, num_samples: int, rng: np.random.Generator, top_k: int = 5
 ) -> tuple[np.ndarray, int]:
-    """Veason-R1 training sampler (seeds_methods.md §3(b); VEA-repo
+    """Veason-R1 training sampler (arXiv 2508.11538 (rewards); Veason-R1 repo
     `verl/utils/revos_keyframe_sft_dataset_mod.py`).
 
     A pseudo-keyframe k is drawn uniformly among the `top_k` frames with the largest target

@@ -1,6 +1,6 @@
 """Per-expression scores -> per-subset and overall numbers, with each benchmark's convention.
 
-Conventions (sam2_eval.md §B3-B4, seeds_methods.md §0):
+Conventions (the benchmarks' own evaluation scripts):
 - revos (cilinyan/VISA `tools/eval_revos.py`): every expression's J, F, A, R are x100 and
   rounded to 2 decimals first; subsets referring (type 0) and reasoning (type 1);
   subset J&F = (mean J + mean F) / 2; overall = unweighted mean of the two subsets.

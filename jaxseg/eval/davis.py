@@ -1,4 +1,4 @@
-"""Ref-DAVIS17 scored the way ReferFormer and VideoLISA score it (sam2_eval.md §B3, §B4.4).
+"""Ref-DAVIS17 scored the way ReferFormer and VideoLISA score it (ReferFormer `eval_davis.py`).
 
 For each annotator (exp_id % 4) and video:
 1. merge the per-expression predicted masks into one index map per frame (VideoLISA

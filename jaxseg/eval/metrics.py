@@ -2,14 +2,14 @@
 
 J and F follow davisvideochallenge/davis2017-evaluation `davis2017/metrics.py`
 (`db_eval_iou`, `db_eval_boundary`, `_seg2bmap`), copied unchanged into the MeViS, ReVOS
-(VISA), ReasonVOS (VideoLISA) and Long-RVOS scripts (sam2_eval.md §B1-B2):
+(VISA), ReasonVOS (VideoLISA) and Long-RVOS scripts:
 
 - masks are binarised with `!= 0`;
 - J = |P & G| / |P | G| per frame, 1 where the union is empty;
 - F: boundary maps by `_seg2bmap` (a pixel differs from its E, S or SE neighbour; the border
   rules reproduced exactly), matched within `ceil(0.008 * diagonal)` px using a disk
   structuring element (skimage `disk`: x^2 + y^2 <= r^2); P/R with the empty-boundary table;
-- R (robustness, R2-VOS / VISA `get_r2vos_robustness`, seeds_methods.md §0):
+- R (robustness, R2-VOS / VISA `get_r2vos_robustness`, the benchmarks' metric scripts):
   max(0, 1 - |pred \\ gt| / (|foreground| + 1e-6)) per frame.
 
 A boundary pixel matches when it lies in the other map's dilation by disk(r), i.e. when its
@@ -168,7 +168,7 @@ def robustness_visa_uint8(
     gt_u8: np.ndarray, pred_u8: np.ndarray, foreground_u8: np.ndarray
 ) -> np.ndarray:
     """R exactly as cilinyan/VISA `tools/metrics.py` computes it: uint8 arithmetic on raw
-    values, so a 0/255 prediction counts each false-positive pixel 255 times (sam2_eval §B4.2).
+    values, so a 0/255 prediction counts each false-positive pixel 255 times.
     """
     gt_u8, pred_u8 = np.asarray(gt_u8, np.uint8), np.asarray(pred_u8, np.uint8)
     neg = ((np.uint8(1) - gt_u8) * pred_u8).sum(axis=(-2, -1), dtype=np.uint64)
@@ -199,7 +199,7 @@ def temporal_iou(gt: np.ndarray, pred: np.ndarray, j: np.ndarray) -> tuple[float
 
 
 def keyframe_area_ratio(areas: Sequence[int] | np.ndarray, keyframe: int, sampled: Sequence[int]):
-    """Veason-R1's R_k (seeds_methods.md §3(b)): GT area at the chosen keyframe / the largest
+    """Veason-R1's R_k (arXiv 2508.11538 (rewards)): GT area at the chosen keyframe / the largest
     GT area over the sampled frames; 0 when the keyframe is not a sampled frame or the target
     is absent from every sampled frame.
 

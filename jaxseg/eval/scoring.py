@@ -1,7 +1,7 @@
 """Score one expression's predicted masks against its GT, with its benchmark's rules.
 
 Which frames count, and what a missing prediction means, differ per benchmark
-(sam2_eval.md §B4): all frames for ReVOS / MeViS / Long-RVOS / Ref-DAVIS17, only the
+(each benchmark's own evaluation script): all frames for ReVOS / MeViS / Long-RVOS / Ref-DAVIS17, only the
 annotated frames for ReasonVOS and Ref-YouTube-VOS; a missing prediction folder scores 0 for
 ReVOS / MeViS / Long-RVOS, is skipped for ReasonVOS and is an error for the DAVIS-style sets.
 """
@@ -66,7 +66,7 @@ def score_expression(
     """None when the benchmark skips this expression (ReasonVOS without a prediction).
 
     visa_raw (ReVOS): A and R from raw uint8 PNG values exactly as VISA's script computes
-    them (0/255 predictions count each false positive 255 times; sam2_eval.md §B4.2),
+    them (0/255 predictions count each false positive 255 times),
     instead of the binary definitions.
     """
     positions = scored_positions(record)

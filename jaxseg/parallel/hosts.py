@@ -1,4 +1,4 @@
-"""Host-side work split over the processes of a multi-controller run (issue #9).
+"""Host-side work split over the processes of a multi-controller run.
 
 Every process runs the same program; each reads its contiguous share of a step's records
 (jaxseg.data.pipeline.step_feed) and does that share of the host work (rollouts, their SAM2

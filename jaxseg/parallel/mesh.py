@@ -1,8 +1,8 @@
 """Device mesh from config: ('data', 'fsdp', 'tensor') axes, ICI shape per slice, DCN shape
 across slices.
 
-Follows maxtext's `ici_*_parallelism` / `dcn_*_parallelism` and flax's gemma example
-(jax_anchors.md §1.4, §1.5): the final mesh axis i has size `ici[i] * dcn[i]`; the ICI part is
+Follows maxtext's `ici_*_parallelism` / `dcn_*_parallelism` (`maxtext_utils.create_device_mesh`)
+and flax's `examples/gemma`: the final mesh axis i has size `ici[i] * dcn[i]`; the ICI part is
 laid out inside one slice (fast interconnect: TPU ICI, NVLink inside a GPU node), the DCN
 part across slices (data-centre network: multi-slice TPU, or across GPU nodes with
 `granule="process"`). One entry of each shape may be -1 ("fill with what is left").

@@ -4,8 +4,7 @@
 then `device_put`s it: fine on one host, but on a pod every host would read (and hold) the full
 checkpoint. Here each parameter is built with `jax.make_array_from_callback`: the callback runs
 once per *addressable* device and reads only that device's slice through safetensors'
-`get_slice` (memory-mapped; levanter's `_load_safe_tensors` does the same, jax_anchors.md
-§1.7). A host therefore reads only the shards its own devices hold, and host memory holds at
+`get_slice` (memory-mapped; levanter's `_load_safe_tensors` does the same). A host therefore reads only the shards its own devices hold, and host memory holds at
 most one parameter's local shards at a time.
 
 The HF name <-> nnx path table is the model family's (`jaxseg.models.family`), the layout

@@ -31,7 +31,7 @@ def boxes_of(masks: np.ndarray) -> np.ndarray:
 
 def inscribed_point(mask: np.ndarray) -> np.ndarray | None:
     """[2] (x, y) centre of the maximum inscribed circle (the pixel farthest from the
-    background; RCoT-Seg's KTG point label, seeds_methods.md §4(c)); None if empty.
+    background; RCoT-Seg's KTG point label, arXiv 2605.07334 (training)); None if empty.
     Ties go to the first pixel in row-major order. Pixel centres are at +0.5."""
     if not mask.any():
         return None

@@ -1,5 +1,5 @@
-"""VideoSEG-O3 as an episode program, text-coordinate route (seeds_methods.md §1(a);
-VSO3-repo `modeling_sa2va_qwen_cotv3_keyframe_withvis.py::predict_forward`,
+"""VideoSEG-O3 as an episode program, text-coordinate route (arXiv 2606.06819 (inference);
+VideoSEG-O3 repo `modeling_sa2va_qwen_cotv3_keyframe_withvis.py::predict_forward`,
 `dataset/refVOS_COT_v2.py`). Two answer modes (`O3Config.answer`): "box" (the text route,
 default) and "seg" (the released [SEG] route, see the end of this docstring).
 
@@ -33,7 +33,7 @@ previous turn's, or the middle frame, when it has none), the text-route reading 
 [SEG] mask on the turn's keyframe". R_m uses the final masks on the turn-0 spatial frames
 (the RL "sampled frames"). Plus the zero-target term. Null sample: structure + null term.
 
-Per-turn keyframes of the [SEG] route (`keyframes`): "released" (default; VSO3-repo
+Per-turn keyframes of the [SEG] route (`keyframes`): "released" (default; VideoSEG-O3 repo
 `generation_forward_cot`, `predict_forward`): turn 0's [SEG] is decoded on the middle frame of
 the video, turn t >= 1's on the keyframe the previous turn's executed <select> asked for, and
 the final propagation starts from the last executed select's keyframe (a one-turn episode:
@@ -45,7 +45,7 @@ frame, from `protocol.seg_sampled_masks` (episode -> one [H, W] mask per spatial
 propagated masks stand in when it is None, e.g. for the oracle); "propagated": the final
 masks on those frames.
 
-[SEG] route (`answer="seg"`, the released format §1(a)): each turn ends with
+[SEG] route (`answer="seg"`, the released format, arXiv 2606.06819): each turn ends with
 `<VTG>{…}</VTG><RefSeg>[SEG]</RefSeg>` in place of `<box>…</box>`. The environment turns a
 turn's [SEG] into a mask on that turn's keyframe through `protocol.seg_masks`, a callable the
 policy supplies (`episode -> one [H, W] bool mask or None per turn`; jaxseg.seg decodes the
@@ -172,7 +172,7 @@ def oracle_selects(key: str, max_turns: int) -> int:
 def ranked_candidates(sample: EpisodeSample, k: int = 3) -> list[tuple[int, int]]:
     """Up to k non-overlapping candidate intervals [start, end) (positions), ranked, one of
     them the target's longest visible run: VTS-CoT's teacher proposes three ranked intervals,
-    each found with the earlier ones masked out (seeds_methods.md §1(c)). Here the others are
+    each found with the earlier ones masked out (VideoSEG-O3 arXiv 2606.06819 (training)). Here the others are
     the longest stretches outside it, each as long as the target run (at least 2 frames),
     and the target run's rank is reproducible per sample. [] for a null sample."""
     presence = sample.presence

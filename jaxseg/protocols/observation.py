@@ -1,6 +1,6 @@
 """Observation messages: frames as separate images, each preceded by its ABSOLUTE frame index
-in text (Veason-R1's absolute frame indexing, VideoSEG-O3's index lines; seeds_methods.md
-§1(a), §3(a)), resized to the protocol's square image size."""
+in text (Veason-R1's absolute frame indexing, arXiv 2508.11538; VideoSEG-O3's index lines, arXiv
+2606.06819), resized to the protocol's square image size."""
 
 from __future__ import annotations
 

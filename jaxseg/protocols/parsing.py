@@ -131,7 +131,7 @@ class KeyframeBoxes(Parsed):
 
 def parse_veason(text: Any) -> KeyframeBoxes:
     """`<answer>{"keyframe_timestamp": k, "bbox_2d_list": [[x1,y1,x2,y2], …]}</answer>`
-    (Veason-R1, seeds_methods.md §3(a)); malformed boxes are dropped."""
+    (Veason-R1, arXiv 2508.11538 (inference)); malformed boxes are dropped."""
     body = answer_body(text)
     if body is None:
         return KeyframeBoxes("missing_answer")
@@ -216,7 +216,7 @@ class GroundedObjects(Parsed):
 
 def parse_ktg(text: Any) -> GroundedObjects:
     """KTG: `<answer>[{"bbox_2d": [x1,y1,x2,y2], "point_2d": [x,y]}, …]</answer>`
-    (RCoT-Seg, seeds_methods.md §4(a)); objects without a valid box are dropped."""
+    (RCoT-Seg, arXiv 2605.07334 (inference)); objects without a valid box are dropped."""
     body = answer_body(text)
     if body is None:
         return GroundedObjects("missing_answer")
@@ -312,7 +312,7 @@ class RevsegRound1(Parsed):
 
 
 def parse_revseg_round1(text: Any) -> RevsegRound1:
-    """`<answer> frame id: k ; object description: d </answer>` (ReVSeg, §2(a)); a
+    """`<answer> frame id: k ; object description: d </answer>` (ReVSeg, arXiv 2512.02835 (inference)); a
     description of `no target` abstains."""
     body = answer_body(text)
     if body is None:

@@ -1,4 +1,4 @@
-"""RCoT-Seg as an episode program (RCT-paper §3; seeds_methods.md §4(a)). The repo is a
+"""RCoT-Seg as an episode program (RCoT-Seg paper §3; arXiv 2605.07334 (inference)). The repo is a
 placeholder and the prompt templates (paper Figs. 5-9) were not readable, so the wording is
 ours; the step structure, sizes and loop follow the paper.
 

@@ -36,8 +36,8 @@ def make_protocol(name: str, **config: Any) -> Protocol:
 
 
 # What evaluation always overrides in a training config: the seeds evaluate on inputs a user
-# has (Veason-R1: 8 uniform frames, §3(a); RCoT-Seg: the full VDG -> KFG -> AKS -> KTG
-# pipeline, §4(a)). `protocol.eval_config` in a run config adds to / changes these.
+# has (Veason-R1: 8 uniform frames, arXiv 2508.11538, inference; RCoT-Seg: the full VDG -> KFG -> AKS -> KTG
+# pipeline, arXiv 2605.07334, inference). `protocol.eval_config` in a run config adds to / changes these.
 EVAL_DEFAULTS: dict[str, dict[str, Any]] = {
     "veason": {"sampling": "uniform", "num_frames": 8},
     "rcot": {"task": "pipeline"},

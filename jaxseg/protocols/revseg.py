@@ -1,4 +1,4 @@
-"""ReVSeg as an episode program: two rounds with one policy (seeds_methods.md §2(a); the
+"""ReVSeg as an episode program: two rounds with one policy (arXiv 2512.02835 (inference); the
 code is unreleased, so the wording and sizes here are ours).
 
 Round 1. Observation: N frames (uniform), each after its absolute index, and the query.

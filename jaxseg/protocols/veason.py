@@ -1,4 +1,4 @@
-"""Veason-R1 as an episode program (seeds_methods.md §3(a), VEA-repo
+"""Veason-R1 as an episode program (arXiv 2508.11538 (inference), Veason-R1 repo
 `batch_eval_keyframe_sft_dataset_.py`): one turn.
 
 Observation: N frames (uniform linspace, or the training sampler centred on a top-k-area

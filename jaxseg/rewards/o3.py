@@ -1,6 +1,6 @@
-"""VideoSEG-O3 rewards: seven terms, all weight 1, summed (VSO3-repo `train_rl.sh`,
-`projects/open_r1/rewards.py`, `projects/open_r1/rewards_dense.py`; seeds_methods.md
-§1(b)). One scalar per multi-turn rollout.
+"""VideoSEG-O3 rewards: seven terms, all weight 1, summed (VideoSEG-O3 repo `train_rl.sh`,
+`projects/open_r1/rewards.py`, `projects/open_r1/rewards_dense.py`; arXiv 2606.06819). One scalar
+per multi-turn rollout.
 
   R_f  strict_format_reward    +1 if every turn is <think>…</think><select|answer>…</…>
                                holding <VTG>{start,end,keyframe}</VTG> and <RefSeg>…[SEG]…
@@ -24,7 +24,7 @@
 (delta > 0.1 -> min(10 (delta - 0.05), 2); delta > 0.2 -> min(5 (delta - 0.1), 2)) is
 overwritten by the next `if` (not `elif`), so the bonus is capped at 0.5. The intended
 caps are the default here; `shipped=True` reproduces the released behaviour. Bounds
-(sums of per-term bounds, as in seeds_methods.md): max 9.0 intended, 6.0 shipped; min
+(sums of per-term bounds, as in the seeds' papers): max 9.0 intended, 6.0 shipped; min
 -5.5. They are not jointly attainable: the R_m maximum needs video IoU >= 0.9, which
 leaves keyframe-vs-mask no room above +0.
 
@@ -172,7 +172,7 @@ def progressive_reward_from_ious(keyframe_ious: Sequence[float], *, shipped: boo
 
 def progressive_reward(pred_keyframe_masks, gt_keyframe_masks, *, shipped: bool = False) -> float:
     """R_p from per-turn keyframe masks: lists (one per turn) of [H, W] predicted / GT
-    masks at that turn's keyframe (turn 0 uses the video's middle frame, VSO3-repo
+    masks at that turn's keyframe (turn 0 uses the video's middle frame, VideoSEG-O3 repo
     `generation_forward_cot`)."""
     if len(pred_keyframe_masks) != len(gt_keyframe_masks):
         raise ValueError("one GT keyframe mask per turn is needed")

@@ -1,4 +1,4 @@
-"""RCoT-Seg rewards (RCT-paper §3.3-3.4; seeds_methods.md §4(b)). The repo is a
+"""RCoT-Seg rewards (RCoT-Seg paper §3.3-3.4; arXiv 2605.07334 (rewards)). The repo is a
 placeholder, so the definitions follow the paper and, where it is silent, the
 VisionReasoner / Seg-Zero template it names (noted per function).
 

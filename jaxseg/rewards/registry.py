@@ -23,11 +23,29 @@ class RewardSpec:
 REWARDS: dict[str, RewardSpec] = {
     spec.name: spec
     for spec in (
-        RewardSpec("veason", veason.veason_reward, 0.0, veason.MAX_REWARD, "Veason-R1 §3(b)"),
-        RewardSpec("rcot_aks", rcot.aks_reward, 0.0, rcot.AKS_MAX, "RCoT-Seg §4(b) AKS"),
-        RewardSpec("rcot_ktg", rcot.ktg_reward, 0.0, rcot.KTG_MAX, "RCoT-Seg §4(b) KTG"),
-        RewardSpec("o3", o3.o3_reward, o3.MIN_REWARD, o3.MAX_REWARD_INTENDED, "VideoSEG-O3 §1(b)"),
-        RewardSpec("revseg", revseg.revseg_reward, 0.0, 3.0, "ReVSeg §2(b), inferred"),
+        RewardSpec(
+            "veason",
+            veason.veason_reward,
+            0.0,
+            veason.MAX_REWARD,
+            "Veason-R1 arXiv 2508.11538, rewards",
+        ),
+        RewardSpec(
+            "rcot_aks", rcot.aks_reward, 0.0, rcot.AKS_MAX, "RCoT-Seg arXiv 2605.07334, rewards AKS"
+        ),
+        RewardSpec(
+            "rcot_ktg", rcot.ktg_reward, 0.0, rcot.KTG_MAX, "RCoT-Seg arXiv 2605.07334, rewards KTG"
+        ),
+        RewardSpec(
+            "o3",
+            o3.o3_reward,
+            o3.MIN_REWARD,
+            o3.MAX_REWARD_INTENDED,
+            "VideoSEG-O3 arXiv 2606.06819, rewards",
+        ),
+        RewardSpec(
+            "revseg", revseg.revseg_reward, 0.0, 3.0, "ReVSeg arXiv 2512.02835, rewards, inferred"
+        ),
         RewardSpec("null", null.null_reward, -1.0, 1.0, "jaxseg zero-target term"),
     )
 }

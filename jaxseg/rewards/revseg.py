@@ -1,5 +1,5 @@
-"""ReVSeg rewards (RVS-page framework figure "Reward Manager" and training curves;
-seeds_methods.md §2(b)). The code is unreleased, so exact forms are UNKNOWN; each
+"""ReVSeg rewards (ReVSeg project page framework figure "Reward Manager" and training curves;
+ReVSeg arXiv 2512.02835 (rewards)). The code is unreleased, so exact forms are UNKNOWN; each
 choice below is the documented inference and is configurable.
 
   r_f  format in [0, 1]     fraction of the two rounds that are well-formed:

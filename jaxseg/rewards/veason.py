@@ -1,7 +1,7 @@
 """Veason-R1 rewards: R = R_f + R_k + R_s + R_u, each weight 1, total in [0, 5].
 
-Source: VEA-repo `verl/utils/reward_score/video_match_keyframe_sam_sft_mod.py`; VEA-paper
-§3 (see shared/reference/seeds_methods.md §3(b)).
+Source: Veason-R1 repo `verl/utils/reward_score/video_match_keyframe_sam_sft_mod.py`; Veason-R1
+paper (arXiv 2508.11538) §3.
 
   R_f in [0, 2]  1 for the think/answer structure + up to 1 for the answer JSON:
                  `keyframe_timestamp` is an int and `bbox_2d_list` a list; each

@@ -1,10 +1,10 @@
 """The jitted pieces of the sampler: prefill into a preallocated cache, the decode loop, and the
 small cache edits between turns. All take the model as `(graphdef, state)` so the weights are a
 jit argument (not a captured constant) and the compiled code is reused across weight updates
-(tunix's vanilla sampler, jax_anchors.md §1.1). The cache and the loop state are donated, so
+(tunix's `generate/sampler.py`). The cache and the loop state are donated, so
 XLA updates them in place.
 
-Decode loop (one `lax.while_loop` per turn, Gemma/tunix style, jax_anchors.md §1.1, §1.6):
+Decode loop (one `lax.while_loop` per turn, as gemma's `Sampler` and tunix's sampler):
 every iteration samples one token per row from the current logits, records it, then feeds it
 through the decoder (one slot for the whole batch at `cache.index`; the slot is valid only for
 rows that were still active), so after the loop the cache holds every generated token and a new

@@ -1,4 +1,4 @@
-"""SEG-aware logit calibration and the auxiliary mask loss (VideoSEG-O3, seeds_methods.md §1(e)).
+"""SEG-aware logit calibration and the auxiliary mask loss (VideoSEG-O3, arXiv 2606.06819).
 
 The policy gradient of a latent `[SEG]` token sees only log pi([SEG] | ctx), which says
 nothing about the mask it decodes to. VideoSEG-O3's released trainer
@@ -12,10 +12,10 @@ under the rollout's own binarised mask (R):
 
 F and R bilinearly resized to the grid first. A sample whose number of `[SEG]` tokens
 differs from its number of masks is left uncalibrated. The paper text only says pixel
-feedback enters token logits; the formula is the code's (§1(e) caveat).
+feedback enters token logits; the formula is the code's (VideoSEG-O3 arXiv 2606.06819, [SEG] decoding caveat).
 
 The auxiliary loss is the supervised BCE + Dice of the decoded masks against ground truth
-(§1(c) loss; Sa2VA's mask BCE weight 2.0 and naive Dice weight 0.5 with eps 1), scaled by
+(VideoSEG-O3 arXiv 2606.06819, training loss; Sa2VA's mask BCE weight 2.0 and naive Dice weight 0.5 with eps 1), scaled by
 lambda_seg = 0.2 (`res_loss_ratio`) in the GRPO stage.
 """
 

@@ -1,6 +1,6 @@
 """Frozen SAM2 image features per (clip, frame), fetched from the sidecar once and kept.
 
-The image encoder stays frozen in the PyTorch sidecar (issue #10); the [SEG] route needs its
+The image encoder stays frozen in the PyTorch sidecar; the [SEG] route needs its
 output only on each turn's keyframe, and a GRPO group asks for the same keyframes many times,
 so features are cached here on the host (LRU) as well as in the sidecar. They are gathered
 into the batch before the jitted step (static shapes, no callback inside the gradient).

@@ -1,6 +1,6 @@
 """The SEG-route GRPO loss: calibrated policy term, text-only KL, auxiliary mask loss.
 
-VideoSEG-O3 `trainer_videorl_cot.py::compute_loss` (seeds_methods.md §1(c), §1(e)):
+VideoSEG-O3 `trainer_videorl_cot.py::compute_loss` (arXiv 2606.06819: training, [SEG] decoding):
 
     logp~  = text log-probs with l_mask added at each [SEG]   (calibrate, switchable)
     loss   = agg(surrogate(logp~, A)) + beta * agg(KL(text logp, ref))     (KL before injection)

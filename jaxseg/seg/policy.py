@@ -1,11 +1,11 @@
 """The [SEG]-route policy: Qwen2.5-VL + projector + SAM2 mask decoder in one nnx module.
 
 Teacher-forced over a whole multi-turn rollout it gives what the SEG-route loss needs
-(seeds_methods.md §1(e) step 2): token log-probs, the last-layer hidden state at every
+(VideoSEG-O3 arXiv 2606.06819 ([SEG] decoding) step 2): token log-probs, the last-layer hidden state at every
 `[SEG]` (Sa2VA reads the hidden state *at* the `[SEG]` token), and the mask logits decoded
 from each of them on its turn's keyframe. Frozen SAM2 image features come in the batch
 (computed once per frame outside the jitted step); the projected `[SEG]` enters the decoder
-as one extra sparse prompt token (§1(e) "[SEG] -> mask decoding"), no point/box prompts.
+as one extra sparse prompt token (VideoSEG-O3 arXiv 2606.06819, [SEG] decoding "[SEG] -> mask decoding"), no point/box prompts.
 
 Decoder contract (jaxseg.models.sam2's `SAM2MaskDecoderModule`): called as
 ``decoder(image_embed [N, C, h, w], high_res_feats, extra_tokens [N, K, C], multimask=False)

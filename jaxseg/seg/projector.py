@@ -1,5 +1,5 @@
 """[SEG] hidden state -> SAM2 prompt token (VideoSEG-O3 / Sa2VA `text_hidden_fcs`,
-seeds_methods.md §1(a) step 6: Linear(h, h) -> ReLU -> Linear(h, 256))."""
+arXiv 2606.06819 (inference) step 6: Linear(h, h) -> ReLU -> Linear(h, 256))."""
 
 from __future__ import annotations
 

@@ -12,17 +12,17 @@ heads; random otherwise) and trained with the policy, the [SEG] projector, and f
 image features from the sidecar (`seg.encoder`: the sam2 backend config; model="tiny" is a
 randomly initialised encoder).
 
-Mask slots (`seg.sampled_frames`, default on, the released recipe §1(c)): every [SEG] is
+Mask slots (`seg.sampled_frames`, default on, the released recipe VideoSEG-O3 arXiv 2606.06819, training): every [SEG] is
 decoded on its turn's keyframe (the protocol's per-turn keyframe convention), and the final
 turn's last [SEG] is also decoded, memory-free, on each sampled (spatial) frame. The
 auxiliary BCE+Dice covers all of them; the sampled-frame masks give R_m
 (`O3Config.seg_mask_reward="decoded"`); calibration uses the keyframe slots only.
 
 Cold start: the oracle's o3 traces with `<RefSeg>[SEG]</RefSeg>` answers; loss = token-mean
-NLL + mask loss (BCE 2.0 + Dice 0.5, Sa2VA's Stage-I weights, §1(c)) of every mask slot
+NLL + mask loss (BCE 2.0 + Dice 0.5, Sa2VA's Stage-I weights, VideoSEG-O3 arXiv 2606.06819, training) of every mask slot
 against the GT.
 
-GRPO step (VideoSEG-O3 §1(c), §1(e)): P prompts x G episodes sampled with the Qwen policy ->
+GRPO step (VideoSEG-O3 arXiv 2606.06819, training and [SEG] decoding): P prompts x G episodes sampled with the Qwen policy ->
 teacher-forced pass decoding each [SEG] on its turn's keyframe (the rollout mask logits R,
 memory-free) -> the episode's turn masks (last [SEG] of each turn, sigmoid > 0.5 at native
 size) -> the final one propagated both ways by the mask backend as a mask prompt -> o3

@@ -1,8 +1,7 @@
 """One interface for mask propagation, shared by every backend (sam2 sidecar, classical, oracle).
 
 The seeds turn a keyframe plus boxes/points into masks over the whole clip with a frozen SAM2
-(Veason-R1's keyframe + box -> SAM2 masks, VideoSEG-O3's mask rewards; see
-/work/shared/reference/seeds_methods.md). Rewards, evaluation and the `segment` command all
+(Veason-R1's keyframe + box -> SAM2 masks, VideoSEG-O3's mask rewards). Rewards, evaluation and the `segment` command all
 speak this interface so a backend can be swapped without touching them.
 
 Conventions:

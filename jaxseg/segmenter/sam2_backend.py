@@ -8,7 +8,7 @@ process.
 Only torchvision-free sam2 modules are used (`sam2.build_sam`, `sam2.sam2_video_predictor`);
 `sam2.utils.transforms` / `SAM2ImagePredictor` need torchvision, which is not installed.
 
-How requests map onto SAM2 (sam2_eval.md A4, A5):
+How requests map onto SAM2 (sam2 1.1.0 `SAM2VideoPredictor`):
 - frames arrive in memory, so `init_state` gets them through a shim replacing
   `load_video_frames` with the same preprocessing as sam2's JPEG loader (PIL bicubic resize to
   image_size x image_size, /255, ImageNet mean/std);
@@ -57,7 +57,7 @@ CONFIGS = {
     "l": "configs/sam2.1/sam2.1_hiera_l.yaml",
 }
 
-# CI-sized hiera-t (sam2_eval.md A3): 4 hiera blocks, 1 memory-attention layer. A global-attention
+# CI-sized hiera-t (hydra overrides of `sam2.1_hiera_t.yaml`): 4 hiera blocks, 1 memory-attention layer. A global-attention
 # block may not open a stage (q-pool block), hence global_att_blocks=[3] with stages [1,1,2,1].
 TINY_OVERRIDES = [
     "++model.image_encoder.trunk.stages=[1,1,2,1]",
@@ -184,7 +184,7 @@ def preprocess_frames(frames: np.ndarray, image_size: int) -> torch.Tensor:
 
 @contextlib.contextmanager
 def _frames_loader(images: torch.Tensor, height: int, width: int):
-    """Make `init_state` take in-memory frames (sam2_eval.md A5, option 1)."""
+    """Make `init_state` take in-memory frames (patches `sam2_video_predictor.load_video_frames`)."""
     import sam2.sam2_video_predictor as svp
 
     def load(**_kw):

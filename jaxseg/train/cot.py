@@ -7,7 +7,7 @@ both come from this one function.
 
 Real datasets (`teacher_episodes`), the seeds' construction pipeline (VideoSEG-O3 builds
 VTS-CoT with large VLMs prompted with GT-annotated videos and filters the results,
-shared/reference/seeds_methods.md §1(c); RCoT-Seg/ReVSeg use teacher CoT the same way): a
+VideoSEG-O3 arXiv 2606.06819 (training); RCoT-Seg/ReVSeg use teacher CoT the same way): a
 teacher VLM plays the episodes while every image it is shown has the GT target outlined in
 green and the user turns carry a hint saying so (`HintedPolicy`); a trace is kept only when
 its answer matches the GT (`accept`). The hint parts are dropped from the written trace and
@@ -19,7 +19,7 @@ the reward and J of the episode. `conversation_from_record` rebuilds the chat me
 (images from the benchmark's frames); `sft_examples_from_jsonl` turns a written file into the
 SFT stage's examples (`sft.traces = <jsonl>`; "oracle" = the scripted oracle's traces).
 
-The seeds' filters (issue #17 item 4): `accept` (every turn parsed, no fallback, J >= min_j)
+The seeds' filters: `accept` (every turn parsed, no fallback, J >= min_j)
 plus `reward_ok` (the answer verified by the episode's reward: at least `min_reward` of the
 protocol's maximum); Veason-R1's stratified sampling (`stratified_positions`: round robin
 over referring/reasoning x single/multi-target); VideoSEG-O3's three ranked candidate
@@ -119,7 +119,7 @@ def o3_verified(episode: RecordedEpisode) -> bool:
 
 
 def stratified_positions(source, count: int, seed: int = 0) -> list[int]:
-    """Veason-R1's stratified sampling (seeds_methods.md §3(c)): `count` positions of a
+    """Veason-R1's stratified sampling (arXiv 2508.11538 (training)): `count` positions of a
     `SampleSource`, round robin over the strata (referring / reasoning) x (single / multi
     target), shuffled within each; a stratum that runs out drops out. Null expressions form
     their own stratum."""

@@ -1,7 +1,7 @@
 """Stage 0 for a from-scratch policy: referring grounding on single frames.
 
 The seeds start from Qwen2.5-VL, a model that already boxes what a phrase names
-(seeds_methods.md §1(c), §3(c): their cold-start SFT and GRPO assume that skill). A tiny
+(VideoSEG-O3 arXiv 2606.06819 (training), Veason-R1 arXiv 2508.11538 (training): their cold-start SFT and GRPO assume that skill). A tiny
 random-weight policy has no such prior, and the protocols' traces teach it slowly: a box is
 4 numbers among ~100 loss tokens of reasoning text, behind 8 frames of vision tokens. This
 stage gives it the base skill the way a VLM's pretraining does, on what the synthetic world

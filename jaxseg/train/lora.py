@@ -4,7 +4,7 @@ A targeted ``Linear`` (kernel ``W [in, out]``) becomes a :class:`LoRALinear` com
 ``y = x W + b + (alpha / r) * x A B`` with ``A [in, r]`` (He-uniform) and ``B [r, out]``
 (zeros), so the adapted model starts exactly equal to the base (Hu et al. 2021, the LoRA the
 seeds' cold starts use: Veason-R1 and RCoT-Seg r=8 via LLaMA-Factory, VideoSEG-O3 r=128,
-alpha=256; shared/reference/seeds_methods.md §1(c), §3(c), §4(c)). ``A``/``B`` are flax's
+alpha=256; arXiv 2606.06819 (training), Veason-R1 arXiv 2508.11538 (training), RCoT-Seg arXiv 2605.07334 (training)). ``A``/``B`` are flax's
 ``nnx.LoRA`` with ``nnx.LoRAParam`` variables, so ``nnx.Optimizer(model, tx,
 wrt=nnx.LoRAParam)`` (:func:`trainable`) trains only them and the base stays frozen.
 

@@ -1,5 +1,5 @@
 """Data mixes for GRPO prompts: RCoT-Seg samples its stage data single : multi-target 3:1
-(RCT-paper §4(c); seeds_methods.md §4(c)).
+(RCoT-Seg arXiv 2605.07334 (training)).
 
     order = MixedSteps.of(source, size=16, seed=0, single_multi=(3, 1))   # a grain Map
     step, positions = order.map(step)     # what jaxseg.data.pipeline.step_feed reads

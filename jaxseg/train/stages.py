@@ -1,5 +1,5 @@
 """GRPO as one run or as consecutive task runs (RCoT-Seg trains AKS, then KTG: two GRPO runs of
-500 and 1000 steps, RCT-paper §4(c); seeds_methods.md §4(c)).
+500 and 1000 steps, RCoT-Seg arXiv 2605.07334 (training)).
 
 Config (read by `Experiment.grpo`):
 

@@ -5,7 +5,7 @@ any batch its loss knows: a `StepLoss`, e.g. the [SEG] route's, jaxseg.seg.train
 The loss denominator of the *whole* step is computed on host from the masks first (it never
 depends on parameters), each micro-batch contributes ``grad(weighted_sum_total) / denom``,
 and the sum is applied once: the update equals the full-batch update (tunix's
-`WeightedMetric`, jax_anchors.md §1.1), whatever the micro-batch split.
+`WeightedMetric` in `tunix/sft/metrics`), whatever the micro-batch split.
 
 On a mesh (`mesh=`, jaxseg.parallel): each micro-batch is placed with its rows over
 data x fsdp, the gradients are pinned to their parameters' shardings and the update pins

@@ -112,7 +112,7 @@ class Experiment:
         remat = config.model.get("remat", "none")
         self.model = place(set_remat(self._model(), remat), self.mesh)
         self.protocol = make_protocol(config.protocol.name, **dict(config.protocol.config))
-        # evaluation sees only what a user has (issue #17): no GT-chosen frames
+        # evaluation sees only what a user has: no GT-chosen frames
         self.eval_protocol = make_eval_protocol(
             config.protocol.name,
             dict(config.protocol.config),

@@ -214,7 +214,7 @@ def test_a_written_trace_trains_like_the_in_memory_one(data, protocol):
         cot.conversation_from_record(cot.trace_record(episodes[0]), samples[1])
 
 
-# ----------------------------------------------------------------------------- issue #17 item 4
+# ----------------------------------------------------------------------------- teacher traces
 def test_sft_reads_a_teacher_jsonl(data, tmp_path):
     """Teacher pipeline (the oracle as the teacher stand-in, shown GT outlines + O3's ranked
     candidates) -> filtered JSONL -> `sft.traces=<jsonl>` -> the SFT stage trains on exactly

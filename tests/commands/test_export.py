@@ -1,4 +1,4 @@
-"""`jaxseg export` under faults (issue #18 item 3): temp folder + rename, a non-empty target
+"""`jaxseg export` under faults: temp folder + rename, a non-empty target
 refused without --overwrite (which replaces it whole), never into the run being read; plus
 --dtype, generation_config.json and the model card."""
 

@@ -1,4 +1,4 @@
-"""`jaxseg segment` under bad input (issue #18 item 7): a truncated or non-GIF file is a
+"""`jaxseg segment` under bad input: a truncated or non-GIF file is a
 one-line error with the real cause; an --out holding an earlier run's masks is refused
 without --overwrite, and --overwrite leaves no stale mask."""
 

@@ -1,6 +1,6 @@
 """VideoSEG-O3's real configs (Qwen3-VL-2B/4B + [SEG] + SAM2-Hiera-L heads): they build
 abstractly with the released parameter counts, plan on a v5p-32, and carry the released
-recipe's [SEG] settings (issue #17 item 2)."""
+recipe's [SEG] settings."""
 
 import numpy as np
 import pytest

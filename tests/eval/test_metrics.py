@@ -97,7 +97,8 @@ def test_empty_cases():
 
 
 def test_four_frame_clip_all_frame_protocol():
-    """sam2_eval.md §B5: GT [box, box, -, -], prediction [box+10, box, -, box+10]."""
+    """Worked with the unmodified DAVIS / VISA metric files: GT [box, box, -, -], prediction
+    [box+10, box, -, box+10]."""
     empty = np.zeros((H, W), dtype=bool)
     gt = np.stack([GT, GT, empty, empty])
     pred = np.stack([box(110, 100), GT, empty, box(110, 100)])

@@ -60,7 +60,7 @@ def test_format_fuzz_in_range(turns):
 
 def test_spatial_reward_multi_object_modes():
     """One box on one of two targets: full marks against the best box, partial against the
-    box enclosing both (issue #17 item 5)."""
+    box enclosing both."""
     gt = [[0, 0, 10, 10], [20, 0, 30, 10]]
     assert revseg.spatial_reward([0, 0, 10, 10], gt) == 1.0
     assert revseg.spatial_reward([0, 0, 10, 10], gt, "union") == pytest.approx(100 / 300)

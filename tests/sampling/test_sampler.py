@@ -1,5 +1,4 @@
-"""Sampler against transformers and against the trainer's teacher-forced forward (issue #4,
-items 1-4), stopping, bucketing, bad input and sharding, on a tiny random Qwen2.5-VL."""
+"""Sampler against transformers and against the trainer's teacher-forced forward, stopping, bucketing, bad input and sharding, on a tiny random Qwen2.5-VL."""
 
 from __future__ import annotations
 

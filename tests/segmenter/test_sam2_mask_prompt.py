@@ -33,7 +33,7 @@ def _square_mask(t_index: int, h: int = 64, w: int = 80) -> np.ndarray:
 
 
 def _sam2_reference(config, frames, keyframe, mask, monkeypatch):
-    """Plain sam2 API, frames fed through load_video_frames (sam2_eval.md A5)."""
+    """Plain sam2 API, frames fed through `load_video_frames`."""
     import sam2.sam2_video_predictor as svp
 
     pred = build_predictor(Sam2Config(**config))

@@ -1,4 +1,4 @@
-"""Sidecar faults (issue #18 item 5), on the torch-free classical backend: a crash while
+"""Sidecar faults, on the torch-free classical backend: a crash while
 restarting is retried with backoff, a refused connection is a SegmenterError, payloads are
 bounded by the header's arrays, an Infinity shape gets a reply, a stalled peer times out,
 connections are capped."""

@@ -1,4 +1,4 @@
-"""Faults injected into checkpoints and metrics (issue #18): flipped bytes, deleted or broken
+"""Faults injected into checkpoints and metrics: flipped bytes, deleted or broken
 metadata, half the files gone, a stray empty step folder, NaN steps vs keep-N rotation, a
 resumed run's metrics, the non-finite guard."""
 

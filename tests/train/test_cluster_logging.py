@@ -1,4 +1,4 @@
-"""Logging for clusters (issue #19 item 3): without a TTY (or with --no-progress) a training
+"""Logging for clusters: without a TTY (or with --no-progress) a training
 loop logs plain lines with level and timestamp every N steps instead of tqdm's bars; only
 process 0 logs; metrics go through one writer interface (JSONL, TensorBoard, W&B offline)."""
 

@@ -1,4 +1,4 @@
-"""Fault soak (issue #18, slow tier): GRPO with the SAM2 sidecar while the sidecar is killed
+"""Fault soak (slow tier): GRPO with the SAM2 sidecar while the sidecar is killed
 every few seconds, the trainer is SIGKILLed twice and one checkpoint is corrupted, ends with
 the metrics and weights of an undisturbed run (bench/fault_soak.py does the work)."""
 

@@ -1,4 +1,4 @@
-"""A run's config cannot drift (issue #19 item 2): a re-run on a workdir with another config
+"""A run's config cannot drift: a re-run on a workdir with another config
 is refused, naming the differing keys, unless --allow-config-change, which keeps a history."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 
 Expressions are written object-major, four per object in the order annotator-1 first-frame,
 annotator-1 full-video, annotator-2 first-frame, annotator-2 full-video; so
-`annotator = int(exp_id) % 4` (sam2_eval.md §B4.4). The published number is the mean of the
+`annotator = int(exp_id) % 4` (ReferFormer's `eval_davis.py`). The published number is the mean of the
 four annotators' J&F.
 """
 

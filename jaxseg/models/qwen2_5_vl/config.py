@@ -2,7 +2,7 @@
 
 Values are always taken from the file (never from transformers' class defaults, which differ from
 the released checkpoints: e.g. vision `tokens_per_second` defaults to 4 but the checkpoints use 2,
-text `rms_norm_eps` defaults to 1e-5 but the checkpoints use 1e-6; jax_anchors.md §3.1).
+text `rms_norm_eps` defaults to 1e-5 but the checkpoints use 1e-6).
 
 Two layouts are accepted:
 

@@ -2,7 +2,7 @@
 
 * `get_rope_index` (host, numpy): the 3-D (temporal, height, width) M-RoPE positions of a
   text + image + video prompt and the per-row `rope_deltas`, with the semantics of the pinned
-  transformers 5.23 `Qwen2_5_VLModel.get_rope_index` (jax_anchors.md §3.5).
+  transformers 5.23 `Qwen2_5_VLModel.get_rope_index`.
 * `text_rope_cos_sin` (jax): M-RoPE cos/sin for the decoder, `mrope_section` split contiguous.
 * `vision_rope_cos_sin` (jax): the 2-D axial RoPE of the vision tower.
 

@@ -5,7 +5,7 @@ patch embed (Conv3d with kernel = stride, written as one matmul over the process
 2-D RoPE, gated SiLU MLP with bias) where blocks in `fullatt_block_indexes` attend within each
 temporal slice and the others within windows -> patch merger (RMSNorm per patch, 4 patches
 concatenated, Linear-GELU(erf)-Linear) -> inverse permutation.
-Reference: transformers modeling_qwen2_5_vl.py; jax_anchors.md §3.2.
+Reference: transformers `modeling_qwen2_5_vl.py`, `Qwen2_5_VisionTransformerPretrainedModel`.
 """
 
 from __future__ import annotations

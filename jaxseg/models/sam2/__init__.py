@@ -1,7 +1,7 @@
 """SAM2's prompt encoder + mask decoder in Flax nnx (numerically sam2 1.1.0's torch modules).
 
 The image encoder stays frozen in the PyTorch sidecar; this package is the trainable head the
-[SEG] embedding is decoded with (Sa2VA / VideoSEG-O3, seeds_methods.md 1(e)).
+[SEG] embedding is decoded with (Sa2VA / VideoSEG-O3, arXiv 2606.06819 ([SEG] decoding)).
 
     from jaxseg.models.sam2 import SAM2MaskDecoderModule, preset, load_torch_weights
     cfg = preset("tiny")                       # C=32 toy; "hiera_tiny"/"hiera_large"(image_size=...)

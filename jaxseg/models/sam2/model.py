@@ -1,7 +1,7 @@
 """SAM2's prompt encoder + mask decoder as one nnx module: image features + prompts -> masks.
 
 This is the trainable part of the Sa2VA / VideoSEG-O3 [SEG] -> mask path
-(seeds_methods.md 1(e)): the frozen SAM2 image encoder runs in the sidecar
+(arXiv 2606.06819 ([SEG] decoding)): the frozen SAM2 image encoder runs in the sidecar
 (`SidecarClient.image_features`), the [SEG] hidden state, projected to C, is injected as an
 extra sparse prompt token, and this module decodes the keyframe mask, memory-free.
 """

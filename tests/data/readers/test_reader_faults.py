@@ -1,4 +1,4 @@
-"""Faults injected into benchmark files (issue #18 items 4 and 6): truncated mask RLEs, meta
+"""Faults injected into benchmark files: truncated mask RLEs, meta
 fields of the wrong type, frame/video names escaping the root, a truncated scene graph."""
 
 import json

@@ -1,5 +1,5 @@
-"""Full-model logits against transformers (fp32, eager attention): the issue's items 1, 3, 4, 7,
-plus the jit path and the KV-cache path (prefill + decode == full forward)."""
+"""Full-model logits against transformers (fp32, eager attention): text, images, video,
+left padding, plus the jit path and the KV-cache path (prefill + decode == full forward)."""
 
 from __future__ import annotations
 
