@@ -1,4 +1,4 @@
-"""Sampling filters (issue #4 item 5): top-k never leaves the top k, top-p keeps the smallest
+"""Sampling filters: top-k never leaves the top k, top-p keeps the smallest
 nucleus, temperature -> 0 is greedy, draws follow the filtered softmax, and the returned
 log-probs are the raw model distribution's."""
 
