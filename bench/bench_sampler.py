@@ -60,6 +60,12 @@ def main() -> int:
     ap.add_argument("--group", type=int, default=8, help="samples per prompt (G)")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the decode loop per sampling filter (ms per step): greedy = the "
+        "decoder step alone, the others add their filter's cost",
+    )
     args = ap.parse_args()
 
     import jax
@@ -231,6 +237,18 @@ def main() -> int:
         f"{h['total'] / api_s:.1f}x through the public API; prefill "
         f"{h['prefill'] / s['prefill']:.1f}x, decode {h['decode'] / s['decode']:.1f}x"
     )
+    if args.breakdown:
+        filters = {
+            "greedy (decoder step alone)": SamplingParams(temperature=0.0),
+            "temperature 1": SamplingParams(temperature=1.0),
+            "top-k 50": params,
+            "top-p 0.9 (sorts the vocabulary)": SamplingParams(temperature=1.0, top_p=0.9),
+        }
+        for name, p in filters.items():
+            params = p
+            jax_rollout([prompt], G)  # compiles this filter's loop
+            per_step = statistics.median(jax_rollout([prompt], G)["decode"] for _ in range(3)) / T
+            print(f"decode per step, {name:34s}: {1e3 * per_step:6.2f} ms")
     return 0
 
 

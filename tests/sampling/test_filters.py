@@ -138,3 +138,33 @@ def test_suppressed_tokens_are_never_emitted():
         assert not np.isin(np.asarray(tokens), params.suppress_tokens).any()
         raw = jax.nn.log_softmax(logits, axis=-1)  # reported log-probs stay unsuppressed
         np.testing.assert_allclose(logprob, raw[jnp.arange(64), tokens], rtol=1e-6)
+
+
+def _sorted_top_p_reference(logits, keys_, params):
+    """Top-p by sorting the whole vocabulary (the formula before the nucleus probe)."""
+    values, indices = jax.lax.top_k(logits, logits.shape[-1])
+    scaled = values / params.temperature
+    probs = jax.nn.softmax(scaled, axis=-1)
+    keep = ((jnp.cumsum(probs, -1) - probs) < params.top_p).at[..., 0].set(True)
+    scaled = jnp.where(keep, scaled, -jnp.inf)
+    choice = jax.vmap(jax.random.categorical)(keys_, scaled)
+    tokens = jnp.take_along_axis(indices, choice[:, None], -1)[:, 0]
+    sampling_lp = jnp.take_along_axis(jax.nn.log_softmax(scaled, -1), choice[:, None], -1)[:, 0]
+    return tokens, sampling_lp
+
+
+@pytest.mark.parametrize("sharpness", [6.0, 0.05])  # nucleus inside the probe / longer
+def test_top_p_probe_draws_what_the_full_sort_draws(sharpness):
+    from jaxseg.sampling.filters import NUCLEUS_PROBE
+
+    vocab, rows, params = 3000, 6, SamplingParams(temperature=0.9, top_p=0.9)
+    logits = jax.random.normal(jax.random.key(1), (rows, vocab)) * sharpness
+    probs = np.asarray(jax.nn.softmax(logits / params.temperature, -1))
+    nucleus = (np.cumsum(-np.sort(-probs, -1), -1) < params.top_p).sum(-1) + 1
+    assert (nucleus < NUCLEUS_PROBE).all() == (sharpness > 1)  # both branches are exercised
+    for seed in range(5):
+        k = keys(rows, seed)
+        tokens, _, sampling_lp = sample_tokens(logits, k, params)
+        ref_tokens, ref_lp = _sorted_top_p_reference(logits, k, params)
+        np.testing.assert_array_equal(tokens, ref_tokens)
+        np.testing.assert_allclose(sampling_lp, ref_lp, atol=1e-5, rtol=0)
