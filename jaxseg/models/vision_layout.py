@@ -19,6 +19,20 @@ import numpy as np
 PAD_SEGMENT = -1
 
 
+class PatchCounts:
+    """Patch counts of a family's `VisionLayout` (which has `rotary_ids [N, 2]` and
+    `full_segment_ids [N]`, N = patches including padding)."""
+
+    @property
+    def padded_patches(self) -> int:
+        return int(self.rotary_ids.shape[0])
+
+    @property
+    def real_patches(self) -> int:
+        """Patches of the grids, without padding (host only: reads the segment ids)."""
+        return int((np.asarray(self.full_segment_ids) != PAD_SEGMENT).sum())
+
+
 def check_grid(grid_thw: np.ndarray, merge: int) -> np.ndarray:
     """`grid_thw` as an int64 `[n, 3]` array; a ValueError when it is empty, not positive, or
     its h / w are not multiples of `spatial_merge_size`."""

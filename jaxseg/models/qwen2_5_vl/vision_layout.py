@@ -30,20 +30,12 @@ from __future__ import annotations
 import numpy as np
 from flax import struct
 
-from ..vision_layout import (
-    PAD_SEGMENT,
-    check_grid,
-    full_attention_cu_seqlens,
-    padded_count,
-    rotary_position_ids,
-    segment_blocks,
-    segments_from_cu,
-)
+from .. import vision_layout as common
 from .config import VisionConfig
 
 
 @struct.dataclass
-class VisionLayout:
+class VisionLayout(common.PatchCounts):
     """Index arrays for one call of the vision tower (all int32).
 
     window_index `[M]`: merged-token order inside the tower (original index at each slot).
@@ -72,15 +64,6 @@ class VisionLayout:
     # treedef per padding bucket
     num_patches: int = struct.field(pytree_node=False, default=0)
 
-    @property
-    def padded_patches(self) -> int:
-        return int(self.rotary_ids.shape[0])
-
-    @property
-    def real_patches(self) -> int:
-        """Patches of the grids, without padding (host only: reads the segment ids)."""
-        return int((np.asarray(self.full_segment_ids) != PAD_SEGMENT).sum())
-
 
 def window_index_and_cu_seqlens(
     grid_thw: np.ndarray, config: VisionConfig
@@ -94,7 +77,7 @@ def window_index_and_cu_seqlens(
     window_index: list[np.ndarray] = []
     cu = [0]
     offset = 0
-    for t, h, w in check_grid(grid_thw, merge):
+    for t, h, w in common.check_grid(grid_thw, merge):
         gh, gw = h // merge, w // merge
         index = np.arange(t * gh * gw).reshape(t, gh, gw)
         pad_h = win - gh % win
@@ -130,27 +113,27 @@ def vision_layout(
     `merger_window**2 * spatial_merge_unit`).
     """
     merge, unit = config.spatial_merge_size, config.spatial_merge_unit
-    grid = check_grid(grid_thw, merge)
+    grid = common.check_grid(grid_thw, merge)
     n = int((grid[:, 0] * grid[:, 1] * grid[:, 2]).sum())
     window_index, cu_window = window_index_and_cu_seqlens(grid, config)
     # Patch-level permutation: slot p of the working sequence holds original patch perm[p].
     perm = (window_index[:, None] * unit + np.arange(unit)[None, :]).reshape(-1)
-    rotary = rotary_position_ids(grid, merge)[perm]
+    rotary = common.rotary_position_ids(grid, merge)[perm]
     # Slots keep their temporal slice under the permutation (windows never cross slices), so
     # the position-based cu_seqlens of transformers and the slice of each patch agree.
-    window_seg = segments_from_cu(cu_window, n)
-    full_seg = segments_from_cu(full_attention_cu_seqlens(grid), n)
+    window_seg = common.segments_from_cu(cu_window, n)
+    full_seg = common.segments_from_cu(common.full_attention_cu_seqlens(grid), n)
 
-    n_pad = padded_count(n, pad_to, unit)
+    n_pad = common.padded_count(n, pad_to, unit)
     extra = n_pad - n
     m, m_pad = n // unit, n_pad // unit
     window_index = np.concatenate([window_index, np.arange(m, m_pad)])
-    window_seg = np.concatenate([window_seg, np.full(extra, PAD_SEGMENT, np.int32)])
-    full_seg = np.concatenate([full_seg, np.full(extra, PAD_SEGMENT, np.int32)])
+    window_seg = np.concatenate([window_seg, np.full(extra, common.PAD_SEGMENT, np.int32)])
+    full_seg = np.concatenate([full_seg, np.full(extra, common.PAD_SEGMENT, np.int32)])
     window_len = config.merger_window**2 * unit
     slice_len = int((grid[:, 1] * grid[:, 2]).max()) if slice_block_len is None else slice_block_len
-    w_gather, w_valid, w_inverse = segment_blocks(window_seg, window_len, num_window_blocks)
-    f_gather, f_valid, f_inverse = segment_blocks(full_seg, slice_len, num_slice_blocks)
+    w_gather, w_valid, w_inverse = common.segment_blocks(window_seg, window_len, num_window_blocks)
+    f_gather, f_valid, f_inverse = common.segment_blocks(full_seg, slice_len, num_slice_blocks)
     return VisionLayout(
         window_index=window_index.astype(np.int32),
         reverse_index=np.argsort(window_index, kind="stable").astype(np.int32),

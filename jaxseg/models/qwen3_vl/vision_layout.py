@@ -23,20 +23,12 @@ from __future__ import annotations
 import numpy as np
 from flax import struct
 
-from ..vision_layout import (
-    PAD_SEGMENT,
-    check_grid,
-    full_attention_cu_seqlens,
-    padded_count,
-    rotary_position_ids,
-    segment_blocks,
-    segments_from_cu,
-)
+from .. import vision_layout as common
 from .config import VisionConfig
 
 
 @struct.dataclass
-class VisionLayout:
+class VisionLayout(common.PatchCounts):
     """Index arrays for one call of the Qwen3-VL vision tower.
 
     rotary_ids `[N, 2]` int32; interp_indices `[N, 4]` int32 and interp_weights `[N, 4]`
@@ -53,15 +45,6 @@ class VisionLayout:
     full_valid: np.ndarray
     full_inverse: np.ndarray
     num_patches: int = struct.field(pytree_node=False, default=0)
-
-    @property
-    def padded_patches(self) -> int:
-        return int(self.rotary_ids.shape[0])
-
-    @property
-    def real_patches(self) -> int:
-        """Patches of the grids, without padding (host only: reads the segment ids)."""
-        return int((np.asarray(self.full_segment_ids) != PAD_SEGMENT).sum())
 
 
 def _axis_taps(index: np.ndarray, size: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,16 +98,16 @@ def vision_layout(
     `pad_to`: total patch count to pad to (a multiple of spatial_merge_unit, >= the real count).
     `num_slice_blocks` / `slice_block_len`: pad the attention block table to fixed sizes."""
     merge, unit = config.spatial_merge_size, config.spatial_merge_unit
-    grid = check_grid(grid_thw, merge)
+    grid = common.check_grid(grid_thw, merge)
     n = int((grid[:, 0] * grid[:, 1] * grid[:, 2]).sum())
-    n_pad = padded_count(n, pad_to, unit)
+    n_pad = common.padded_count(n, pad_to, unit)
     extra = n_pad - n
-    rotary = rotary_position_ids(grid, merge)
+    rotary = common.rotary_position_ids(grid, merge)
     indices, weights = interpolation_indices_and_weights(grid, config.num_grid_per_side, merge)
-    segments = segments_from_cu(full_attention_cu_seqlens(grid), n)
-    segments = np.concatenate([segments, np.full(extra, PAD_SEGMENT, np.int32)])
+    segments = common.segments_from_cu(common.full_attention_cu_seqlens(grid), n)
+    segments = np.concatenate([segments, np.full(extra, common.PAD_SEGMENT, np.int32)])
     slice_len = int((grid[:, 1] * grid[:, 2]).max()) if slice_block_len is None else slice_block_len
-    gather, valid, inverse = segment_blocks(segments, slice_len, num_slice_blocks)
+    gather, valid, inverse = common.segment_blocks(segments, slice_len, num_slice_blocks)
     return VisionLayout(
         rotary_ids=np.concatenate([rotary, np.zeros((extra, 2), np.int64)]).astype(np.int32),
         interp_indices=np.concatenate([indices, np.zeros((extra, 4), np.int32)]),
