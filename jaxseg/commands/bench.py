@@ -26,8 +26,8 @@ QUICK: dict[str, tuple[list[str], int]] = {
     "group_kv": (["--prompt", "4096", "--repeats", "1"], 80),
     "grpo_step": (["--presets", "tiny,small", "--repeats", "2"], 110),
     "reward_overlap": (["--backend", "classical", "--repeats", "1", "--new-tokens", "16"], 80),
-    "sam2_decoder": ([], 30),
-    "sidecar": ([], 50),
+    "sam2_decoder": (["--preset", "tiny", "--repeats", "3"], 30),
+    "sidecar": (["--frames", "8", "--reps", "2"], 50),
 }
 
 
