@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from .layers import masked_softmax_attention
+
 
 @struct.dataclass
 class KVCache:
@@ -145,12 +147,19 @@ def grouped_attention(
     prefix: tuple[jax.Array, jax.Array, jax.Array] | None = None,
 ) -> jax.Array:
     """Grouped-query attention of q `[B, L, H, D]` over k/v `[B, S, KV, D]` (KV heads shared by
-    H // KV query heads, not repeated), mask `[B, 1, L, S]`; with `prefix = (pk [P, KV, S_p, D],
-    pv, pmask [P, S_p])` also over each row's shared prefix (`attend_two_part`).
-    Scores in q's dtype, softmax in float32 (transformers' eager attention). Returns
-    `[B, L, H, D]`."""
+    H // KV query heads), mask `[B, 1, L, S]`; with `prefix = (pk [P, KV, S_p, D], pv,
+    pmask [P, S_p])` also over each row's shared prefix (`attend_two_part`).
+    A decode step (L = 1) does not repeat the KV heads (fused multiply-reduces over the cache,
+    `_grouped_scores`); longer queries without a prefix use `layers.masked_softmax_attention`
+    over repeated heads. Scores in q's dtype, softmax in float32 (transformers' eager
+    attention). Returns `[B, L, H, D]`."""
     b, length, h, d = q.shape
     kv = k.shape[2]
+    if prefix is None and length > 1:
+        # prefill / teacher forcing: repeated heads in plain batched GEMMs run ~2x faster on
+        # XLA:CPU than the grouped einsum (measured at [8, 306] queries)
+        rep = lambda x: jnp.repeat(x, h // kv, axis=2)  # noqa: E731
+        return masked_softmax_attention(q, rep(k), rep(v), mask, scale)
     qg = q.reshape(b, length, kv, h // kv, d)
     scale = jnp.asarray(scale, q.dtype)
     scores = _grouped_scores(qg, k) * scale
