@@ -46,7 +46,9 @@ def grpo_batch(image_batch):
                 "ref_logp": -5.7 + 0.3 * rng.standard_normal(n),
             }
         )
-    return make_policy_batch(examples, config=tiny_config(), length_buckets=(32,), patch_buckets=(64,))
+    return make_policy_batch(
+        examples, config=tiny_config(), length_buckets=(32,), patch_buckets=(64,)
+    )
 
 
 def _update(model, batch, mesh=None):
