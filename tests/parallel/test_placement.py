@@ -53,7 +53,7 @@ def _config(data_root, mesh_shape=None, extra=()):
     return config
 
 
-def _experiment(config, workdir, processor_from=None):
+def _experiment(config, workdir, processor_from=None, allow_config_change=False):
     """An Experiment; `processor_from`: a run whose processor files to reuse (building the
     tokenizer again costs seconds and gives the same files)."""
     from jaxseg.train.trainer import Experiment
@@ -61,7 +61,7 @@ def _experiment(config, workdir, processor_from=None):
     source = None if processor_from is None else processor_from / "processor"
     if source is not None and source.is_dir() and not (workdir / "processor").exists():
         shutil.copytree(source, workdir / "processor")
-    return Experiment(config, workdir, progress=False)
+    return Experiment(config, workdir, progress=False, allow_config_change=allow_config_change)
 
 
 def _params(model) -> dict:
@@ -184,7 +184,10 @@ def test_checkpoint_from_one_mesh_resumes_on_another(sft_runs):
     shutil.copytree(root / "m222", root / "m124")
     plain.config.sft.steps = 2  # the plain run resumes from its own step-0 checkpoint
     plain.sft()
-    moved = _experiment(_config(root / "data", (1, 2, 4), ["sft.steps=2"]), root / "m124")
+    # one more step than the saved run had: a config change the run must be told to accept
+    moved = _experiment(
+        _config(root / "data", (1, 2, 4), ["sft.steps=2"]), root / "m124", allow_config_change=True
+    )
     moved.sft()
     assert sorted(_losses(root / "m124", "sft")) == [0, 1]  # step 0 came from the checkpoint
     _assert_on_abstract_targets(moved.model, moved.mesh)
