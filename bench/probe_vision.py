@@ -181,7 +181,11 @@ def main() -> int:
         train = make(args.train_items or 2000)
     if args.task == "scene-box" and not args.train_items:
         raise SystemExit("scene-box draws from a benchmark: give --train-items")
-    examples = [exp.encoder.encode(conversation(x, True)).as_example() for x in train]
+    examples = (  # a stream encodes its items per step; `train` then only sets the prior
+        [exp.encoder.encode(conversation(x, True)).as_example() for x in train]
+        if args.train_items
+        else []
+    )
     opt_cfg = OptimizerConfig(
         learning_rate=args.lr,
         warmup_steps=args.warmup,
@@ -209,8 +213,14 @@ def main() -> int:
     t0 = time.time()
     loss = float("nan")
     for step in range(1, args.steps + 1):
-        idx = rng.choice(len(examples), args.batch, replace=False)
-        batch = exp.batches([examples[j] for j in idx], args.batch)
+        if args.train_items:
+            idx = rng.choice(len(examples), args.batch, replace=False)
+            chosen = [examples[j] for j in idx]
+        else:
+            chosen = [
+                exp.encoder.encode(conversation(x, True)).as_example() for x in make(args.batch)
+            ]
+        batch = exp.batches(chosen, args.batch)  # one micro-batch: the step accumulates a list
         loss = float(train_step(exp.model, optimizer, batch, SFTLoss())["loss"])
         if step % args.eval_every == 0 or step == args.steps:
             evaluate(step, loss, time.time() - t0)
