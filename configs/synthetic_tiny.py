@@ -57,6 +57,9 @@ def get_config(arg=None):
     # `base=random` (or another family) start from random weights
     shipped = a.base == "shipped" and a.family == "qwen3_vl" and not a.quick
     c.model.init = "shipped:qwen3_vl_tiny" if shipped else "random"
+    # who draws random weights: "jaxseg" (our initialiser) or "transformers" (the HF class's
+    # own `_init_weights` under torch.manual_seed(seed); needs torch)
+    c.model.initializer = "jaxseg"
     c.model.dtype = "float32"
     c.model.remat = "none"  # none | dots_saveable | full (per block, training only)
     # "synthetic" (built), a processor dir (tokenizer.json + processor_config.json), or the

@@ -223,3 +223,27 @@ def load_pretrained(directory: str | Path, **kw) -> nnx.Module:
 def save_pretrained(model, out_dir, reference_dir=None, **kw):
     """Writes `model` as an HF checkpoint of its family (transformers loads it)."""
     return family_of(model).save_pretrained(model, out_dir, reference_dir, **kw)
+
+
+def redraw_with_transformers(model, seed: int, **kw) -> nnx.Module:
+    """`model`'s architecture with fresh random weights drawn by transformers' own initialiser
+    (`torch.manual_seed(seed)`, then the HF class's constructor runs its `_init_weights`),
+    brought in through the HF checkpoint path. Same distributions as our own initialiser
+    (normal(initializer_range) matrices and embeddings, zero biases, unit norms); a second,
+    independent draw for runs whose start matters (a from-scratch base crossing the location
+    plateau, README). `dtype`, `param_dtype` as `load_pretrained`. Needs torch."""
+    import tempfile
+
+    import torch
+    import transformers
+
+    with tempfile.TemporaryDirectory(prefix="jaxseg_redraw_") as tmp:
+        ours, theirs = Path(tmp) / "ours", Path(tmp) / "theirs"
+        save_pretrained(model, ours)  # config.json: the architecture, as transformers reads it
+        config = transformers.AutoConfig.from_pretrained(ours)
+        torch.manual_seed(seed)
+        hf_model = getattr(transformers, config.architectures[0])(config)
+        hf_model.save_pretrained(theirs)
+        for name in ("tokenizer.json", "tokenizer_config.json"):  # nothing else is needed
+            (theirs / name).unlink(missing_ok=True)
+        return load_pretrained(theirs, **kw)

@@ -23,8 +23,9 @@ the sides the protocols show), written as the protocols write them. The answer f
 ``box``/``boxes``/``absent`` is the protocols' `bbox_2d_list` / "no target", so SFT starts from
 a policy that already speaks it.
 
-A curriculum (`CurriculumConfig.phases`) changes the task mix over steps: location first
-(``cell`` on frames with few objects), then boxes, then the full mix. Location is the plateau:
+A curriculum (`CurriculumConfig`) changes the task mix and the scenes over steps: location
+first (``cell`` on single-object frames), then ``cell`` among a few objects, then boxes, then
+the full mix on full scenes. Location is the plateau:
 a from-scratch policy's answer token first attends to all visual tokens alike, and their mean
 carries no position, so a one-token location answer (the densest signal there is) comes
 before multi-token boxes. Every batch
@@ -85,29 +86,54 @@ class BaseItem:
 
 @dataclasses.dataclass(frozen=True)
 class CurriculumConfig:
-    """weights: task -> sampling weight, per phase; phases: (first step, weights) sorted by
-    step. image_sizes: shown sides S. max_objects_early: before `full_scene_step`, frames are
-    drawn from scenes of at most this many objects (location before clutter)."""
+    """phases: (first step, task -> sampling weight), sorted by step. scenes: (first step,
+    `SynthConfig` overrides) sorted by step: what the frames of that stretch look like (one
+    object on a plain background first: location before binding a phrase to one of several,
+    before clutter). image_sizes: shown sides S.
+
+    The default is the location-first schedule: `cell` on single-object frames (the locate
+    probe's task, which a tiny Qwen3-VL learns in ~1000-1500 steps), then `cell` among 2-3
+    objects (the phrase now picks one: binding), then boxes, then the full mix on full scenes.
+    """
 
     phases: tuple[tuple[int, dict[str, float]], ...] = (
         (0, {"cell": 1.0}),
-        (1500, {"cell": 0.3, "box": 0.7}),
+        (2000, {"cell": 0.7, "colour": 0.15, "count": 0.15}),
+        (4000, {"cell": 0.3, "box": 0.5, "colour": 0.1, "count": 0.1}),
         (
-            3000,
+            6500,
             {"cell": 0.1, "box": 0.5, "boxes": 0.1, "absent": 0.1, "count": 0.1, "colour": 0.1},
         ),
     )
+    scenes: tuple[tuple[int, dict[str, Any]], ...] = (
+        (0, {"objects": (1, 1), "textured_prob": 0.0}),
+        (2000, {"objects": (2, 3), "textured_prob": 0.0}),
+        (4000, {"objects": (2, 4)}),
+        (6500, {}),
+    )
     image_sizes: tuple[int, ...] = (112, 140)
-    max_objects_early: int = 3
-    full_scene_step: int = 3000
     frames_per_video: int = 4
 
     def weights_at(self, step: int) -> dict[str, float]:
-        current = self.phases[0][1]
-        for start, weights in self.phases:
-            if step >= start:
-                current = weights
-        return current
+        return _phase_at(self.phases, step)
+
+    def synth_at(self, step: int, synth: SynthConfig) -> SynthConfig:
+        """`synth` with the overrides of the scene phase `step` is in."""
+        overrides = _phase_at(self.scenes, step) if self.scenes else {}
+        return dataclasses.replace(synth, **{k: _as_field(v) for k, v in overrides.items()})
+
+
+def _phase_at(phases, step: int):
+    current = phases[0][1]
+    for start, value in phases:
+        if step >= start:
+            current = value
+    return current
+
+
+def _as_field(value):
+    # configs hand ranges over as lists; SynthConfig's ranges are tuples
+    return tuple(value) if isinstance(value, list) else value
 
 
 def cell_of(box: np.ndarray, size: int) -> str:
@@ -293,9 +319,7 @@ class BaseStream:
         tasks = list(weights)
         p = np.asarray([weights[t] for t in tasks], np.float64)
         p /= p.sum()
-        synth = self.synth
-        if step < c.full_scene_step:
-            synth = dataclasses.replace(synth, objects=(synth.objects[0], c.max_objects_early))
+        synth = c.synth_at(step, self.synth)
         items: list[BaseItem] = []
         v = step * self.videos_per_batch(batch_size)
         attempts = 0
@@ -317,10 +341,13 @@ class BaseStream:
         return items[:batch_size]
 
 
-def eval_items(seed: int, split: str, count: int, task: str, size: int = 112) -> list[BaseItem]:
-    """`count` held-out items of one task from videos of `split` (full scenes)."""
+def eval_items(
+    seed: int, split: str, count: int, task: str, size: int = 112, synth: SynthConfig | None = None
+) -> list[BaseItem]:
+    """`count` held-out items of one task from videos of `split` (full scenes unless `synth`
+    says otherwise)."""
     rng = np.random.default_rng([seed, 7919])
-    synth = SynthConfig()
+    synth = synth or SynthConfig()
     items: list[BaseItem] = []
     v = 0
     while len(items) < count:

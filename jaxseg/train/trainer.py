@@ -49,7 +49,7 @@ from jaxseg.data.tokenizer import (
     save_processor,
     special_token_ids,
 )
-from jaxseg.models.family import get_family, load_pretrained, shipped_base
+from jaxseg.models.family import get_family, load_pretrained, redraw_with_transformers, shipped_base
 from jaxseg.models.remat import set_remat
 from jaxseg.parallel.distributed import initialize
 from jaxseg.parallel.hosts import Discard, barrier, is_writer, local_mesh, local_replica
@@ -164,7 +164,8 @@ class Experiment:
 
     def _model(self) -> nnx.Module:
         """The policy: `model.init` (an HF checkpoint dir, any family) or a random
-        `model.family` preset of `model.size` for the run's tokenizer."""
+        `model.family` preset of `model.size` for the run's tokenizer, its weights drawn by
+        our initialiser or, with `model.initializer = "transformers"`, by transformers'."""
         m = self.config.model
         dtype = jnp.dtype(m.dtype)
         param_dtype = jnp.dtype(m.get("param_dtype", m.dtype))  # e.g. fp32 masters, bf16 compute
@@ -188,9 +189,19 @@ class Experiment:
             pad_token_id=ids["pad_token_id"],
             bos_token_id=ids["bos_token_id"],
         )
-        return family.build(
+        model = family.build(
             cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(int(self.config.seed))
         )
+        initializer = m.get("initializer", "jaxseg")
+        if initializer not in ("jaxseg", "transformers"):
+            raise ValueError(
+                f"model.initializer={initializer!r}: choose 'jaxseg' or 'transformers'"
+            )
+        if initializer == "transformers":  # transformers' own draw
+            model = redraw_with_transformers(
+                model, int(self.config.seed), dtype=dtype, param_dtype=param_dtype
+            )
+        return model
 
     def source(self, split: str) -> SampleSource:
         if split not in self._sources:
@@ -310,23 +321,27 @@ class Experiment:
             path.write_text(json.dumps(self.grounding_eval(), indent=2))
         return out
 
+    def _base_curriculum(self):
+        """The base curriculum `pretrain.base` configures (jaxseg.train.base_tasks)."""
+        from .base_tasks import CurriculumConfig
+
+        b = self.config.pretrain.base
+        return CurriculumConfig(
+            phases=tuple((int(k), dict(v)) for k, v in b.phases),
+            scenes=tuple((int(k), dict(v)) for k, v in b.scenes),
+            image_sizes=tuple(b.image_sizes),
+        )
+
     def _base_stream(self):
         """(step, indices) -> those items of that step's batch of the base curriculum,
         encoded: a pure function of (seed, step), so a resume sees the same stream
         (every host draws the whole step, then encodes only its share)."""
-        from .base_tasks import BaseStream, CurriculumConfig
+        from .base_tasks import BaseStream
 
         c = self.config.pretrain
         b = c.base
         stream = BaseStream(
-            seed=int(b.seed),
-            split=b.train_split,
-            curriculum=CurriculumConfig(
-                phases=tuple((int(k), dict(v)) for k, v in b.phases),
-                image_sizes=tuple(b.image_sizes),
-                max_objects_early=int(b.max_objects_early),
-                full_scene_step=int(b.full_scene_step),
-            ),
+            seed=int(b.seed), split=b.train_split, curriculum=self._base_curriculum()
         )
 
         def examples_at(step: int, indices: list[int]) -> list[dict]:
@@ -340,20 +355,30 @@ class Experiment:
 
         return examples_at
 
-    def base_eval(self, count: int | None = None) -> dict[str, Any]:
+    def base_eval(self, count: int | None = None, step: int | None = None) -> dict[str, Any]:
         """Greedy answers of the current policy on held-out base items (videos of the base's
-        eval split, never trained on), per task, next to each task's trivial prior."""
+        eval split, never trained on, full scenes), per task, next to each task's trivial
+        prior. Given the training `step` while the curriculum still shows simpler scenes, also
+        `cell@scenes`: the cell task on held-out frames drawn like that step's training frames
+        (progress inside an early phase, which full scenes do not show)."""
+        from jaxseg.data.synth.world import SynthConfig
+
         from . import base_tasks
 
         c = self.config.pretrain
         b = c.base
         n = int(count or c.eval_items)
         policy = self.policy(sampling=SamplingParams(temperature=0.0), max_new_tokens=64, seed=0)
+        runs = [(task, task, None) for task in b.eval_tasks]
+        if step is not None:
+            scenes = self._base_curriculum().synth_at(step, SynthConfig())
+            if scenes != SynthConfig():
+                runs.append(("cell@scenes", "cell", scenes))
         out: dict[str, Any] = {}
-        for task in b.eval_tasks:
-            items = base_tasks.eval_items(int(b.seed), b.eval_split, n, task)
+        for name, task, synth in runs:
+            items = base_tasks.eval_items(int(b.seed), b.eval_split, n, task, synth=synth)
             texts = policy.respond(policy.start([x.conversation(with_answer=False) for x in items]))
-            out[task] = base_tasks.score(task, texts, items)
+            out[name] = base_tasks.score(task, texts, items)
         return out
 
     def grounding_eval(self, count: int | None = None) -> dict[str, float]:
@@ -407,7 +432,7 @@ class Experiment:
             if self.config.pretrain.get("curriculum", "grounding") == "base":
                 return {
                     f"{task}/{k}": v
-                    for task, row in self.base_eval().items()
+                    for task, row in self.base_eval(step=step).items()
                     for k, v in row.items()
                     if isinstance(v, float)
                 }

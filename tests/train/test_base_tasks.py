@@ -120,10 +120,25 @@ def test_stream_is_a_pure_function_of_seed_and_step():
     assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b, strict=True))
     c = stream.batch(8, 6)
     assert any(not np.array_equal(x.image, y.image) for x, y in zip(a, c, strict=True))
-    early = bt.CurriculumConfig()
-    assert early.weights_at(0) == {"cell": 1.0}  # location first
-    assert set(early.weights_at(early.full_scene_step)) == set(bt.TASKS)
+    curriculum = bt.CurriculumConfig()
+    assert curriculum.weights_at(0) == {"cell": 1.0}  # location first
+    last = curriculum.phases[-1][0]
+    assert set(curriculum.weights_at(last)) == set(bt.TASKS)
     assert {x.task for x in stream.batch(0, 8)} == {"cell"}
+
+
+def test_scene_phases_set_what_the_frames_show():
+    curriculum = bt.CurriculumConfig()
+    stream = bt.BaseStream(seed=5, split="base_train", curriculum=curriculum)
+    # first phase: one object on a plain background, so every cell answer names that object
+    assert curriculum.synth_at(0, SynthConfig()).objects == (1, 1)
+    for item in stream.batch(0, 8):
+        assert item.boxes.shape == (1, 4)
+    last = curriculum.scenes[-1][0]
+    assert curriculum.synth_at(last, SynthConfig()) == SynthConfig()
+    # a config's lists become the generator's tuples
+    listed = bt.CurriculumConfig(scenes=((0, {"objects": [2, 3]}),))
+    assert listed.synth_at(0, SynthConfig()).objects == (2, 3)
 
 
 def test_held_out_videos_are_not_training_videos():
