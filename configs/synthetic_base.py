@@ -46,12 +46,12 @@ def get_config(arg=None):
             train_split="base_train",
             eval_split="base_heldout",
             image_sizes=(112, 140),  # what the protocols show (Veason 112, O3 keyframes 140)
-            # (first step, task weights) and (first step, scene overrides): location first on
-            # one object, then the phrase picks one of 2-3 (binding), then boxes, then the full
-            # mix on full scenes (jaxseg.train.base_tasks.CurriculumConfig's default).
+            # (first step, task weights) and (first step, scene overrides): location first
+            # (the probe's squares, then one world object), then the phrase picks one of 2-3
+            # (binding), then boxes, then the full mix on full scenes (jaxseg.train.base_tasks.CurriculumConfig's default).
             phases=tuple((k, dict(v)) for k, v in CurriculumConfig().phases),
             scenes=tuple((k, dict(v)) for k, v in CurriculumConfig().scenes),
-            eval_tasks=("cell", "box", "boxes", "absent", "count", "colour"),
+            eval_tasks=("square", "cell", "box", "boxes", "absent", "count", "colour"),
         )
     )
     return c

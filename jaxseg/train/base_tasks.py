@@ -7,7 +7,9 @@ model / cold start). A random-weight policy has none of it, so the base is pretr
 endless stream of fresh synthetic frames (`generate_video` under its own seed and split, never
 the benchmark's videos) with these single-frame tasks:
 
-* ``cell``: 'Which cell [of a 4x4 grid, A-P] holds the centre of the red circle?' -> one letter:
+* ``square``: the locate probe's frame (one bright square of side S/8 on a dark plain
+  background, no video), asked in the fewest words: location with nothing else to learn;
+* ``cell``: 'Which 4x4 grid cell (A-P, row by row) holds the centre of the red circle?' -> a letter:
   location alone, answered in one token;
 * ``box``: 'Query: "the red circle". Box every match in the SxS image as [[x1, y1, x2, y2], ...],
   or answer no target.' -> ``[[x1, y1, x2, y2]]`` for the one object the phrase names in that
@@ -49,16 +51,17 @@ from jaxseg.eval.metrics import box_iou
 from jaxseg.protocols.annotations import box_of, resize_image, scale_boxes
 from jaxseg.protocols.policy import Message, image_part, message, text_part
 
-TASKS = ("cell", "box", "boxes", "absent", "count", "colour")
+TASKS = ("square", "cell", "box", "boxes", "absent", "count", "colour")
 BOX_PROMPT = (
     'Query: "the {phrase}". Box every match in the {S}x{S} image as [[x1, y1, x2, y2], ...], '
     "or answer no target."
 )
-CELL_PROMPT = (
-    "Split the image into a 4x4 grid, cells A-D in the top row to M-P in the bottom row. "
-    "Which cell holds the centre of the {phrase}? Answer with one letter."
-)
+# short on purpose: at first the answer token attends to every token alike, so the shorter the
+# text around the 16 visual tokens, the larger their share of the signal
+CELL_PROMPT = "Which 4x4 grid cell (A-P, row by row) holds the centre of the {phrase}?"
 CELLS = "ABCDEFGHIJKLMNOP"
+# the shortest question of all, for the first steps (the locate probe asks with no words at all)
+SQUARE_PROMPT = "Which 4x4 grid cell (A-P) holds the square?"
 COUNT_PROMPT = "How many {plural} are in the image? Answer with a number."
 COLOUR_PROMPT = "What colour is the {phrase}? Answer with one word."
 NO_TARGET = "no target"
@@ -91,28 +94,30 @@ class CurriculumConfig:
     object on a plain background first: location before binding a phrase to one of several,
     before clutter). image_sizes: shown sides S.
 
-    The default is the location-first schedule: `cell` on single-object frames (the locate
-    probe's task, which a tiny Qwen3-VL learns in ~1000-1500 steps), then `cell` among 2-3
-    objects (the phrase now picks one: binding), then boxes, then the full mix on full scenes.
+    The default is the location-first schedule: `square` (the locate probe's task, which a
+    tiny Qwen3-VL learns in ~1000-1500 steps), then `cell` on single-object world frames, then
+    `cell` among 2-3 objects (the phrase now picks one: binding), then boxes, then the full mix
+    on full scenes.
     """
 
     phases: tuple[tuple[int, dict[str, float]], ...] = (
-        (0, {"cell": 1.0}),
-        (2000, {"cell": 0.7, "colour": 0.15, "count": 0.15}),
-        (4000, {"cell": 0.3, "box": 0.5, "colour": 0.1, "count": 0.1}),
+        (0, {"square": 1.0}),
+        (1500, {"square": 0.3, "cell": 0.7}),
+        (2500, {"cell": 0.7, "colour": 0.15, "count": 0.15}),
+        (4500, {"cell": 0.3, "box": 0.5, "colour": 0.1, "count": 0.1}),
         (
-            6500,
+            7000,
             {"cell": 0.1, "box": 0.5, "boxes": 0.1, "absent": 0.1, "count": 0.1, "colour": 0.1},
         ),
     )
     scenes: tuple[tuple[int, dict[str, Any]], ...] = (
         (0, {"objects": (1, 1), "textured_prob": 0.0}),
-        (2000, {"objects": (2, 3), "textured_prob": 0.0}),
-        (4000, {"objects": (2, 4)}),
-        (6500, {}),
+        (2500, {"objects": (2, 3), "textured_prob": 0.0}),
+        (4500, {"objects": (2, 4)}),
+        (7000, {}),
     )
     image_sizes: tuple[int, ...] = (112, 140)
-    frames_per_video: int = 4
+    frames_per_video: int = 2  # frames of one video are alike: fewer, more videos
 
     def weights_at(self, step: int) -> dict[str, float]:
         return _phase_at(self.phases, step)
@@ -146,6 +151,18 @@ def cell_of(box: np.ndarray, size: int) -> str:
 
 
 # ----------------------------------------------------------------------------- one frame
+def square_item(rng, size: int, key: str) -> BaseItem:
+    """The locate probe's item: a bright square of side `size // 8` at a uniform position on a
+    dark plain background [S, S, 3], and the 4x4 cell of its centre."""
+    image = np.zeros((size, size, 3), np.uint8) + rng.integers(0, 80, 3).astype(np.uint8)
+    s = size // 8
+    cx, cy = (int(v) for v in rng.integers(s // 2, size - s // 2, 2))
+    x0, y0 = cx - s // 2, cy - s // 2
+    image[y0 : y0 + s, x0 : x0 + s] = rng.integers(120, 256, 3).astype(np.uint8)
+    box = np.array([[x0, y0, x0 + s, y0 + s]], np.int64)
+    return BaseItem(image, "square", SQUARE_PROMPT, cell_of(box[0], size), box, key)
+
+
 def _frame_objects(video, t: int) -> list[dict[str, Any]]:
     """Objects visible in frame t with their attributes there and their visible box."""
     out = []
@@ -220,6 +237,8 @@ def _absent_filter(rng, objs: list[dict], video) -> dict[str, str] | None:
 def make_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | None:
     """One item of `task` on frame t of `video` shown at `size` px, or None when the frame
     does not support it."""
+    if task == "square":
+        return square_item(rng, size, key)
     objs = _frame_objects(video, t)
     hw = video.frames.shape[1:3]
     image = resize_image(video.frames[t], size)

@@ -121,18 +121,19 @@ def test_stream_is_a_pure_function_of_seed_and_step():
     c = stream.batch(8, 6)
     assert any(not np.array_equal(x.image, y.image) for x, y in zip(a, c, strict=True))
     curriculum = bt.CurriculumConfig()
-    assert curriculum.weights_at(0) == {"cell": 1.0}  # location first
+    assert curriculum.weights_at(0) == {"square": 1.0}  # location first
     last = curriculum.phases[-1][0]
-    assert set(curriculum.weights_at(last)) == set(bt.TASKS)
-    assert {x.task for x in stream.batch(0, 8)} == {"cell"}
+    assert set(curriculum.weights_at(last)) == set(bt.TASKS) - {"square"}
+    assert {x.task for x in stream.batch(0, 8)} == {"square"}
 
 
 def test_scene_phases_set_what_the_frames_show():
     curriculum = bt.CurriculumConfig()
     stream = bt.BaseStream(seed=5, split="base_train", curriculum=curriculum)
-    # first phase: one object on a plain background, so every cell answer names that object
-    assert curriculum.synth_at(0, SynthConfig()).objects == (1, 1)
-    for item in stream.batch(0, 8):
+    # early phases: one object on a plain background, so every cell answer names that object
+    step = curriculum.phases[1][0]
+    assert curriculum.synth_at(step, SynthConfig()).objects == (1, 1)
+    for item in stream.batch(step, 8):
         assert item.boxes.shape == (1, 4)
     last = curriculum.scenes[-1][0]
     assert curriculum.synth_at(last, SynthConfig()) == SynthConfig()
@@ -169,3 +170,16 @@ def test_parse_boxes():
     assert bt.parse_boxes("[1, 2, 3, 4]") is None
     assert bt.parse_boxes("[[1, 2, 3]]") is None
     assert bt.parse_boxes(None) is None
+
+
+def test_square_items_are_the_locate_probes_frames():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        item = bt.square_item(rng, 128, "k")
+        x0, y0, x1, y1 = item.boxes[0]
+        assert x1 - x0 == 16 and 0 <= x0 and x1 <= 128 and 0 <= y0 and y1 <= 128
+        patch = item.image[y0:y1, x0:x1].reshape(-1, 3)
+        assert (patch == patch[0]).all() and patch[0].max() >= 120  # the bright square
+        assert item.answer == bt.CELLS[((y0 + 8) * 4 // 128) * 4 + (x0 + 8) * 4 // 128]
+    items = bt.eval_items(3, "base_heldout", 8, "square")
+    assert {x.task for x in items} == {"square"}
