@@ -17,7 +17,15 @@ from jaxseg.train.base_tasks import CurriculumConfig
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, size="tiny", steps=60000, quick=False, seed=0, initializer="transformers")
+    a = parse_arg(
+        arg,
+        size="tiny",
+        steps=60000,
+        quick=False,
+        seed=0,
+        initializer="transformers",
+        position_init="sincos2d",
+    )
     c = load_config(
         f"demo:family=qwen3_vl,base=random,size={a.size},seed={a.seed}"
         + (",quick" if a.quick else "")
@@ -27,6 +35,10 @@ def get_config(arg=None):
     # left the location plateau by 750-1250 steps, 4/4 of ours were still on it at 1250-2500
     # (README, "Results so far"); `initializer=jaxseg` for our own
     c.model.initializer = a.initializer
+    # the vision position table starts as a 2-D sine-cosine code as large as the patch
+    # embedding: at std 0.02 a token's position is ~25x smaller than its content and the
+    # location plateau is long (README); `position_init=normal` for the released init
+    c.model.position_init = a.position_init
     p = c.pretrain
     p.curriculum = "base"
     p.steps = 3 if a.quick else a.steps

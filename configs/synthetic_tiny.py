@@ -60,6 +60,10 @@ def get_config(arg=None):
     # who draws random weights: "jaxseg" (our initialiser) or "transformers" (the HF class's
     # own `_init_weights` under torch.manual_seed(seed); needs torch)
     c.model.initializer = "jaxseg"
+    # the starting values of a learned vision position table (Qwen3-VL): "normal" (as the
+    # released init: std 0.02) or "sincos2d" (a 2-D sine-cosine code as large as the patch
+    # embedding, so position is in every visual token's value from the first step)
+    c.model.position_init = "normal"
     c.model.dtype = "float32"
     c.model.remat = "none"  # none | dots_saveable | full (per block, training only)
     # "synthetic" (built), a processor dir (tokenizer.json + processor_config.json), or the

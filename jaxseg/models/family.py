@@ -68,6 +68,9 @@ class PolicyFamily:
     load: Callable[..., nnx.Module]  # the family's weights.from_pretrained
     save: Callable[..., Any]  # the family's weights.save_pretrained
     video_runs_per_grid: Callable[[Any], int] = lambda grid: 1
+    # re-initialise a learned vision position table in place (model, scheme); None: the
+    # family has none (Qwen2.5-VL's tower has only rotary positions)
+    init_position_table: Callable[..., None] | None = None
 
     def config_from_json(self, path: str | Path):
         return self.config_cls.from_json_file(path)
@@ -127,6 +130,7 @@ def _qwen2_5_vl() -> PolicyFamily:
 def _qwen3_vl() -> PolicyFamily:
     from . import qwen3_vl as m
     from .qwen3_vl.presets import SIZES, preset_config
+    from .qwen3_vl.vision import init_position_table
 
     return PolicyFamily(
         name="qwen3_vl",
@@ -148,6 +152,7 @@ def _qwen3_vl() -> PolicyFamily:
             "video_processor_type": "Qwen3VLVideoProcessor",
         },
         video_runs_per_grid=lambda grid: int(grid[0]),
+        init_position_table=init_position_table,
     )
 
 

@@ -201,6 +201,14 @@ class Experiment:
             model = redraw_with_transformers(
                 model, int(self.config.seed), dtype=dtype, param_dtype=param_dtype
             )
+        position_init = m.get("position_init", "normal")
+        if position_init != "normal":
+            if family.init_position_table is None:
+                raise ValueError(
+                    f"model.position_init={position_init!r}: {family.name} has no learned "
+                    "vision position table (use 'normal')"
+                )
+            family.init_position_table(model, position_init)
         return model
 
     def source(self, split: str) -> SampleSource:

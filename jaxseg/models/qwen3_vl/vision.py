@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxseg.models.layers import LayerNorm, Linear, param
@@ -149,3 +150,35 @@ class VisionTransformer(nnx.Module, RematStack):
                 k = cfg.deepstack_visual_indexes.index(i)
                 deepstack.append(self.deepstack_merger_list[k](x))
         return self.merger(x), deepstack
+
+
+def sincos_position_table(side: int, dim: int, *, scale: float = 1.0, base: float = 10000.0):
+    """A 2-D sine-cosine table `[side * side, dim]` for the learned position embedding, rows in
+    the table's row-major (h, w) order: dims [0, dim/4) sin(w * f), then cos(w * f), sin(h * f),
+    cos(h * f), frequencies f = base^(-k / (dim/4)) (MAE, He et al. 2022, §A.1; big_vision's
+    `posemb_sincos_2d`). Neighbouring positions get similar codes, so where a token sits can be
+    read off its value linearly from the first step; `scale` sets its size against the patch
+    embedding's (its per-dim RMS is scale / sqrt(2))."""
+    if dim % 4:
+        raise ValueError(f"sincos position table: width {dim} is not a multiple of 4")
+    quarter = dim // 4
+    freqs = base ** (-np.arange(quarter, dtype=np.float64) / quarter)  # [dim/4]
+    h, w = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+    wf = w.reshape(-1, 1) * freqs  # [side^2, dim/4]
+    hf = h.reshape(-1, 1) * freqs
+    table = np.concatenate([np.sin(wf), np.cos(wf), np.sin(hf), np.cos(hf)], axis=1)
+    return (scale * table).astype(np.float32)
+
+
+def init_position_table(model, scheme: str, *, scale: float = 1.0) -> None:
+    """Re-initialise `model`'s learned vision position table in place: "sincos2d" (the table
+    stays a trained parameter; only its starting values change) or "normal" (as built)."""
+    if scheme == "normal":
+        return
+    if scheme != "sincos2d":
+        raise ValueError(f"position table init {scheme!r}: choose 'normal' or 'sincos2d'")
+    vision = model.visual
+    side = int(round(vision.config.num_position_embeddings**0.5))
+    table = sincos_position_table(side, vision.config.hidden_size, scale=scale)
+    old = vision.pos_embed[...]
+    vision.pos_embed.set_value(jax.device_put(jnp.asarray(table, old.dtype), old.sharding))
