@@ -48,6 +48,35 @@ def squares(rng, n: int, side: int) -> tuple[np.ndarray, np.ndarray]:
     return images, cells
 
 
+PALETTE = np.array(
+    [[230, 40, 40], [40, 200, 40], [50, 80, 240], [230, 220, 40], [200, 50, 220], [40, 210, 220]]
+)
+FIRST_COLOUR = 40  # query tokens 40..45 name the palette's colours
+
+
+def coloured_squares(rng, n: int, side: int):
+    """`n` images with 3 squares of distinct palette colours (side `side // 8`, centres in
+    distinct cells) on a dark background; the colour asked for [n], the cell of that square's
+    centre [n], and every square's cell [n, 3]."""
+    images = np.zeros((n, side, side, 3), np.uint8)
+    asked, cells, every = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros((n, 3), np.int64)
+    s = side // 8
+    for i in range(n):
+        images[i] = rng.integers(0, 60, 3)
+        colours = rng.choice(len(PALETTE), 3, replace=False)
+        spots = rng.choice(16, 3, replace=False)  # distinct cells, a uniform spot in each
+        for j, (c, cell) in enumerate(zip(colours, spots, strict=True)):
+            row, col = divmod(int(cell), 4)
+            q = side // 4
+            cx = col * q + int(rng.integers(s // 2, q - s // 2))
+            cy = row * q + int(rng.integers(s // 2, q - s // 2))
+            images[i, cy - s // 2 : cy - s // 2 + s, cx - s // 2 : cx - s // 2 + s] = PALETTE[c]
+            every[i, j] = cell
+        k = int(rng.integers(3))
+        asked[i], cells[i] = colours[k], spots[k]
+    return images, asked, cells, every
+
+
 def patches(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Images [n, S, S, 3] -> pixel values [n * (S/16)^2, 3*2*16*16] in the Qwen3-VL processor's
     order (2x2 merge blocks, each patch channels x time x rows x cols; mean = std = 0.5) and
@@ -97,6 +126,21 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument(
+        "--scene",
+        choices=("square", "colours"),
+        default="square",
+        help="square: one square, 'which cell holds it'; colours: three squares of distinct "
+        "colours, a colour token after the image, 'which cell holds that one' (binding)",
+    )
+    ap.add_argument(
+        "--objectness",
+        type=float,
+        default=0.0,
+        help="weight of a dense auxiliary loss: a linear scorer on the final hidden state of "
+        "each of the 16 visual tokens (one per cell), softmax over them, the square's token as "
+        "the target (salience made a first-order signal); 0: off",
+    )
     args = ap.parse_args()
 
     import jax.numpy as jnp
@@ -105,54 +149,97 @@ def main() -> int:
 
     family, model = build(args.arch, args.init, args.seed, args.position_init)
     side = PATCH * 8
-    ids = np.array([[QUERY, VISION_START] + [IMAGE] * 16 + [VISION_END, QUERY]])
+    tail = [VISION_END, FIRST_COLOUR, QUERY] if args.scene == "colours" else [VISION_END, QUERY]
+    ids = np.array([[QUERY, VISION_START] + [IMAGE] * 16 + tail])
     grid = np.array([[1, 8, 8]])
     pos_one, _ = family.get_rope_index(ids, grid, config=model.config)
 
-    def inputs(images):
+    def inputs(images, asked=None):
         pixels, grids = patches(images)
         n = len(images)
         layout = family.vision_layout(grids, model.config.vision)
-        return jnp.asarray(np.repeat(ids, n, 0)), jnp.asarray(pixels), layout, n
+        tokens = np.repeat(ids, n, 0)
+        if asked is not None:  # the colour token names the square asked for
+            tokens[:, -2] = FIRST_COLOUR + asked
+        return jnp.asarray(tokens), jnp.asarray(pixels), layout, n
+
+    def draw(rng, n):
+        """(images, asked colour or None, answer cell, objectness target [n, 16])."""
+        if args.scene == "colours":
+            images, asked, cells, every = coloured_squares(rng, n, side)
+            target = np.zeros((n, 16), np.float32)
+            np.put_along_axis(target, every, 1.0 / every.shape[1], axis=1)
+            return images, asked, cells, target
+        images, cells = squares(rng, n, side)
+        return images, None, cells, np.eye(16, dtype=np.float32)[cells]
+
+    def hidden(model, tokens, pixels, layout, positions):
+        out, _ = model.forward(
+            tokens,
+            jnp.ones_like(tokens),
+            positions,
+            pixel_values=pixels,
+            image_layout=layout,
+            return_hidden=True,
+        )
+        return out  # [B, L, D]
 
     def cell_logits(model, tokens, pixels, layout, positions):
-        logits, _ = model.forward(
-            tokens, jnp.ones_like(tokens), positions, pixel_values=pixels, image_layout=layout
-        )
-        return logits[:, -1, FIRST_ANSWER : FIRST_ANSWER + 16]
+        h = hidden(model, tokens, pixels, layout, positions)
+        return model.compute_logits(h[:, -1])[:, FIRST_ANSWER : FIRST_ANSWER + 16]
+
+    class Scorer(nnx.Module):  # the auxiliary objectness head (not part of the policy)
+        def __init__(self, width: int):
+            self.w = nnx.Param(jnp.zeros((width,)))
+
+    scorer = Scorer(model.config.text.hidden_size)
 
     warmup = lambda s: args.lr * jnp.minimum(1.0, (s + 1) / 100)  # noqa: E731
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(warmup, weight_decay=0.0))
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    both = nnx.List([model, scorer])
+    optimizer = nnx.Optimizer(both, tx, wrt=nnx.Param)
+    weight = float(args.objectness)
 
     @nnx.jit
-    def step(model, optimizer, tokens, pixels, layout, positions, cells):
-        def loss_fn(m):
-            lg = cell_logits(m, tokens, pixels, layout, positions)
-            return optax.softmax_cross_entropy_with_integer_labels(lg, cells).mean()
+    def step(both, optimizer, tokens, pixels, layout, positions, cells, target):
+        def loss_fn(pair):
+            m, sc = pair
+            h = hidden(m, tokens, pixels, layout, positions)
+            lg = m.compute_logits(h[:, -1])[:, FIRST_ANSWER : FIRST_ANSWER + 16]
+            loss = optax.softmax_cross_entropy_with_integer_labels(lg, cells).mean()
+            if weight:  # the 16 visual tokens follow <vision_start>, one per cell, row-major;
+                # the target spreads over every object's token (they precede the query, so
+                # they cannot know which one is asked for)
+                scores = h[:, 2:18] @ sc.w[...]
+                aux = optax.softmax_cross_entropy(scores, target).mean()
+                loss = loss + weight * aux
+            return loss
 
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
+        loss, grads = nnx.value_and_grad(loss_fn)(both)
+        optimizer.update(both, grads)
         return loss
 
     predict = nnx.jit(cell_logits)
     train_rng, eval_rng = np.random.default_rng(1), np.random.default_rng(99)
-    held_images, held_cells = squares(eval_rng, 256, side)
+    held_images, held_asked, held_cells, _ = draw(eval_rng, 256)
     prior = np.bincount(held_cells, minlength=16).max() / len(held_cells)
     print(
         f"arch {args.arch}  init {args.init}  position table {args.position_init}  seed "
-        f"{args.seed}  batch {args.batch}  lr {args.lr}  prior (most frequent cell) {prior:.3f}"
+        f"{args.seed}  scene {args.scene}  batch {args.batch}  lr {args.lr}  "
+        f"objectness {args.objectness}  "
+        f"prior (most frequent cell) {prior:.3f}"
     )
     t0, left_at = time.time(), None
     for s in range(1, args.steps + 1):
-        images, cells = squares(train_rng, args.batch, side)
-        tokens, pixels, layout, n = inputs(images)
+        images, asked, cells, target = draw(train_rng, args.batch)
+        tokens, pixels, layout, n = inputs(images, asked)
         positions = jnp.asarray(np.repeat(pos_one, n, 1))
-        loss = step(model, optimizer, tokens, pixels, layout, positions, jnp.asarray(cells))
+        loss = step(both, optimizer, tokens, pixels, layout, positions, jnp.asarray(cells), target)
         if s % args.eval_every == 0 or s == args.steps:
             right = 0
             for i in range(0, len(held_cells), 64):
-                tokens, pixels, layout, n = inputs(held_images[i : i + 64])
+                part = None if held_asked is None else held_asked[i : i + 64]
+                tokens, pixels, layout, n = inputs(held_images[i : i + 64], part)
                 positions = jnp.asarray(np.repeat(pos_one, n, 1))
                 guess = np.asarray(predict(model, tokens, pixels, layout, positions)).argmax(-1)
                 right += int((guess == held_cells[i : i + 64]).sum())
