@@ -31,12 +31,12 @@ def get_config(arg=None):
         + (",quick" if a.quick else "")
     )
     c.model.size = a.size
-    # transformers' initial draw (torch seed = `seed`): in the locate probe 3/3 of its draws
-    # left the location plateau by 750-1250 steps, 4/4 of ours were still on it at 1250-2500
-    # (README, "Results so far"); `initializer=jaxseg` for our own
+    # transformers' initial draw (torch seed = `seed`); `initializer=jaxseg` for our own. Neither
+    # decides the location plateau for the tiny preset (README, "Results so far": 0 of 7 draws
+    # left it without a dense objectness signal)
     c.model.initializer = a.initializer
     # the vision position table starts as a 2-D sine-cosine code as large as the patch
-    # embedding: at std 0.02 a token's position is ~25x smaller than its content and the
+    # embedding: at std 0.02 a token's position is ~20x smaller than its content and the
     # location plateau is long (README); `position_init=normal` for the released init
     c.model.position_init = a.position_init
     p = c.pretrain
@@ -60,7 +60,8 @@ def get_config(arg=None):
             image_sizes=(112, 140),  # what the protocols show (Veason 112, O3 keyframes 140)
             # (first step, task weights) and (first step, scene overrides): location first
             # (the probe's squares, then one world object), then the phrase picks one of 2-3
-            # (binding), then boxes, then the full mix on full scenes (jaxseg.train.base_tasks.CurriculumConfig's default).
+            # (binding), then boxes, then the full mix on full scenes
+            # (jaxseg.train.base_tasks.CurriculumConfig's default).
             phases=tuple((k, dict(v)) for k, v in CurriculumConfig().phases),
             scenes=tuple((k, dict(v)) for k, v in CurriculumConfig().scenes),
             eval_tasks=("square", "cell", "box", "boxes", "absent", "count", "colour"),

@@ -26,8 +26,8 @@ the sides the protocols show), written as the protocols write them. The answer f
 a policy that already speaks it.
 
 A curriculum (`CurriculumConfig`) changes the task mix and the scenes over steps: location
-first (``cell`` on single-object frames), then ``cell`` among a few objects, then boxes, then
-the full mix on full scenes. Location is the plateau:
+first (``square``, then ``cell`` on single-object frames), then ``cell`` among a few objects,
+then boxes, then the full mix on full scenes. Location is the plateau:
 a from-scratch policy's answer token first attends to all visual tokens alike, and their mean
 carries no position, so a one-token location answer (the densest signal there is) comes
 before multi-token boxes. Every batch
@@ -94,8 +94,9 @@ class CurriculumConfig:
     object on a plain background first: location before binding a phrase to one of several,
     before clutter). image_sizes: shown sides S.
 
-    The default is the location-first schedule: `square` (the locate probe's task, which a
-    tiny Qwen3-VL learns in ~1000-1500 steps), then `cell` on single-object world frames, then
+    The default is the location-first schedule: `square` (the locate probe's task; how long a
+    tiny Qwen3-VL sits on its plateau depends on the initial draw, README), then `cell` on
+    single-object world frames, then
     `cell` among 2-3 objects (the phrase now picks one: binding), then boxes, then the full mix
     on full scenes.
     """
