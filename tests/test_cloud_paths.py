@@ -48,6 +48,10 @@ def gcs():
         os.environ.setdefault(key, value)
     pytest.importorskip("gcsfs")
     server_mod = pytest.importorskip("gcp_storage_emulator.server")
+    from gcp_storage_emulator.handlers import objects
+
+    original_download = objects.download
+    objects.download = _with_generation_headers(original_download)
     port = _free_port()
     server = server_mod.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
     server.start()
@@ -64,11 +68,29 @@ def gcs():
         yield url
     finally:
         server.stop()
+        objects.download = original_download
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _with_generation_headers(download):
+    """The emulator's media download, answering with the object's generation headers as GCS
+    does (`x-goog-generation`, `x-goog-metageneration`): tensorstore reads its OCDBT manifest's
+    generation from them and refuses a conditional write on a generation it could not parse
+    ("Malformed StorageGeneration")."""
+    from http import HTTPStatus
+
+    def wrapped(request, response, storage, *args, **kwargs):
+        download(request, response, storage, *args, **kwargs)
+        if response.status in (HTTPStatus.OK, HTTPStatus.PARTIAL_CONTENT):
+            obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+            response["x-goog-generation"] = str(obj["generation"])
+            response["x-goog-metageneration"] = str(obj.get("metageneration", "1"))
+
+    return wrapped
 
 
 _ENV = ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL", "GOOGLE_AUTH_TOKEN_FOR_TESTING")
