@@ -70,8 +70,10 @@ MIN_VISIBLE_PX = 40  # at 128 px: a visible object is at least this many pixels
 
 @dataclasses.dataclass(frozen=True)
 class BaseItem:
-    """One training/eval item: image [S, S, 3] uint8, task, prompt, answer text, and for box
-    tasks the GT boxes [K, 4] in the shown image (K = 0 for absent)."""
+    """One training/eval item: image [S, S, 3] uint8, task, prompt, answer text, for box
+    tasks the GT boxes [K, 4] in the shown image (K = 0 for absent), and every visible
+    object's box `objects [M, 4]` there whatever the task asks (the objectness target,
+    jaxseg.train.objectness)."""
 
     image: np.ndarray
     task: str
@@ -79,6 +81,7 @@ class BaseItem:
     answer: str
     boxes: np.ndarray
     key: str
+    objects: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4), np.int64))
 
     def conversation(self, *, with_answer: bool) -> list[Message]:
         msgs = [message("user", [image_part(self.image), text_part(self.prompt)])]
@@ -103,19 +106,19 @@ class CurriculumConfig:
 
     phases: tuple[tuple[int, dict[str, float]], ...] = (
         (0, {"square": 1.0}),
-        (1500, {"square": 0.3, "cell": 0.7}),
-        (2500, {"cell": 0.7, "colour": 0.15, "count": 0.15}),
-        (4500, {"cell": 0.3, "box": 0.5, "colour": 0.1, "count": 0.1}),
+        (750, {"square": 0.3, "cell": 0.7}),
+        (2000, {"cell": 0.7, "colour": 0.15, "count": 0.15}),
+        (3500, {"cell": 0.3, "box": 0.5, "colour": 0.1, "count": 0.1}),
         (
-            7000,
+            6000,
             {"cell": 0.1, "box": 0.5, "boxes": 0.1, "absent": 0.1, "count": 0.1, "colour": 0.1},
         ),
     )
     scenes: tuple[tuple[int, dict[str, Any]], ...] = (
         (0, {"objects": (1, 1), "textured_prob": 0.0}),
-        (2500, {"objects": (2, 3), "textured_prob": 0.0}),
-        (4500, {"objects": (2, 4)}),
-        (7000, {}),
+        (2000, {"objects": (2, 3), "textured_prob": 0.0}),
+        (3500, {"objects": (2, 4)}),
+        (6000, {}),
     )
     image_sizes: tuple[int, ...] = (112, 140)
     frames_per_video: int = 2  # frames of one video are alike: fewer, more videos
@@ -161,7 +164,7 @@ def square_item(rng, size: int, key: str) -> BaseItem:
     x0, y0 = cx - s // 2, cy - s // 2
     image[y0 : y0 + s, x0 : x0 + s] = rng.integers(120, 256, 3).astype(np.uint8)
     box = np.array([[x0, y0, x0 + s, y0 + s]], np.int64)
-    return BaseItem(image, "square", SQUARE_PROMPT, cell_of(box[0], size), box, key)
+    return BaseItem(image, "square", SQUARE_PROMPT, cell_of(box[0], size), box, key, box)
 
 
 def _frame_objects(video, t: int) -> list[dict[str, Any]]:
@@ -240,6 +243,16 @@ def make_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | 
     does not support it."""
     if task == "square":
         return square_item(rng, size, key)
+    item = _frame_item(rng, video, t, task, size, key)
+    if item is None:
+        return None
+    objs = _frame_objects(video, t)
+    hw = video.frames.shape[1:3]
+    every = scale_boxes(np.asarray([o["box"] for o in objs]).reshape(-1, 4), hw, (size, size))
+    return dataclasses.replace(item, objects=np.round(every).astype(np.int64))
+
+
+def _frame_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | None:
     objs = _frame_objects(video, t)
     hw = video.frames.shape[1:3]
     image = resize_image(video.frames[t], size)
@@ -341,24 +354,32 @@ class BaseStream:
         p /= p.sum()
         synth = c.synth_at(step, self.synth)
         items: list[BaseItem] = []
+        frames: list[tuple[Any, int, str]] = []  # world frames not yet used: (video, t, key)
         v = step * self.videos_per_batch(batch_size)
-        attempts = 0
+        rendered = 0
         while len(items) < batch_size:
-            video = generate_video(self.seed, self.split, v, synth)
-            frames = rng.choice(video.frames.shape[0], c.frames_per_video, replace=False)
-            for t in frames:
-                for _ in range(4):  # a frame that cannot serve the drawn task: draw again
+            task = tasks[int(rng.choice(len(tasks), p=p))]
+            size = int(rng.choice(c.image_sizes))
+            if task == "square":  # no world frame needed: nothing rendered for it
+                items.append(square_item(rng, size, f"square/{step}/{len(items)}"))
+                continue
+            if not frames:
+                if rendered > 8 * self.videos_per_batch(batch_size):
+                    raise RuntimeError(f"base stream: no items after {rendered} videos")
+                video = generate_video(self.seed, self.split, v, synth)
+                chosen = rng.choice(video.frames.shape[0], c.frames_per_video, replace=False)
+                frames = [(video, int(t), f"{self.split}/{v}@{t}") for t in chosen]
+                v += 1
+                rendered += 1
+            video, t, key = frames.pop(0)
+            for attempt in range(4):  # a frame that cannot serve the drawn task: draw again
+                if attempt:
                     task = tasks[int(rng.choice(len(tasks), p=p))]
-                    size = int(rng.choice(c.image_sizes))
-                    item = make_item(rng, video, int(t), task, size, f"{self.split}/{v}@{t}")
-                    if item is not None:
-                        items.append(item)
-                        break
-            v += 1
-            attempts += 1
-            if attempts > 8 * self.videos_per_batch(batch_size):
-                raise RuntimeError(f"base stream: no items after {attempts} videos")
-        return items[:batch_size]
+                item = make_item(rng, video, t, task, size, key)
+                if item is not None:
+                    items.append(item)
+                    break
+        return items
 
 
 def eval_items(

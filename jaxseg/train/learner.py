@@ -42,10 +42,14 @@ from jaxseg.parallel.placement import place
 from .checkpoint import Checkpointer, CheckpointMismatch, abstract_like
 from .faults import NonFiniteGuard
 from .lora import LoRAConfig, adapted, has_lora, merged_params
+from .objectness import AuxParam
 from .progress import tqdm  # bars on a terminal, log lines on a cluster (process 0)
 from .steps import OptimizerConfig, make_optimizer
 
-ITEMS = ("params", "opt", "lora")  # lora: a LoRA stage's trained variables (absent otherwise)
+# lora: a LoRA stage's trained variables; aux: heads trained with the policy but not part of
+# it (jaxseg.train.objectness.AuxParam); each absent otherwise
+ITEMS = ("params", "opt", "lora", "aux")
+POLICY = nnx.All(nnx.Param, nnx.Not(AuxParam))  # what `params` holds (load and export read)
 
 
 class Piece(Protocol):
@@ -55,7 +59,7 @@ class Piece(Protocol):
     (steps, learning_rate, warmup_steps, weight_decay, checkpoint_every, keep, eval_every,
     max_nonfinite, lora_rank, ...); module: what the optimizer trains; lora_model: the part
     LoRA adapts (the language model); lora_block: the block name errors cite; schedule:
-    cosine | constant."""
+    cosine | constant | rsqrt (block key `decay_timescale`)."""
 
     name: str
     config: Any
@@ -91,13 +95,13 @@ def trainable(module: nnx.Module, lora_model: nnx.Module) -> nnx.filterlib.Filte
     """The variables a stage trains: every Param; with LoRA adapters on `lora_model`, the
     adapters and the Params of `module` outside it (e.g. the [SEG] route's decoder heads)."""
     if not has_lora(lora_model):
-        return nnx.Param
+        return nnx.Param  # AuxParams too (a subclass)
     if lora_model is module:
-        return nnx.LoRAParam
+        return nnx.Any(nnx.LoRAParam, AuxParam)
     prefix = next((p for p, m in nnx.iter_modules(module) if m is lora_model), None)
     if prefix is None:
         raise ValueError("the piece's lora_model is not part of its module")
-    return nnx.Any(nnx.LoRAParam, Outside(tuple(prefix)))
+    return nnx.Any(nnx.LoRAParam, AuxParam, Outside(tuple(prefix)))
 
 
 class Learner:
@@ -130,7 +134,10 @@ class Learner:
             "opt": nnx.to_pure_dict(nnx.state(optimizer, nnx.optimizer.OptState)),
         }
         if optimizer.wrt is not nnx.Param:
-            out["lora"] = nnx.to_pure_dict(nnx.state(module, optimizer.wrt))
+            out["lora"] = nnx.to_pure_dict(nnx.state(module, _without_aux(optimizer.wrt)))
+        aux = nnx.to_pure_dict(nnx.state(module, AuxParam))
+        if aux:
+            out["aux"] = aux
         return out
 
     def restore(
@@ -141,11 +148,18 @@ class Learner:
         stage restores its trained variables onto the base rebuilt as a fresh start does."""
         if ckpt.latest_step() is None:
             return 0, {}
-        trained = "params" if optimizer.wrt is nnx.Param else "lora"
+        trained = (
+            ("params", POLICY)
+            if optimizer.wrt is nnx.Param
+            else ("lora", _without_aux(optimizer.wrt))
+        )
         target = {
             "opt": nnx.to_pure_dict(nnx.state(optimizer, nnx.optimizer.OptState)),
-            trained: nnx.to_pure_dict(nnx.state(module, optimizer.wrt)),
+            trained[0]: nnx.to_pure_dict(nnx.state(module, trained[1])),
         }
+        aux = nnx.to_pure_dict(nnx.state(module, AuxParam))
+        if aux:
+            target["aux"] = aux
         try:
             step, restored, meta, skipped = ckpt.restore_intact(abstract_like(target))
         except CheckpointMismatch as err:
@@ -158,7 +172,9 @@ class Learner:
             tqdm.write(f"resume: skipped checkpoint step {bad} ({why}); {then}")
         if step is None:
             return 0, {}  # nothing but empty step folders: the stage starts over
-        _update(module, optimizer.wrt, restored[trained])
+        _update(module, trained[1], restored[trained[0]])
+        if aux:
+            _update(module, AuxParam, restored["aux"])
         _update(optimizer, nnx.optimizer.OptState, restored["opt"])
         return int(meta["next_step"]), meta
 
@@ -170,13 +186,13 @@ class Learner:
         if not ckpt_dir.is_dir():
             return None
         with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
-            target = {"params": nnx.to_pure_dict(nnx.state(module, nnx.Param))}
+            target = {"params": nnx.to_pure_dict(nnx.state(module, POLICY))}
             step, restored, _, skipped = ckpt.restore_intact(abstract_like(target))
             if step is None:
                 return None
             for bad, why in skipped:
                 tqdm.write(f"{stage}: skipped checkpoint step {bad} ({why}); loaded step {step}")
-        _update(module, nnx.Param, restored["params"])
+        _update(module, POLICY, restored["params"])
         return step
 
     # ------------------------------------------------------------------ the loop
@@ -190,6 +206,7 @@ class Learner:
             total_steps=c.steps,
             weight_decay=c.get("weight_decay", 0.0),
             schedule=piece.schedule,
+            decay_timescale=int(c.get("decay_timescale", 0) or 0),
         )
         lora = LoRAConfig.from_stage(c, piece.lora_block)
         with (
@@ -232,6 +249,10 @@ class Learner:
                     ckpt.save(step, self.state(module, optimizer), meta, force=True)
             ckpt.wait()
         return {"stage": name, "step": c.steps}
+
+
+def _without_aux(wrt) -> nnx.filterlib.Filter:
+    return nnx.All(wrt, nnx.Not(AuxParam))
 
 
 def _update(node, filters, pure: dict) -> None:

@@ -31,6 +31,8 @@ from flax import nnx
 
 from jaxseg.models.layers import Linear
 
+from .objectness import AuxParam  # a stage's auxiliary heads are not the model's
+
 # The decoder's projections (PEFT's "all-linear" on the language model, lm_head excluded).
 TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # The vision tower's blocks (qkv, proj, gate/up/down); add "visual.merger.*" for the merger.
@@ -186,7 +188,8 @@ def merged_params(model: nnx.Module) -> dict:
     """Pure dict of the base parameter tree with every adapter folded into its kernel; the
     model is not changed. Equals ``nnx.to_pure_dict(nnx.state(model, nnx.Param))`` for a model
     without adapters."""
-    base = nnx.to_pure_dict(nnx.state(model, nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam))))
+    policy = nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam), nnx.Not(AuxParam))
+    base = nnx.to_pure_dict(nnx.state(model, policy))
     for path, module in _lora_modules(model):
         node = base
         for key in path:

@@ -55,12 +55,15 @@ class SupervisedPiece:
     """Token-mean cross-entropy on encoded examples. `examples()` (called only when steps are
     left) gives either a list (epoch-wise shuffled, jaxseg.data.pipeline.ShuffledSteps with
     the run's seed) or `(step, indices) -> that step's examples` for a stream that is a
-    function of the step (the base curriculum), read `batch_size` items a step."""
+    function of the step (the base curriculum), read `batch_size` items a step. `loss`:
+    another `StepLoss` whose `collate(batch, examples)` adds what it reads to each
+    micro-batch (the base's objectness, jaxseg.train.objectness)."""
 
     exp: Any
     name: str
     config: Any
     examples: Callable[[], list[dict] | Callable[[int, list[int]], list[dict]]]
+    loss: Any = None
 
     @property
     def module(self) -> nnx.Module:
@@ -87,8 +90,14 @@ class SupervisedPiece:
 
     def step(self, data: StepData, optimizer: nnx.Optimizer) -> dict[str, float]:
         t0 = time.perf_counter()
-        micro = self.exp.batches(gathered(data.items), self.config.micro_batch)
-        metrics = train_step(self.exp.model, optimizer, micro, SFTLoss(), self.exp.mesh)
+        examples, size = gathered(data.items), int(self.config.micro_batch)
+        micro = self.exp.batches(examples, size)
+        loss = self.loss or SFTLoss()
+        if hasattr(loss, "collate"):
+            micro = [
+                loss.collate(b, examples[i * size : (i + 1) * size]) for i, b in enumerate(micro)
+            ]
+        metrics = train_step(self.exp.model, optimizer, micro, loss, self.exp.mesh)
         metrics["step_time"] = time.perf_counter() - t0
         return metrics
 
@@ -96,7 +105,10 @@ class SupervisedPiece:
         return self.exp.periodic_eval(self.name, step)
 
     def postfix(self, metrics: dict[str, float]) -> dict[str, str]:
-        return {"loss": f"{metrics['loss']:.3f}"}
+        out = {"loss": f"{metrics['loss']:.3f}"}
+        if "objectness_hit" in metrics:
+            out["obj_hit"] = f"{metrics['objectness_hit']:.2f}"
+        return out
 
 
 @dataclasses.dataclass

@@ -69,7 +69,8 @@ class OptimizerConfig:
     learning_rate: float = 1e-4
     warmup_steps: int = 0
     total_steps: int = 1000
-    schedule: str = "cosine"  # cosine | constant
+    schedule: str = "cosine"  # cosine | constant | rsqrt
+    decay_timescale: int = 0  # rsqrt: the step the decay starts at (0: warmup_steps)
     weight_decay: float = 0.0
     b1: float = 0.9
     b2: float = 0.999
@@ -77,7 +78,19 @@ class OptimizerConfig:
 
 
 def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
-    """AdamW with linear warmup then cosine decay (or constant), global-norm clipping first."""
+    """AdamW on `learning_rate_schedule(cfg)`, global-norm clipping first."""
+    chain = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
+    lr = learning_rate_schedule(cfg)
+    chain.append(optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay))
+    return optax.chain(*chain)
+
+
+def learning_rate_schedule(cfg: OptimizerConfig) -> optax.ScalarOrSchedule:
+    """Linear warmup then cosine decay to 0 at `total_steps`, constant, or rsqrt decay.
+
+    rsqrt (open-ended runs: nothing depends on the total length; big_vision's "rsqrt",
+    Transformer §5.3): lr(s) = lr * min(1, s / warmup) * sqrt(tau / max(s, tau)), tau =
+    `decay_timescale` (constant until tau, then halved at 4 tau, quartered at 16 tau)."""
     if cfg.schedule == "cosine":
         lr = optax.warmup_cosine_decay_schedule(
             0.0 if cfg.warmup_steps else cfg.learning_rate,
@@ -91,11 +104,19 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
             if cfg.warmup_steps
             else cfg.learning_rate
         )
+    elif cfg.schedule == "rsqrt":
+        tau = float(max(cfg.decay_timescale or cfg.warmup_steps, 1))
+        warmup = float(max(cfg.warmup_steps, 0))
+        peak = cfg.learning_rate
+
+        def lr(step):
+            s = jnp.asarray(step, jnp.float32)
+            ramp = jnp.minimum(1.0, s / warmup) if warmup else 1.0
+            return peak * ramp * jnp.sqrt(tau / jnp.maximum(s, tau))
+
     else:
-        raise ValueError(f"unknown schedule {cfg.schedule!r}; use 'cosine' or 'constant'")
-    chain = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
-    chain.append(optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay))
-    return optax.chain(*chain)
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; use 'cosine', 'constant' or 'rsqrt'")
+    return lr
 
 
 def forward_logits(model, batch: PolicyBatch) -> jax.Array:

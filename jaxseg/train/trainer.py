@@ -303,7 +303,16 @@ class Experiment:
         if c is None or c.steps <= 0:
             return {"stage": "pretrain", "skipped": True, "step": 0}
         if c.get("curriculum", "grounding") == "base":
-            out = self.learner.run(SupervisedPiece(self, "pretrain", c, self._base_stream))
+            from .objectness import ObjectnessHead, ObjectnessLoss, attached_head
+
+            weight = float(c.base.get("objectness", 0.0))
+            head, loss = None, None
+            if weight > 0:
+                head = ObjectnessHead(self.model.config.text.hidden_size)
+                loss = ObjectnessLoss(weight, int(self.model.config.image_token_id))
+            with attached_head(self.model, head):
+                piece = SupervisedPiece(self, "pretrain", c, self._base_stream, loss=loss)
+                out = self.learner.run(piece)
             path = self.workdir / "pretrain" / "base_eval.json"
             if is_writer():
                 path.write_text(json.dumps(self.base_eval(), indent=2))
@@ -352,14 +361,32 @@ class Experiment:
             seed=int(b.seed), split=b.train_split, curriculum=self._base_curriculum()
         )
 
+        objectness = None
+        if float(b.get("objectness", 0.0)) > 0:  # read here: the feed runs in other threads
+            from .objectness import token_target
+
+            objectness = functools.partial(
+                token_target,
+                image_token_id=int(self.model.config.image_token_id),
+                merge=int(self.model.config.vision.spatial_merge_size),
+            )
+
         def examples_at(step: int, indices: list[int]) -> list[dict]:
             items = stream.batch(step, c.batch_size)
-            return [
-                self.encoder.encode(
+            out = []
+            for i in indices:
+                example = self.encoder.encode(
                     without_meta(items[i].conversation(with_answer=True))
                 ).as_example()
-                for i in indices
-            ]
+                if objectness is not None:  # the item's objects over its visual tokens
+                    example["objectness"] = objectness(
+                        example["input_ids"],
+                        example["image_grid_thw"],
+                        items[i].objects,
+                        items[i].image.shape[0],
+                    )
+                out.append(example)
+            return out
 
         return examples_at
 

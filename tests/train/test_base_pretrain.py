@@ -43,3 +43,48 @@ def test_pretrain_runs_the_curriculum_and_reports_the_phase_scenes(quick_base):
     assert "cell@scenes/accuracy" in record
     late = exp.base_eval(count=4, step=10**6)  # full scenes: nothing extra to report
     assert "cell@scenes" not in late
+
+
+def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick_base):
+    from flax import nnx
+
+    from jaxseg.train.checkpoint import Checkpointer
+    from jaxseg.train.learner import ITEMS
+    from jaxseg.train.objectness import HEAD, ObjectnessHead, attached_head
+    from jaxseg.train.steps import OptimizerConfig, make_optimizer
+
+    exp, workdir = quick_base
+    if not (workdir / "pretrain" / "ckpt").is_dir():
+        exp.pretrain()
+    assert exp.config.pretrain.base.objectness > 0
+    rows = [json.loads(line) for line in (workdir / "pretrain" / "metrics.jsonl").open()]
+    assert all(np.isfinite(r["objectness"]) for r in rows if r["kind"] == "train")
+    assert not hasattr(exp.model, HEAD)  # the policy after the stage is the plain model
+    ckpt_dir = workdir / "pretrain" / "ckpt"
+    last = max(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit())
+    assert (ckpt_dir / str(last) / "aux").is_dir()
+    with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
+        width = exp.model.config.text.hidden_size
+        target = {"aux": {HEAD: {"w": np.zeros(width, np.float32)}}}
+        _, saved, _, _ = ckpt.restore_intact(target)
+    trained = np.asarray(saved["aux"][HEAD]["w"])
+    assert np.abs(trained).sum() > 0  # the head moved off its zero init
+    assert exp.load_stage("pretrain") == last  # `params` is the plain model's tree
+
+    # a resume restores the head with the policy and its optimizer state
+    head = ObjectnessHead(width)
+    with attached_head(exp.model, head):
+        c = exp.config.pretrain  # the stage's own optimizer (its state's structure)
+        tx = make_optimizer(
+            OptimizerConfig(
+                learning_rate=c.learning_rate,
+                warmup_steps=c.warmup_steps,
+                schedule=c.schedule,
+                decay_timescale=c.decay_timescale,
+            )
+        )
+        optimizer = nnx.Optimizer(exp.model, tx, wrt=nnx.Param)
+        with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
+            next_step, _ = exp.learner.restore(ckpt, exp.model, optimizer)
+        assert next_step == exp.config.pretrain.steps
+        np.testing.assert_array_equal(np.asarray(head.w[...]), trained)

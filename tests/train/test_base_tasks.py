@@ -183,3 +183,22 @@ def test_square_items_are_the_locate_probes_frames():
         assert item.answer == bt.CELLS[((y0 + 8) * 4 // 128) * 4 + (x0 + 8) * 4 // 128]
     items = bt.eval_items(3, "base_heldout", 8, "square")
     assert {x.task for x in items} == {"square"}
+
+
+def test_square_steps_render_no_videos_and_world_items_list_every_object(monkeypatch):
+    curriculum = bt.CurriculumConfig()
+    stream = bt.BaseStream(seed=5, split="base_train", curriculum=curriculum)
+    late = stream.batch(curriculum.phases[-1][0], 8)  # full scenes
+    for item in late:
+        assert item.objects.ndim == 2 and item.objects.shape[1] == 4
+        for box in item.boxes:  # the asked-for boxes are among the frame's objects
+            assert any(np.abs(box - o).max() <= 1 for o in item.objects)
+    assert max(len(x.objects) for x in late) >= 2
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("a square-only step rendered a video")
+
+    monkeypatch.setattr(bt, "generate_video", no_render)
+    square = stream.batch(0, 8)
+    assert [len(x.objects) for x in square] == [1] * 8
+    assert all(np.array_equal(x.objects, x.boxes) for x in square)

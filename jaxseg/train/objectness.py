@@ -1,0 +1,199 @@
+"""Objectness: a dense auxiliary signal for the grounded base's pretraining.
+
+A from-scratch VLM's answer token first attends to every visual token alike; their mean
+carries no position, so a location answer ("which cell?", a box) gets no gradient towards
+*where* until some visual token already stands out: the location plateau, whose length is a
+lottery over the initial draw (README, "Results so far"). Objectness makes "which visual
+token holds an object" a first-order signal: a linear scorer reads the final hidden state of
+every visual token, a softmax over the image's tokens is fitted to the tokens holding an
+object's centre (all of them: the visual tokens precede the query, so they cannot know which
+object is asked for). The answer then only has to attend to the salient token and read its
+position. A per-token objectness logit is what open-vocabulary detectors put on their image
+tokens (OWLv2, arXiv 2306.09683: the objectness head); here it is trained only while
+pretraining: the head is not part of the policy, never exported, and its weights
+travel in the stage's checkpoints as their own item (`aux`).
+
+Loss per image with target distribution q over its N visual tokens and scores s = h W:
+
+    L_obj = - sum_n q_n log softmax(s)_n
+
+The stage's objective is token-mean NLL + `weight` x the mean of L_obj over the images that
+show an object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, struct
+
+from jaxseg.parallel.placement import place_batch
+from jaxseg.parallel.rules import batch_sharding
+from jaxseg.rl import aggregation
+from jaxseg.rl.logprobs import next_token_logprobs
+
+from .batch import PolicyBatch
+
+HEAD = "objectness_head"  # the attribute the head lives under while a stage trains it
+
+
+class AuxParam(nnx.Param):
+    """A parameter trained with the policy in a stage but not part of it: checkpoints keep
+    it in their `aux` item, never in `params` (what load and export read)."""
+
+
+class ObjectnessHead(nnx.Module):
+    """Linear scorer over final hidden states `[..., D] -> [...]` (zero init: every token
+    alike at first, as the policy's own attention is)."""
+
+    def __init__(self, width: int):
+        self.w = AuxParam(jnp.zeros((width,), jnp.float32))
+
+    def __call__(self, hidden: jax.Array) -> jax.Array:
+        return hidden.astype(jnp.float32) @ self.w[...]
+
+
+@contextlib.contextmanager
+def attached_head(model: nnx.Module, head: ObjectnessHead | None) -> Iterator[None]:
+    """`model` carries `head` (as `model.objectness_head`) inside the block, so the stage's
+    optimizer, placement and checkpoints see it with the policy's params; gone after."""
+    if head is None:
+        yield
+        return
+    setattr(model, HEAD, head)
+    try:
+        yield
+    finally:
+        delattr(model, HEAD)
+
+
+def centre_cells(boxes: np.ndarray, size: int, rows: int, cols: int) -> np.ndarray:
+    """Distribution `[rows * cols]` (row-major, the merged visual tokens' order) uniform over
+    the cells holding the centre of a box of `boxes [M, 4]` (x1, y1, x2, y2 in an `size` px
+    square image); all zeros when M = 0."""
+    target = np.zeros(rows * cols, np.float32)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return target
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    col = np.clip((cx * cols // size).astype(int), 0, cols - 1)
+    row = np.clip((cy * rows // size).astype(int), 0, rows - 1)
+    target[np.unique(row * cols + col)] = 1.0
+    return target / target.sum()
+
+
+def token_target(
+    input_ids: np.ndarray,
+    image_grid_thw: np.ndarray,
+    boxes: np.ndarray,
+    size: int,
+    *,
+    image_token_id: int,
+    merge: int,
+) -> np.ndarray:
+    """The objectness target `[L]` of one encoded single-image example: `centre_cells` over
+    the image's merged grid, placed at its visual tokens (the image-pad positions, in
+    order); zeros elsewhere."""
+    ids = np.asarray(input_ids).reshape(-1)
+    grid = np.asarray(image_grid_thw).reshape(-1, 3)
+    if len(grid) != 1:
+        raise ValueError(f"objectness needs one image per example, got {len(grid)}")
+    t, h, w = (int(v) for v in grid[0])
+    rows, cols = h // merge, w // merge
+    where = np.flatnonzero(ids == image_token_id)
+    if where.size != t * rows * cols:
+        raise ValueError(
+            f"objectness: {where.size} image tokens in input_ids for a {t}x{rows}x{cols} grid"
+        )
+    out = np.zeros(ids.shape, np.float32)
+    out[where] = np.tile(centre_cells(boxes, size, rows, cols), t) / t
+    return out
+
+
+@struct.dataclass
+class ObjectnessBatch:
+    """A PolicyBatch plus target `[B, L]` (each row a distribution over its visual tokens, or
+    all zeros for an image without objects) and visual `[B, L]` (1 on visual tokens)."""
+
+    policy: PolicyBatch
+    target: jax.Array
+    visual: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectnessLoss:
+    """Token-mean NLL + `weight` x mean objectness cross-entropy (module docstring), as a
+    jaxseg.train.steps `StepLoss`: denominators [answer tokens, images with an object].
+    The model must carry an `ObjectnessHead` (`attached_head`); examples carry their
+    `objectness` target `[L_i]` (`token_target`)."""
+
+    weight: float
+    image_token_id: int
+
+    def collate(self, batch: PolicyBatch, examples: Sequence[dict]) -> ObjectnessBatch:
+        """`batch` (made from `examples`, in order) with their targets padded to its
+        length."""
+        b, length = batch.input_ids.shape
+        if len(examples) != b:
+            raise ValueError(f"objectness: {len(examples)} examples for a {b}-row batch")
+        target = np.zeros((b, length), np.float32)
+        for i, e in enumerate(examples):
+            if "objectness" not in e:
+                raise KeyError(f"example {i} has no field 'objectness'")
+            v = np.asarray(e["objectness"], np.float32).reshape(-1)
+            target[i, : v.size] = v
+        visual = (np.asarray(batch.input_ids) == self.image_token_id).astype(np.float32)
+        return ObjectnessBatch(batch, target, visual)
+
+    def weights(self, batch: ObjectnessBatch) -> np.ndarray:
+        tokens = float(np.sum(batch.policy.loss_mask))
+        images = float(np.sum(np.asarray(batch.target).sum(-1) > 0))
+        return np.asarray([tokens, images], np.float64)
+
+    def objective(self, model, batch: ObjectnessBatch, denoms):
+        p = batch.policy
+        hidden, _ = model.forward(
+            p.input_ids,
+            p.attention_mask,
+            p.position_ids,
+            pixel_values=p.pixel_values,
+            image_layout=p.image_layout,
+            return_hidden=True,
+        )
+        logp = next_token_logprobs(model.compute_logits(hidden), p.input_ids)
+        nll = aggregation.aggregate(-logp, p.loss_mask, "token-mean")
+        scores = getattr(model, HEAD)(hidden)  # [B, L]
+        scores = jnp.where(batch.visual > 0, scores, -1e9)
+        log_q = jax.nn.log_softmax(scores, axis=-1)
+        obj = -jnp.sum(batch.target * jnp.where(batch.visual > 0, log_q, 0.0))
+        hit = jnp.sum(
+            (jnp.argmax(scores, -1)[:, None] == jnp.arange(scores.shape[1])[None])
+            * (batch.target > 0)
+        )
+        value = nll.total / denoms[0] + self.weight * obj / jnp.maximum(denoms[1], 1.0)
+        return value, {"nll": nll.total, "objectness": obj, "objectness_hit": hit}
+
+    def metrics(self, sums: dict[str, float], denoms: np.ndarray) -> dict[str, float]:
+        images = max(float(denoms[1]), 1.0)
+        return {
+            "nll": sums["nll"] / float(denoms[0]),
+            "objectness": sums["objectness"] / images,
+            # share of images whose top-scored visual token holds an object's centre
+            "objectness_hit": sums["objectness_hit"] / images,
+        }
+
+    def place(self, batch: ObjectnessBatch, mesh) -> ObjectnessBatch:
+        if mesh is None:
+            return batch
+        rows = lambda x: jax.device_put(x, batch_sharding(np.shape(x), mesh))  # noqa: E731
+        return batch.replace(
+            policy=place_batch(batch.policy, mesh),
+            target=rows(batch.target),
+            visual=rows(batch.visual),
+        )

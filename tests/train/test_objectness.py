@@ -1,0 +1,115 @@
+"""Objectness (jaxseg.train.objectness): targets on the merged visual grid, the loss's
+values and gradients, and the head's life in a stage: trained with the policy, kept out of
+`params`, restored on resume, gone after."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from policy_examples import example
+from test_steps import IMG, tiny_config
+
+from jaxseg.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
+from jaxseg.train.batch import make_policy_batch
+from jaxseg.train.objectness import (
+    HEAD,
+    AuxParam,
+    ObjectnessHead,
+    ObjectnessLoss,
+    attached_head,
+    centre_cells,
+    token_target,
+)
+from jaxseg.train.steps import (
+    OptimizerConfig,
+    learning_rate_schedule,
+    make_optimizer,
+    train_step,
+)
+
+
+def test_centre_cells_is_uniform_over_the_cells_of_the_centres():
+    one = centre_cells(np.array([[90, 0, 110, 20]]), 112, 4, 4)  # centre (100, 10): row 0, col 3
+    assert one[3] == 1.0 and one.sum() == 1.0
+    same = centre_cells(np.array([[0, 0, 10, 10], [5, 5, 20, 20]]), 112, 4, 4)
+    assert same[0] == 1.0  # two centres in one cell: still a distribution
+    two = centre_cells(np.array([[0, 0, 10, 10], [100, 100, 112, 112]]), 112, 4, 4)
+    assert two[0] == two[15] == 0.5
+    edge = centre_cells(np.array([[112, 112, 112, 112]]), 112, 4, 4)
+    assert edge[15] == 1.0  # on the far border: the last cell, not out of range
+    assert not centre_cells(np.zeros((0, 4)), 112, 4, 4).any()
+    five = centre_cells(np.array([[56, 56, 84, 84]]), 140, 5, 5)  # 140 px: a 5x5 grid
+    assert five.shape == (25,) and five[2 * 5 + 2] == 1.0
+
+
+def test_token_target_lands_on_the_image_tokens_in_order():
+    ids = np.array([5, 62, *[IMG] * 16, 63, 7, 8])
+    grid = np.array([[1, 8, 8]])  # 8x8 patches, merge 2: 4x4 tokens
+    target = token_target(ids, grid, np.array([[90, 0, 110, 20]]), 112, image_token_id=IMG, merge=2)
+    assert target.shape == ids.shape and target.sum() == pytest.approx(1.0)
+    assert np.flatnonzero(target).tolist() == [2 + 3]  # the 4th image token
+    with pytest.raises(ValueError, match="image tokens"):
+        token_target(ids[:-5], grid, np.zeros((1, 4)), 112, image_token_id=IMG, merge=2)
+    with pytest.raises(ValueError, match="one image"):
+        token_target(ids, np.ones((2, 3)), np.zeros((1, 4)), 112, image_token_id=IMG, merge=2)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    cfg = tiny_config()
+    rng = np.random.default_rng(0)
+    examples = [example(rng, n, True, cfg) for n in (10, 12, 14)]
+    for e, cell in zip(examples, (0, 3, None)):  # 2x2 merged tokens; the third has no object
+        t = np.zeros(e["input_ids"].size, np.float32)
+        if cell is not None:
+            t[np.flatnonzero(e["input_ids"] == IMG)[cell]] = 1.0
+        e["objectness"] = t
+    return cfg, examples
+
+
+def test_loss_starts_at_log_n_and_counts_only_images_with_objects(setup):
+    cfg, examples = setup
+    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
+    loss = ObjectnessLoss(1.0, IMG)
+    batch = loss.collate(make_policy_batch(examples, config=cfg), examples)
+    denoms = loss.weights(batch)
+    assert denoms[1] == 2.0  # the image without an object is not in the mean
+    with attached_head(model, ObjectnessHead(cfg.text.hidden_size)):
+        _, aux = loss.objective(model, batch, jnp.asarray(denoms, jnp.float32))
+        metrics = loss.metrics({k: float(v) for k, v in aux.items()}, denoms)
+        # a zero head scores the 4 visual tokens alike: log 4 each
+        assert metrics["objectness"] == pytest.approx(np.log(4.0), rel=1e-5)
+        with pytest.raises(ValueError, match="examples"):
+            loss.collate(make_policy_batch(examples, config=cfg), examples[:2])
+
+
+def test_training_fits_the_head_and_keeps_it_apart(setup):
+    cfg, examples = setup
+    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
+    before = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    loss = ObjectnessLoss(1.0, IMG)
+    batch = loss.collate(make_policy_batch(examples, config=cfg), examples)
+    tx = make_optimizer(OptimizerConfig(learning_rate=3e-2, schedule="constant"))
+    with attached_head(model, ObjectnessHead(cfg.text.hidden_size)):
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        first = train_step(model, optimizer, [batch], loss)["objectness"]
+        for _ in range(15):
+            last = train_step(model, optimizer, [batch], loss)["objectness"]
+        assert last < 0.5 * first  # the head (and the tower under it) learn where objects are
+        assert np.abs(np.asarray(getattr(model, HEAD).w[...])).sum() > 0
+        assert set(nnx.to_pure_dict(nnx.state(model, AuxParam))) == {HEAD}
+    assert not hasattr(model, HEAD)  # gone after the stage
+    assert set(nnx.to_pure_dict(nnx.state(model, nnx.Param))) == set(before)
+
+
+def test_rsqrt_schedule_is_constant_to_tau_then_falls_as_one_over_sqrt():
+    cfg = OptimizerConfig(
+        learning_rate=3e-3, warmup_steps=100, schedule="rsqrt", decay_timescale=500
+    )
+    lr = learning_rate_schedule(cfg)
+    values = {s: float(lr(s)) for s in (0, 50, 100, 500, 2000, 8000)}
+    assert values[0] == 0.0 and values[50] == pytest.approx(1.5e-3)
+    assert values[100] == values[500] == pytest.approx(3e-3)
+    assert values[2000] == pytest.approx(1.5e-3) and values[8000] == pytest.approx(7.5e-4)
+    jax.block_until_ready(lr(jnp.asarray(3)))  # traceable (optax calls it on a jax counter)
