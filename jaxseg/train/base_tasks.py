@@ -82,12 +82,23 @@ class BaseItem:
     boxes: np.ndarray
     key: str
     objects: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4), np.int64))
+    text_first: bool = False  # the question before the image (else after, as the protocols)
 
     def conversation(self, *, with_answer: bool) -> list[Message]:
-        msgs = [message("user", [image_part(self.image), text_part(self.prompt)])]
+        parts = [image_part(self.image), text_part(self.prompt)]
+        msgs = [message("user", parts[::-1] if self.text_first else parts)]
         if with_answer:
             msgs.append(message("assistant", [text_part(self.answer)]))
         return msgs
+
+    @property
+    def salient_boxes(self) -> np.ndarray:
+        """The boxes [K, 4] the objectness target marks: with the question first the visual
+        tokens can read it, so the asked-for object(s) of a location task; otherwise every
+        visible object (visual tokens before the question cannot know which is asked)."""
+        if self.text_first and self.task in ("square", "cell", "box", "boxes"):
+            return self.boxes
+        return self.objects
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,9 +133,16 @@ class CurriculumConfig:
     )
     image_sizes: tuple[int, ...] = (112, 140)
     frames_per_video: int = 2  # frames of one video are alike: fewer, more videos
+    # (first step, probability an item asks its question before the image): first the
+    # answer follows the visual tokens closely and they can see the question (the locate
+    # probe's layout); later half the items in the protocols' order (image, then question)
+    text_first: tuple[tuple[int, float], ...] = ((0, 1.0), (3500, 0.5))
 
     def weights_at(self, step: int) -> dict[str, float]:
         return _phase_at(self.phases, step)
+
+    def text_first_at(self, step: int) -> float:
+        return float(_phase_at(self.text_first, step)) if self.text_first else 0.0
 
     def synth_at(self, step: int, synth: SynthConfig) -> SynthConfig:
         """`synth` with the overrides of the scene phase `step` is in."""
@@ -353,6 +371,7 @@ class BaseStream:
         p = np.asarray([weights[t] for t in tasks], np.float64)
         p /= p.sum()
         synth = c.synth_at(step, self.synth)
+        text_first = c.text_first_at(step)
         items: list[BaseItem] = []
         frames: list[tuple[Any, int, str]] = []  # world frames not yet used: (video, t, key)
         v = step * self.videos_per_batch(batch_size)
@@ -360,8 +379,10 @@ class BaseStream:
         while len(items) < batch_size:
             task = tasks[int(rng.choice(len(tasks), p=p))]
             size = int(rng.choice(c.image_sizes))
+            first = bool(rng.random() < text_first)
             if task == "square":  # no world frame needed: nothing rendered for it
-                items.append(square_item(rng, size, f"square/{step}/{len(items)}"))
+                item = square_item(rng, size, f"square/{step}/{len(items)}")
+                items.append(dataclasses.replace(item, text_first=first))
                 continue
             if not frames:
                 if rendered > 8 * self.videos_per_batch(batch_size):
@@ -377,16 +398,22 @@ class BaseStream:
                     task = tasks[int(rng.choice(len(tasks), p=p))]
                 item = make_item(rng, video, t, task, size, key)
                 if item is not None:
-                    items.append(item)
+                    items.append(dataclasses.replace(item, text_first=first))
                     break
         return items
 
 
 def eval_items(
-    seed: int, split: str, count: int, task: str, size: int = 112, synth: SynthConfig | None = None
+    seed: int,
+    split: str,
+    count: int,
+    task: str,
+    size: int = 112,
+    synth: SynthConfig | None = None,
+    text_first: bool = False,
 ) -> list[BaseItem]:
     """`count` held-out items of one task from videos of `split` (full scenes unless `synth`
-    says otherwise)."""
+    says otherwise), image first unless `text_first`."""
     rng = np.random.default_rng([seed, 7919])
     synth = synth or SynthConfig()
     items: list[BaseItem] = []
@@ -396,7 +423,7 @@ def eval_items(
         t = int(rng.integers(video.frames.shape[0]))
         item = make_item(rng, video, t, task, size, f"{split}/{v}@{t}")
         if item is not None:
-            items.append(item)
+            items.append(dataclasses.replace(item, text_first=text_first))
         v += 1
     return items
 

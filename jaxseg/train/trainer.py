@@ -346,6 +346,7 @@ class Experiment:
         return CurriculumConfig(
             phases=tuple((int(k), dict(v)) for k, v in b.phases),
             scenes=tuple((int(k), dict(v)) for k, v in b.scenes),
+            text_first=tuple((int(k), float(v)) for k, v in b.get("text_first", ((0, 0.0),))),
             image_sizes=tuple(b.image_sizes),
         )
 
@@ -382,7 +383,7 @@ class Experiment:
                     example["objectness"] = objectness(
                         example["input_ids"],
                         example["image_grid_thw"],
-                        items[i].objects,
+                        items[i].salient_boxes,
                         items[i].image.shape[0],
                     )
                 out.append(example)
@@ -393,9 +394,11 @@ class Experiment:
     def base_eval(self, count: int | None = None, step: int | None = None) -> dict[str, Any]:
         """Greedy answers of the current policy on held-out base items (videos of the base's
         eval split, never trained on, full scenes), per task, next to each task's trivial
-        prior. Given the training `step` while the curriculum still shows simpler scenes, also
-        `cell@scenes`: the cell task on held-out frames drawn like that step's training frames
-        (progress inside an early phase, which full scenes do not show)."""
+        prior, image first (the protocols' order). Given the training `step`: while the
+        curriculum still shows simpler scenes, also `cell@scenes` (the cell task on held-out
+        frames drawn like that step's, in the order most of its items have: progress inside
+        an early phase, which full scenes do not show), and while it asks questions first,
+        `square@text_first`."""
         from jaxseg.data.synth.world import SynthConfig
 
         from . import base_tasks
@@ -404,14 +407,20 @@ class Experiment:
         b = c.base
         n = int(count or c.eval_items)
         policy = self.policy(sampling=SamplingParams(temperature=0.0), max_new_tokens=64, seed=0)
-        runs = [(task, task, None) for task in b.eval_tasks]
+        runs = [(task, task, None, False) for task in b.eval_tasks]
         if step is not None:
-            scenes = self._base_curriculum().synth_at(step, SynthConfig())
+            curriculum = self._base_curriculum()
+            scenes = curriculum.synth_at(step, SynthConfig())
+            first = curriculum.text_first_at(step) >= 0.5  # the order most items have now
             if scenes != SynthConfig():
-                runs.append(("cell@scenes", "cell", scenes))
+                runs.append(("cell@scenes", "cell", scenes, first))
+            if curriculum.text_first_at(step) > 0:
+                runs.append(("square@text_first", "square", None, True))
         out: dict[str, Any] = {}
-        for name, task, synth in runs:
-            items = base_tasks.eval_items(int(b.seed), b.eval_split, n, task, synth=synth)
+        for name, task, synth, first in runs:
+            items = base_tasks.eval_items(
+                int(b.seed), b.eval_split, n, task, synth=synth, text_first=first
+            )
             texts = policy.respond(policy.start([x.conversation(with_answer=False) for x in items]))
             out[name] = base_tasks.score(task, texts, items)
         return out

@@ -202,3 +202,18 @@ def test_square_steps_render_no_videos_and_world_items_list_every_object(monkeyp
     square = stream.batch(0, 8)
     assert [len(x.objects) for x in square] == [1] * 8
     assert all(np.array_equal(x.objects, x.boxes) for x in square)
+
+
+def test_question_first_items_put_the_text_before_the_image_and_mark_the_asked_object():
+    curriculum = bt.CurriculumConfig()
+    assert curriculum.text_first_at(0) == 1.0 and curriculum.text_first_at(10**6) == 0.5
+    stream = bt.BaseStream(seed=5, split="base_train", curriculum=curriculum)
+    items = stream.batch(curriculum.phases[-1][0], 32)
+    first = [x for x in items if x.text_first]
+    assert 0 < len(first) < len(items)  # half and half in the last phase
+    for item in items:
+        kinds = [part["type"] for part in item.conversation(with_answer=False)[0]["content"]]
+        assert kinds == (["text", "image"] if item.text_first else ["image", "text"])
+        asked = item.text_first and item.task in ("cell", "box", "boxes")
+        expected = item.boxes if asked else item.objects
+        assert np.array_equal(item.salient_boxes, expected)
