@@ -12,6 +12,7 @@ plateau (held-out accuracy >= 0.25), if it did.
     python bench/probe_locate.py                                  # tiny preset, our init, seed 0
     python bench/probe_locate.py --arch probe --init transformers --seed 1
     python bench/probe_locate.py --position-init sincos2d --steps 2000
+    python bench/probe_locate.py --objectness 1.0 --prefix 42 --suffix 4   # the base's layout
 
 `--arch probe` is the reference probe's text model (2 layers, untied embeddings, MLP 2x width);
 `tiny` is the preset the grounded base trains. `--init transformers` draws the weights with
@@ -141,6 +142,20 @@ def main() -> int:
         "each of the 16 visual tokens (one per cell), softmax over them, the square's token as "
         "the target (salience made a first-order signal); 0: off",
     )
+    ap.add_argument(
+        "--prefix",
+        type=int,
+        default=0,
+        help="fixed text tokens before <vision_start> (the chat template's system turn and "
+        "question: 42 in the grounded base's square items)",
+    )
+    ap.add_argument(
+        "--suffix",
+        type=int,
+        default=0,
+        help="fixed text tokens between <vision_end> and the answer position (the template's "
+        "turn change: 4 in the base's question-first items)",
+    )
     args = ap.parse_args()
 
     import jax.numpy as jnp
@@ -150,7 +165,11 @@ def main() -> int:
     family, model = build(args.arch, args.init, args.seed, args.position_init)
     side = PATCH * 8
     tail = [VISION_END, FIRST_COLOUR, QUERY] if args.scene == "colours" else [VISION_END, QUERY]
-    ids = np.array([[QUERY, VISION_START] + [IMAGE] * 16 + tail])
+    filler = lambda n, first: list(range(first, first + n))  # noqa: E731  fixed "text"
+    prefix, suffix = filler(args.prefix, 100), filler(args.suffix, 300)
+    tail = tail[:1] + suffix + tail[1:]
+    ids = np.array([prefix + [QUERY, VISION_START] + [IMAGE] * 16 + tail])
+    first_visual = len(prefix) + 2
     grid = np.array([[1, 8, 8]])
     pos_one, _ = family.get_rope_index(ids, grid, config=model.config)
 
@@ -210,7 +229,7 @@ def main() -> int:
             if weight:  # the 16 visual tokens follow <vision_start>, one per cell, row-major;
                 # the target spreads over every object's token (they precede the query, so
                 # they cannot know which one is asked for)
-                scores = h[:, 2:18] @ sc.w[...]
+                scores = h[:, first_visual : first_visual + 16] @ sc.w[...]
                 aux = optax.softmax_cross_entropy(scores, target).mean()
                 loss = loss + weight * aux
             return loss
@@ -226,7 +245,7 @@ def main() -> int:
     print(
         f"arch {args.arch}  init {args.init}  position table {args.position_init}  seed "
         f"{args.seed}  scene {args.scene}  batch {args.batch}  lr {args.lr}  "
-        f"objectness {args.objectness}  "
+        f"objectness {args.objectness}  prefix {args.prefix}  suffix {args.suffix}  "
         f"prior (most frequent cell) {prior:.3f}"
     )
     t0, left_at = time.time(), None
