@@ -135,8 +135,9 @@ class CurriculumConfig:
     frames_per_video: int = 2  # frames of one video are alike: fewer, more videos
     # (first step, probability an item asks its question before the image): first the
     # answer follows the visual tokens closely and they can see the question (the locate
-    # probe's layout); later half the items in the protocols' order (image, then question)
-    text_first: tuple[tuple[int, float], ...] = ((0, 1.0), (3500, 0.5))
+    # probe's layout); from the first multi-object phase on, more and more items in the
+    # protocols' order (image, then question), half of them from the boxes on
+    text_first: tuple[tuple[int, float], ...] = ((0, 1.0), (2000, 0.7), (3500, 0.5))
 
     def weights_at(self, step: int) -> dict[str, float]:
         return _phase_at(self.phases, step)
