@@ -19,7 +19,9 @@ periodic evaluation is (`evaluate`); the learner owns everything around it:
   ``checkpoint_every`` steps and at the end.
 
 Checkpoint items (orbax, jaxseg.train.checkpoint): ``params`` (the merged params: what
-`load` and export read), ``opt``, ``lora`` (a LoRA stage's trained variables) and the JSON
+`load` and export read), ``opt``, ``lora`` (a LoRA stage's trained variables), ``aux``
+(heads trained with the policy but not part of it, e.g. the base's objectness head:
+`jaxseg.train.objectness.AuxParam`; restored on resume, never loaded or exported) and the JSON
 ``meta``: ``next_step``, the non-finite counters and ``data``, the grain iterator's state
 (``{"next_index": step}``), so a resumed stage reads the next step's records, none repeated
 or skipped. A checkpoint without ``data`` resumes its feed at ``next_step``.
@@ -165,7 +167,8 @@ class Learner:
         except CheckpointMismatch as err:
             raise ValueError(
                 f"{err}: it does not match this run's trainable parameters (was lora_rank / "
-                "lora_targets changed since it was written?)"
+                "lora_targets, or an auxiliary head such as pretrain.base.objectness, changed "
+                "since it was written?)"
             ) from err
         then = "starting the stage over" if step is None else f"resuming from step {step}"
         for bad, why in skipped:
