@@ -72,8 +72,9 @@ def get_config(arg=None):
             eval_tasks=("square", "cell", "box", "boxes", "absent", "count", "colour"),
             # weight of the objectness loss (jaxseg.train.objectness): a linear scorer on the
             # visual tokens' final hidden states fitted to the tokens holding the asked-for
-            # object's centre (question first) or every object's; 0 turns it off. In the locate probe it took 4 of 4 tiny draws off the
-            # location plateau by step 250-500, where 0 of 7 left it without (README)
+            # object's centre (question first) or every object's; 0 turns it off. In the
+            # locate probe it took 4 of 4 tiny draws off the location plateau by step
+            # 250-500, where 0 of 7 left it without (README)
             objectness=1.0,
         )
     )

@@ -262,23 +262,22 @@ def make_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | 
     does not support it."""
     if task == "square":
         return square_item(rng, size, key)
-    item = _frame_item(rng, video, t, task, size, key)
-    if item is None:
-        return None
     objs = _frame_objects(video, t)
     hw = video.frames.shape[1:3]
-    every = scale_boxes(np.asarray([o["box"] for o in objs]).reshape(-1, 4), hw, (size, size))
-    return dataclasses.replace(item, objects=np.round(every).astype(np.int64))
 
-
-def _frame_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | None:
-    objs = _frame_objects(video, t)
-    hw = video.frames.shape[1:3]
-    image = resize_image(video.frames[t], size)
-
-    def shown(boxes):
+    def shown(boxes):  # frame boxes -> [K, 4] in the shown S x S image
         b = scale_boxes(np.asarray(boxes).reshape(-1, 4), hw, (size, size))
         return np.round(b).astype(np.int64)
+
+    item = _frame_item(rng, video, t, task, size, key, objs, shown)
+    if item is None:
+        return None
+    return dataclasses.replace(item, objects=shown([o["box"] for o in objs]))
+
+
+def _frame_item(rng, video, t, task, size, key, objs, shown) -> BaseItem | None:
+    """make_item's world-frame tasks, on the frame's visible `objs`."""
+    image = resize_image(video.frames[t], size)
 
     if task in ("box", "cell"):
         if not objs:

@@ -411,10 +411,10 @@ class Experiment:
         if step is not None:
             curriculum = self._base_curriculum()
             scenes = curriculum.synth_at(step, SynthConfig())
-            first = curriculum.text_first_at(step) >= 0.5  # the order most items have now
-            if scenes != SynthConfig():
-                runs.append(("cell@scenes", "cell", scenes, first))
-            if curriculum.text_first_at(step) > 0:
+            share = curriculum.text_first_at(step)
+            if scenes != SynthConfig():  # in the order most items have now
+                runs.append(("cell@scenes", "cell", scenes, share >= 0.5))
+            if share > 0:
                 runs.append(("square@text_first", "square", None, True))
         out: dict[str, Any] = {}
         for name, task, synth, first in runs:
