@@ -76,16 +76,10 @@ class SegPolicy(nnx.Module):
 
     def hidden_and_logits(self, batch: PolicyBatch) -> tuple[jax.Array, jax.Array]:
         """Final-normed hidden states [B, L, D] and logits [B, L, V], teacher-forced."""
-        q = self.qwen
-        hidden, _ = q.forward(
-            batch.input_ids,
-            batch.attention_mask,
-            batch.position_ids,
-            pixel_values=batch.pixel_values,
-            image_layout=batch.image_layout,
-            return_hidden=True,
-        )
-        return hidden, q.compute_logits(hidden)
+        from jaxseg.train.steps import forward_logits
+
+        hidden = forward_logits(self.qwen, batch, return_hidden=True)
+        return hidden, self.qwen.compute_logits(hidden)
 
     def decode_masks(
         self, seg_hidden: jax.Array, image_embed: jax.Array, high_res_feats: tuple

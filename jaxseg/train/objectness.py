@@ -38,6 +38,7 @@ from jaxseg.rl import aggregation
 from jaxseg.rl.logprobs import next_token_logprobs
 
 from .batch import PolicyBatch
+from .steps import forward_logits
 
 HEAD = "objectness_head"  # the attribute the head lives under while a stage trains it
 
@@ -158,14 +159,7 @@ class ObjectnessLoss:
 
     def objective(self, model, batch: ObjectnessBatch, denoms):
         p = batch.policy
-        hidden, _ = model.forward(
-            p.input_ids,
-            p.attention_mask,
-            p.position_ids,
-            pixel_values=p.pixel_values,
-            image_layout=p.image_layout,
-            return_hidden=True,
-        )
+        hidden = forward_logits(model, p, return_hidden=True)
         logp = next_token_logprobs(model.compute_logits(hidden), p.input_ids)
         nll = aggregation.aggregate(-logp, p.loss_mask, "token-mean")
         scores = getattr(model, HEAD)(hidden)  # [B, L]

@@ -119,16 +119,18 @@ def learning_rate_schedule(cfg: OptimizerConfig) -> optax.ScalarOrSchedule:
     return lr
 
 
-def forward_logits(model, batch: PolicyBatch) -> jax.Array:
-    """Teacher-forced logits `[B, L, V]` of the whole conversation."""
-    logits, _ = model.forward(
+def forward_logits(model, batch: PolicyBatch, *, return_hidden: bool = False) -> jax.Array:
+    """Teacher-forced logits `[B, L, V]` of the whole conversation (or, with `return_hidden`,
+    the final-normed hidden states `[B, L, D]` they come from: `model.compute_logits`)."""
+    out, _ = model.forward(
         batch.input_ids,
         batch.attention_mask,
         batch.position_ids,
         pixel_values=batch.pixel_values,
         image_layout=batch.image_layout,
+        return_hidden=return_hidden,
     )
-    return logits
+    return out
 
 
 def sequence_logprobs(model, batch: PolicyBatch) -> jax.Array:
