@@ -143,6 +143,14 @@ def main() -> int:
         "the target (salience made a first-order signal); 0: off",
     )
     ap.add_argument(
+        "--pointer",
+        type=float,
+        default=0.0,
+        help="weight of a query-conditioned auxiliary loss: a bilinear score between the answer "
+        "position's final hidden state and each visual token's, softmax over the 16, the asked "
+        "square's token as the target (binding made a first-order signal); 0: off",
+    )
+    ap.add_argument(
         "--prefix",
         type=int,
         default=0,
@@ -207,9 +215,13 @@ def main() -> int:
         h = hidden(model, tokens, pixels, layout, positions)
         return model.compute_logits(h[:, -1])[:, FIRST_ANSWER : FIRST_ANSWER + 16]
 
-    class Scorer(nnx.Module):  # the auxiliary objectness head (not part of the policy)
-        def __init__(self, width: int):
+    class Scorer(nnx.Module):  # the auxiliary heads (not part of the policy)
+        def __init__(self, width: int, rank: int = 64):
             self.w = nnx.Param(jnp.zeros((width,)))
+            # pointer: zero query map (every token alike at first), random key map
+            self.wq = nnx.Param(jnp.zeros((width, rank)))
+            key = np.random.default_rng(0).normal(0.0, width**-0.5, (width, rank))
+            self.wk = nnx.Param(jnp.asarray(key, jnp.float32))
 
     scorer = Scorer(model.config.text.hidden_size)
 
@@ -217,7 +229,7 @@ def main() -> int:
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(warmup, weight_decay=0.0))
     both = nnx.List([model, scorer])
     optimizer = nnx.Optimizer(both, tx, wrt=nnx.Param)
-    weight = float(args.objectness)
+    weight, pointer = float(args.objectness), float(args.pointer)
 
     @nnx.jit
     def step(both, optimizer, tokens, pixels, layout, positions, cells, target):
@@ -232,6 +244,14 @@ def main() -> int:
                 scores = h[:, first_visual : first_visual + 16] @ sc.w[...]
                 aux = optax.softmax_cross_entropy(scores, target).mean()
                 loss = loss + weight * aux
+            if pointer:  # the answer position's state scores the visual tokens; target: the
+                # asked square's token (the answer position has read the query)
+                q = h[:, -1] @ sc.wq[...]  # [B, r]
+                k = h[:, first_visual : first_visual + 16] @ sc.wk[...]  # [B, 16, r]
+                scores = jnp.einsum("br,bnr->bn", q, k) / np.sqrt(q.shape[-1])
+                loss = loss + pointer * optax.softmax_cross_entropy_with_integer_labels(
+                    scores, cells
+                ).mean()
             return loss
 
         loss, grads = nnx.value_and_grad(loss_fn)(both)
@@ -245,7 +265,7 @@ def main() -> int:
     print(
         f"arch {args.arch}  init {args.init}  position table {args.position_init}  seed "
         f"{args.seed}  scene {args.scene}  batch {args.batch}  lr {args.lr}  "
-        f"objectness {args.objectness}  prefix {args.prefix}  suffix {args.suffix}  "
+        f"objectness {args.objectness}  pointer {args.pointer}  prefix {args.prefix}  suffix {args.suffix}  "
         f"prior (most frequent cell) {prior:.3f}"
     )
     t0, left_at = time.time(), None

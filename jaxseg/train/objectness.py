@@ -132,10 +132,24 @@ class ObjectnessLoss:
     """Token-mean NLL + `weight` x mean objectness cross-entropy (module docstring), as a
     jaxseg.train.steps `StepLoss`: denominators [answer tokens, images with an object].
     The model must carry an `ObjectnessHead` (`attached_head`); examples carry their
-    `objectness` target `[L_i]` (`token_target`)."""
+    `objectness` target `[L_i]` (`example_target`). `merge`: the vision tower's spatial
+    merge (visual tokens per side of a merged cell)."""
 
     weight: float
     image_token_id: int
+    merge: int = 2
+
+    def example_target(self, example: dict, boxes: np.ndarray, size: int) -> np.ndarray:
+        """The `objectness` field `[L]` of an encoded single-image `example` whose image (an
+        `size` px square) holds `boxes [M, 4]`: `token_target` with this loss's token id."""
+        return token_target(
+            example["input_ids"],
+            example["image_grid_thw"],
+            boxes,
+            size,
+            image_token_id=self.image_token_id,
+            merge=self.merge,
+        )
 
     def collate(self, batch: PolicyBatch, examples: Sequence[dict]) -> ObjectnessBatch:
         """`batch` (made from `examples`, in order) with their targets padded to its

@@ -91,12 +91,8 @@ class SupervisedPiece:
     def step(self, data: StepData, optimizer: nnx.Optimizer) -> dict[str, float]:
         t0 = time.perf_counter()
         examples, size = gathered(data.items), int(self.config.micro_batch)
-        micro = self.exp.batches(examples, size)
         loss = self.loss or SFTLoss()
-        if hasattr(loss, "collate"):
-            micro = [
-                loss.collate(b, examples[i * size : (i + 1) * size]) for i, b in enumerate(micro)
-            ]
+        micro = self.exp.batches(examples, size, collate=getattr(loss, "collate", None))
         metrics = train_step(self.exp.model, optimizer, micro, loss, self.exp.mesh)
         metrics["step_time"] = time.perf_counter() - t0
         return metrics

@@ -62,7 +62,7 @@ from jaxseg.sampling.policy import SamplerPolicy
 from jaxseg.segmenter import make_backend
 
 from . import grounding
-from .batch import PolicyBatch, make_policy_batch
+from .batch import make_policy_batch
 from .cot import CycledSamples, iter_episodes, oracle_episodes
 from .cot import sft_examples_from_jsonl as cot_jsonl_examples
 from .evaluate import evaluate_policy
@@ -245,16 +245,18 @@ class Experiment:
     def _logger(self, stage: Path) -> MetricsLogger | Discard:
         return MetricsLogger.from_config(stage, self.config) if is_writer() else Discard()
 
-    def batches(self, examples: list[dict], micro_batch: int) -> list[PolicyBatch]:
-        """Encoded examples -> PolicyBatches of at most `micro_batch` rows, in order."""
-        return [
-            make_policy_batch(
-                examples[i : i + micro_batch],
-                config=self.model.config,
-                pad_id=self.ids["pad_token_id"],
+    def batches(self, examples: list[dict], micro_batch: int, collate=None) -> list:
+        """Encoded examples -> PolicyBatches of at most `micro_batch` rows, in order.
+        `collate(batch, its examples)`: what a `StepLoss` adds to each (e.g. objectness
+        targets, jaxseg.train.objectness)."""
+        out = []
+        for i in range(0, len(examples), micro_batch):
+            chunk = examples[i : i + micro_batch]
+            batch = make_policy_batch(
+                chunk, config=self.model.config, pad_id=self.ids["pad_token_id"]
             )
-            for i in range(0, len(examples), micro_batch)
-        ]
+            out.append(batch if collate is None else collate(batch, chunk))
+        return out
 
     # ------------------------------------------------------------------ state
     def load_stage(self, stage: str) -> int | None:
@@ -309,9 +311,14 @@ class Experiment:
             head, loss = None, None
             if weight > 0:
                 head = ObjectnessHead(self.model.config.text.hidden_size)
-                loss = ObjectnessLoss(weight, int(self.model.config.image_token_id))
+                loss = ObjectnessLoss(
+                    weight,
+                    int(self.model.config.image_token_id),
+                    merge=int(self.model.config.vision.spatial_merge_size),
+                )
+            stream = functools.partial(self._base_stream, loss)
             with attached_head(self.model, head):
-                piece = SupervisedPiece(self, "pretrain", c, self._base_stream, loss=loss)
+                piece = SupervisedPiece(self, "pretrain", c, stream, loss=loss)
                 out = self.learner.run(piece)
             path = self.workdir / "pretrain" / "base_eval.json"
             if is_writer():
@@ -350,10 +357,11 @@ class Experiment:
             image_sizes=tuple(b.image_sizes),
         )
 
-    def _base_stream(self):
+    def _base_stream(self, objectness=None):
         """(step, indices) -> those items of that step's batch of the base curriculum,
         encoded: a pure function of (seed, step), so a resume sees the same stream
-        (every host draws the whole step, then encodes only its share)."""
+        (every host draws the whole step, then encodes only its share). `objectness`: the
+        stage's `ObjectnessLoss`, whose target each example then carries."""
         from .base_tasks import BaseStream
 
         c = self.config.pretrain
@@ -361,16 +369,6 @@ class Experiment:
         stream = BaseStream(
             seed=int(b.seed), split=b.train_split, curriculum=self._base_curriculum()
         )
-
-        objectness = None
-        if float(b.get("objectness", 0.0)) > 0:  # read here: the feed runs in other threads
-            from .objectness import token_target
-
-            objectness = functools.partial(
-                token_target,
-                image_token_id=int(self.model.config.image_token_id),
-                merge=int(self.model.config.vision.spatial_merge_size),
-            )
 
         def examples_at(step: int, indices: list[int]) -> list[dict]:
             items = stream.batch(step, c.batch_size)
@@ -380,11 +378,8 @@ class Experiment:
                     without_meta(items[i].conversation(with_answer=True))
                 ).as_example()
                 if objectness is not None:  # the item's objects over its visual tokens
-                    example["objectness"] = objectness(
-                        example["input_ids"],
-                        example["image_grid_thw"],
-                        items[i].salient_boxes,
-                        items[i].image.shape[0],
+                    example["objectness"] = objectness.example_target(
+                        example, items[i].salient_boxes, items[i].image.shape[0]
                     )
                 out.append(example)
             return out
