@@ -151,6 +151,14 @@ def main() -> int:
         "square's token as the target (binding made a first-order signal); 0: off",
     )
     ap.add_argument(
+        "--attend",
+        type=float,
+        default=0.0,
+        help="weight of attention supervision: -log of the attention one head (head 0) of the "
+        "last text layer pays, from the answer position, to the asked square's visual token "
+        "(the binding circuit trained directly); 0: off",
+    )
+    ap.add_argument(
         "--prefix",
         type=int,
         default=0,
@@ -166,11 +174,24 @@ def main() -> int:
     )
     args = ap.parse_args()
 
+    import jax
     import jax.numpy as jnp
     import optax
     from flax import nnx
 
     family, model = build(args.arch, args.init, args.seed, args.position_init)
+    attention_probs: list = []  # [B, H, Lq, Lk] of each text layer, while tracing one forward
+    if args.attend:
+        from jaxseg.models import kv_cache, layers
+
+        def recorded(q, k, v, mask, scale):
+            qh, kh = (jnp.swapaxes(t, 1, 2) for t in (q, k))
+            scores = jnp.einsum("bhqd,bhkd->bhqk", qh, kh) * jnp.asarray(scale, q.dtype)
+            scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
+            attention_probs.append(jax.nn.softmax(scores.astype(jnp.float32), axis=-1))
+            return layers.masked_softmax_attention(q, k, v, mask, scale)
+
+        kv_cache.masked_softmax_attention = recorded  # the text layers' teacher-forced path
     side = PATCH * 8
     tail = [VISION_END, FIRST_COLOUR, QUERY] if args.scene == "colours" else [VISION_END, QUERY]
     filler = lambda n, first: list(range(first, first + n))  # noqa: E731  fixed "text"
@@ -235,6 +256,7 @@ def main() -> int:
     def step(both, optimizer, tokens, pixels, layout, positions, cells, target):
         def loss_fn(pair):
             m, sc = pair
+            attention_probs.clear()
             h = hidden(m, tokens, pixels, layout, positions)
             lg = m.compute_logits(h[:, -1])[:, FIRST_ANSWER : FIRST_ANSWER + 16]
             loss = optax.softmax_cross_entropy_with_integer_labels(lg, cells).mean()
@@ -244,14 +266,20 @@ def main() -> int:
                 scores = h[:, first_visual : first_visual + 16] @ sc.w[...]
                 aux = optax.softmax_cross_entropy(scores, target).mean()
                 loss = loss + weight * aux
+            if args.attend:  # head 0 of the last text layer, from the answer position
+                probs = attention_probs[-1][:, 0, -1, first_visual : first_visual + 16]
+                on_target = jnp.take_along_axis(probs, cells[:, None], axis=1)[:, 0]
+                loss = loss + args.attend * -jnp.log(on_target + 1e-6).mean()
             if pointer:  # the answer position's state scores the visual tokens; target: the
                 # asked square's token (the answer position has read the query)
                 q = h[:, -1] @ sc.wq[...]  # [B, r]
                 k = h[:, first_visual : first_visual + 16] @ sc.wk[...]  # [B, 16, r]
                 scores = jnp.einsum("br,bnr->bn", q, k) / np.sqrt(q.shape[-1])
-                loss = loss + pointer * optax.softmax_cross_entropy_with_integer_labels(
-                    scores, cells
-                ).mean()
+                loss = (
+                    loss
+                    + pointer
+                    * optax.softmax_cross_entropy_with_integer_labels(scores, cells).mean()
+                )
             return loss
 
         loss, grads = nnx.value_and_grad(loss_fn)(both)
@@ -265,7 +293,7 @@ def main() -> int:
     print(
         f"arch {args.arch}  init {args.init}  position table {args.position_init}  seed "
         f"{args.seed}  scene {args.scene}  batch {args.batch}  lr {args.lr}  "
-        f"objectness {args.objectness}  pointer {args.pointer}  prefix {args.prefix}  suffix {args.suffix}  "
+        f"objectness {args.objectness}  pointer {args.pointer}  attend {args.attend}  prefix {args.prefix}  suffix {args.suffix}  "
         f"prior (most frequent cell) {prior:.3f}"
     )
     t0, left_at = time.time(), None

@@ -76,6 +76,12 @@ def get_config(arg=None):
             # locate probe it took 4 of 4 tiny draws off the location plateau by step
             # 250-500, where 0 of 7 left it without (README)
             objectness=1.0,
+            # weight of attention supervision (jaxseg.train.objectness): head 0 of the last text
+            # layer, from each answer position, is fitted to look at the named object's
+            # tokens. Objectness finds the objects; this picks the one the phrase names (the
+            # binding plateau: in the locate probe's coloured scene, colour asked after the
+            # image, 1.00 by step 1250 with it, 0.25 at 2000 without); 0 turns it off
+            attend=1.0,
         )
     )
     return c

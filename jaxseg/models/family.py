@@ -24,13 +24,15 @@ Two halves:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -252,3 +254,38 @@ def redraw_with_transformers(model, seed: int, **kw) -> nnx.Module:
         for name in ("tokenizer.json", "tokenizer_config.json"):  # nothing else is needed
             (theirs / name).unlink(missing_ok=True)
         return load_pretrained(theirs, **kw)
+
+
+@contextlib.contextmanager
+def attention_capture(model: nnx.Module, layer: int = -1, head: int = 0) -> Iterator[None]:
+    """Inside the block, every cache-free (teacher-forced) `model.forward` records the
+    attention probabilities `[B, L, L]` of query head `head` of text layer `layer`;
+    `with_attention` runs a forward and returns them.
+    For auxiliary losses on where the policy looks (jaxseg.train.objectness)."""
+    lm = model.language_model
+    if getattr(lm, "remat", "none") != "none":
+        raise ValueError("attention_capture: not with remat (a rematerialised block sows nothing)")
+    attn = lm.layers[layer].self_attn
+    if not 0 <= head < attn.num_heads:
+        raise ValueError(f"attention_capture: head {head} of {attn.num_heads}")
+    attn.capture_head = head
+    try:
+        yield
+    finally:
+        del attn.capture_head
+
+
+def with_attention(fn: Callable[[nnx.Module], Any], model: nnx.Module) -> tuple[Any, jax.Array]:
+    """`fn(model)` (one teacher-forced forward, inside `attention_capture`) and the
+    probabilities `[B, L, L]` it recorded (`nnx.capture`: nothing stays on the model)."""
+    out, state = nnx.capture(fn, nnx.Intermediate)(model)
+    records = []
+    for _, v in nnx.to_flat_state(state):
+        v = v.get_value() if hasattr(v, "get_value") else v
+        records.extend(v if isinstance(v, tuple) else (v,))
+    if len(records) != 1:
+        raise RuntimeError(
+            f"with_attention: {len(records)} attention records (one forward inside "
+            "attention_capture expected)"
+        )
+    return out, records[0]

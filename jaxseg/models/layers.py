@@ -124,6 +124,37 @@ def softmax_float32(scores: jax.Array) -> jax.Array:
     return e / jnp.sum(e, axis=-1, keepdims=True)
 
 
+def head_attention_probs(
+    q: jax.Array, k: jax.Array, mask: jax.Array, scale: float, head: int
+) -> jax.Array:
+    """The attention probabilities of one query head, float32 `[B, Lq, Lk]`: q `[B, Lq, H, D]`,
+    k `[B, Lk, KV, D]` (query head `head` reads KV head `head // (H // KV)`), mask
+    broadcastable to `[B, 1, Lq, Lk]`; the same masking and softmax as
+    `masked_softmax_attention`."""
+    group = q.shape[2] // k.shape[2]
+    scores = jnp.einsum("bqd,bkd->bqk", q[:, :, head], k[:, :, head // group]) * jnp.asarray(
+        scale, q.dtype
+    )
+    scores = jnp.where(mask[:, 0], scores, jnp.finfo(scores.dtype).min)
+    return softmax_float32(scores)
+
+
+class AttentionCapture:
+    """Mixin of a text attention module: while `capture_head` is set (by
+    jaxseg.models.family.attention_capture), each cache-free pass sows that head's
+    probabilities `[B, L, L]` as the `nnx.Intermediate` "attention_probs"."""
+
+    capture_head: int | None = None
+
+    def capture(self, q: jax.Array, k: jax.Array, mask: jax.Array, scale: float, cached: bool):
+        if self.capture_head is not None and not cached:
+            self.sow(
+                nnx.Intermediate,
+                "attention_probs",
+                head_attention_probs(q, k, mask, scale, self.capture_head),
+            )
+
+
 def masked_softmax_attention(
     q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float
 ) -> jax.Array:

@@ -83,6 +83,9 @@ class BaseItem:
     key: str
     objects: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4), np.int64))
     text_first: bool = False  # the question before the image (else after, as the protocols)
+    # the boxes [R, 4] of the object(s) the question names (where an answer should look:
+    # jaxseg.train.objectness's attention supervision); R = 0 when it names none visible
+    referent: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4), np.int64))
 
     def conversation(self, *, with_answer: bool) -> list[Message]:
         parts = [image_part(self.image), text_part(self.prompt)]
@@ -183,7 +186,9 @@ def square_item(rng, size: int, key: str) -> BaseItem:
     x0, y0 = cx - s // 2, cy - s // 2
     image[y0 : y0 + s, x0 : x0 + s] = rng.integers(120, 256, 3).astype(np.uint8)
     box = np.array([[x0, y0, x0 + s, y0 + s]], np.int64)
-    return BaseItem(image, "square", SQUARE_PROMPT, cell_of(box[0], size), box, key, box)
+    return BaseItem(
+        image, "square", SQUARE_PROMPT, cell_of(box[0], size), box, key, box, referent=box
+    )
 
 
 def _frame_objects(video, t: int) -> list[dict[str, Any]]:
@@ -272,7 +277,8 @@ def make_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | 
     item = _frame_item(rng, video, t, task, size, key, objs, shown)
     if item is None:
         return None
-    return dataclasses.replace(item, objects=shown([o["box"] for o in objs]))
+    named = item.referent if len(item.referent) else item.boxes  # location tasks: the answer
+    return dataclasses.replace(item, objects=shown([o["box"] for o in objs]), referent=named)
 
 
 def _frame_item(rng, video, t, task, size, key, objs, shown) -> BaseItem | None:
@@ -329,9 +335,11 @@ def _frame_item(rng, video, t, task, size, key, objs, shown) -> BaseItem | None:
             flt = pool[int(rng.integers(len(pool)))]
         if flt is None:
             return None
-        n = len(_matching(objs, flt))
+        hits = _matching(objs, flt)
         prompt = COUNT_PROMPT.format(plural=_phrase(flt, plural=True))
-        return BaseItem(image, task, prompt, str(n), np.zeros((0, 4), np.int64), key)
+        none = np.zeros((0, 4), np.int64)
+        named = shown([o["box"] for o in hits]) if hits else none
+        return BaseItem(image, task, prompt, str(len(hits)), none, key, referent=named)
     if task == "colour":
         if not objs:
             return None
@@ -345,7 +353,10 @@ def _frame_item(rng, video, t, task, size, key, objs, shown) -> BaseItem | None:
             return None
         flt = options[-1] if rng.random() < 0.5 else options[0]
         prompt = COLOUR_PROMPT.format(phrase=_phrase(flt))
-        return BaseItem(image, task, prompt, target["colour"], np.zeros((0, 4), np.int64), key)
+        none = np.zeros((0, 4), np.int64)
+        return BaseItem(
+            image, task, prompt, target["colour"], none, key, referent=shown(target["box"])
+        )
     raise ValueError(f"unknown base task {task!r}; choose from {TASKS}")
 
 

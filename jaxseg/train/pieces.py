@@ -104,6 +104,8 @@ class SupervisedPiece:
         out = {"loss": f"{metrics['loss']:.3f}"}
         if "objectness_hit" in metrics:
             out["obj_hit"] = f"{metrics['objectness_hit']:.2f}"
+        if "attend_mass" in metrics:  # attention on the named object (jaxseg.train.objectness)
+            out["att"] = f"{metrics['attend_mass']:.2f}"
         return out
 
 

@@ -29,6 +29,7 @@ and holds the merged result.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import shutil
@@ -305,19 +306,25 @@ class Experiment:
         if c is None or c.steps <= 0:
             return {"stage": "pretrain", "skipped": True, "step": 0}
         if c.get("curriculum", "grounding") == "base":
+            from jaxseg.models.family import attention_capture
+
             from .objectness import ObjectnessHead, ObjectnessLoss, attached_head
 
             weight = float(c.base.get("objectness", 0.0))
+            attend = float(c.base.get("attend", 0.0))
             head, loss = None, None
             if weight > 0:
                 head = ObjectnessHead(self.model.config.text.hidden_size)
+            if weight > 0 or attend > 0:
                 loss = ObjectnessLoss(
                     weight,
                     int(self.model.config.image_token_id),
                     merge=int(self.model.config.vision.spatial_merge_size),
+                    attend=attend,
                 )
             stream = functools.partial(self._base_stream, loss)
-            with attached_head(self.model, head):
+            capture = attention_capture(self.model) if attend > 0 else contextlib.nullcontext()
+            with attached_head(self.model, head), capture:
                 piece = SupervisedPiece(self, "pretrain", c, stream, loss=loss)
                 out = self.learner.run(piece)
             path = self.workdir / "pretrain" / "base_eval.json"
@@ -377,9 +384,14 @@ class Experiment:
                 example = self.encoder.encode(
                     without_meta(items[i].conversation(with_answer=True))
                 ).as_example()
-                if objectness is not None:  # the item's objects over its visual tokens
+                size = items[i].image.shape[0]
+                if objectness is not None and objectness.weight > 0:  # objects' tokens
                     example["objectness"] = objectness.example_target(
-                        example, items[i].salient_boxes, items[i].image.shape[0]
+                        example, items[i].salient_boxes, size
+                    )
+                if objectness is not None and objectness.attend > 0:  # the named object's
+                    example["referent"] = objectness.example_target(
+                        example, items[i].referent, size
                     )
                 out.append(example)
             return out

@@ -217,3 +217,26 @@ def test_question_first_items_put_the_text_before_the_image_and_mark_the_asked_o
         asked = item.text_first and item.task in ("cell", "box", "boxes")
         expected = item.boxes if asked else item.objects
         assert np.array_equal(item.salient_boxes, expected)
+
+
+def test_referent_is_what_the_question_names(video):
+    """`referent` (where attention supervision pulls an answer): the answer's boxes for the
+    location tasks, the described object for colour, every counted object for count, nothing
+    for absent phrases; always among the frame's visible objects."""
+    rng = np.random.default_rng(5)
+    seen = set()
+    for t in range(video.frames.shape[0]):
+        for task in bt.TASKS:
+            item = bt.make_item(rng, video, t, task, 112, f"v@{t}")
+            if item is None:
+                continue
+            seen.add(task)
+            objects = {tuple(b) for b in item.objects.tolist()}
+            assert {tuple(b) for b in item.referent.tolist()} <= objects
+            if task in ("square", "cell", "box", "boxes", "absent"):
+                assert np.array_equal(item.referent, item.boxes)
+            elif task == "colour":
+                assert len(item.referent) == 1
+            elif task == "count":
+                assert len(item.referent) == int(item.answer)
+    assert {"cell", "box", "boxes", "count", "colour"} <= seen

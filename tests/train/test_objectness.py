@@ -113,3 +113,34 @@ def test_rsqrt_schedule_is_constant_to_tau_then_falls_as_one_over_sqrt():
     assert values[100] == values[500] == pytest.approx(3e-3)
     assert values[2000] == pytest.approx(1.5e-3) and values[8000] == pytest.approx(7.5e-4)
     jax.block_until_ready(lr(jnp.asarray(3)))  # traceable (optax calls it on a jax counter)
+
+
+def test_attention_supervision_pulls_the_head_to_the_named_object(setup):
+    """`attend`: the captured head's mass on the named object's tokens, averaged over the
+    answer positions of rows that name one, rises when trained (the gradient reaches the
+    policy's own attention: there is no auxiliary parameter); rows naming nothing are out of
+    the mean; a missing field is named."""
+    from jaxseg.models.family import attention_capture
+
+    cfg, examples = setup
+    named = [dict(e, referent=e["objectness"]) for e in examples]
+    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
+    loss = ObjectnessLoss(0.0, IMG, attend=1.0)
+    batch = loss.collate(make_policy_batch(named, config=cfg), named)
+    denoms = loss.weights(batch)
+    mask = np.asarray(batch.policy.loss_mask)
+    assert denoms[2] == mask[0].sum() + mask[1].sum()  # the third row names nothing
+    with pytest.raises(KeyError, match="referent"):
+        loss.collate(make_policy_batch(examples, config=cfg), examples)
+    tx = make_optimizer(OptimizerConfig(learning_rate=1e-2, schedule="constant"))
+    with attention_capture(model):
+        _, aux = loss.objective(model, batch, jnp.asarray(denoms, jnp.float32))
+        metrics = loss.metrics({k: float(v) for k, v in aux.items()}, denoms)
+        assert "objectness" not in metrics and 0.0 < metrics["attend_mass"] < 1.0
+        assert metrics["attend"] >= -np.log(metrics["attend_mass"])  # Jensen: mean -log >= -log mean
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        first = train_step(model, optimizer, [batch], loss)["attend_mass"]
+        for _ in range(15):
+            last = train_step(model, optimizer, [batch], loss)["attend_mass"]
+    assert last > max(2 * first, 0.5), (first, last)
+    assert model.language_model.layers[-1].self_attn.capture_head is None

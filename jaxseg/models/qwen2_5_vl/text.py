@@ -15,13 +15,13 @@ import jax
 from flax import nnx
 
 from ..kv_cache import KVCache, attention_mask_4d, grouped_attention
-from ..layers import Embed, Linear, RMSNorm, gated_mlp
+from ..layers import AttentionCapture, Embed, Linear, RMSNorm, gated_mlp
 from ..remat import RematStack, check_remat, remat_block
 from .config import TextConfig
 from .rope import apply_text_rope, text_rope_cos_sin
 
 
-class TextAttention(nnx.Module):
+class TextAttention(nnx.Module, AttentionCapture):
     def __init__(self, config: TextConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
         d, hd = config.hidden_size, config.head_dim
         h, kv = config.num_attention_heads, config.num_key_value_heads
@@ -51,6 +51,7 @@ class TextAttention(nnx.Module):
             v = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), start)
             new_kv = (k, v)
             k, v = k.astype(q.dtype), v.astype(q.dtype)
+        self.capture(q, k, mask, self.head_dim**-0.5, cached=cache_kv is not None)
         out = grouped_attention(q, k, v, mask, self.head_dim**-0.5, prefix)
         return self.o_proj(out.reshape(b, length, -1)), new_kv
 

@@ -17,7 +17,7 @@ import jax
 from flax import nnx
 
 from jaxseg.models.kv_cache import KVCache, attention_mask_4d, grouped_attention
-from jaxseg.models.layers import Embed, Linear, RMSNorm, gated_mlp
+from jaxseg.models.layers import AttentionCapture, Embed, Linear, RMSNorm, gated_mlp
 from jaxseg.models.qwen2_5_vl.rope import apply_text_rope
 from jaxseg.models.remat import RematStack, check_remat, remat_block
 
@@ -25,7 +25,7 @@ from .config import TextConfig
 from .rope import text_rope_cos_sin
 
 
-class TextAttention(nnx.Module):
+class TextAttention(nnx.Module, AttentionCapture):
     def __init__(self, config: TextConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
         d, hd = config.hidden_size, config.head_dim
         h, kv = config.num_attention_heads, config.num_key_value_heads
@@ -58,6 +58,7 @@ class TextAttention(nnx.Module):
             v = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), start)
             new_kv = (k, v)
             k, v = k.astype(q.dtype), v.astype(q.dtype)
+        self.capture(q, k, mask, self.head_dim**-0.5, cached=cache_kv is not None)
         out = grouped_attention(q, k, v, mask, self.head_dim**-0.5, prefix)
         return self.o_proj(out.reshape(b, length, -1)), new_kv
 

@@ -190,3 +190,39 @@ def test_parameter_count_equals_transformers(hf_model, jax_model):
 
     ours = sum(int(np.prod(v.shape)) for _, v in nnx.to_flat_state(nnx.state(jax_model, nnx.Param)))
     assert ours == sum(p.numel() for p in hf_model.parameters())
+
+
+@pytest.mark.parametrize("head", [0, 3])
+def test_captured_attention_equals_transformers_attentions(jax_model, hf_model, head):
+    """`attention_capture` records exactly the probabilities transformers' eager attention
+    returns (`output_attentions`) for that head of the last layer, on a left-padded batch
+    with images and a video; and the model carries nothing after the block."""
+    from flax import nnx
+
+    from jaxseg.models.family import attention_capture, with_attention
+
+    rows, images, videos = cases()["image_and_video_left_padded_batch"]
+    ids, mask = left_pad(rows)
+    ids_t = torch.tensor(ids)
+    with torch.no_grad():
+        ref = (
+            hf_model(
+                input_ids=ids_t,
+                attention_mask=torch.tensor(mask),
+                mm_token_type_ids=(ids_t == IMAGE).long() + 2 * (ids_t == VIDEO).long(),
+                pixel_values=torch.tensor(np.concatenate([p for p, _ in images])),
+                image_grid_thw=torch.tensor([g for _, g in images]),
+                pixel_values_videos=torch.tensor(np.concatenate([p for p, _ in videos])),
+                video_grid_thw=torch.tensor([g for _, g in videos]),
+                output_attentions=True,
+            )
+            .attentions[-1][:, head]
+            .numpy()
+        )
+    with attention_capture(jax_model, layer=-1, head=head):
+        _, probs = with_attention(lambda m: jax_forward(m, ids, mask, images, videos), jax_model)
+        probs = np.asarray(probs)
+    valid = mask.astype(bool)
+    np.testing.assert_allclose(probs[valid], ref[valid], atol=1e-5, rtol=0)
+    assert jax_model.language_model.layers[-1].self_attn.capture_head is None
+    assert not nnx.to_flat_state(nnx.state(jax_model, nnx.Intermediate))
