@@ -237,3 +237,31 @@ def test_text_only_left_padded_batch_matches_transformers(hf_model, jax_model):
     out = _jax_logits(jax_model, ids, mask)
     valid = mask.astype(bool)
     np.testing.assert_allclose(out[valid], ref[valid], atol=ATOL, rtol=0)
+
+
+def test_captured_attention_equals_transformers_attentions(hf_model, jax_model, media):
+    """`attention_capture` (head 1 of the last layer, a left-padded batch with images) records
+    what transformers' eager attention returns with `output_attentions`."""
+    import torch
+
+    from jaxseg.models.family import attention_capture, with_attention
+
+    ids, mask, kw = _left_padded(media)
+    ids_t = torch.tensor(ids)
+    with torch.no_grad():
+        ref = (
+            hf_model(
+                input_ids=ids_t,
+                attention_mask=torch.tensor(mask),
+                mm_token_type_ids=(ids_t == IMAGE_TOKEN).long(),
+                pixel_values=torch.tensor(kw["pixel_values"]),
+                image_grid_thw=torch.tensor(kw["image_grid_thw"]),
+                output_attentions=True,
+            )
+            .attentions[-1][:, 1]
+            .numpy()
+        )
+    with attention_capture(jax_model, layer=-1, head=1):
+        _, probs = with_attention(lambda m: _jax_logits(m, ids, mask, **kw), jax_model)
+    valid = mask.astype(bool)
+    np.testing.assert_allclose(np.asarray(probs)[valid], ref[valid], atol=1e-5, rtol=0)
