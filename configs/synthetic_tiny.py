@@ -156,6 +156,11 @@ def get_config(arg=None):
     c.grpo.lora_alpha = None
     c.grpo.lora_targets = c.sft.lora_targets
 
+    if a.protocol == "revseg":  # ReVSeg trains RL from the base, no cold start (arXiv
+        # 2512.02835): its ladder is base vs base+GRPO
+        c.sft.steps = 0
+        c.grpo.require_sft = False
+
     c.eval = ConfigDict()
     c.eval.max_expressions = 8 if a.quick else 48
     c.eval.chunk = 8
@@ -172,7 +177,8 @@ def get_config(arg=None):
 
 
 def get_sweep(hyper):
-    """Two training seeds x two protocols (the learning table of the README)."""
-    return hyper.product(
-        [hyper.sweep("seed", [0, 1]), hyper.sweep("protocol.name", ["veason", "o3"])]
-    )
+    """The ladder: two training seeds x the four protocols (ReVSeg's RL starts from the base,
+    without SFT, as the `protocol=revseg` knob sets)."""
+    cold_start = hyper.sweep("protocol.name", ["veason", "rcot", "o3"])
+    from_base = [{"protocol.name": "revseg", "sft.steps": 0, "grpo.require_sft": False}]
+    return hyper.product([hyper.sweep("seed", [0, 1]), hyper.chain([cold_start, from_base])])

@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "train (resumable) and ship the grounded tiny Qwen3-VL base (make base)",
     ),
     "sweep": ("jaxseg.commands.sweep", "expand a config's sweep into runs; print or run them"),
+    "ladder": (
+        "jaxseg.commands.ladder",
+        "untrained < SFT < SFT+GRPO for several protocols and seeds, held-out and hard",
+    ),
     "eval": ("jaxseg.commands.eval", "score predicted masks on a benchmark (J, F, J&F, R)"),
     "data": (
         "jaxseg.commands.data",

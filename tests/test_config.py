@@ -84,3 +84,21 @@ def test_sweep_command_prints_runs(config_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4
     assert "--set seed=1 --set rl.beta=0.04" in lines[3]
+
+
+def test_demo_ladder_sweep_and_the_revseg_knob():
+    """The demo's sweep is the ladder (2 seeds x 4 protocols); ReVSeg's runs (the sweep's and
+    the `protocol=revseg` knob's) train RL from the base: no SFT, GRPO allowed without it."""
+    from jaxseg.commands.demo import with_config_args
+
+    runs = cfg.load_sweep("demo")
+    assert len(runs) == 8 and {r["seed"] for r in runs} == {0, 1}
+    assert sorted({r["protocol.name"] for r in runs}) == ["o3", "rcot", "revseg", "veason"]
+    for run in runs:
+        c = cfg.load_config("demo", [f"{k}={v}" for k, v in run.items()])
+        from_base = c.protocol.name == "revseg"
+        assert (c.sft.steps == 0) == from_base and c.grpo.require_sft != from_base
+    knob = cfg.load_config(with_config_args("demo", protocol="revseg"))
+    assert knob.protocol.name == "revseg" and knob.sft.steps == 0 and not knob.grpo.require_sft
+    assert with_config_args("demo:seed=1", quick=True, protocol="o3") == "demo:seed=1,quick,protocol=o3"
+    assert with_config_args("demo") == "demo"

@@ -24,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="demo", help="config spec: file.py[:arg] or a name")
     parser.add_argument("--workdir", default="runs/demo", help="output directory (or gs://...)")
     parser.add_argument(
-        "--protocol", default=None, choices=PROTOCOLS, help="protocol (default: the config's)"
+        "--protocol",
+        default=None,
+        choices=PROTOCOLS,
+        help="the config's `protocol` knob (default: the config's own)",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed (default: the config's)")
     parser.add_argument("--quick", action="store_true", help="a few steps of each stage")
@@ -32,30 +35,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jaxseg.commands.train import check_protocol, ensure_data, print_written
+    from jaxseg.commands.train import check_protocol, print_written
     from jaxseg.config import load_config
-    from jaxseg.eval.aggregate import format_table
     from jaxseg.train import progress as progress_lib
-    from jaxseg.train.trainer import Experiment
 
     overrides = list(args.set)
-    if args.protocol:
-        overrides.append(f"protocol.name={args.protocol}")
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    spec = args.config + (":quick" if args.quick and ":" not in args.config else "")
+    spec = with_config_args(
+        args.config, quick=args.quick, **({"protocol": args.protocol} if args.protocol else {})
+    )
     config = load_config(spec, overrides)
     progress_lib.configure(config)
     check_protocol(config)
     t0 = time.perf_counter()
     progress = not args.no_progress
-    ensure_data(config, progress=progress, workdir=args.workdir)
-    exp = Experiment(
+    exp, _ = train_and_evaluate(
         config, args.workdir, progress=progress, allow_config_change=args.allow_config_change
     )
     say = print if progress_lib.process_index() == 0 else (lambda *a, **k: None)
+    report = _report(exp.workdir, config.data.root) if progress_lib.process_index() == 0 else None
+    say(f"\nreport: {report}  ({time.perf_counter() - t0:.0f} s)")
+    print_written(
+        config.data.root,
+        *(exp.workdir / n for n in ("config.json", "pretrain", "sft", "grpo", "eval")),
+        *([report] if report is not None else []),
+    )
+    return 0
+
+
+def with_config_args(spec: str, *, quick: bool = False, **args) -> str:
+    """`spec` with more `:arg` knobs: `demo` + protocol=revseg -> `demo:protocol=revseg`
+    (a knob may set several fields: the demo's `protocol=revseg` also turns SFT off)."""
+    name, _, given = spec.partition(":")
+    items = [x for x in given.split(",") if x]
+    if quick and "quick" not in items:
+        items.append("quick")
+    items += [f"{k}={v}" for k, v in args.items()]
+    return name + (":" + ",".join(items) if items else "")
+
+
+def train_and_evaluate(config, workdir, *, progress: bool = True, allow_config_change=False):
+    """The demo's stages on `workdir` (resumed): the benchmark, the untrained policy's
+    held-out evaluation, pretraining (if configured), cold-start SFT (unless `sft.steps` is
+    0, as ReVSeg's RL from the base), evaluation, GRPO, evaluation. Returns the Experiment
+    and {tag: held-out summary} (tags init / sft / grpo; an evaluation already on disk is
+    read back, not rerun)."""
+    import json
+
+    from jaxseg.commands.train import ensure_data
+    from jaxseg.eval.aggregate import format_table
+    from jaxseg.train import progress as progress_lib
+    from jaxseg.train.trainer import Experiment
+
+    ensure_data(config, progress=progress, workdir=workdir)
+    exp = Experiment(config, workdir, progress=progress, allow_config_change=allow_config_change)
+    say = print if progress_lib.process_index() == 0 else (lambda *a, **k: None)
+    with_sft = int(config.sft.steps) > 0
     stages = (("init", None), ("pretrain", exp.pretrain), ("sft", exp.sft), ("grpo", exp.grpo))
+    summaries = {}
     for tag, stage in stages:
+        if tag == "sft" and not with_sft:
+            continue
         if stage is not None:
             stage()
         if tag == "pretrain":  # scored on held-out grounding, not with the protocol
@@ -67,18 +108,10 @@ def run(args: argparse.Namespace) -> int:
         if not summary_path.is_file():
             summary = exp.evaluate(tag)
         else:
-            import json
-
             summary = json.loads(summary_path.read_text())
+        summaries[tag] = summary
         say(f"\n[{tag}] held-out {config.data.eval_split}:\n{format_table(summary)}")
-    report = _report(exp.workdir, config.data.root) if progress_lib.process_index() == 0 else None
-    say(f"\nreport: {report}  ({time.perf_counter() - t0:.0f} s)")
-    print_written(
-        config.data.root,
-        *(exp.workdir / n for n in ("config.json", "pretrain", "sft", "grpo", "eval")),
-        *([report] if report is not None else []),
-    )
-    return 0
+    return exp, summaries
 
 
 def _report(workdir, data_root):

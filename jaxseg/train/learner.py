@@ -181,11 +181,11 @@ class Learner:
         _update(optimizer, nnx.optimizer.OptState, restored["opt"])
         return int(meta["next_step"]), meta
 
-    def load(self, stage: str, module: nnx.Module) -> int | None:
-        """Loads the params of `stage`'s newest intact checkpoint into `module`; returns its
-        step (None without one). Never changes the checkpoint folder (the stage may be
-        training in another process)."""
-        ckpt_dir = self.workdir / stage / "ckpt"
+    def load(self, stage: str, module: nnx.Module, workdir=None) -> int | None:
+        """Loads the params of `stage`'s newest intact checkpoint (of this run, or of the run
+        in `workdir`) into `module`; returns its step (None without one). Never changes the
+        checkpoint folder (the stage may be training in another process)."""
+        ckpt_dir = (self.workdir if workdir is None else workdir) / stage / "ckpt"
         if not ckpt_dir.is_dir():
             return None
         with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
