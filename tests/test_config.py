@@ -100,5 +100,8 @@ def test_demo_ladder_sweep_and_the_revseg_knob():
         assert (c.sft.steps == 0) == from_base and c.grpo.require_sft != from_base
     knob = cfg.load_config(with_config_args("demo", protocol="revseg"))
     assert knob.protocol.name == "revseg" and knob.sft.steps == 0 and not knob.grpo.require_sft
-    assert with_config_args("demo:seed=1", quick=True, protocol="o3") == "demo:seed=1,quick,protocol=o3"
+    assert (
+        with_config_args("demo:seed=1", quick=True, protocol="o3")
+        == "demo:seed=1,quick,protocol=o3"
+    )
     assert with_config_args("demo") == "demo"

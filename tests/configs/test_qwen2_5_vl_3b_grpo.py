@@ -96,7 +96,7 @@ def test_seed_values_and_knobs():
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_evaluation_config_is_separate_and_ground_truth_free(protocol):
-    """Issue #17 items 1 and 5: every protocol has an explicit eval config; the protocol the
+    """Every protocol has an explicit eval config; the protocol the
     trainer evaluates with takes no input from annotations."""
     from jaxseg.protocols.registry import make_eval_protocol
 

@@ -1,4 +1,4 @@
-"""Issue #17 item 1: evaluation sees only what a user has. For every protocol's evaluation
+"""Evaluation sees only what a user has. For every protocol's evaluation
 config (the 3B real-run configs through `make_eval_protocol`, and the [SEG] route), the
 policy's inputs -- every message it is given, frames as bytes, text, and the environment's
 bookkeeping -- are byte-identical when the sample's ground truth is scrambled."""

@@ -127,7 +127,7 @@ def test_best_temporal_score():
 
 
 def test_oracle_traces_vary_their_number_of_selects(synth_samples):
-    """Issue #17 item 4: the oracle looks closer 0, 1 or 2 times (max_turns 3) depending on
+    """The oracle looks closer 0, 1 or 2 times (max_turns 3) depending on
     the sample, and every trace still earns the maximum reward."""
     from jaxseg.protocols.scripted import OraclePolicy
 

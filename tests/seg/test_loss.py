@@ -1,4 +1,4 @@
-"""Issue #10 item 2: the calibration term's value and where its gradient goes.
+"""The calibration term's value and where its gradient goes.
 
 All batches have the same shapes (two rows, two [SEG] each, KL on) so the jitted gradient
 functions compile once per loss config."""

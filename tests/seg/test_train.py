@@ -98,7 +98,7 @@ def test_grpo_step_and_evaluation_with_seg_answers(tmp_path):
 
 
 def test_grpo_step_with_heads_from_a_sam2_checkpoint(tmp_path):
-    """Issue #17 item 2: the heads start from a (tiny, random) SAM2 checkpoint, every mask
+    """The heads start from a (tiny, random) SAM2 checkpoint, every mask
     slot (turn keyframes + the 5 sampled frames) is decoded, R_m reads the decoded
     sampled-frame masks, and one GRPO step trains."""
     import jax

@@ -1,4 +1,4 @@
-"""Issue #6 "must show" 4: the classical stand-in on the synthetic world, GT box on GT keyframe."""
+"""The classical stand-in on the synthetic world, GT box on GT keyframe."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Issue #6 "must show" 3: masks requested from inside jax.jit equal the direct client's."""
+"""Masks requested from inside jax.jit equal the direct client's."""
 
 import jax
 import jax.numpy as jnp

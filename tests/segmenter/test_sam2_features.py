@@ -1,4 +1,4 @@
-"""Issue #10 must-show 4: the sidecar's image-features request (tiny random SAM2, 256 px, CPU)
+"""The sidecar's image-features request (tiny random SAM2, 256 px, CPU)
 returns what sam2 hands `_forward_sam_heads` on a memory-free frame, and those features give
 the same masks through torch's decoder and through jaxseg.models.sam2."""
 

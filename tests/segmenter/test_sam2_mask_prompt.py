@@ -1,4 +1,4 @@
-"""Issue #10: a mask prompt on a keyframe, propagated both ways through the sidecar, equals
+"""A mask prompt on a keyframe, propagated both ways through the sidecar, equals
 sam2's own add_new_mask + propagate_in_video (forward, then reverse); and from jitted code."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue #6 "must show" 1-2 against a real sidecar process running a tiny random-init SAM2."""
+"""The sidecar client against a real sidecar process running a tiny random-init SAM2."""
 
 import os
 import signal

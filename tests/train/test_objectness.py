@@ -137,7 +137,8 @@ def test_attention_supervision_pulls_the_head_to_the_named_object(setup):
         _, aux = loss.objective(model, batch, jnp.asarray(denoms, jnp.float32))
         metrics = loss.metrics({k: float(v) for k, v in aux.items()}, denoms)
         assert "objectness" not in metrics and 0.0 < metrics["attend_mass"] < 1.0
-        assert metrics["attend"] >= -np.log(metrics["attend_mass"])  # Jensen: mean -log >= -log mean
+        # Jensen: the mean of -log(mass) is at least -log of the mean mass
+        assert metrics["attend"] >= -np.log(metrics["attend_mass"])
         optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
         first = train_step(model, optimizer, [batch], loss)["attend_mass"]
         for _ in range(15):

@@ -1,4 +1,4 @@
-"""Issue #10 must-show 1: our prompt encoder + mask decoder equal sam2's torch modules
+"""Our prompt encoder + mask decoder equal sam2's torch modules
 (<= 1e-4, fp32) on the same features and prompts, the [SEG] token injection included."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue #10 must-show 2: torch state_dict -> jaxseg -> export -> torch load_state_dict(strict)
+"""torch state_dict -> jaxseg -> export -> torch load_state_dict(strict)
 gives identical outputs; a checkpoint that does not fit names the key."""
 
 from __future__ import annotations
