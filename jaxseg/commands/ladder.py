@@ -10,9 +10,11 @@ on re-run) in `<workdir>/<protocol>-seed<seed>`, with its own report (reward, KL
 J&F curves). ReVSeg trains RL from the base (its `protocol=revseg` knob turns SFT off), so
 its rungs are base and base+GRPO. Then every stage's checkpoint is evaluated again on a
 benchmark generated with another generator seed (`--hard-seed`) and `difficulty="hard"`
-(`<run>/hard/eval/<tag>`), never trained on. `<workdir>/ladder.md` gets both tables: J, F
-and J&F per query type (referring, reasoning, null) for each rung, and the mean over seeds
-of reasoning J&F per protocol.
+(`<run>/hard/eval/<tag>`), never trained on. Beside the rungs, the box prior: the
+protocol's answers about the training targets' mean box on the first frame shown, never
+"no target" (`jaxseg.protocols.scripted.PriorPolicy`), what a policy that ignores the video
+scores. `<workdir>/ladder.md` gets both tables: J, F and J&F per query type (referring,
+reasoning, null) for each rung, and the mean over seeds of reasoning J&F per protocol.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def rung_name(protocol: str, tag: str) -> str:
+    if tag == "prior":
+        return "prior (mean box)"
     if tag == "init":
         return "base"
     if tag == "sft":
@@ -79,14 +83,14 @@ def seed_means(rows: list[tuple[str, int, str, dict]], subset: str = "reasoning"
         if value is not None and value == value:
             by.setdefault(protocol, {}).setdefault(tag, []).append(float(value))
     lines = [
-        f"| protocol | {subset} J&F: base | SFT | +GRPO | SFT - base | GRPO - previous |",
-        "|---|---|---|---|---|---|",
+        f"| protocol | {subset} J&F: prior | base | SFT | +GRPO | SFT - base | GRPO - previous |",
+        "|---|---|---|---|---|---|---|",
     ]
     for protocol, tags in by.items():
         mean = {t: sum(v) / len(v) for t, v in tags.items()}
         base, sft, grpo = (mean.get(t) for t in RUNGS)
         before = sft if sft is not None else base
-        cells = [protocol] + [_pct(v) for v in (base, sft, grpo)]
+        cells = [protocol] + [_pct(v) for v in (mean.get("prior"), base, sft, grpo)]
         cells.append(_pct(None if sft is None or base is None else sft - base))
         cells.append(_pct(None if grpo is None or before is None else grpo - before))
         lines.append("| " + " | ".join(cells) + " |")
@@ -95,6 +99,25 @@ def seed_means(rows: list[tuple[str, int, str, dict]], subset: str = "reasoning"
 
 def _pct(x) -> str:
     return "-" if x is None or x != x else f"{float(x):.1f}"
+
+
+def training_mean_box(exp, count: int = 256):
+    """The mean target box (fractions of the frame) over the first `count` expressions of
+    `exp`'s training split (jaxseg.protocols.scripted.mean_target_box)."""
+    from jaxseg.protocols.scripted import mean_target_box
+
+    train = exp.source(exp.config.data.train_split)
+    return mean_target_box([train[i] for i in range(min(len(train), count))])
+
+
+def prior_policy(exp, box):
+    """The box prior in `exp`'s evaluation protocol (jaxseg.protocols.scripted.PriorPolicy):
+    `box` on the first frame shown, for the held-out samples `exp.evaluate` reads."""
+    from jaxseg.protocols.scripted import PriorPolicy
+
+    held = exp.source(exp.config.data.eval_split)
+    n = min(len(held), exp.config.eval.max_expressions)
+    return PriorPolicy(exp.eval_protocol, [held[i] for i in range(n)], box)
 
 
 def hard_config(config, root: Path, seed: int):
@@ -108,8 +131,11 @@ def hard_config(config, root: Path, seed: int):
     return c
 
 
-def evaluate_hard(config, run_dir: Path, hard_root: Path, seed: int, tags, *, progress: bool):
-    """Each of `tags`' checkpoints of the run in `run_dir` evaluated on the hard benchmark
+def evaluate_hard(
+    config, run_dir: Path, hard_root: Path, seed: int, tags, *, progress: bool, box=None
+):
+    """Each of `tags`' checkpoints (in the order init, sft, grpo; "prior": the box prior
+    with `box`) of the run in `run_dir` evaluated on the hard benchmark
     (written once under `hard_root`); {tag: summary}, read back when already on disk."""
     from jaxseg.commands.train import ensure_data
     from jaxseg.train.trainer import Experiment
@@ -124,6 +150,9 @@ def evaluate_hard(config, run_dir: Path, hard_root: Path, seed: int, tags, *, pr
             continue
         if exp is None:  # its model starts as config.model.init: the untrained policy
             exp = Experiment(c, run_dir / "hard", progress=progress, allow_config_change=True)
+        if tag == "prior":  # the mean box of the run's own training split
+            out[tag] = exp.evaluate(tag, policy=prior_policy(exp, box))
+            continue
         # a stage's checkpoint holds every policy parameter: loading one replaces the last
         if tag != "init" and exp.learner.load(tag, exp.model, workdir=run_dir) is None:
             continue
@@ -159,6 +188,17 @@ def run(args: argparse.Namespace) -> int:
             )
             if progress_lib.process_index() == 0:
                 _report(exp.workdir, config.data.root)
+            tags, box = list(summaries), None
+            if seed == seeds[0]:  # the box prior, once per protocol (it has no seed)
+                box = training_mean_box(exp)
+                path = run_dir / "eval" / "prior" / "summary.json"
+                prior = (
+                    json.loads(path.read_text())
+                    if path.is_file()
+                    else exp.evaluate("prior", policy=prior_policy(exp, box))
+                )
+                held.append((protocol, "-", "prior", prior))
+                tags = ["prior", *tags]
             held += [(protocol, seed, tag, s) for tag, s in summaries.items()]
             if not args.no_hard:
                 got = evaluate_hard(
@@ -166,10 +206,11 @@ def run(args: argparse.Namespace) -> int:
                     run_dir,
                     root / "hard" / "data",
                     args.hard_seed,
-                    list(summaries),
+                    tags,
                     progress=progress,
+                    box=box,
                 )
-                hard += [(protocol, seed, tag, s) for tag, s in got.items()]
+                hard += [(protocol, seed if t != "prior" else "-", t, s) for t, s in got.items()]
             walls[f"{protocol}-seed{seed}"] = time.perf_counter() - t0
     parts = [
         "# The learning ladder",

@@ -494,17 +494,21 @@ class Experiment:
         row["reward"] = summary["reward"].get("reward/total")
         return row
 
-    def evaluate(self, tag: str, *, split: str | None = None, limit: int | None = None) -> dict:
-        """Greedy episodes of the current policy on the held-out split, scored by jaxseg.eval."""
+    def evaluate(
+        self, tag: str, *, split: str | None = None, limit: int | None = None, policy=None
+    ) -> dict:
+        """Greedy episodes of the current policy (or of `policy`, e.g. a scripted prior) on
+        the held-out split, scored by jaxseg.eval, written to eval/<tag>."""
         e = self.config.eval
         split = split or self.config.data.eval_split
         source = self.source(split)
         n = min(len(source), limit or e.max_expressions)
-        policy = self.policy(
-            sampling=SamplingParams(temperature=0.0),
-            max_new_tokens=self.config.grpo.max_new_tokens,
-            seed=0,
-        )
+        if policy is None:
+            policy = self.policy(
+                sampling=SamplingParams(temperature=0.0),
+                max_new_tokens=self.config.grpo.max_new_tokens,
+                seed=0,
+            )
         out = self.workdir / "eval" / tag
         if not is_writer():  # the same episodes run everywhere; process 0 keeps the files
             out = Path(tempfile.mkdtemp(prefix=f"jaxseg-eval-{jax.process_index()}-"))

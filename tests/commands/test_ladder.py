@@ -19,6 +19,7 @@ def summary(referring, reasoning, null, reward=0.5):
 
 def test_tables_name_each_rung_and_average_seeds():
     rows = [
+        ("veason", "-", "prior", summary(3, 2, 0)),
         ("veason", 0, "init", summary(5, 4, 50)),
         ("veason", 0, "sft", summary(9, 8, 60)),
         ("veason", 0, "grpo", summary(12, 14, 70)),
@@ -34,8 +35,9 @@ def test_tables_name_each_rung_and_average_seeds():
     assert "| veason | 1 | SFT+GRPO | 11.0 | 13.0 | 12.0 | 17.0 | 19.0 | 18.0 |" in table
     assert "| revseg | 0 | base+GRPO |" in table and "| revseg | 0 | SFT |" not in table
     means = seed_means(rows)
-    assert "| veason | 5.0 | 9.0 | 16.0 | 4.0 | 7.0 |" in means
-    assert "| revseg | 4.0 | - | 9.0 | - | 5.0 |" in means  # GRPO over the base
+    assert "| veason | 2.0 | 5.0 | 9.0 | 16.0 | 4.0 | 7.0 |" in means
+    assert "| revseg | - | 4.0 | - | 9.0 | - | 5.0 |" in means  # GRPO over the base
+    assert "| veason | - | prior (mean box) | 2.0 | 4.0 | 3.0 |" in table
 
 
 def test_hard_config_changes_only_the_benchmark():
@@ -56,11 +58,12 @@ def test_quick_ladder_end_to_end(tmp_path):
     text = (root / "ladder.md").read_text()
     assert text.count("| revseg | 0 | base |") == 2  # held-out and hard tables
     assert text.count("| revseg | 0 | base+GRPO |") == 2
+    assert text.count("| revseg | - | prior (mean box) |") == 2
     marker = json.loads((root / "hard" / "data" / "jaxseg_synth.json").read_text())
     assert (marker["seed"], marker["difficulty"]) == (11, "hard")
     run = root / "revseg-seed0"
     assert not (run / "sft").exists()  # RL from the base
-    for tag in ("init", "grpo"):
+    for tag in ("prior", "init", "grpo"):
         assert (run / "hard" / "eval" / tag / "summary.json").is_file()
     assert (run / "report.md").is_file()
     before = (run / "hard" / "eval" / "grpo" / "summary.json").stat().st_mtime

@@ -85,3 +85,40 @@ def test_oracle_needs_known_sample(synth_samples):
             protocol, OraclePolicy(protocol, synth_samples[1:]), synth_samples[:1],
             backend=make_backend("oracle"),
         )  # fmt: skip
+
+
+def test_prior_policy_answers_the_mean_box_on_the_first_frame(protocol, synth_samples):
+    """The box prior: valid answers in the protocol's format about the training targets'
+    mean box, never "no target" (so null queries score 0), far below the oracle; its masks
+    come from the box alone (the oracle backend segments the fake object it names)."""
+    from jaxseg.protocols.scripted import PriorPolicy, mean_target_box, prior_sample
+
+    box = mean_target_box(synth_samples)
+    assert 0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1
+    fake = prior_sample(synth_samples[0], box)
+    t, h, w = fake.frames.shape[:3]
+    assert fake.object_masks.shape == (1, t, h, w) and fake.description is None
+    rows, cols = (
+        np.flatnonzero(fake.object_masks[0, 0].any(1)),
+        np.flatnonzero(fake.object_masks[0, 0].any(0)),
+    )
+    assert abs(rows[0] / h - box[1]) <= 1 / h and abs((cols[-1] + 1) / w - box[2]) <= 1 / w
+    assert (fake.object_masks[0] == fake.object_masks[0, :1]).all()  # the same in every frame
+    traces = run_episodes(
+        protocol,
+        PriorPolicy(protocol, synth_samples, box),
+        synth_samples,
+        backend=make_backend("classical"),
+    )
+    assert all(t.turns and t.turns[-1].parse_status == "ok" for t in traces)
+    oracle = run_episodes(
+        protocol,
+        OraclePolicy(protocol, synth_samples),
+        synth_samples,
+        backend=make_backend("classical"),
+    )
+    prior_j = np.mean([t.metrics["J"] for t in traces])
+    assert prior_j < np.mean([t.metrics["J"] for t in oracle]) - 0.2
+    for tr, s in zip(traces, synth_samples):
+        if s.is_null:
+            assert tr.metrics["J"] < 1.0  # it never declines
