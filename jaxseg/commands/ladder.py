@@ -44,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hard-seed", type=int, default=2024, help="generator seed of the hard benchmark"
     )
     parser.add_argument("--no-hard", action="store_true", help="skip the hard benchmark")
+    parser.add_argument(
+        "--prior-only",
+        action="store_true",
+        help="only the box prior's rows (no training): what ignoring the video scores",
+    )
     parser.add_argument("--quick", action="store_true", help="a few steps of each stage")
     add_common_arguments(parser)
 
@@ -161,8 +166,10 @@ def evaluate_hard(
 
 
 def run(args: argparse.Namespace) -> int:
+    from jaxseg.commands.train import ensure_data
     from jaxseg.config import load_config
     from jaxseg.train import progress as progress_lib
+    from jaxseg.train.trainer import Experiment
 
     from .demo import _report, train_and_evaluate, with_config_args
 
@@ -183,11 +190,21 @@ def run(args: argparse.Namespace) -> int:
             run_dir = root / f"{protocol}-seed{seed}"
             say(f"\n=== {protocol}, seed {seed}: {run_dir}")
             t0 = time.perf_counter()
-            exp, summaries = train_and_evaluate(
-                config, run_dir, progress=progress, allow_config_change=args.allow_config_change
-            )
-            if progress_lib.process_index() == 0:
-                _report(exp.workdir, config.data.root)
+            if args.prior_only:
+                if seed != seeds[0]:
+                    continue
+                ensure_data(config, progress=progress, workdir=run_dir)
+                exp = Experiment(config, run_dir, progress=progress, allow_config_change=True)
+                summaries = {}
+            else:
+                exp, summaries = train_and_evaluate(
+                    config,
+                    run_dir,
+                    progress=progress,
+                    allow_config_change=args.allow_config_change,
+                )
+                if progress_lib.process_index() == 0:
+                    _report(exp.workdir, config.data.root)
             tags, box = list(summaries), None
             if seed == seeds[0]:  # the box prior, once per protocol (it has no seed)
                 box = training_mean_box(exp)
@@ -215,7 +232,10 @@ def run(args: argparse.Namespace) -> int:
     parts = [
         "# The learning ladder",
         f"`jaxseg ladder --config {args.config} --protocols {','.join(protocols)} --seeds "
-        f"{','.join(map(str, seeds))}" + (" --quick" if args.quick else "") + "`",
+        f"{','.join(map(str, seeds))}"
+        + (" --quick" if args.quick else "")
+        + (" --prior-only" if args.prior_only else "")
+        + "`",
         "## Held-out split (" + str(config.data.eval_split) + ")",
         ladder_table(held),
         seed_means(held),
@@ -226,13 +246,17 @@ def run(args: argparse.Namespace) -> int:
             ladder_table(hard),
             seed_means(hard),
         ]
-    parts += [
-        "## Runs",
-        "\n".join(
-            f"- [{name}]({name}/report.md): {wall:.0f} s this invocation"
-            for name, wall in walls.items()
-        ),
-    ]
+    parts += (
+        []
+        if args.prior_only
+        else [
+            "## Runs",
+            "\n".join(
+                f"- [{name}]({name}/report.md): {wall:.0f} s this invocation"
+                for name, wall in walls.items()
+            ),
+        ]
+    )
     text = "\n\n".join(parts) + "\n"
     if progress_lib.process_index() == 0:
         root.mkdir(parents=True, exist_ok=True)
