@@ -159,6 +159,14 @@ def main() -> int:
         "(the binding circuit trained directly); 0: off",
     )
     ap.add_argument(
+        "--gap",
+        type=int,
+        default=0,
+        help="colours scene: fixed text tokens between the colour token and the answer "
+        "position (how far back the answer must fetch the query: the base's prompts put the "
+        "phrase ~20 tokens before it)",
+    )
+    ap.add_argument(
         "--prefix",
         type=int,
         default=0,
@@ -193,7 +201,10 @@ def main() -> int:
 
         kv_cache.masked_softmax_attention = recorded  # the text layers' teacher-forced path
     side = PATCH * 8
-    tail = [VISION_END, FIRST_COLOUR, QUERY] if args.scene == "colours" else [VISION_END, QUERY]
+    gap = list(range(200, 200 + args.gap))  # fixed filler between the colour and the answer
+    tail = (
+        [VISION_END, FIRST_COLOUR, *gap, QUERY] if args.scene == "colours" else [VISION_END, QUERY]
+    )
     filler = lambda n, first: list(range(first, first + n))  # noqa: E731  fixed "text"
     prefix, suffix = filler(args.prefix, 100), filler(args.suffix, 300)
     tail = tail[:1] + suffix + tail[1:]
@@ -208,7 +219,7 @@ def main() -> int:
         layout = family.vision_layout(grids, model.config.vision)
         tokens = np.repeat(ids, n, 0)
         if asked is not None:  # the colour token names the square asked for
-            tokens[:, -2] = FIRST_COLOUR + asked
+            tokens[:, -2 - args.gap] = FIRST_COLOUR + asked
         return jnp.asarray(tokens), jnp.asarray(pixels), layout, n
 
     def draw(rng, n):
@@ -293,7 +304,7 @@ def main() -> int:
     print(
         f"arch {args.arch}  init {args.init}  position table {args.position_init}  seed "
         f"{args.seed}  scene {args.scene}  batch {args.batch}  lr {args.lr}  "
-        f"objectness {args.objectness}  pointer {args.pointer}  attend {args.attend}  prefix {args.prefix}  suffix {args.suffix}  "
+        f"objectness {args.objectness}  pointer {args.pointer}  attend {args.attend}  gap {args.gap}  prefix {args.prefix}  suffix {args.suffix}  "
         f"prior (most frequent cell) {prior:.3f}"
     )
     t0, left_at = time.time(), None
