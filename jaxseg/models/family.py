@@ -268,11 +268,15 @@ def attention_capture(model: nnx.Module, layer: int = -1, head: int = 0) -> Iter
     attn = lm.layers[layer].self_attn
     if not 0 <= head < attn.num_heads:
         raise ValueError(f"attention_capture: head {head} of {attn.num_heads}")
+    before = vars(attn).get("capture_head")  # nested blocks restore the outer one's head
     attn.capture_head = head
     try:
         yield
     finally:
-        del attn.capture_head
+        if before is None:
+            del attn.capture_head
+        else:
+            attn.capture_head = before
 
 
 def with_attention(fn: Callable[[nnx.Module], Any], model: nnx.Module) -> tuple[Any, jax.Array]:

@@ -39,6 +39,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
@@ -74,6 +75,7 @@ from .progress import bars
 from .rollouts import reward_summary, sft_example
 from .runconfig import resolve_workdir, save_run_config
 from .samples import SampleSource
+from .steps import forward_logits
 
 
 def resolve_model_dir(spec: str) -> str:
@@ -430,7 +432,51 @@ class Experiment:
             )
             texts = policy.respond(policy.start([x.conversation(with_answer=False) for x in items]))
             out[name] = base_tasks.score(task, texts, items)
+            if float(b.get("attend", 0.0)) > 0 and name in ("cell", "box", "colour"):
+                out[name].update(self._named_attention(items))
         return out
+
+    def _named_attention(self, items) -> dict[str, float]:
+        """Where the attention-supervised head (jaxseg.train.objectness) looks on held-out
+        `items`, from the position that predicts the first answer token: its mass on the
+        named object's tokens (`attend_named`), and the mass a head spread evenly over the
+        visible objects' tokens would put there (`attend_named_uniform`: finding the objects
+        without binding the phrase)."""
+        from jaxseg.models.family import attention_capture, with_attention
+
+        from .objectness import ObjectnessLoss
+
+        loss = ObjectnessLoss(
+            0.0,
+            int(self.model.config.image_token_id),
+            merge=int(self.model.config.vision.spatial_merge_size),
+            attend=1.0,
+        )
+        examples, uniform = [], []
+        for it in items:
+            e = self.encoder.encode(without_meta(it.conversation(with_answer=True))).as_example()
+            size = it.image.shape[0]
+            e["referent"] = loss.example_target(e, it.referent, size)
+            objects = int(np.sum(loss.example_target(e, it.objects, size) > 0))
+            uniform.append(float(np.sum(e["referent"] > 0)) / max(objects, 1))
+            examples.append(e)
+
+        @nnx.jit
+        def named_probs(model, batch):
+            forward = lambda m: forward_logits(m, batch.policy, return_hidden=True)  # noqa: E731
+            return with_attention(forward, model)[1]
+
+        masses = []
+        with attention_capture(self.model):
+            for batch in self.batches(examples, 16, collate=loss.collate):
+                probs = np.asarray(named_probs(self.model, batch))  # [B, L, L]
+                first = np.argmax(np.asarray(batch.policy.loss_mask) > 0, axis=1)
+                rows = probs[np.arange(len(first)), first]  # [B, L]
+                masses += list((rows * (np.asarray(batch.referent) > 0)).sum(-1))
+        return {
+            "attend_named": float(np.mean(masses)),
+            "attend_named_uniform": float(np.mean(uniform)),
+        }
 
     def grounding_eval(self, count: int | None = None) -> dict[str, float]:
         """Greedy single-frame boxes of the current policy on held-out frames vs GT."""

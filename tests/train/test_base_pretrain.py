@@ -43,6 +43,13 @@ def test_pretrain_runs_the_curriculum_and_reports_the_phase_scenes(quick_base):
     assert "cell@scenes/accuracy" in record
     late = exp.base_eval(count=4, step=10**6)  # full scenes: nothing extra to report
     assert "cell@scenes" not in late
+    # the attention-supervised head's mass on the named object, next to an even spread over
+    # the visible objects; the stage's capture is gone after it, the eval's own too
+    assert exp.config.pretrain.base.attend > 0
+    assert 0.0 <= late["box"]["attend_named"] <= 1.0
+    assert 0.0 < late["box"]["attend_named_uniform"] <= 1.0
+    assert "attend" in rows[0] and "attend_mass" in rows[0]
+    assert exp.model.language_model.layers[-1].self_attn.capture_head is None
 
 
 def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick_base):

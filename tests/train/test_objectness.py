@@ -145,3 +145,19 @@ def test_attention_supervision_pulls_the_head_to_the_named_object(setup):
             last = train_step(model, optimizer, [batch], loss)["attend_mass"]
     assert last > max(2 * first, 0.5), (first, last)
     assert model.language_model.layers[-1].self_attn.capture_head is None
+
+
+def test_attention_capture_nests_and_undoes_itself(setup):
+    from jaxseg.models.family import attention_capture
+
+    cfg, _ = setup
+    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
+    attn = model.language_model.layers[-1].self_attn
+    with attention_capture(model, head=1):
+        with attention_capture(model, head=0):  # e.g. an evaluation inside a training stage
+            assert attn.capture_head == 0
+        assert attn.capture_head == 1
+    assert attn.capture_head is None and "capture_head" not in vars(attn)
+    with pytest.raises(ValueError, match="head 9"):
+        with attention_capture(model, head=9):
+            pass
