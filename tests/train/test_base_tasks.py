@@ -206,11 +206,13 @@ def test_square_steps_render_no_videos_and_world_items_list_every_object(monkeyp
 
 def test_question_first_items_put_the_text_before_the_image_and_mark_the_asked_object():
     curriculum = bt.CurriculumConfig()
-    assert curriculum.text_first_at(0) == 1.0 and curriculum.text_first_at(10**6) == 0.5
+    assert curriculum.text_first_at(0) == 1.0 and curriculum.text_first_at(6000) == 0.5
+    assert curriculum.text_first_at(10**6) == 0.0  # in the end, the protocols' order only
     stream = bt.BaseStream(seed=5, split="base_train", curriculum=curriculum)
     items = stream.batch(curriculum.phases[-1][0], 32)
     first = [x for x in items if x.text_first]
-    assert 0 < len(first) < len(items)  # half and half in the last phase
+    assert 0 < len(first) < len(items)  # half and half in the last task phase
+    assert not any(x.text_first for x in stream.batch(11000, 8))
     for item in items:
         kinds = [part["type"] for part in item.conversation(with_answer=False)[0]["content"]]
         assert kinds == (["text", "image"] if item.text_first else ["image", "text"])
