@@ -116,8 +116,9 @@ def test_rsqrt_schedule_is_constant_to_tau_then_falls_as_one_over_sqrt():
 
 
 def test_attention_supervision_pulls_the_head_to_the_named_object(setup):
-    """`attend`: the captured head's mass on the named object's tokens, averaged over the
-    answer positions of rows that name one, rises when trained (the gradient reaches the
+    """`attend`: the captured head's mass on the named object's tokens, from the position
+    predicting each row's first answer token, averaged over the rows that name one, rises
+    when trained (the gradient reaches the
     policy's own attention: there is no auxiliary parameter); rows naming nothing are out of
     the mean; a missing field is named."""
     from jaxseg.models.family import attention_capture
@@ -128,8 +129,7 @@ def test_attention_supervision_pulls_the_head_to_the_named_object(setup):
     loss = ObjectnessLoss(0.0, IMG, attend=1.0)
     batch = loss.collate(make_policy_batch(named, config=cfg), named)
     denoms = loss.weights(batch)
-    mask = np.asarray(batch.policy.loss_mask)
-    assert denoms[2] == mask[0].sum() + mask[1].sum()  # the third row names nothing
+    assert denoms[2] == 2  # one supervised position per row that names something
     with pytest.raises(KeyError, match="referent"):
         loss.collate(make_policy_batch(examples, config=cfg), examples)
     tx = make_optimizer(OptimizerConfig(learning_rate=1e-2, schedule="constant"))
@@ -143,7 +143,7 @@ def test_attention_supervision_pulls_the_head_to_the_named_object(setup):
         first = train_step(model, optimizer, [batch], loss)["attend_mass"]
         for _ in range(15):
             last = train_step(model, optimizer, [batch], loss)["attend_mass"]
-    assert last > max(2 * first, 0.5), (first, last)
+    assert last > max(4 * first, 0.4), (first, last)
     assert model.language_model.layers[-1].self_attn.capture_head is None
 
 
