@@ -119,9 +119,12 @@ def server(tmp_path):
                 return
             srv.accept(sock)
 
-    threading.Thread(target=loop, daemon=True).start()
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
     yield path
+    lsock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close alone does not
     lsock.close()
+    thread.join(timeout=5)
 
 
 def _connect(path):
