@@ -38,3 +38,19 @@ def quick_demo_run(tmp_path_factory):
         args += ["--set", o]
     assert cli.main(args) == 0
     return root
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_code():
+    """Drop JAX's compiled executables after each test module. One pytest process compiles
+    thousands of them and XLA:CPU keeps each one's code mapped: the full default tier crashed
+    inside XLA's compiler (a segmentation fault at ~98%, in whichever test compiled next)
+    while every module passes on its own, which is what running out of memory mappings
+    (vm.max_map_count, 65530 here) looks like."""
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
