@@ -25,6 +25,8 @@ import json
 import time
 from pathlib import Path
 
+from jaxseg.train.report import percent
+
 from .demo import PROTOCOLS
 
 SUBSETS = ("referring", "reasoning", "null")
@@ -73,7 +75,7 @@ def ladder_table(rows: list[tuple[str, int, str, dict]]) -> str:
         cells = [protocol, str(seed), rung_name(protocol, tag)]
         for s in SUBSETS:
             sub = summary.get("subsets", {}).get(s, {})
-            cells += [_pct(sub.get(m)) for m in ("J", "F", "JF")]
+            cells += [percent(sub.get(m)) for m in ("J", "F", "JF")]
         cells.append(f"{summary.get('reward', {}).get('reward/total', float('nan')):.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -95,15 +97,11 @@ def seed_means(rows: list[tuple[str, int, str, dict]], subset: str = "reasoning"
         mean = {t: sum(v) / len(v) for t, v in tags.items()}
         base, sft, grpo = (mean.get(t) for t in RUNGS)
         before = sft if sft is not None else base
-        cells = [protocol] + [_pct(v) for v in (mean.get("prior"), base, sft, grpo)]
-        cells.append(_pct(None if sft is None or base is None else sft - base))
-        cells.append(_pct(None if grpo is None or before is None else grpo - before))
+        cells = [protocol] + [percent(v) for v in (mean.get("prior"), base, sft, grpo)]
+        cells.append(percent(None if sft is None or base is None else sft - base))
+        cells.append(percent(None if grpo is None or before is None else grpo - before))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _pct(x) -> str:
-    return "-" if x is None or x != x else f"{float(x):.1f}"
 
 
 def training_mean_box(exp, count: int = 256):

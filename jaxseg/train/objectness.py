@@ -164,6 +164,16 @@ class ObjectnessLoss:
     merge: int = 2
     attend: float = 0.0
 
+    @classmethod
+    def for_model(cls, config, weight: float, attend: float = 0.0) -> ObjectnessLoss:
+        """The loss for a policy of `config` (its image token id and spatial merge)."""
+        return cls(
+            weight,
+            int(config.image_token_id),
+            merge=int(config.vision.spatial_merge_size),
+            attend=attend,
+        )
+
     def example_target(self, example: dict, boxes: np.ndarray, size: int) -> np.ndarray:
         """The `objectness` field `[L]` of an encoded single-image `example` whose image (an
         `size` px square) holds `boxes [M, 4]`: `token_target` with this loss's token id."""

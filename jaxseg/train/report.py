@@ -35,14 +35,14 @@ def learning_table(summaries: dict[str, dict[str, Any]]) -> str:
     rows = [head, "|" + "---|" * (6 + len(subsets))]
     for tag, summary in summaries.items():
         o = summary["overall"]
-        cells = [TAG_NAMES.get(tag, tag)] + [_pct(o.get(m)) for m in ("JF", "J", "F", "R")]
-        cells += [_pct(summary["subsets"].get(s, {}).get("JF")) for s in subsets]
+        cells = [TAG_NAMES.get(tag, tag)] + [percent(o.get(m)) for m in ("JF", "J", "F", "R")]
+        cells += [percent(summary["subsets"].get(s, {}).get("JF")) for s in subsets]
         cells.append(f"{summary.get('reward', {}).get('reward/total', float('nan')):.3f}")
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def _pct(x) -> str:
+def percent(x) -> str:
     """jaxseg.eval summaries are already x100."""
     return "-" if x is None or x != x else f"{float(x):.1f}"
 

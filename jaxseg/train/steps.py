@@ -282,6 +282,23 @@ def accumulate_grads(
     return total, grads, {"loss": total, **loss.metrics(sums, denoms)}
 
 
+@nnx.jit(static_argnames=("loss",))
+def _micro_metrics(model, batch, denoms: jax.Array, loss: StepLoss):
+    return loss.objective(model, batch, denoms)[1]
+
+
+def evaluate_loss(model, micro_batches: Sequence, loss: StepLoss) -> dict[str, float]:
+    """A `StepLoss`'s metrics over `micro_batches` with no gradient and no update (e.g. held
+    out): the objective's sums over the micro-batches, then `loss.metrics`."""
+    denoms = np.sum([loss.weights(b) for b in micro_batches], axis=0)
+    sums: dict[str, float] = {}
+    for mb in micro_batches:
+        aux = _micro_metrics(model, mb, jnp.asarray(denoms, jnp.float32), loss)
+        for k, v in aux.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+    return loss.metrics(sums, denoms)
+
+
 @jax.jit
 def _grad_norm(grads):
     return optax.tree.norm(grads)

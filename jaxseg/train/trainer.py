@@ -75,7 +75,7 @@ from .progress import bars
 from .rollouts import reward_summary, sft_example
 from .runconfig import resolve_workdir, save_run_config
 from .samples import SampleSource
-from .steps import forward_logits
+from .steps import evaluate_loss
 
 
 def resolve_model_dir(spec: str) -> str:
@@ -318,12 +318,7 @@ class Experiment:
             if weight > 0:
                 head = ObjectnessHead(self.model.config.text.hidden_size)
             if weight > 0 or attend > 0:
-                loss = ObjectnessLoss(
-                    weight,
-                    int(self.model.config.image_token_id),
-                    merge=int(self.model.config.vision.spatial_merge_size),
-                    attend=attend,
-                )
+                loss = ObjectnessLoss.for_model(self.model.config, weight, attend)
             stream = functools.partial(self._base_stream, loss)
             capture = attention_capture(self.model) if attend > 0 else contextlib.nullcontext()
             with attached_head(self.model, head), capture:
@@ -438,20 +433,16 @@ class Experiment:
 
     def _named_attention(self, items) -> dict[str, float]:
         """Where the attention-supervised head (jaxseg.train.objectness) looks on held-out
-        `items`, from the position that predicts the first answer token: its mass on the
-        named object's tokens (`attend_named`), and the mass a head spread evenly over the
-        visible objects' tokens would put there (`attend_named_uniform`: finding the objects
-        without binding the phrase)."""
-        from jaxseg.models.family import attention_capture, with_attention
+        `items` (each naming an object), from the position that predicts the first answer
+        token: its mass on the named object's tokens (`attend_named`, the loss's own
+        `attend_mass`), and the mass a head spread evenly over the visible objects' tokens
+        would put there (`attend_named_uniform`: finding the objects without binding the
+        phrase)."""
+        from jaxseg.models.family import attention_capture
 
         from .objectness import ObjectnessLoss
 
-        loss = ObjectnessLoss(
-            0.0,
-            int(self.model.config.image_token_id),
-            merge=int(self.model.config.vision.spatial_merge_size),
-            attend=1.0,
-        )
+        loss = ObjectnessLoss.for_model(self.model.config, 0.0, attend=1.0)
         examples, uniform = [], []
         for it in items:
             e = self.encoder.encode(without_meta(it.conversation(with_answer=True))).as_example()
@@ -461,20 +452,11 @@ class Experiment:
             uniform.append(float(np.sum(e["referent"] > 0)) / max(objects, 1))
             examples.append(e)
 
-        @nnx.jit
-        def named_probs(model, batch):
-            forward = lambda m: forward_logits(m, batch.policy, return_hidden=True)  # noqa: E731
-            return with_attention(forward, model)[1]
-
-        masses = []
         with attention_capture(self.model):
-            for batch in self.batches(examples, 16, collate=loss.collate):
-                probs = np.asarray(named_probs(self.model, batch))  # [B, L, L]
-                first = np.argmax(np.asarray(batch.policy.loss_mask) > 0, axis=1)
-                rows = probs[np.arange(len(first)), first]  # [B, L]
-                masses += list((rows * (np.asarray(batch.referent) > 0)).sum(-1))
+            batches = self.batches(examples, 16, collate=loss.collate)
+            metrics = evaluate_loss(self.model, batches, loss)
         return {
-            "attend_named": float(np.mean(masses)),
+            "attend_named": metrics["attend_mass"],
             "attend_named_uniform": float(np.mean(uniform)),
         }
 
