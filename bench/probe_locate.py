@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import time
 
 import numpy as np
@@ -78,6 +79,67 @@ def coloured_squares(rng, n: int, side: int):
     return images, asked, cells, every
 
 
+WORDS = ("the", "shape", *("small", "medium", "large"))  # + colour and shape names, below
+FIRST_WORD = 50  # phrase tokens: one id per word of the world's vocabulary
+PHRASE_LEN = 3  # the longest shortest-unique phrase ("small red circle"); shorter ones are
+# left-filled with "the"
+
+
+def world_words() -> tuple[str, ...]:
+    from jaxseg.data.synth.world import COLOUR_NAMES, SHAPES
+
+    return WORDS + tuple(COLOUR_NAMES) + tuple(SHAPES)
+
+
+def world_cells(rng, n: int, split: str, objects: tuple[int, int], textured: float):
+    """`n` cell items on frames of the synthetic world (`jaxseg.train.base_tasks`' ``cell``
+    task, shown at 128 px: 4x4 visual tokens, one per cell): images [n, 128, 128, 3], the
+    phrase as word ids [n, PHRASE_LEN], the cell of the named object's centre [n], the
+    objectness target [n, 16] (an even spread over every visible object's cell) and each
+    cell's attribute words [n, 16, 3] (ids of the colour, shape and size of the largest
+    object centred in it; -1 where none is)."""
+    import dataclasses as dc
+
+    from jaxseg.data.synth.generate import generate_video
+    from jaxseg.data.synth.world import SynthConfig
+    from jaxseg.train.base_tasks import CELLS, _frame_objects, make_item
+
+    synth = dc.replace(SynthConfig(), objects=objects, textured_prob=textured)
+    vocab = {w: FIRST_WORD + i for i, w in enumerate(world_words())}
+    images = np.zeros((n, 128, 128, 3), np.uint8)
+    phrase = np.zeros((n, PHRASE_LEN), np.int64)
+    cells, target = np.zeros(n, np.int64), np.zeros((n, 16), np.float32)
+    attrs = np.full((n, 16, 3), -1, np.int64)
+    i = 0
+    while i < n:
+        video = generate_video(7, split, int(rng.integers(1 << 30)), synth)
+        t = int(rng.integers(video.frames.shape[0]))
+        item = make_item(rng, video, t, "cell", 128, "")
+        if item is None:
+            continue
+        words = re.search(r"centre of the (.*)\?$", item.prompt).group(1).split()
+        words = ["the"] * (PHRASE_LEN - len(words)) + words
+        phrase[i] = [vocab[w] for w in words]
+        images[i] = item.image
+        cells[i] = CELLS.index(item.answer)
+        for box in item.objects:
+            target[i, _cell(box)] = 1.0
+        target[i] /= target[i].sum()
+        objs = sorted(
+            _frame_objects(video, t),
+            key=lambda o: -int(video.graph["objects"][o["id"]]["visible_area"][t]),
+        )
+        for o in objs[::-1]:  # the largest written last
+            attrs[i, _cell(o["box"])] = [vocab[o[k]] for k in ("colour", "shape", "size")]
+        i += 1
+    return images, phrase, cells, target, attrs
+
+
+def _cell(box) -> int:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return min(int(cy * 4 // 128), 3) * 4 + min(int(cx * 4 // 128), 3)
+
+
 def patches(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Images [n, S, S, 3] -> pixel values [n * (S/16)^2, 3*2*16*16] in the Qwen3-VL processor's
     order (2x2 merge blocks, each patch channels x time x rows x cols; mean = std = 0.5) and
@@ -91,7 +153,7 @@ def patches(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x), np.array([[1, gh, gw]] * n)
 
 
-def build(arch: str, init: str, seed: int, position_init: str):
+def build(arch: str, init: str, seed: int, position_init: str, vision: str = ""):
     from flax import nnx
 
     from jaxseg.models.family import get_family, redraw_with_transformers
@@ -105,6 +167,19 @@ def build(arch: str, init: str, seed: int, position_init: str):
         vision_start_token_id=VISION_START,
         vision_end_token_id=VISION_END,
     )
+    if vision:  # "depth,width": another vision tower under the tiny text model
+        depth, width = (int(v) for v in vision.split(","))
+        cfg = dataclasses.replace(
+            cfg,
+            vision=dataclasses.replace(
+                cfg.vision,
+                depth=depth,
+                hidden_size=width,
+                intermediate_size=2 * width,
+                num_heads=max(width // 32, 1),
+                deepstack_visual_indexes=(depth // 2 - 1,) if depth > 2 else (0,),
+            ),
+        )
     if arch == "probe":
         text = dataclasses.replace(
             cfg.text, num_hidden_layers=2, intermediate_size=2 * cfg.text.hidden_size
@@ -129,11 +204,20 @@ def main() -> int:
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument(
         "--scene",
-        choices=("square", "colours"),
+        choices=("square", "colours", "world"),
         default="square",
         help="square: one square, 'which cell holds it'; colours: three squares of distinct "
-        "colours, a colour token after the image, 'which cell holds that one' (binding)",
+        "colours, a colour token after the image, 'which cell holds that one' (binding); "
+        "world: the base's cell task on synthetic-world frames, the phrase (1-3 words, one "
+        "token each) after the image",
     )
+    ap.add_argument(
+        "--vision",
+        default="",
+        help="'depth,width' of the vision tower (default: the tiny preset's 2,64)",
+    )
+    ap.add_argument("--objects", default="2,3", help="world scene: objects per video (lo,hi)")
+    ap.add_argument("--textured", type=float, default=0.0, help="world scene: P(textured bg)")
     ap.add_argument(
         "--objectness",
         type=float,
@@ -141,6 +225,15 @@ def main() -> int:
         help="weight of a dense auxiliary loss: a linear scorer on the final hidden state of "
         "each of the 16 visual tokens (one per cell), softmax over them, the square's token as "
         "the target (salience made a first-order signal); 0: off",
+    )
+    ap.add_argument(
+        "--attributes",
+        type=float,
+        default=0.0,
+        help="world scene: weight of dense attribute supervision: each visual token holding "
+        "an object's centre predicts, through the policy's own LM head, the words for that "
+        "object's colour, shape and size (what a pretrained vision tower brings, in the "
+        "phrase's word space); 0: off",
     )
     ap.add_argument(
         "--pointer",
@@ -187,7 +280,7 @@ def main() -> int:
     import optax
     from flax import nnx
 
-    family, model = build(args.arch, args.init, args.seed, args.position_init)
+    family, model = build(args.arch, args.init, args.seed, args.position_init, args.vision)
     attention_probs: list = []  # [B, H, Lq, Lk] of each text layer, while tracing one forward
     if args.attend:
         from jaxseg.models import kv_cache, layers
@@ -202,9 +295,8 @@ def main() -> int:
         kv_cache.masked_softmax_attention = recorded  # the text layers' teacher-forced path
     side = PATCH * 8
     gap = list(range(200, 200 + args.gap))  # fixed filler between the colour and the answer
-    tail = (
-        [VISION_END, FIRST_COLOUR, *gap, QUERY] if args.scene == "colours" else [VISION_END, QUERY]
-    )
+    query = {"colours": [FIRST_COLOUR], "world": [FIRST_WORD] * PHRASE_LEN}.get(args.scene, [])
+    tail = [VISION_END, *query, *(gap if query else []), QUERY]
     filler = lambda n, first: list(range(first, first + n))  # noqa: E731  fixed "text"
     prefix, suffix = filler(args.prefix, 100), filler(args.suffix, 300)
     tail = tail[:1] + suffix + tail[1:]
@@ -218,19 +310,26 @@ def main() -> int:
         n = len(images)
         layout = family.vision_layout(grids, model.config.vision)
         tokens = np.repeat(ids, n, 0)
-        if asked is not None:  # the colour token names the square asked for
+        if asked is not None and args.scene == "world":  # the phrase names the object
+            at = len(ids[0]) - 1 - args.gap - PHRASE_LEN
+            tokens[:, at : at + PHRASE_LEN] = asked
+        elif asked is not None:  # the colour token names the square asked for
             tokens[:, -2 - args.gap] = FIRST_COLOUR + asked
         return jnp.asarray(tokens), jnp.asarray(pixels), layout, n
 
     def draw(rng, n):
         """(images, asked colour or None, answer cell, objectness target [n, 16])."""
+        if args.scene == "world":
+            lo, hi = (int(v) for v in args.objects.split(","))
+            split = "base_heldout" if rng is eval_rng else "base_train"
+            return world_cells(rng, n, split, (lo, hi), args.textured)
         if args.scene == "colours":
             images, asked, cells, every = coloured_squares(rng, n, side)
             target = np.zeros((n, 16), np.float32)
             np.put_along_axis(target, every, 1.0 / every.shape[1], axis=1)
-            return images, asked, cells, target
+            return images, asked, cells, target, None
         images, cells = squares(rng, n, side)
-        return images, None, cells, np.eye(16, dtype=np.float32)[cells]
+        return images, None, cells, np.eye(16, dtype=np.float32)[cells], None
 
     def hidden(model, tokens, pixels, layout, positions):
         out, _ = model.forward(
@@ -264,7 +363,7 @@ def main() -> int:
     weight, pointer = float(args.objectness), float(args.pointer)
 
     @nnx.jit
-    def step(both, optimizer, tokens, pixels, layout, positions, cells, target):
+    def step(both, optimizer, tokens, pixels, layout, positions, cells, target, attrs):
         def loss_fn(pair):
             m, sc = pair
             attention_probs.clear()
@@ -277,6 +376,13 @@ def main() -> int:
                 scores = h[:, first_visual : first_visual + 16] @ sc.w[...]
                 aux = optax.softmax_cross_entropy(scores, target).mean()
                 loss = loss + weight * aux
+            if args.attributes:  # words of the object centred in each visual token
+                logp = jax.nn.log_softmax(
+                    m.compute_logits(h[:, first_visual : first_visual + 16]), -1
+                )  # [B, 16, V]
+                held = attrs[..., 0] >= 0  # [B, 16] tokens holding an object's centre
+                words = jnp.take_along_axis(logp, jnp.maximum(attrs, 0), axis=-1).mean(-1)
+                loss = loss - args.attributes * jnp.sum(words * held) / jnp.maximum(held.sum(), 1)
             if args.attend:  # head 0 of the last text layer, from the answer position
                 probs = attention_probs[-1][:, 0, -1, first_visual : first_visual + 16]
                 on_target = jnp.take_along_axis(probs, cells[:, None], axis=1)[:, 0]
@@ -298,34 +404,66 @@ def main() -> int:
         return loss
 
     predict = nnx.jit(cell_logits)
+
+    @nnx.jit
+    def visual_logits(model, tokens, pixels, layout, positions):
+        h = hidden(model, tokens, pixels, layout, positions)
+        return model.compute_logits(h[:, first_visual : first_visual + 16])  # [B, 16, V]
+
+    def describe_hits(logits, attrs) -> str:
+        """Held-out: share of object-holding visual tokens whose colour / shape / size word
+        the LM head ranks first among that attribute's words."""
+        from jaxseg.data.synth.world import COLOUR_NAMES, SHAPES, SIZE_NAMES
+
+        vocab = {w: FIRST_WORD + i for i, w in enumerate(world_words())}
+        held = attrs[..., 0] >= 0
+        out = []
+        for j, names in enumerate((COLOUR_NAMES, SHAPES, SIZE_NAMES)):
+            ids = np.array([vocab[w] for w in names])
+            best = ids[np.argmax(logits[..., ids], -1)]
+            out.append(f"{float((best == attrs[..., j])[held].mean()):.2f}")
+        return "describe c/s/z " + "/".join(out)
+
     train_rng, eval_rng = np.random.default_rng(1), np.random.default_rng(99)
-    held_images, held_asked, held_cells, _ = draw(eval_rng, 256)
+    held_images, held_asked, held_cells, held_target, held_attrs = draw(eval_rng, 256)
     prior = np.bincount(held_cells, minlength=16).max() / len(held_cells)
+    # a policy that finds the objects but not the named one: a visible object's cell at random
+    any_object = float(np.take_along_axis(held_target, held_cells[:, None], 1).mean())
     print(
-        f"arch {args.arch}  init {args.init}  position table {args.position_init}  seed "
+        f"arch {args.arch}  vision {args.vision or '2,64'}  init {args.init}  position table {args.position_init}  seed "
         f"{args.seed}  scene {args.scene}  batch {args.batch}  lr {args.lr}  "
-        f"objectness {args.objectness}  pointer {args.pointer}  attend {args.attend}  gap {args.gap}  prefix {args.prefix}  suffix {args.suffix}  "
-        f"prior (most frequent cell) {prior:.3f}"
+        f"objectness {args.objectness}  attributes {args.attributes}  pointer {args.pointer}  attend {args.attend}  gap {args.gap}  prefix {args.prefix}  suffix {args.suffix}  "
+        f"prior (most frequent cell) {prior:.3f}  a random object's cell {any_object:.3f}"
     )
     t0, left_at = time.time(), None
     for s in range(1, args.steps + 1):
-        images, asked, cells, target = draw(train_rng, args.batch)
+        images, asked, cells, target, attrs = draw(train_rng, args.batch)
+        attrs = np.full((len(cells), 16, 3), -1, np.int64) if attrs is None else attrs
         tokens, pixels, layout, n = inputs(images, asked)
         positions = jnp.asarray(np.repeat(pos_one, n, 1))
-        loss = step(both, optimizer, tokens, pixels, layout, positions, jnp.asarray(cells), target)
+        loss = step(
+            both, optimizer, tokens, pixels, layout, positions, jnp.asarray(cells), target, attrs
+        )
         if s % args.eval_every == 0 or s == args.steps:
-            right = 0
+            right, described, extra = 0, [], ""
             for i in range(0, len(held_cells), 64):
                 part = None if held_asked is None else held_asked[i : i + 64]
                 tokens, pixels, layout, n = inputs(held_images[i : i + 64], part)
                 positions = jnp.asarray(np.repeat(pos_one, n, 1))
                 guess = np.asarray(predict(model, tokens, pixels, layout, positions)).argmax(-1)
                 right += int((guess == held_cells[i : i + 64]).sum())
+                if args.attributes:
+                    described.append(
+                        np.asarray(visual_logits(model, tokens, pixels, layout, positions))
+                    )
             acc = right / len(held_cells)
+            if args.attributes:
+                extra = "  " + describe_hits(np.concatenate(described), held_attrs)
             if left_at is None and acc >= 0.25:
                 left_at = s
             print(
-                f"step {s:5d}  loss {float(loss):.3f}  held-out {acc:.3f}  {time.time() - t0:.0f}s"
+                f"step {s:5d}  loss {float(loss):.3f}  held-out {acc:.3f}{extra}  "
+                f"{time.time() - t0:.0f}s"
             )
     where = f"left the plateau at step {left_at}" if left_at else "still on the plateau"
     print(f"{where}; held-out accuracy at the end {acc:.3f}")

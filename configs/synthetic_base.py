@@ -82,6 +82,12 @@ def get_config(arg=None):
             # binding plateau: in the locate probe's coloured scene, colour asked after the
             # image, 1.00 by step 1250 with it, 0.25 at 2000 without); 0 turns it off
             attend=1.0,
+            # weight of dense attribute supervision (jaxseg.train.objectness's L_desc): each
+            # visual token holding an object's centre names its colour, shape and size through
+            # the LM head, as a pretrained vision tower would let it. In the locate probe's
+            # world scene (2-6 objects, textures; `bench/probe_locate.py --scene world`) the
+            # named object's cell at step 1500: 0.39 with it, 0.25 without; 0 turns it off
+            describe=1.0,
         )
     )
     return c

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from jaxseg.data.synth.generate import generate_video
-from jaxseg.data.synth.world import SynthConfig
+from jaxseg.data.synth.world import COLOUR_NAMES, SHAPES, SIZE_NAMES, SynthConfig
 from jaxseg.eval.metrics import box_iou
 from jaxseg.protocols.annotations import box_of, resize_image, scale_boxes
 from jaxseg.protocols.policy import Message, image_part, message, text_part
@@ -65,6 +65,8 @@ SQUARE_PROMPT = "Which 4x4 grid cell (A-P) holds the square?"
 COUNT_PROMPT = "How many {plural} are in the image? Answer with a number."
 COLOUR_PROMPT = "What colour is the {phrase}? Answer with one word."
 NO_TARGET = "no target"
+# the attributes a phrase names an object by, each with its values (the world's words)
+ATTRIBUTES = (("colour", COLOUR_NAMES), ("shape", SHAPES), ("size", SIZE_NAMES))
 MIN_VISIBLE_PX = 40  # at 128 px: a visible object is at least this many pixels
 
 
@@ -86,6 +88,12 @@ class BaseItem:
     # the boxes [R, 4] of the object(s) the question names (where an answer should look:
     # jaxseg.train.objectness's attention supervision); R = 0 when it names none visible
     referent: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4), np.int64))
+    # each of `objects`' attributes [M, 3] as class indices into ATTRIBUTES (colour, shape,
+    # size): what its visual tokens are taught to name (jaxseg.train.objectness's L_desc);
+    # [0, 3] where the objects are not world objects (the square task)
+    object_attributes: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros((0, 3), np.int64)
+    )
 
     def conversation(self, *, with_answer: bool) -> list[Message]:
         parts = [image_part(self.image), text_part(self.prompt)]
@@ -282,7 +290,13 @@ def make_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | 
     if item is None:
         return None
     named = item.referent if len(item.referent) else item.boxes  # location tasks: the answer
-    return dataclasses.replace(item, objects=shown([o["box"] for o in objs]), referent=named)
+    attributes = [[names.index(o[a]) for a, names in ATTRIBUTES] for o in objs]
+    return dataclasses.replace(
+        item,
+        objects=shown([o["box"] for o in objs]),
+        referent=named,
+        object_attributes=np.asarray(attributes, np.int64).reshape(-1, len(ATTRIBUTES)),
+    )
 
 
 def _frame_item(rng, video, t, task, size, key, objs, shown) -> BaseItem | None:

@@ -37,6 +37,22 @@ words with regions (e.g. Qiao et al., "Exploring human-like attention supervisio
 question answering", AAAI 2018). In the locate probe's three-coloured-squares scene (colour
 asked after the image) it took held-out accuracy to 1.00 by step 1250 where objectness alone
 reached 0.25 by 2000 (README, `bench/probe_locate.py --attend`).
+
+The match needs visual tokens that carry what the phrase names. The seeds' bases bring a
+vision encoder pretrained on image-text pairs (Qwen3-VL's SigLIP-2 tower, Qwen2.5-VL's
+CLIP-style ViT); ours starts from nothing and only the answer's loss shapes it, so it learns
+colour and size but not shape (a ridge probe on the step-12250 base's visual tokens, held-out
+full scenes: colour 0.65, size 0.61, shape 0.21 with the majority class at 0.16). `describe`
+adds the dense part of that pretraining, in the phrase's own word space: every visual token
+holding an object's centre (the largest, where several are) is fitted to name that object's
+attributes through the policy's LM head (tied to the word embeddings),
+
+    L_desc = - (1 / A) sum_a log p(w_a(o_n) | h_n)
+
+for each such token n, object o_n, and attribute a of A (colour, shape, size) with word
+w_a; the stage adds `describe` x the mean of L_desc over those tokens. Region-word alignment
+of this kind is how GLIP pretrains grounding (Li et al. 2022, arXiv 2112.03857, §3.1). No
+parameter is added; visual positions carry no LM loss, so their next-token logits are free.
 """
 
 from __future__ import annotations
@@ -108,6 +124,40 @@ def centre_cells(boxes: np.ndarray, size: int, rows: int, cols: int) -> np.ndarr
     return target / target.sum()
 
 
+def centre_attributes(
+    boxes: np.ndarray, attributes: np.ndarray, size: int, rows: int, cols: int
+) -> np.ndarray:
+    """Per merged cell `[rows * cols, A]` (row-major) the attribute values `attributes [M, A]`
+    (class indices) of the largest box of `boxes [M, 4]` whose centre it holds; -1 where no
+    centre is."""
+    out = np.full((rows * cols, np.shape(attributes)[-1]), -1, np.int64)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    for m in np.argsort(area, kind="stable"):  # the largest written last
+        cx, cy = (boxes[m, 0] + boxes[m, 2]) / 2, (boxes[m, 1] + boxes[m, 3]) / 2
+        col = min(max(int(cx * cols // size), 0), cols - 1)
+        row = min(max(int(cy * rows // size), 0), rows - 1)
+        out[row * cols + col] = attributes[m]
+    return out
+
+
+def _visual_grid(input_ids, image_grid_thw, image_token_id: int, merge: int):
+    """(positions of the visual tokens [N], frames t, rows, cols) of one single-image
+    example."""
+    ids = np.asarray(input_ids).reshape(-1)
+    grid = np.asarray(image_grid_thw).reshape(-1, 3)
+    if len(grid) != 1:
+        raise ValueError(f"objectness needs one image per example, got {len(grid)}")
+    t, h, w = (int(v) for v in grid[0])
+    rows, cols = h // merge, w // merge
+    where = np.flatnonzero(ids == image_token_id)
+    if where.size != t * rows * cols:
+        raise ValueError(
+            f"objectness: {where.size} image tokens in input_ids for a {t}x{rows}x{cols} grid"
+        )
+    return where, t, rows, cols
+
+
 def token_target(
     input_ids: np.ndarray,
     image_grid_thw: np.ndarray,
@@ -120,18 +170,8 @@ def token_target(
     """The objectness target `[L]` of one encoded single-image example: `centre_cells` over
     the image's merged grid, placed at its visual tokens (the image-pad positions, in
     order); zeros elsewhere."""
-    ids = np.asarray(input_ids).reshape(-1)
-    grid = np.asarray(image_grid_thw).reshape(-1, 3)
-    if len(grid) != 1:
-        raise ValueError(f"objectness needs one image per example, got {len(grid)}")
-    t, h, w = (int(v) for v in grid[0])
-    rows, cols = h // merge, w // merge
-    where = np.flatnonzero(ids == image_token_id)
-    if where.size != t * rows * cols:
-        raise ValueError(
-            f"objectness: {where.size} image tokens in input_ids for a {t}x{rows}x{cols} grid"
-        )
-    out = np.zeros(ids.shape, np.float32)
+    where, t, rows, cols = _visual_grid(input_ids, image_grid_thw, image_token_id, merge)
+    out = np.zeros(np.asarray(input_ids).reshape(-1).shape, np.float32)
     out[where] = np.tile(centre_cells(boxes, size, rows, cols), t) / t
     return out
 
@@ -147,13 +187,16 @@ class ObjectnessBatch:
     target: jax.Array
     visual: jax.Array
     referent: jax.Array
+    describe: jax.Array  # [B, L, A] attribute class per visual token, -1 where none
 
 
 @dataclasses.dataclass(frozen=True)
 class ObjectnessLoss:
     """Token-mean NLL + `weight` x mean objectness cross-entropy + `attend` x mean attention
-    supervision (module docstring), as a jaxseg.train.steps `StepLoss`: denominators [answer
-    tokens, images with an object, items naming an object]. With `weight > 0` the model
+    supervision + `describe` x mean L_desc (module docstring), as a jaxseg.train.steps
+    `StepLoss`: denominators [answer tokens, images with an object, items naming an object,
+    visual tokens described]. With `describe > 0` examples carry `describe` `[L_i, A]`
+    (`example_words`) and `words` lists each attribute's value words' token ids. With `weight > 0` the model
     must carry an `ObjectnessHead` (`attached_head`) and examples their `objectness` target
     `[L_i]`; with `attend > 0` the model runs inside `attention_capture` (the supervised
     head) and examples carry `referent` `[L_i]` (both from `example_target`). `merge`: the
@@ -163,16 +206,49 @@ class ObjectnessLoss:
     image_token_id: int
     merge: int = 2
     attend: float = 0.0
+    describe: float = 0.0
+    # (attribute name, token id of each of its values): the words L_desc predicts
+    words: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def __post_init__(self):
+        if self.describe > 0 and not self.words:
+            raise ValueError("ObjectnessLoss: describe > 0 needs the attribute words' token ids")
 
     @classmethod
-    def for_model(cls, config, weight: float, attend: float = 0.0) -> ObjectnessLoss:
+    def for_model(
+        cls, config, weight: float, attend: float = 0.0, describe: float = 0.0, words=()
+    ) -> ObjectnessLoss:
         """The loss for a policy of `config` (its image token id and spatial merge)."""
         return cls(
             weight,
             int(config.image_token_id),
             merge=int(config.vision.spatial_merge_size),
             attend=attend,
+            describe=describe,
+            words=tuple((str(a), tuple(int(i) for i in ids)) for a, ids in words),
         )
+
+    def example_words(
+        self, example: dict, boxes: np.ndarray, attributes: np.ndarray, size: int
+    ) -> np.ndarray:
+        """The `describe` field `[L, A]` of an encoded single-image `example` whose image (an
+        `size` px square) holds objects `boxes [M, 4]` with `attributes [M, A]` (class
+        indices into `words`): `centre_attributes` placed at the visual tokens, -1
+        elsewhere (and everywhere when M = 0)."""
+        a = len(self.words)
+        attributes = np.asarray(attributes, np.int64).reshape(-1, a)
+        if len(attributes) != len(np.asarray(boxes).reshape(-1, 4)):
+            raise ValueError(
+                f"objectness: {len(attributes)} attribute rows for "
+                f"{len(np.asarray(boxes).reshape(-1, 4))} boxes"
+            )
+        ids = example["input_ids"]
+        where, t, rows, cols = _visual_grid(
+            ids, example["image_grid_thw"], self.image_token_id, self.merge
+        )
+        out = np.full((np.asarray(ids).reshape(-1).size, a), -1, np.int64)
+        out[where] = np.tile(centre_attributes(boxes, attributes, size, rows, cols), (t, 1))
+        return out
 
     def example_target(self, example: dict, boxes: np.ndarray, size: int) -> np.ndarray:
         """The `objectness` field `[L]` of an encoded single-image `example` whose image (an
@@ -192,23 +268,32 @@ class ObjectnessLoss:
         b, length = batch.input_ids.shape
         if len(examples) != b:
             raise ValueError(f"objectness: {len(examples)} examples for a {b}-row batch")
-        wanted = (("objectness", self.weight > 0), ("referent", self.attend > 0))
+        wanted = (
+            ("objectness", self.weight > 0),
+            ("referent", self.attend > 0),
+            ("describe", self.describe > 0),
+        )
         fields = [f for f, on in wanted if on]
         padded = {f: np.zeros((b, length), np.float32) for f in ("objectness", "referent")}
+        padded["describe"] = np.full((b, length, max(len(self.words), 1)), -1, np.int32)
         for i, e in enumerate(examples):
             for f in fields:
                 if f not in e:
                     raise KeyError(f"example {i} has no field {f!r}")
-                v = np.asarray(e[f], np.float32).reshape(-1)
-                padded[f][i, : v.size] = v
+                v = np.asarray(e[f], padded[f].dtype)
+                v = v.reshape(-1, *padded[f].shape[2:])
+                padded[f][i, : len(v)] = v
         visual = (np.asarray(batch.input_ids) == self.image_token_id).astype(np.float32)
-        return ObjectnessBatch(batch, padded["objectness"], visual, padded["referent"])
+        return ObjectnessBatch(
+            batch, padded["objectness"], visual, padded["referent"], padded["describe"]
+        )
 
     def weights(self, batch: ObjectnessBatch) -> np.ndarray:
         tokens = float(np.sum(batch.policy.loss_mask))
         images = float(np.sum(np.asarray(batch.target).sum(-1) > 0))
         named = float(np.sum(np.asarray(batch.referent).sum(-1) > 0))
-        return np.asarray([tokens, images, named], np.float64)
+        described = float(np.sum(np.asarray(batch.describe)[..., 0] >= 0))
+        return np.asarray([tokens, images, named, described], np.float64)
 
     def objective(self, model, batch: ObjectnessBatch, denoms):
         p = batch.policy
@@ -217,10 +302,16 @@ class ObjectnessLoss:
             hidden, probs = with_attention(forward, model)  # probs [B, L, L]
         else:
             hidden = forward(model)
-        logp = next_token_logprobs(model.compute_logits(hidden), p.input_ids)
+        logits = model.compute_logits(hidden)
+        logp = next_token_logprobs(logits, p.input_ids)
         nll = aggregation.aggregate(-logp, p.loss_mask, "token-mean")
         value = nll.total / denoms[0]
         out = {"nll": nll.total}
+        if self.describe > 0:
+            desc, hits = self._describe(logits, batch.describe)
+            out["describe"] = desc
+            out.update(hits)
+            value = value + self.describe * desc / jnp.maximum(denoms[3], 1.0)
         if self.weight > 0:
             scores = getattr(model, HEAD)(hidden)  # [B, L]
             scores = jnp.where(batch.visual > 0, scores, -1e9)
@@ -245,6 +336,20 @@ class ObjectnessLoss:
             value = value + self.attend * att / jnp.maximum(denoms[2], 1.0)
         return value, out
 
+    def _describe(self, logits: jax.Array, describe: jax.Array):
+        """(sum of L_desc over the described tokens, per attribute the number of them whose
+        value's word beats the attribute's other words) for logits `[B, L, V]`."""
+        held = describe[..., 0] >= 0  # [B, L]
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+        terms, hits = [], {}
+        for a, (name, ids) in enumerate(self.words):
+            ids = jnp.asarray(ids)
+            cls = jnp.clip(describe[..., a], 0, len(ids) - 1)
+            terms.append(jnp.take_along_axis(logp, ids[cls][..., None], axis=-1)[..., 0])
+            best = jnp.argmax(logits[..., ids], axis=-1)  # among this attribute's words
+            hits[f"describe_{name}"] = jnp.sum((best == cls) * held)
+        return -jnp.sum(jnp.mean(jnp.stack(terms, -1), -1) * held), hits
+
     def metrics(self, sums: dict[str, float], denoms: np.ndarray) -> dict[str, float]:
         out = {"nll": sums["nll"] / float(denoms[0])}
         if "objectness" in sums:
@@ -258,6 +363,11 @@ class ObjectnessLoss:
             # mean attention the supervised head pays to the named object's tokens from the
             # position that predicts the first answer token
             out["attend_mass"] = sums["attend_mass"] / named
+        if "describe" in sums:
+            described = max(float(denoms[3]), 1.0)
+            out["describe"] = sums["describe"] / described
+            for name, _ in self.words:  # share of described tokens naming the value right
+                out[f"describe_{name}"] = sums[f"describe_{name}"] / described
         return out
 
     def place(self, batch: ObjectnessBatch, mesh) -> ObjectnessBatch:
@@ -269,4 +379,5 @@ class ObjectnessLoss:
             target=rows(batch.target),
             visual=rows(batch.visual),
             referent=rows(batch.referent),
+            describe=rows(batch.describe),
         )

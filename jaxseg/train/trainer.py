@@ -314,11 +314,18 @@ class Experiment:
 
             weight = float(c.base.get("objectness", 0.0))
             attend = float(c.base.get("attend", 0.0))
+            describe = float(c.base.get("describe", 0.0))
             head, loss = None, None
             if weight > 0:
                 head = ObjectnessHead(self.model.config.text.hidden_size)
-            if weight > 0 or attend > 0:
-                loss = ObjectnessLoss.for_model(self.model.config, weight, attend)
+            if weight > 0 or attend > 0 or describe > 0:
+                loss = ObjectnessLoss.for_model(
+                    self.model.config,
+                    weight,
+                    attend,
+                    describe=describe,
+                    words=self._attribute_words() if describe > 0 else (),
+                )
             stream = functools.partial(self._base_stream, loss)
             capture = attention_capture(self.model) if attend > 0 else contextlib.nullcontext()
             with attached_head(self.model, head), capture:
@@ -361,6 +368,27 @@ class Experiment:
             image_sizes=tuple(b.image_sizes),
         )
 
+    def _attribute_words(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """(attribute, token id of each value's word) for the base's attributes
+        (base_tasks.ATTRIBUTES): the first token of " <word>", as a phrase writes it."""
+        from .base_tasks import ATTRIBUTES
+
+        tok = self.processor.tokenizer
+        out, seen = [], {}
+        for name, values in ATTRIBUTES:
+            ids = []
+            for word in values:
+                first = tok.encode(" " + word, add_special_tokens=False)[0]
+                if first in seen:
+                    raise ValueError(
+                        f"pretrain.base.describe: the tokenizer starts {word!r} and "
+                        f"{seen[first]!r} with the same token; their words cannot be told apart"
+                    )
+                seen[first] = word
+                ids.append(int(first))
+            out.append((name, tuple(ids)))
+        return tuple(out)
+
     def _base_stream(self, objectness=None):
         """(step, indices) -> those items of that step's batch of the base curriculum,
         encoded: a pure function of (seed, step), so a resume sees the same stream
@@ -389,6 +417,12 @@ class Experiment:
                 if objectness is not None and objectness.attend > 0:  # the named object's
                     example["referent"] = objectness.example_target(
                         example, items[i].referent, size
+                    )
+                if objectness is not None and objectness.describe > 0:  # what each one is
+                    it = items[i]
+                    boxes = it.objects if len(it.object_attributes) else it.objects[:0]
+                    example["describe"] = objectness.example_words(
+                        example, boxes, it.object_attributes, size
                     )
                 out.append(example)
             return out
@@ -427,38 +461,56 @@ class Experiment:
             )
             texts = policy.respond(policy.start([x.conversation(with_answer=False) for x in items]))
             out[name] = base_tasks.score(task, texts, items)
-            if float(b.get("attend", 0.0)) > 0 and name in ("cell", "box", "colour"):
+            supervised = any(float(b.get(k, 0.0)) > 0 for k in ("attend", "describe"))
+            if supervised and name in ("cell", "box", "colour"):
                 out[name].update(self._named_attention(items))
         return out
 
     def _named_attention(self, items) -> dict[str, float]:
-        """Where the attention-supervised head (jaxseg.train.objectness) looks on held-out
-        `items` (each naming an object), from the position that predicts the first answer
-        token: its mass on the named object's tokens (`attend_named`, the loss's own
-        `attend_mass`), and the mass a head spread evenly over the visible objects' tokens
-        would put there (`attend_named_uniform`: finding the objects without binding the
-        phrase)."""
+        """What the supervised heads (jaxseg.train.objectness) do on held-out `items` (each
+        naming an object). With `attend`: where the supervised attention head looks from
+        the position that predicts the first answer token: its mass on the named object's
+        tokens (`attend_named`, the loss's own `attend_mass`), and the mass a head spread
+        evenly over the visible objects' tokens would put there (`attend_named_uniform`:
+        finding the objects without binding the phrase). With `describe`: the share of
+        visual tokens holding an object's centre whose colour / shape / size word the LM
+        head ranks first among that attribute's words (`describe_colour`, ...)."""
         from jaxseg.models.family import attention_capture
 
         from .objectness import ObjectnessLoss
 
-        loss = ObjectnessLoss.for_model(self.model.config, 0.0, attend=1.0)
+        b = self.config.pretrain.base
+        attend = float(b.get("attend", 0.0)) > 0
+        describe = float(b.get("describe", 0.0)) > 0
+        loss = ObjectnessLoss.for_model(
+            self.model.config,
+            0.0,
+            attend=float(attend),
+            describe=float(describe),
+            words=self._attribute_words() if describe else (),
+        )
         examples, uniform = [], []
         for it in items:
             e = self.encoder.encode(without_meta(it.conversation(with_answer=True))).as_example()
             size = it.image.shape[0]
             e["referent"] = loss.example_target(e, it.referent, size)
+            if describe:
+                e["describe"] = loss.example_words(e, it.objects, it.object_attributes, size)
             objects = int(np.sum(loss.example_target(e, it.objects, size) > 0))
             uniform.append(float(np.sum(e["referent"] > 0)) / max(objects, 1))
             examples.append(e)
 
-        with attention_capture(self.model):
+        capture = attention_capture(self.model) if attend else contextlib.nullcontext()
+        with capture:
             batches = self.batches(examples, 16, collate=loss.collate)
             metrics = evaluate_loss(self.model, batches, loss)
-        return {
-            "attend_named": metrics["attend_mass"],
-            "attend_named_uniform": float(np.mean(uniform)),
-        }
+        out = {}
+        if attend:
+            out["attend_named"] = metrics["attend_mass"]
+            out["attend_named_uniform"] = float(np.mean(uniform))
+        for name, _ in loss.words:
+            out[f"describe_{name}"] = metrics[f"describe_{name}"]
+        return out
 
     def grounding_eval(self, count: int | None = None) -> dict[str, float]:
         """Greedy single-frame boxes of the current policy on held-out frames vs GT."""

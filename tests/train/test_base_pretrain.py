@@ -49,6 +49,10 @@ def test_pretrain_runs_the_curriculum_and_reports_the_phase_scenes(quick_base):
     assert 0.0 <= late["box"]["attend_named"] <= 1.0
     assert 0.0 < late["box"]["attend_named_uniform"] <= 1.0
     assert "attend" in rows[0] and "attend_mass" in rows[0]
+    # what the visual tokens name of their objects (L_desc), per attribute, held-out
+    assert exp.config.pretrain.base.describe > 0 and "describe" in rows[0]
+    for attribute in ("colour", "shape", "size"):
+        assert 0.0 <= late["box"][f"describe_{attribute}"] <= 1.0
     assert exp.model.language_model.layers[-1].self_attn.capture_head is None
 
 
@@ -95,3 +99,25 @@ def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick
             next_step, _ = exp.learner.restore(ckpt, exp.model, optimizer)
         assert next_step == exp.config.pretrain.steps
         np.testing.assert_array_equal(np.asarray(head.w[...]), trained)
+
+
+def test_stream_examples_carry_what_their_visual_tokens_must_name(quick_base):
+    """Past the squares, every example of the base stream carries `describe [L, 3]`: the
+    class of each attribute at the visual tokens holding an object's centre (-1 elsewhere,
+    never off the image tokens), and the words it indexes are the tokenizer's own."""
+    from jaxseg.train.base_tasks import ATTRIBUTES
+    from jaxseg.train.objectness import ObjectnessLoss
+
+    exp, _ = quick_base
+    words = exp._attribute_words()
+    assert [name for name, _ in words] == [name for name, _ in ATTRIBUTES]
+    tok = exp.processor.tokenizer
+    for (_, ids), (_, values) in zip(words, ATTRIBUTES, strict=True):
+        assert [tok.decode([i]).strip() for i in ids] == list(values)
+    loss = ObjectnessLoss.for_model(exp.model.config, 1.0, 1.0, describe=1.0, words=words)
+    examples = exp._base_stream(loss)(10**6, list(range(4)))  # full scenes, every task
+    image = exp.model.config.image_token_id
+    for e in examples:
+        described = e["describe"][:, 0] >= 0
+        assert e["describe"].shape == (e["input_ids"].size, 3)
+        assert described.any() and (e["input_ids"][described] == image).all()

@@ -242,3 +242,21 @@ def test_referent_is_what_the_question_names(video):
             elif task == "count":
                 assert len(item.referent) == int(item.answer)
     assert {"cell", "box", "boxes", "count", "colour"} <= seen
+
+
+def test_object_attributes_are_each_objects_words(video):
+    """`object_attributes [M, 3]` (what L_desc teaches each object's visual token to name)
+    are the class indices of each of `objects`' colour, shape and size in that frame, in
+    `objects`' order; the square task's square is no world object and has none."""
+    rng = np.random.default_rng(2)
+    for t in range(0, video.frames.shape[0], 3):
+        objs = _objects_in_frame(video, t)
+        item = bt.make_item(rng, video, t, "count", 112, f"v@{t}")
+        if item is None:
+            continue
+        assert item.object_attributes.shape == (len(item.objects), 3) == (len(objs), 3)
+        for row, o in zip(item.object_attributes, objs, strict=True):
+            named = [values[i] for (_, values), i in zip(bt.ATTRIBUTES, row, strict=True)]
+            assert named == [o["colour"], o["shape"], o["size"]]
+    square = bt.square_item(rng, 112, "sq")
+    assert square.object_attributes.shape == (0, 3) and len(square.objects) == 1
