@@ -82,6 +82,11 @@ def get_config(arg=None):
             # binding plateau: in the locate probe's coloured scene, colour asked after the
             # image, 1.00 by step 1250 with it, 0.25 at 2000 without); 0 turns it off
             attend=1.0,
+            # where: "content" = the position predicting the answer's first digit (a box's
+            # first coordinate; the last layer's output there feeds only that position's
+            # logits, so binding at the format's "[[" told the box nothing), else its first
+            # token; "first" = always the first answer token
+            attend_at="content",
             # weight of dense attribute supervision (jaxseg.train.objectness's L_desc): each
             # visual token holding an object's centre names its colour, shape and size through
             # the LM head, as a pretrained vision tower would let it. In the locate probe's

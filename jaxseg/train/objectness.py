@@ -23,12 +23,15 @@ show an object + `attend` x the mean of L_att over the items that name an object
     L_att = - log sum_{n in R} a_t(n)
 
 where a_t is the attention of one head (head 0 of the last text layer) from the position t
-that predicts the first answer token, over the sequence, and R the visual tokens holding the
-centre of the object(s) the question names. Only the first answer position: once part of
-the answer is written, looking at the object is easy (the answer says where), and fitting
-those positions taught the head nothing about the phrase (measured on the base: mass 0.66
-over all answer positions in training, 0.36 at the first on held-out items, what an even
-spread over the visible objects gives). Objectness makes the objects salient but the answer must
+that predicts the answer's first content token, over the sequence, and R the visual tokens
+holding the centre of the object(s) the question names. The content token is the first of
+`anchor_ids` in the answer (a digit: a box's first coordinate, after the format's "[["), or
+the first answer token where none is (a cell letter, a colour word); the last layer's output
+at a position feeds only that position's logits, so binding at "[[" would inform nothing
+the box says. Only that one position: once part of the answer is written, looking at the
+object is easy (the answer says where), and fitting those positions taught the head nothing
+about the phrase (measured on the base: mass 0.66 over all answer positions in training,
+0.36 at the first on held-out items, what an even spread over the visible objects gives). Objectness makes the objects salient but the answer must
 still pick the named one among them; with the question after the image that is a two-step
 circuit (bring the phrase to the answer position, then match it against the visual tokens)
 whose gradient vanishes until both steps exist: the binding plateau. Supervising where one
@@ -209,6 +212,9 @@ class ObjectnessLoss:
     describe: float = 0.0
     # (attribute name, token id of each of its values): the words L_desc predicts
     words: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # token ids that carry an answer's content (digits): attention is supervised where the
+    # first of them is predicted (the first answer token where the answer has none)
+    anchor_ids: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.describe > 0 and not self.words:
@@ -216,7 +222,13 @@ class ObjectnessLoss:
 
     @classmethod
     def for_model(
-        cls, config, weight: float, attend: float = 0.0, describe: float = 0.0, words=()
+        cls,
+        config,
+        weight: float,
+        attend: float = 0.0,
+        describe: float = 0.0,
+        words=(),
+        anchor_ids=(),
     ) -> ObjectnessLoss:
         """The loss for a policy of `config` (its image token id and spatial merge)."""
         return cls(
@@ -226,6 +238,7 @@ class ObjectnessLoss:
             attend=attend,
             describe=describe,
             words=tuple((str(a), tuple(int(i) for i in ids)) for a, ids in words),
+            anchor_ids=tuple(int(i) for i in anchor_ids),
         )
 
     def example_words(
@@ -327,8 +340,13 @@ class ObjectnessLoss:
             on_referent = (batch.referent > 0).astype(jnp.float32)  # [B, L]
             mass = jnp.einsum("bqk,bk->bq", probs, on_referent)[:, :-1]  # [B, L-1]
             # position t predicts answer token t+1 (loss_mask's alignment): the first one
+            # that carries content, else the first one
             before = jnp.pad(p.loss_mask[:, :-1], ((0, 0), (1, 0)))
             first = p.loss_mask * (1.0 - before)
+            if self.anchor_ids:
+                anchor = p.loss_mask * jnp.isin(p.input_ids[:, 1:], jnp.asarray(self.anchor_ids))
+                anchor = anchor * (jnp.cumsum(anchor, axis=1) == 1)  # the first anchor
+                first = jnp.where(anchor.sum(-1, keepdims=True) > 0, anchor, first)
             where = first * (on_referent.sum(-1) > 0)[:, None]
             att = -jnp.sum(jnp.log(mass + 1e-6) * where)
             out["attend"] = att

@@ -325,6 +325,7 @@ class Experiment:
                     attend,
                     describe=describe,
                     words=self._attribute_words() if describe > 0 else (),
+                    anchor_ids=self._attend_anchors(),
                 )
             stream = functools.partial(self._base_stream, loss)
             capture = attention_capture(self.model) if attend > 0 else contextlib.nullcontext()
@@ -367,6 +368,27 @@ class Experiment:
             text_first=tuple((int(k), float(v)) for k, v in b.get("text_first", ((0, 0.0),))),
             image_sizes=tuple(b.image_sizes),
         )
+
+    def _attend_anchors(self) -> tuple[int, ...]:
+        """`pretrain.base.attend_at`: "content" (the default) supervises attention where the
+        answer's first digit is predicted (ObjectnessLoss.anchor_ids), "first" at the first
+        answer token."""
+        at = self.config.pretrain.base.get("attend_at", "content")
+        if at not in ("content", "first"):
+            raise ValueError(f"pretrain.base.attend_at={at!r}: choose 'content' or 'first'")
+        return self._digit_ids() if at == "content" else ()
+
+    def _digit_ids(self) -> tuple[int, ...]:
+        """Token ids made of ASCII digits only (with or without the tokenizer's space
+        mark): where a box answer's content starts (ObjectnessLoss.anchor_ids)."""
+        vocab = self.processor.tokenizer.get_vocab()
+        digits = set("0123456789")
+        out = []
+        for piece, i in vocab.items():
+            text = piece.replace("\u0120", "").strip()
+            if text and set(text) <= digits:
+                out.append(int(i))
+        return tuple(sorted(out))
 
     def _attribute_words(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """(attribute, token id of each value's word) for the base's attributes
@@ -488,6 +510,7 @@ class Experiment:
             attend=float(attend),
             describe=float(describe),
             words=self._attribute_words() if describe else (),
+            anchor_ids=self._attend_anchors(),
         )
         examples, uniform = [], []
         for it in items:

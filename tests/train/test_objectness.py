@@ -195,6 +195,41 @@ def test_attention_supervision_pulls_the_head_to_the_named_object(setup):
     assert model.language_model.layers[-1].self_attn.capture_head is None
 
 
+def test_attention_supervision_sits_where_the_answer_content_starts(setup):
+    """With `anchor_ids`, each row's supervised position is the one predicting its first
+    anchor token (a box's first digit), or its first answer token where it has none: the
+    loss's `attend_mass` equals the captured head's mass on the named tokens there, picked
+    by hand."""
+    from jaxseg.models.family import attention_capture, with_attention
+    from jaxseg.train.steps import forward_logits
+
+    cfg, examples = setup
+    named = [dict(e, referent=e["objectness"]) for e in examples]
+    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
+    p = make_policy_batch(named, config=cfg)
+    ids, mask = np.asarray(p.input_ids), np.asarray(p.loss_mask)
+    answer0 = np.flatnonzero(mask[0])
+    anchor = int(ids[0, answer0[2] + 1])  # row 0's third answer token
+    loss = ObjectnessLoss(0.0, IMG, attend=1.0, anchor_ids=(anchor,))
+    batch = loss.collate(p, named)
+    denoms = loss.weights(batch)
+    with attention_capture(model):
+        _, aux = loss.objective(model, batch, jnp.asarray(denoms, jnp.float32))
+        _, probs = with_attention(lambda m: forward_logits(m, p, return_hidden=True), model)
+    mass = np.einsum("bqk,bk->bq", np.asarray(probs), np.asarray(batch.referent) > 0)
+    expected, picked = [], []
+    for b in range(len(named)):
+        if not (np.asarray(batch.referent)[b] > 0).any():
+            continue
+        answer = np.flatnonzero(mask[b])
+        hits = [t for t in answer if ids[b, t + 1] == anchor]
+        t = hits[0] if hits else answer[0]
+        picked.append(t)
+        expected.append(mass[b, t])
+    assert picked[0] == answer0[2] != answer0[0]  # row 0: at its anchor, not its first token
+    assert float(aux["attend_mass"]) == pytest.approx(float(np.sum(expected)), rel=1e-5)
+
+
 def test_attention_capture_nests_and_undoes_itself(setup):
     from jaxseg.models.family import attention_capture
 
