@@ -13,6 +13,8 @@ plateau (held-out accuracy >= 0.25), if it did.
     python bench/probe_locate.py --arch probe --init transformers --seed 1
     python bench/probe_locate.py --position-init sincos2d --steps 2000
     python bench/probe_locate.py --objectness 1.0 --prefix 42 --suffix 4   # the base's layout
+    python bench/probe_locate.py --scene world --objects 2,6 --textured 0.5 --objectness 1.0 \
+        --attend 1.0 --attributes 1.0 --lr 7.5e-4 --init transformers --position-init sincos2d
 
 `--arch probe` is the reference probe's text model (2 layers, untied embeddings, MLP 2x width);
 `tiny` is the preset the grounded base trains. `--init transformers` draws the weights with
