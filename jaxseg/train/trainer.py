@@ -310,7 +310,7 @@ class Experiment:
         if c.get("curriculum", "grounding") == "base":
             from jaxseg.models.family import attention_capture
 
-            from .objectness import ObjectnessHead, ObjectnessLoss, attached_head
+            from .objectness import ObjectnessHead, attached_head
 
             weight = float(c.base.get("objectness", 0.0))
             attend = float(c.base.get("attend", 0.0))
@@ -319,14 +319,7 @@ class Experiment:
             if weight > 0:
                 head = ObjectnessHead(self.model.config.text.hidden_size)
             if weight > 0 or attend > 0 or describe > 0:
-                loss = ObjectnessLoss.for_model(
-                    self.model.config,
-                    weight,
-                    attend,
-                    describe=describe,
-                    words=self._attribute_words() if describe > 0 else (),
-                    anchor_ids=self._attend_anchors(),
-                )
+                loss = self._base_loss(weight, attend, describe)
             stream = functools.partial(self._base_stream, loss)
             capture = attention_capture(self.model) if attend > 0 else contextlib.nullcontext()
             with attached_head(self.model, head), capture:
@@ -367,6 +360,20 @@ class Experiment:
             scenes=tuple((int(k), dict(v)) for k, v in b.scenes),
             text_first=tuple((int(k), float(v)) for k, v in b.get("text_first", ((0, 0.0),))),
             image_sizes=tuple(b.image_sizes),
+        )
+
+    def _base_loss(self, weight: float, attend: float, describe: float):
+        """The base stage's `ObjectnessLoss` for this policy and tokenizer (its attribute
+        words and attention anchors) with these weights."""
+        from .objectness import ObjectnessLoss
+
+        return ObjectnessLoss.for_model(
+            self.model.config,
+            weight,
+            attend,
+            describe=describe,
+            words=self._attribute_words() if describe > 0 else (),
+            anchor_ids=self._attend_anchors(),
         )
 
     def _attend_anchors(self) -> tuple[int, ...]:
@@ -491,7 +498,7 @@ class Experiment:
     def _named_attention(self, items) -> dict[str, float]:
         """What the supervised heads (jaxseg.train.objectness) do on held-out `items` (each
         naming an object). With `attend`: where the supervised attention head looks from
-        the position that predicts the first answer token: its mass on the named object's
+        the position it is supervised at (`attend_at`): its mass on the named object's
         tokens (`attend_named`, the loss's own `attend_mass`), and the mass a head spread
         evenly over the visible objects' tokens would put there (`attend_named_uniform`:
         finding the objects without binding the phrase). With `describe`: the share of
@@ -499,19 +506,10 @@ class Experiment:
         head ranks first among that attribute's words (`describe_colour`, ...)."""
         from jaxseg.models.family import attention_capture
 
-        from .objectness import ObjectnessLoss
-
         b = self.config.pretrain.base
         attend = float(b.get("attend", 0.0)) > 0
         describe = float(b.get("describe", 0.0)) > 0
-        loss = ObjectnessLoss.for_model(
-            self.model.config,
-            0.0,
-            attend=float(attend),
-            describe=float(describe),
-            words=self._attribute_words() if describe else (),
-            anchor_ids=self._attend_anchors(),
-        )
+        loss = self._base_loss(0.0, float(attend), float(describe))
         examples, uniform = [], []
         for it in items:
             e = self.encoder.encode(without_meta(it.conversation(with_answer=True))).as_example()
