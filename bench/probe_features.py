@@ -24,7 +24,7 @@ def frames(split: str, n: int, synth):
     """`n` frames [n, 128, 128, 3] of `split` and labels [K, 5]: (frame, cell, colour, shape,
     size) of each cell holding exactly one visible object's centre."""
     from jaxseg.data.synth.generate import generate_video
-    from jaxseg.train.base_tasks import ATTRIBUTES, _frame_objects
+    from jaxseg.train.base_tasks import ATTRIBUTES, CELLS, _frame_objects, cell_of
 
     rng = np.random.default_rng(0)
     images, labels, v = [], [], 0
@@ -34,11 +34,7 @@ def frames(split: str, n: int, synth):
         t = int(rng.integers(video.frames.shape[0]))
         cells: dict[int, list] = {}
         for o in _frame_objects(video, t):
-            b = o["box"]
-            cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-            cells.setdefault(
-                min(int(cy * 4 // 128), 3) * 4 + min(int(cx * 4 // 128), 3), []
-            ).append(o)
+            cells.setdefault(CELLS.index(cell_of(o["box"], 128)), []).append(o)
         for c, objs in cells.items():
             if len(objs) == 1:
                 labels.append([len(images), c, *(vs.index(objs[0][a]) for a, vs in ATTRIBUTES)])

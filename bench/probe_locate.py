@@ -138,8 +138,10 @@ def world_cells(rng, n: int, split: str, objects: tuple[int, int], textured: flo
 
 
 def _cell(box) -> int:
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    return min(int(cy * 4 // 128), 3) * 4 + min(int(cx * 4 // 128), 3)
+    """The 4x4 cell index (row-major) of `box`'s centre in a 128 px frame."""
+    from jaxseg.train.base_tasks import CELLS, cell_of
+
+    return CELLS.index(cell_of(box, 128))
 
 
 def patches(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,8 @@ at a position feeds only that position's logits, so binding at "[[" would inform
 the box says. Only that one position: once part of the answer is written, looking at the
 object is easy (the answer says where), and fitting those positions taught the head nothing
 about the phrase (measured on the base: mass 0.66 over all answer positions in training,
-0.36 at the first on held-out items, what an even spread over the visible objects gives). Objectness makes the objects salient but the answer must
+0.36 at the first on held-out items, what an even spread over the visible objects gives).
+Objectness makes the objects salient but the answer must
 still pick the named one among them; with the question after the image that is a two-step
 circuit (bring the phrase to the answer position, then match it against the visual tokens)
 whose gradient vanishes until both steps exist: the binding plateau. Supervising where one
@@ -73,7 +74,7 @@ from jaxseg.models.family import with_attention
 from jaxseg.parallel.placement import place_batch
 from jaxseg.parallel.rules import batch_sharding
 from jaxseg.rl import aggregation
-from jaxseg.rl.logprobs import next_token_logprobs
+from jaxseg.rl.logprobs import next_token_logprobs, token_logprobs
 
 from .batch import PolicyBatch
 from .steps import forward_logits
@@ -116,15 +117,21 @@ def centre_cells(boxes: np.ndarray, size: int, rows: int, cols: int) -> np.ndarr
     the cells holding the centre of a box of `boxes [M, 4]` (x1, y1, x2, y2 in an `size` px
     square image); all zeros when M = 0."""
     target = np.zeros(rows * cols, np.float32)
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    if len(boxes) == 0:
+    cells = _centre_cell_index(boxes, size, rows, cols)
+    if len(cells) == 0:
         return target
+    target[np.unique(cells)] = 1.0
+    return target / target.sum()
+
+
+def _centre_cell_index(boxes: np.ndarray, size: int, rows: int, cols: int) -> np.ndarray:
+    """The row-major merged cell `[M]` holding the centre of each of `boxes [M, 4]`."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     cx = (boxes[:, 0] + boxes[:, 2]) / 2
     cy = (boxes[:, 1] + boxes[:, 3]) / 2
     col = np.clip((cx * cols // size).astype(int), 0, cols - 1)
     row = np.clip((cy * rows // size).astype(int), 0, rows - 1)
-    target[np.unique(row * cols + col)] = 1.0
-    return target / target.sum()
+    return row * cols + col
 
 
 def centre_attributes(
@@ -135,12 +142,10 @@ def centre_attributes(
     centre is."""
     out = np.full((rows * cols, np.shape(attributes)[-1]), -1, np.int64)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    cells = _centre_cell_index(boxes, size, rows, cols)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     for m in np.argsort(area, kind="stable"):  # the largest written last
-        cx, cy = (boxes[m, 0] + boxes[m, 2]) / 2, (boxes[m, 1] + boxes[m, 3]) / 2
-        col = min(max(int(cx * cols // size), 0), cols - 1)
-        row = min(max(int(cy * rows // size), 0), rows - 1)
-        out[row * cols + col] = attributes[m]
+        out[cells[m]] = attributes[m]
     return out
 
 
@@ -358,12 +363,11 @@ class ObjectnessLoss:
         """(sum of L_desc over the described tokens, per attribute the number of them whose
         value's word beats the attribute's other words) for logits `[B, L, V]`."""
         held = describe[..., 0] >= 0  # [B, L]
-        logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
         terms, hits = [], {}
         for a, (name, ids) in enumerate(self.words):
             ids = jnp.asarray(ids)
             cls = jnp.clip(describe[..., a], 0, len(ids) - 1)
-            terms.append(jnp.take_along_axis(logp, ids[cls][..., None], axis=-1)[..., 0])
+            terms.append(token_logprobs(logits, ids[cls]))  # log p(word) [B, L]
             best = jnp.argmax(logits[..., ids], axis=-1)  # among this attribute's words
             hits[f"describe_{name}"] = jnp.sum((best == cls) * held)
         return -jnp.sum(jnp.mean(jnp.stack(terms, -1), -1) * held), hits
