@@ -30,6 +30,7 @@ or skipped. A checkpoint without ``data`` resumes its feed at ``next_step``.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -165,18 +166,25 @@ class Learner:
         try:
             step, restored, meta, skipped = ckpt.restore_intact(abstract_like(target))
         except CheckpointMismatch as err:
-            raise ValueError(
-                f"{err}: it does not match this run's trainable parameters (was lora_rank / "
-                "lora_targets, or an auxiliary head such as pretrain.base.objectness, changed "
-                "since it was written?)"
-            ) from err
+            found = _without_new_heads(ckpt, target)
+            if found is None:
+                raise ValueError(
+                    f"{err}: it does not match this run's trainable parameters (was lora_rank "
+                    "/ lora_targets, or an auxiliary head such as pretrain.base.objectness, "
+                    "changed since it was written?)"
+                ) from err
+            (step, restored, meta, skipped), fresh = found
+            tqdm.write(
+                f"resume: the checkpoint has no auxiliary head {', '.join(fresh)} (switched on "
+                "since it was written): it starts from its initial value"
+            )
         then = "starting the stage over" if step is None else f"resuming from step {step}"
         for bad, why in skipped:
             tqdm.write(f"resume: skipped checkpoint step {bad} ({why}); {then}")
         if step is None:
             return 0, {}  # nothing but empty step folders: the stage starts over
         _update(module, trained[1], restored[trained[0]])
-        if aux:
+        if restored.get("aux"):
             _update(module, AuxParam, restored["aux"])
         _update(optimizer, nnx.optimizer.OptState, restored["opt"])
         return int(meta["next_step"]), meta
@@ -256,6 +264,30 @@ class Learner:
 
 def _without_aux(wrt) -> nnx.filterlib.Filter:
     return nnx.All(wrt, nnx.Not(AuxParam))
+
+
+def _without_new_heads(ckpt: Checkpointer, target: dict):
+    """((step, state, meta, skipped), names) restored with the target minus the auxiliary
+    heads `names` (their params and optimizer moments), for a checkpoint written before they
+    were switched on: the fewest heads left out that make it match; None if none does."""
+    heads = sorted(target.get("aux", {}))
+    for n in range(1, len(heads) + 1):
+        for names in itertools.combinations(heads, n):
+            trimmed = _drop_keys(target, set(names))
+            if not trimmed.get("aux"):
+                trimmed.pop("aux", None)
+            try:
+                return ckpt.restore_intact(abstract_like(trimmed)), names
+            except CheckpointMismatch:
+                continue
+    return None
+
+
+def _drop_keys(tree, names: set):
+    """A nested dict without the entries keyed by any of `names`, at any depth."""
+    if not isinstance(tree, dict):
+        return tree
+    return {k: _drop_keys(v, names) for k, v in tree.items() if k not in names}
 
 
 def _update(node, filters, pure: dict) -> None:

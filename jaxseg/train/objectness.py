@@ -57,6 +57,25 @@ for each such token n, object o_n, and attribute a of A (colour, shape, size) wi
 w_a; the stage adds `describe` x the mean of L_desc over those tokens. Region-word alignment
 of this kind is how GLIP pretrains grounding (Li et al. 2022, arXiv 2112.03857, §3.1). No
 parameter is added; visual positions carry no LM loss, so their next-token logits are free.
+
+A box answer must also say *where*, and nothing above asks any hidden state to carry that: the
+vision tower's learned position table starts as a 2-D code every token's output holds, but
+only the answer's digits ask for it back, and on the step-16500 base a ridge probe reads a
+held-out visual token's own column from the tower's output at R^2 0.05 (row 0.03; a fresh
+draw 0.99), the named object's centre x from its final hidden states at 0.27, and from the
+position that writes the box's first digit at 0.30. `locate` adds the box regression a
+detector puts on its region features (DETR's L1 box term, Carion et al. 2020, arXiv
+2005.12872, §3.1): a linear head reads the normalised box b = (x1, y1, x2, y2) / S from the
+final hidden state of every visual token holding an object's centre (that object's box,
+the largest where several) and of every answer position of an item that names exactly one
+object (the named object's box),
+
+    L_loc = sum_c |b_hat_c(h_n) - b_c|
+
+and the stage adds `locate` x the mean of L_loc over those positions. One head for both
+kinds of position asks the answer to hold the same code for the box as the object's own
+tokens do: what the supervised attention head brings over is what the answer must say. The
+head is auxiliary like the objectness scorer (`AuxParam`, never exported).
 """
 
 from __future__ import annotations
@@ -80,6 +99,7 @@ from .batch import PolicyBatch
 from .steps import forward_logits
 
 HEAD = "objectness_head"  # the attribute the head lives under while a stage trains it
+LOCATE_HEAD = "locate_head"  # the box regressor's attribute (`LocateHead`)
 
 
 class AuxParam(nnx.Param):
@@ -98,18 +118,32 @@ class ObjectnessHead(nnx.Module):
         return hidden.astype(jnp.float32) @ self.w[...]
 
 
+class LocateHead(nnx.Module):
+    """Linear box regressor over final hidden states `[..., D] -> [..., 4]`: the normalised
+    box (x1, y1, x2, y2) / S (zero weights: at first every position says the centred box of
+    half the frame's side)."""
+
+    def __init__(self, width: int):
+        self.w = AuxParam(jnp.zeros((width, 4), jnp.float32))
+        self.b = AuxParam(jnp.asarray([0.25, 0.25, 0.75, 0.75], jnp.float32))
+
+    def __call__(self, hidden: jax.Array) -> jax.Array:
+        return hidden.astype(jnp.float32) @ self.w[...] + self.b[...]
+
+
 @contextlib.contextmanager
-def attached_head(model: nnx.Module, head: ObjectnessHead | None) -> Iterator[None]:
-    """`model` carries `head` (as `model.objectness_head`) inside the block, so the stage's
-    optimizer, placement and checkpoints see it with the policy's params; gone after."""
+def attached_head(model: nnx.Module, head: nnx.Module | None, name: str = HEAD) -> Iterator[None]:
+    """`model` carries `head` (as `model.<name>`, `model.objectness_head` by default) inside
+    the block, so the stage's optimizer, placement and checkpoints see it with the policy's
+    params; gone after."""
     if head is None:
         yield
         return
-    setattr(model, HEAD, head)
+    setattr(model, name, head)
     try:
         yield
     finally:
-        delattr(model, HEAD)
+        delattr(model, name)
 
 
 def centre_cells(boxes: np.ndarray, size: int, rows: int, cols: int) -> np.ndarray:
@@ -141,11 +175,30 @@ def centre_attributes(
     (class indices) of the largest box of `boxes [M, 4]` whose centre it holds; -1 where no
     centre is."""
     out = np.full((rows * cols, np.shape(attributes)[-1]), -1, np.int64)
+    owner = _centre_owner(boxes, size, rows, cols)
+    out[owner >= 0] = np.asarray(attributes)[owner[owner >= 0]]
+    return out
+
+
+def centre_boxes(boxes: np.ndarray, size: int, rows: int, cols: int) -> np.ndarray:
+    """Per merged cell `[rows * cols, 4]` (row-major) the normalised box (x1, y1, x2, y2) /
+    `size` of the largest of `boxes [M, 4]` whose centre it holds; NaN where no centre is."""
+    out = np.full((rows * cols, 4), np.nan, np.float32)
+    owner = _centre_owner(boxes, size, rows, cols)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    out[owner >= 0] = boxes[owner[owner >= 0]] / size
+    return out
+
+
+def _centre_owner(boxes: np.ndarray, size: int, rows: int, cols: int) -> np.ndarray:
+    """Per merged cell `[rows * cols]` the index into `boxes [M, 4]` of the largest box whose
+    centre it holds; -1 where none is."""
+    out = np.full(rows * cols, -1, np.int64)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     cells = _centre_cell_index(boxes, size, rows, cols)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     for m in np.argsort(area, kind="stable"):  # the largest written last
-        out[cells[m]] = attributes[m]
+        out[cells[m]] = m
     return out
 
 
@@ -196,14 +249,17 @@ class ObjectnessBatch:
     visual: jax.Array
     referent: jax.Array
     describe: jax.Array  # [B, L, A] attribute class per visual token, -1 where none
+    locate: jax.Array  # [B, L, 4] normalised box regressed at each position, NaN where none
 
 
 @dataclasses.dataclass(frozen=True)
 class ObjectnessLoss:
     """Token-mean NLL + `weight` x mean objectness cross-entropy + `attend` x mean attention
-    supervision + `describe` x mean L_desc (module docstring), as a jaxseg.train.steps
-    `StepLoss`: denominators [answer tokens, images with an object, items naming an object,
-    visual tokens described]. With `describe > 0` examples carry `describe` `[L_i, A]`
+    supervision + `describe` x mean L_desc + `locate` x mean L_loc (module docstring), as a
+    jaxseg.train.steps `StepLoss`: denominators [answer tokens, images with an object, items
+    naming an object, visual tokens described, positions located, answer positions located].
+    With `locate > 0` the model carries a `LocateHead` (`attached_head(..., LOCATE_HEAD)`)
+    and examples `locate` `[L_i, 4]` (`example_boxes`). With `describe > 0` examples carry `describe` `[L_i, A]`
     (`example_words`) and `words` lists each attribute's value words' token ids. With `weight > 0` the model
     must carry an `ObjectnessHead` (`attached_head`) and examples their `objectness` target
     `[L_i]`; with `attend > 0` the model runs inside `attention_capture` (the supervised
@@ -220,6 +276,7 @@ class ObjectnessLoss:
     # token ids that carry an answer's content (digits): attention is supervised where the
     # first of them is predicted (the first answer token where the answer has none)
     anchor_ids: tuple[int, ...] = ()
+    locate: float = 0.0
 
     def __post_init__(self):
         if self.describe > 0 and not self.words:
@@ -234,6 +291,7 @@ class ObjectnessLoss:
         describe: float = 0.0,
         words=(),
         anchor_ids=(),
+        locate: float = 0.0,
     ) -> ObjectnessLoss:
         """The loss for a policy of `config` (its image token id and spatial merge)."""
         return cls(
@@ -244,6 +302,7 @@ class ObjectnessLoss:
             describe=describe,
             words=tuple((str(a), tuple(int(i) for i in ids)) for a, ids in words),
             anchor_ids=tuple(int(i) for i in anchor_ids),
+            locate=locate,
         )
 
     def example_words(
@@ -268,6 +327,30 @@ class ObjectnessLoss:
         out[where] = np.tile(centre_attributes(boxes, attributes, size, rows, cols), (t, 1))
         return out
 
+    def example_boxes(
+        self, example: dict, boxes: np.ndarray, referent: np.ndarray, size: int
+    ) -> np.ndarray:
+        """The `locate` field `[L, 4]` of an encoded single-image `example` whose image (an
+        `size` px square) holds objects `boxes [M, 4]`: `centre_boxes` at the visual tokens,
+        and where the question names exactly one object (`referent [1, 4]`) its normalised
+        box at every position that predicts an answer token (`policy_mask` shifted by one);
+        NaN elsewhere."""
+        ids = np.asarray(example["input_ids"]).reshape(-1)
+        where, t, rows, cols = _visual_grid(
+            ids, example["image_grid_thw"], self.image_token_id, self.merge
+        )
+        out = np.full((ids.size, 4), np.nan, np.float32)
+        out[where] = np.tile(centre_boxes(boxes, size, rows, cols), (t, 1))
+        referent = np.asarray(referent, np.float64).reshape(-1, 4)
+        if len(referent) == 1:
+            mask = np.asarray(example["policy_mask"]).reshape(-1)
+            if mask.size != ids.size:
+                raise ValueError(
+                    f"objectness: policy_mask has {mask.size} entries for {ids.size} tokens"
+                )
+            out[:-1][mask[1:] > 0] = referent[0] / size
+        return out
+
     def example_target(self, example: dict, boxes: np.ndarray, size: int) -> np.ndarray:
         """The `objectness` field `[L]` of an encoded single-image `example` whose image (an
         `size` px square) holds `boxes [M, 4]`: `token_target` with this loss's token id."""
@@ -290,10 +373,12 @@ class ObjectnessLoss:
             ("objectness", self.weight > 0),
             ("referent", self.attend > 0),
             ("describe", self.describe > 0),
+            ("locate", self.locate > 0),
         )
         fields = [f for f, on in wanted if on]
         padded = {f: np.zeros((b, length), np.float32) for f in ("objectness", "referent")}
         padded["describe"] = np.full((b, length, max(len(self.words), 1)), -1, np.int32)
+        padded["locate"] = np.full((b, length, 4), np.nan, np.float32)
         for i, e in enumerate(examples):
             for f in fields:
                 if f not in e:
@@ -303,7 +388,12 @@ class ObjectnessLoss:
                 padded[f][i, : len(v)] = v
         visual = (np.asarray(batch.input_ids) == self.image_token_id).astype(np.float32)
         return ObjectnessBatch(
-            batch, padded["objectness"], visual, padded["referent"], padded["describe"]
+            batch,
+            padded["objectness"],
+            visual,
+            padded["referent"],
+            padded["describe"],
+            padded["locate"],
         )
 
     def weights(self, batch: ObjectnessBatch) -> np.ndarray:
@@ -311,7 +401,11 @@ class ObjectnessLoss:
         images = float(np.sum(np.asarray(batch.target).sum(-1) > 0))
         named = float(np.sum(np.asarray(batch.referent).sum(-1) > 0))
         described = float(np.sum(np.asarray(batch.describe)[..., 0] >= 0))
-        return np.asarray([tokens, images, named, described], np.float64)
+        located = ~np.isnan(np.asarray(batch.locate)[..., 0])
+        answers = float(np.sum(located * (np.asarray(batch.visual) == 0)))
+        return np.asarray(
+            [tokens, images, named, described, float(np.sum(located)), answers], np.float64
+        )
 
     def objective(self, model, batch: ObjectnessBatch, denoms):
         p = batch.policy
@@ -330,6 +424,13 @@ class ObjectnessLoss:
             out["describe"] = desc
             out.update(hits)
             value = value + self.describe * desc / jnp.maximum(denoms[3], 1.0)
+        if self.locate > 0:
+            held = ~jnp.isnan(batch.locate[..., 0])  # [B, L]
+            target = jnp.where(held[..., None], batch.locate, 0.0)
+            error = jnp.sum(jnp.abs(getattr(model, LOCATE_HEAD)(hidden) - target), -1) * held
+            out["locate"] = jnp.sum(error)
+            out["locate_answer"] = jnp.sum(error * (batch.visual == 0))
+            value = value + self.locate * out["locate"] / jnp.maximum(denoms[4], 1.0)
         if self.weight > 0:
             scores = getattr(model, HEAD)(hidden)  # [B, L]
             scores = jnp.where(batch.visual > 0, scores, -1e9)
@@ -390,6 +491,9 @@ class ObjectnessLoss:
             out["describe"] = sums["describe"] / described
             for name, _ in self.words:  # share of described tokens naming the value right
                 out[f"describe_{name}"] = sums[f"describe_{name}"] / described
+        if "locate" in sums:  # mean L1 of the normalised box (4 coordinates summed)
+            out["locate"] = sums["locate"] / max(float(denoms[4]), 1.0)
+            out["locate_answer"] = sums["locate_answer"] / max(float(denoms[5]), 1.0)
         return out
 
     def place(self, batch: ObjectnessBatch, mesh) -> ObjectnessBatch:
@@ -402,4 +506,5 @@ class ObjectnessLoss:
             visual=rows(batch.visual),
             referent=rows(batch.referent),
             describe=rows(batch.describe),
+            locate=rows(batch.locate),
         )

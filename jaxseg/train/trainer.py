@@ -310,19 +310,24 @@ class Experiment:
         if c.get("curriculum", "grounding") == "base":
             from jaxseg.models.family import attention_capture
 
-            from .objectness import ObjectnessHead, attached_head
+            from .objectness import LOCATE_HEAD, LocateHead, ObjectnessHead, attached_head
 
             weight = float(c.base.get("objectness", 0.0))
             attend = float(c.base.get("attend", 0.0))
             describe = float(c.base.get("describe", 0.0))
-            head, loss = None, None
-            if weight > 0:
-                head = ObjectnessHead(self.model.config.text.hidden_size)
-            if weight > 0 or attend > 0 or describe > 0:
-                loss = self._base_loss(weight, attend, describe)
+            locate = float(c.base.get("locate", 0.0))
+            width = self.model.config.text.hidden_size
+            head = ObjectnessHead(width) if weight > 0 else None
+            boxes = LocateHead(width) if locate > 0 else None
+            loss = None
+            if weight > 0 or attend > 0 or describe > 0 or locate > 0:
+                loss = self._base_loss(weight, attend, describe, locate)
             stream = functools.partial(self._base_stream, loss)
             capture = attention_capture(self.model) if attend > 0 else contextlib.nullcontext()
-            with attached_head(self.model, head), capture:
+            heads = contextlib.ExitStack()
+            heads.enter_context(attached_head(self.model, head))
+            heads.enter_context(attached_head(self.model, boxes, LOCATE_HEAD))
+            with heads, capture:
                 piece = SupervisedPiece(self, "pretrain", c, stream, loss=loss)
                 out = self.learner.run(piece)
             path = self.workdir / "pretrain" / "base_eval.json"
@@ -362,7 +367,7 @@ class Experiment:
             image_sizes=tuple(b.image_sizes),
         )
 
-    def _base_loss(self, weight: float, attend: float, describe: float):
+    def _base_loss(self, weight: float, attend: float, describe: float, locate: float = 0.0):
         """The base stage's `ObjectnessLoss` for this policy and tokenizer (its attribute
         words and attention anchors) with these weights."""
         from .objectness import ObjectnessLoss
@@ -374,6 +379,7 @@ class Experiment:
             describe=describe,
             words=self._attribute_words() if describe > 0 else (),
             anchor_ids=self._attend_anchors(),
+            locate=locate,
         )
 
     def _attend_anchors(self) -> tuple[int, ...]:
@@ -452,6 +458,10 @@ class Experiment:
                     boxes = it.objects if len(it.object_attributes) else it.objects[:0]
                     example["describe"] = objectness.example_words(
                         example, boxes, it.object_attributes, size
+                    )
+                if objectness is not None and objectness.locate > 0:  # where each one is
+                    example["locate"] = objectness.example_boxes(
+                        example, items[i].objects, items[i].referent, size
                     )
                 out.append(example)
             return out

@@ -61,7 +61,13 @@ def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick
 
     from jaxseg.train.checkpoint import Checkpointer
     from jaxseg.train.learner import ITEMS
-    from jaxseg.train.objectness import HEAD, ObjectnessHead, attached_head
+    from jaxseg.train.objectness import (
+        HEAD,
+        LOCATE_HEAD,
+        LocateHead,
+        ObjectnessHead,
+        attached_head,
+    )
     from jaxseg.train.steps import OptimizerConfig, make_optimizer
 
     exp, workdir = quick_base
@@ -76,15 +82,20 @@ def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick
     assert (ckpt_dir / str(last) / "aux").is_dir()
     with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
         width = exp.model.config.text.hidden_size
-        target = {"aux": {HEAD: {"w": np.zeros(width, np.float32)}}}
+        target = {
+            "aux": {
+                HEAD: {"w": np.zeros(width, np.float32)},
+                LOCATE_HEAD: {"w": np.zeros((width, 4), np.float32), "b": np.zeros(4, np.float32)},
+            }
+        }
         _, saved, _, _ = ckpt.restore_intact(target)
     trained = np.asarray(saved["aux"][HEAD]["w"])
     assert np.abs(trained).sum() > 0  # the head moved off its zero init
     assert exp.load_stage("pretrain") == last  # `params` is the plain model's tree
 
-    # a resume restores the head with the policy and its optimizer state
-    head = ObjectnessHead(width)
-    with attached_head(exp.model, head):
+    # a resume restores the heads with the policy and its optimizer state
+    head, boxes = ObjectnessHead(width), LocateHead(width)
+    with attached_head(exp.model, head), attached_head(exp.model, boxes, LOCATE_HEAD):
         c = exp.config.pretrain  # the stage's own optimizer (its state's structure)
         tx = make_optimizer(
             OptimizerConfig(
@@ -99,12 +110,31 @@ def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick
             next_step, _ = exp.learner.restore(ckpt, exp.model, optimizer)
         assert next_step == exp.config.pretrain.steps
         np.testing.assert_array_equal(np.asarray(head.w[...]), trained)
+        assert np.abs(np.asarray(boxes.w[...])).sum() > 0
+
+    # a head switched on after the checkpoint was written starts fresh; the rest resumes
+    head, late = ObjectnessHead(width), LocateHead(width)
+    with (
+        attached_head(exp.model, head),
+        attached_head(exp.model, LocateHead(width), LOCATE_HEAD),
+        attached_head(exp.model, late, "late_head"),
+    ):
+        optimizer = nnx.Optimizer(exp.model, tx, wrt=nnx.Param)
+        with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
+            next_step, _ = exp.learner.restore(ckpt, exp.model, optimizer)
+        assert next_step == exp.config.pretrain.steps
+        np.testing.assert_array_equal(np.asarray(head.w[...]), trained)
+        np.testing.assert_array_equal(np.asarray(late.w[...]), 0.0)
+        moments = nnx.to_pure_dict(nnx.state(optimizer, nnx.optimizer.OptState))
+        assert "late_head" in str(moments)  # its optimizer state exists, from scratch
 
 
 def test_stream_examples_carry_what_their_visual_tokens_must_name(quick_base):
     """Past the squares, every example of the base stream carries `describe [L, 3]`: the
     class of each attribute at the visual tokens holding an object's centre (-1 elsewhere,
-    never off the image tokens), and the words it indexes are the tokenizer's own."""
+    never off the image tokens), and the words it indexes are the tokenizer's own; and
+    `locate [L, 4]`: those tokens' normalised boxes, and the answer positions' where the
+    question names one object."""
     from jaxseg.train.base_tasks import ATTRIBUTES
     from jaxseg.train.objectness import ObjectnessLoss
 
@@ -116,10 +146,23 @@ def test_stream_examples_carry_what_their_visual_tokens_must_name(quick_base):
         assert [tok.decode([i]).strip() for i in ids] == list(values)
     digits = [tok.decode([i]).strip() for i in exp._digit_ids()]  # where box content starts
     assert set("0123456789") <= set(digits) and all(d.isdigit() and d.isascii() for d in digits)
-    loss = ObjectnessLoss.for_model(exp.model.config, 1.0, 1.0, describe=1.0, words=words)
-    examples = exp._base_stream(loss)(10**6, list(range(4)))  # full scenes, every task
+    loss = ObjectnessLoss.for_model(
+        exp.model.config, 1.0, 1.0, describe=1.0, words=words, locate=1.0
+    )
+    stream = exp._base_stream(loss)
+    examples = [e for step in (10**6, 10**6 + 1) for e in stream(step, list(range(4)))]
     image = exp.model.config.image_token_id
+    answered = 0
     for e in examples:
         described = e["describe"][:, 0] >= 0
         assert e["describe"].shape == (e["input_ids"].size, 3)
         assert described.any() and (e["input_ids"][described] == image).all()
+        # `locate`: the same tokens' boxes, plus the answer positions of one-object items
+        located = ~np.isnan(e["locate"][:, 0])
+        on_image = e["input_ids"] == image
+        assert (located[on_image] == described[on_image]).all()
+        answer = located & ~on_image
+        assert (e["policy_mask"][1:][answer[:-1]] > 0).all()
+        assert ((e["locate"][located] >= 0) & (e["locate"][located] <= 1)).all()
+        answered += answer.any()
+    assert answered > 0

@@ -14,11 +14,14 @@ from jaxseg.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
 from jaxseg.train.batch import make_policy_batch
 from jaxseg.train.objectness import (
     HEAD,
+    LOCATE_HEAD,
     AuxParam,
+    LocateHead,
     ObjectnessHead,
     ObjectnessLoss,
     attached_head,
     centre_attributes,
+    centre_boxes,
     centre_cells,
     token_target,
 )
@@ -65,6 +68,79 @@ def test_centre_attributes_names_the_largest_object_of_each_cell():
     assert out[15].tolist() == [5, 6, 1]
     assert (out[1:15] == -1).all()
     assert (centre_attributes(np.zeros((0, 4)), np.zeros((0, 3)), 112, 4, 4) == -1).all()
+
+
+def test_centre_boxes_are_the_largest_object_of_each_cell_normalised():
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 24, 24], [100, 100, 112, 112]])
+    out = centre_boxes(boxes, 112, 4, 4)
+    assert out.shape == (16, 4)
+    np.testing.assert_allclose(out[0], np.array([0, 0, 24, 24]) / 112)  # the larger one
+    np.testing.assert_allclose(out[15], np.array([100, 100, 112, 112]) / 112)
+    assert np.isnan(out[1:15]).all()
+    assert np.isnan(centre_boxes(np.zeros((0, 4)), 112, 4, 4)).all()
+
+
+def test_locate_targets_sit_on_object_tokens_and_the_answer_positions(setup):
+    """`example_boxes`: each visual token holding a centre gets its object's normalised box;
+    with exactly one named object every position predicting an answer token gets that box;
+    nothing else is supervised."""
+    cfg, examples = setup
+    loss = ObjectnessLoss(0.0, IMG, locate=1.0)
+    mask = np.zeros(examples[0]["input_ids"].size, np.float32)
+    mask[-4:] = 1.0  # the answer: the last 4 tokens
+    e = dict(examples[0], policy_mask=mask)
+    objects = np.array([[0, 0, 20, 20], [40, 40, 60, 60]])  # 2x2 tokens at 64 px: cells 0, 3
+    out = loss.example_boxes(e, objects, objects[1:], 64)
+    image = np.flatnonzero(e["input_ids"] == IMG)
+    np.testing.assert_allclose(out[image[0]], objects[0] / 64)
+    np.testing.assert_allclose(out[image[3]], objects[1] / 64)
+    assert np.isnan(out[image[1:3]]).all()
+    answer = np.arange(mask.size - 5, mask.size - 1)  # the positions predicting them
+    np.testing.assert_allclose(out[answer], np.tile(objects[1] / 64, (len(answer), 1)))
+    held = ~np.isnan(out[:, 0])
+    assert held.sum() == 2 + len(answer)
+    # two named objects (a plural) or none: only the visual tokens
+    assert (~np.isnan(loss.example_boxes(e, objects, objects, 64)[:, 0])).sum() == 2
+    assert (~np.isnan(loss.example_boxes(e, objects, objects[:0], 64)[:, 0])).sum() == 2
+    with pytest.raises(ValueError, match="policy_mask"):
+        loss.example_boxes(dict(e, policy_mask=mask[:-1]), objects, objects[1:], 64)
+
+
+def test_locate_fits_the_box_head_at_objects_and_answers(setup):
+    """L_loc starts at the zero head's error (the centred half-frame box), falls when
+    trained, through an auxiliary head that stays out of the policy's params; a missing
+    field is named."""
+    cfg, examples = setup
+    loss = ObjectnessLoss(0.0, IMG, locate=1.0)
+    objects = [np.array([[0, 0, 20, 20]]), np.array([[36, 4, 60, 30]]), np.zeros((0, 4))]
+    located = []
+    for e, b in zip(examples, objects, strict=True):
+        mask = np.zeros(e["input_ids"].size, np.float32)
+        mask[-4:] = 1.0  # the answer: the last 4 tokens
+        e = dict(e, policy_mask=mask)
+        located.append(dict(e, locate=loss.example_boxes(e, b, b, 64)))
+    with pytest.raises(KeyError, match="locate"):
+        loss.collate(make_policy_batch(examples, config=cfg), examples)
+    batch = loss.collate(make_policy_batch(located, config=cfg), located)
+    denoms = loss.weights(batch)
+    assert denoms[4] > denoms[5] > 0  # positions located; of them answer positions
+    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
+    before = set(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    with attached_head(model, LocateHead(cfg.text.hidden_size), LOCATE_HEAD):
+        _, aux = loss.objective(model, batch, jnp.asarray(denoms, jnp.float32))
+        first = loss.metrics({k: float(v) for k, v in aux.items()}, denoms)
+        centred = np.array([0.25, 0.25, 0.75, 0.75])
+        held = np.asarray(batch.locate)[~np.isnan(np.asarray(batch.locate)[..., 0])]
+        assert first["locate"] == pytest.approx(np.abs(held - centred).sum(-1).mean(), rel=1e-5)
+        tx = make_optimizer(OptimizerConfig(learning_rate=1e-2, schedule="constant"))
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        for _ in range(30):
+            last = train_step(model, optimizer, [batch], loss)
+        assert last["locate"] < 0.5 * first["locate"], (first, last)
+        assert last["locate_answer"] < 0.5 * first["locate_answer"], (first, last)
+        assert set(nnx.to_pure_dict(nnx.state(model, AuxParam))) == {LOCATE_HEAD}
+    assert not hasattr(model, LOCATE_HEAD)
+    assert set(nnx.to_pure_dict(nnx.state(model, nnx.Param))) == before
 
 
 def test_describe_teaches_the_visual_tokens_the_words_of_their_object(setup):
