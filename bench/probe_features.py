@@ -5,10 +5,12 @@ tower's output at each token holding exactly one object's centre is fitted by ri
 onto one-hot colour / shape / size classes (frames of split `base_train`), then scored on
 frames of `base_heldout`; next to it the same probe on the token's raw pixels and on a fresh
 transformers draw of the same architecture, and the majority class. Perception the phrase
-could bind to shows here before it shows in any answer.
+could bind to shows here before it shows in any answer. Position too: every visual token's
+own row and column (4 classes each) from the same features, where a box answer must read it.
 
     python bench/probe_features.py                       # the shipped base
     python bench/probe_features.py --checkpoint DIR --plain
+    python bench/probe_features.py --run runs/base       # a base run's newest checkpoint
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def ridge_accuracy(x_train, y_train, x_test, y_test, classes: int, lam: float) -
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None, help="HF checkpoint dir (default: shipped base)")
+    ap.add_argument("--run", default=None, help="a base run's workdir: its newest pretrain step")
     ap.add_argument("--plain", action="store_true", help="2-3 objects on plain backgrounds")
     ap.add_argument("--train", type=int, default=1500, help="training frames")
     ap.add_argument("--test", type=int, default=400, help="held-out frames")
@@ -93,6 +96,16 @@ def main() -> int:
     directory = args.checkpoint or shipped_base()
     load = lambda: load_pretrained(directory, dtype=jnp.float32, param_dtype=jnp.float32)  # noqa: E731
     model, fresh = load(), redraw_with_transformers(load(), 0)
+    if args.run:
+        from pathlib import Path
+
+        from jaxseg.train.learner import Learner
+
+        run = Path(args.run)
+        step = Learner(run, mesh=None, seed=0, logger=None, progress=False).load("pretrain", model)
+        if step is None:
+            raise SystemExit(f"{args.run}: no pretrain checkpoint")
+        directory = f"{args.run} (pretrain step {step})"
     train_images, train_labels = frames("base_train", args.train, synth)
     test_images, test_labels = frames("base_heldout", args.test, synth)
     print(
@@ -110,12 +123,18 @@ def main() -> int:
         x_test = f_test[test_labels[:, 0], test_labels[:, 1]]
         lam = 1e-2 if x_train.shape[1] < 1000 else 1.0
         row = []
+        cells = np.arange(f_train.shape[1])  # every token: its own row and column
+        for axis, of in (("row", cells // 4), ("col", cells % 4)):
+            x_all, y_all = f_train.reshape(-1, f_train.shape[-1]), np.tile(of, len(f_train))
+            t_all, z_all = f_test.reshape(-1, f_test.shape[-1]), np.tile(of, len(f_test))
+            row.append(f"{axis} {ridge_accuracy(x_all, y_all, t_all, z_all, 4, lam):.3f}")
         for j, (attribute, values) in enumerate(ATTRIBUTES):
             y_train, y_test = train_labels[:, 2 + j], test_labels[:, 2 + j]
             acc = ridge_accuracy(x_train, y_train, x_test, y_test, len(values), lam)
             majority = np.bincount(y_test, minlength=len(values)).max() / len(y_test)
             row.append(f"{attribute} {acc:.3f} (majority {majority:.3f})")
         print(f"{name:24s} " + " | ".join(row), flush=True)
+    print("own row / col of every token: chance 0.250")
     return 0
 
 
