@@ -95,10 +95,11 @@ def get_config(arg=None):
             describe=1.0,
             # weight of box regression (jaxseg.train.objectness's L_loc): a linear head reads
             # the normalised box from the final hidden state of every visual token holding an
-            # object's centre and of every answer position of an item naming one object. On
-            # the step-16500 base nothing carried position any more (a visual token's own
-            # column from the tower's output: ridge R^2 0.05; the named object's x from the
-            # answer position: 0.30), so no box could follow the bound object; 0 turns it off
+            # object's centre and of the answer positions of an item naming one object, up
+            # to the one writing its first digit. On the step-16500 base nothing carried
+            # position any more (a visual token's own column from the tower's output: ridge
+            # R^2 0.05; the named object's x from the answer position: 0.30), so no box could
+            # follow the bound object; 0 turns it off
             locate=1.0,
         )
     )

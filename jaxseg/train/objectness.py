@@ -67,8 +67,9 @@ position that writes the box's first digit at 0.30. `locate` adds the box regres
 detector puts on its region features (DETR's L1 box term, Carion et al. 2020, arXiv
 2005.12872, §3.1): a linear head reads the normalised box b = (x1, y1, x2, y2) / S from the
 final hidden state of every visual token holding an object's centre (that object's box,
-the largest where several) and of every answer position of an item that names exactly one
-object (the named object's box),
+the largest where several) and of the answer positions of an item that names exactly one
+object, up to the one that writes the answer's first digit (the named object's box; past it
+the written digits would give the box away),
 
     L_loc = sum_c |b_hat_c(h_n) - b_c|
 
@@ -129,6 +130,12 @@ class LocateHead(nnx.Module):
 
     def __call__(self, hidden: jax.Array) -> jax.Array:
         return hidden.astype(jnp.float32) @ self.w[...] + self.b[...]
+
+
+@nnx.jit
+def located_boxes(model: nnx.Module, batch: PolicyBatch) -> jax.Array:
+    """The attached `LocateHead`'s normalised box `[B, L, 4]` at every position of `batch`."""
+    return getattr(model, LOCATE_HEAD)(forward_logits(model, batch, return_hidden=True))
 
 
 @contextlib.contextmanager
@@ -333,8 +340,11 @@ class ObjectnessLoss:
         """The `locate` field `[L, 4]` of an encoded single-image `example` whose image (an
         `size` px square) holds objects `boxes [M, 4]`: `centre_boxes` at the visual tokens,
         and where the question names exactly one object (`referent [1, 4]`) its normalised
-        box at every position that predicts an answer token (`policy_mask` shifted by one);
-        NaN elsewhere."""
+        box at each position that predicts an answer token (`policy_mask` shifted by one) up
+        to the one predicting the first of `anchor_ids` (a box's first digit; the first
+        answer token where the answer has none); NaN elsewhere. Not past it: once a digit
+        is written (in training, the true one), reading the box back from it says nothing
+        about where the object is."""
         ids = np.asarray(example["input_ids"]).reshape(-1)
         where, t, rows, cols = _visual_grid(
             ids, example["image_grid_thw"], self.image_token_id, self.merge
@@ -348,7 +358,10 @@ class ObjectnessLoss:
                 raise ValueError(
                     f"objectness: policy_mask has {mask.size} entries for {ids.size} tokens"
                 )
-            out[:-1][mask[1:] > 0] = referent[0] / size
+            answer = np.flatnonzero(mask[1:] > 0)  # positions predicting answer tokens
+            content = np.flatnonzero(np.isin(ids[answer + 1], self.anchor_ids))
+            last = content[0] if len(content) else 0
+            out[answer[: last + 1]] = referent[0] / size
         return out
 
     def example_target(self, example: dict, boxes: np.ndarray, size: int) -> np.ndarray:

@@ -513,13 +513,20 @@ class Experiment:
         evenly over the visible objects' tokens would put there (`attend_named_uniform`:
         finding the objects without binding the phrase). With `describe`: the share of
         visual tokens holding an object's centre whose colour / shape / size word the LM
-        head ranks first among that attribute's words (`describe_colour`, ...)."""
+        head ranks first among that attribute's words (`describe_colour`, ...). With
+        `locate`, while its head is attached (the stage's own evaluations): the IoU of the
+        box the head reads at the last answer position it is fitted at (before any digit of
+        the answer is written) with the named object's (`locate_iou`): whether the answer
+        position knows where the object is, whatever its digits say."""
         from jaxseg.models.family import attention_capture
+
+        from .objectness import LOCATE_HEAD
 
         b = self.config.pretrain.base
         attend = float(b.get("attend", 0.0)) > 0
         describe = float(b.get("describe", 0.0)) > 0
         loss = self._base_loss(0.0, float(attend), float(describe))
+        located = getattr(self.model, LOCATE_HEAD, None)
         examples, uniform = [], []
         for it in items:
             e = self.encoder.encode(without_meta(it.conversation(with_answer=True))).as_example()
@@ -541,7 +548,35 @@ class Experiment:
             out["attend_named_uniform"] = float(np.mean(uniform))
         for name, _ in loss.words:
             out[f"describe_{name}"] = metrics[f"describe_{name}"]
+        if located is not None:
+            out["locate_iou"] = self._located_iou(items, examples, loss)
         return out
+
+    def _located_iou(self, items, examples, loss) -> float:
+        """Mean IoU of the `LocateHead`'s box at each item's last answer position `locate`
+        is fitted at (`ObjectnessLoss.example_boxes`) with the item's named object's box."""
+        from jaxseg.eval.metrics import box_iou
+
+        from .objectness import located_boxes
+
+        ious = []
+        for start in range(0, len(items), 16):
+            chunk, rows = items[start : start + 16], examples[start : start + 16]
+            batch = self.batches(rows, 16)[0]
+            boxes = np.asarray(located_boxes(self.model, batch))
+            ids = np.asarray(batch.input_ids)
+            for i, (it, e) in enumerate(zip(chunk, rows, strict=True)):
+                target = loss.example_boxes(e, it.objects, it.referent, it.image.shape[0])
+                fitted = np.flatnonzero(
+                    ~np.isnan(target[:, 0]) & (ids[i, : len(target)] != loss.image_token_id)
+                )
+                if len(it.referent) != 1 or len(fitted) == 0:
+                    continue
+                size = it.image.shape[0]
+                ious.append(
+                    float(box_iou(boxes[i, fitted[-1]][None] * size, it.referent[:1])[0, 0])
+                )
+        return float(np.mean(ious)) if ious else float("nan")
 
     def grounding_eval(self, count: int | None = None) -> dict[str, float]:
         """Greedy single-frame boxes of the current policy on held-out frames vs GT."""

@@ -166,3 +166,26 @@ def test_stream_examples_carry_what_their_visual_tokens_must_name(quick_base):
         assert ((e["locate"][located] >= 0) & (e["locate"][located] <= 1)).all()
         answered += answer.any()
     assert answered > 0
+
+
+def test_held_out_locate_iou_reads_the_head_at_the_last_fitted_answer_position(quick_base):
+    """`locate_iou` (the stage's evaluations, head attached): a head that says the named
+    object's own normalised box everywhere scores 1; one that says another box scores its
+    IoU with it; without the head there is no such metric."""
+    from jaxseg.eval.metrics import box_iou
+    from jaxseg.train.base_tasks import eval_items
+    from jaxseg.train.objectness import LOCATE_HEAD, LocateHead, attached_head
+
+    exp, _ = quick_base
+    item = eval_items(7, "base_heldout", 1, "box")[0]
+    size = item.image.shape[0]
+    head = LocateHead(exp.model.config.text.hidden_size)
+    assert "locate_iou" not in exp._named_attention([item])
+    with attached_head(exp.model, head, LOCATE_HEAD):
+        head.b.set_value(np.asarray(item.referent[0] / size, np.float32))
+        assert exp._named_attention([item])["locate_iou"] == pytest.approx(1.0, abs=1e-5)
+        other = np.array([0, 0, size / 2, size / 2], np.float32)
+        head.b.set_value(other / size)
+        expected = float(box_iou(other[None], item.referent[:1])[0, 0])
+        got = exp._named_attention([item])["locate_iou"]
+        assert got == pytest.approx(expected, abs=1e-5) and got < 1.0

@@ -82,23 +82,29 @@ def test_centre_boxes_are_the_largest_object_of_each_cell_normalised():
 
 def test_locate_targets_sit_on_object_tokens_and_the_answer_positions(setup):
     """`example_boxes`: each visual token holding a centre gets its object's normalised box;
-    with exactly one named object every position predicting an answer token gets that box;
+    with exactly one named object the positions predicting the answer up to its first
+    content token (an anchor id) get that box, never one whose input holds the content;
     nothing else is supervised."""
     cfg, examples = setup
-    loss = ObjectnessLoss(0.0, IMG, locate=1.0)
+    loss = ObjectnessLoss(0.0, IMG, locate=1.0, anchor_ids=(72, 73))
     mask = np.zeros(examples[0]["input_ids"].size, np.float32)
-    mask[-4:] = 1.0  # the answer: the last 4 tokens
-    e = dict(examples[0], policy_mask=mask)
+    mask[-4:] = 1.0  # the answer: the last 4 tokens, "[[" 7 3 "]]" say
+    ids = examples[0]["input_ids"].copy()
+    ids[-4:] = [70, 73, 72, 71]
+    e = dict(examples[0], input_ids=ids, policy_mask=mask)
     objects = np.array([[0, 0, 20, 20], [40, 40, 60, 60]])  # 2x2 tokens at 64 px: cells 0, 3
     out = loss.example_boxes(e, objects, objects[1:], 64)
     image = np.flatnonzero(e["input_ids"] == IMG)
     np.testing.assert_allclose(out[image[0]], objects[0] / 64)
     np.testing.assert_allclose(out[image[3]], objects[1] / 64)
     assert np.isnan(out[image[1:3]]).all()
-    answer = np.arange(mask.size - 5, mask.size - 1)  # the positions predicting them
+    answer = np.arange(mask.size - 5, mask.size - 3)  # predicting "[[" and the first digit
     np.testing.assert_allclose(out[answer], np.tile(objects[1] / 64, (len(answer), 1)))
     held = ~np.isnan(out[:, 0])
     assert held.sum() == 2 + len(answer)
+    # no content token in the answer: only the position predicting its first token
+    plain = ObjectnessLoss(0.0, IMG, locate=1.0).example_boxes(e, objects, objects[1:], 64)
+    assert np.flatnonzero(~np.isnan(plain[:, 0]))[-1] == mask.size - 5
     # two named objects (a plural) or none: only the visual tokens
     assert (~np.isnan(loss.example_boxes(e, objects, objects, 64)[:, 0])).sum() == 2
     assert (~np.isnan(loss.example_boxes(e, objects, objects[:0], 64)[:, 0])).sum() == 2
