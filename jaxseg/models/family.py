@@ -279,17 +279,22 @@ def attention_capture(model: nnx.Module, layer: int = -1, head: int = 0) -> Iter
             attn.capture_head = before
 
 
-def with_attention(fn: Callable[[nnx.Module], Any], model: nnx.Module) -> tuple[Any, jax.Array]:
+def with_attention(
+    fn: Callable[[nnx.Module], Any], model: nnx.Module, *, values: bool = False
+) -> tuple[Any, jax.Array] | tuple[Any, jax.Array, jax.Array]:
     """`fn(model)` (one teacher-forced forward, inside `attention_capture`) and the
-    probabilities `[B, L, L]` it recorded (`nnx.capture`: nothing stays on the model)."""
+    probabilities `[B, L, L]` it recorded (`nnx.capture`: nothing stays on the model); with
+    `values`, also the values `[B, L, Dh]` the captured head reads."""
     out, state = nnx.capture(fn, nnx.Intermediate)(model)
-    records = []
-    for _, v in nnx.to_flat_state(state):
+    records: dict[str, list] = {"attention_probs": [], "attention_values": []}
+    for path, v in nnx.to_flat_state(state):
         v = v.get_value() if hasattr(v, "get_value") else v
-        records.extend(v if isinstance(v, tuple) else (v,))
-    if len(records) != 1:
+        records[str(path[-1])].extend(v if isinstance(v, tuple) else (v,))
+    if len(records["attention_probs"]) != 1 or len(records["attention_values"]) != 1:
         raise RuntimeError(
-            f"with_attention: {len(records)} attention records (one forward inside "
-            "attention_capture expected)"
+            f"with_attention: {len(records['attention_probs'])} attention records (one "
+            "forward inside attention_capture expected)"
         )
-    return out, records[0]
+    if values:
+        return out, records["attention_probs"][0], records["attention_values"][0]
+    return out, records["attention_probs"][0]

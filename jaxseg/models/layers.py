@@ -142,17 +142,29 @@ def head_attention_probs(
 class AttentionCapture:
     """Mixin of a text attention module: while `capture_head` is set (by
     jaxseg.models.family.attention_capture), each cache-free pass sows that head's
-    probabilities `[B, L, L]` as the `nnx.Intermediate` "attention_probs"."""
+    probabilities `[B, L, L]` as the `nnx.Intermediate` "attention_probs" and the values it
+    reads `[B, L, Dh]` (its KV head's) as "attention_values"."""
 
     capture_head: int | None = None
 
-    def capture(self, q: jax.Array, k: jax.Array, mask: jax.Array, scale: float, cached: bool):
+    def capture(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        v: jax.Array,
+        mask: jax.Array,
+        scale: float,
+        cached: bool,
+    ):
         if self.capture_head is not None and not cached:
+            head = self.capture_head
             self.sow(
                 nnx.Intermediate,
                 "attention_probs",
-                head_attention_probs(q, k, mask, scale, self.capture_head),
+                head_attention_probs(q, k, mask, scale, head),
             )
+            group = q.shape[2] // v.shape[2]
+            self.sow(nnx.Intermediate, "attention_values", v[:, :, head // group])
 
 
 def masked_softmax_attention(

@@ -33,7 +33,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -252,14 +252,17 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
-    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+    def restore(
+        self, abstract_state: Any, step: int | None = None, *, unread: Collection[str] = ()
+    ) -> tuple[Any, dict[str, Any]]:
         """Restores (state, meta) at ``step`` (default: latest).
 
         ``abstract_state`` gives the target structure, dtypes and shardings, e.g.
         ``jax.tree.map(ocp.utils.to_shape_dtype_struct, state)`` or a tree of
         ``jax.ShapeDtypeStruct(shape, dtype, sharding=...)`` for a different mesh. With
         several items it is a dict of the items to restore (a subset is fine) and so is the
-        returned state.
+        returned state. `unread`: keys under which the step may hold arrays the target does
+        not name (e.g. an auxiliary head this run no longer has); they are left unread.
         """
         step = self.latest_step() if step is None else step
         if step is None:
@@ -269,8 +272,18 @@ class Checkpointer:
                 f"no checkpoint for step {step} in {self.directory}; have {self.all_steps()}"
             )
         items = self._items(abstract_state)
-        self._check_files(step, items)
-        args = {name: ocp.args.StandardRestore(tree) for name, tree in items.items()}
+        self._check_files(step, items, unread)
+        if unread:
+            args = {
+                name: ocp.args.PyTreeRestore(
+                    tree,
+                    restore_args=ocp.checkpoint_utils.construct_restore_args(tree),
+                    partial_restore=True,
+                )
+                for name, tree in items.items()
+            }
+        else:
+            args = {name: ocp.args.StandardRestore(tree) for name, tree in items.items()}
         args["meta"] = ocp.args.JsonRestore()
         where = f"{self.directory / str(step)}"
         try:
@@ -290,7 +303,9 @@ class Checkpointer:
                     raise CheckpointCorrupt(f"{where}: {err}") from None
         return (state["state"] if self.item_names == ("state",) else state), meta
 
-    def _check_files(self, step: int, items: Mapping[str, Any]) -> None:
+    def _check_files(
+        self, step: int, items: Mapping[str, Any], unread: Collection[str] = ()
+    ) -> None:
         """The precise reason a step's files cannot be what `restore` needs, before orbax
         gives a generic one: `CheckpointCorrupt`, or `CheckpointMismatch` for intact arrays
         of another structure."""
@@ -310,27 +325,15 @@ class Checkpointer:
                 except ValueError as err:
                     raise CheckpointCorrupt(f"{path}: not valid JSON ({err})") from None
                 continue
-            path = item / "_METADATA"
-            if not path.is_file():
-                raise CheckpointCorrupt(f"{path}: missing (orbax's array metadata of {name!r})")
-            try:
-                tree = json.loads(path.read_text())["tree_metadata"]
-                saved = {  # empty nodes (None, optax's EmptyState) are not arrays
-                    tuple(str(k["key"]) for k in v["key_metadata"])
-                    for v in tree.values()
-                    if not v.get("value_metadata", {}).get("skip_deserialize", False)
-                }
-            except (ValueError, KeyError, TypeError, AttributeError) as err:
-                raise CheckpointCorrupt(
-                    f"{path}: unreadable orbax metadata ({type(err).__name__}: {err})"
-                ) from None
+            saved = self.saved_paths(step, name)
             wanted = {
                 tuple(_key(k) for k in keys)
                 for keys, _ in jax.tree_util.tree_flatten_with_path(items[name])[0]
             }
-            if wanted != saved:
+            unexpected = {k for k in saved - wanted if not set(k) & set(unread)}
+            if wanted - saved or unexpected:
                 missing = sorted("/".join(k) for k in wanted - saved)
-                extra = sorted("/".join(k) for k in saved - wanted)
+                extra = sorted("/".join(k) for k in unexpected)
                 raise CheckpointMismatch(
                     f"{where}: item {name!r} holds other arrays than this run's "
                     f"({len(missing)} wanted but absent, e.g. {missing[:3]}; {len(extra)} "
@@ -339,8 +342,26 @@ class Checkpointer:
             if not (item / "manifest.ocdbt").is_file() and not list(item.glob("*/.zarray")):
                 raise CheckpointCorrupt(f"{item}: the array data files are missing")
 
+    def saved_paths(self, step: int, name: str) -> set[tuple[str, ...]]:
+        """The key paths of the arrays item `name` of `step` holds (from orbax's metadata,
+        without reading them); `CheckpointCorrupt` when that metadata is missing or bad."""
+        path = self.directory / str(step) / name / "_METADATA"
+        if not path.is_file():
+            raise CheckpointCorrupt(f"{path}: missing (orbax's array metadata of {name!r})")
+        try:
+            tree = json.loads(path.read_text())["tree_metadata"]
+            return {  # empty nodes (None, optax's EmptyState) are not arrays
+                tuple(str(k["key"]) for k in v["key_metadata"])
+                for v in tree.values()
+                if not v.get("value_metadata", {}).get("skip_deserialize", False)
+            }
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise CheckpointCorrupt(
+                f"{path}: unreadable orbax metadata ({type(err).__name__}: {err})"
+            ) from None
+
     def restore_intact(
-        self, abstract_state: Any, *, quarantine: bool = True
+        self, abstract_state: Any, *, quarantine: bool = True, unread: Collection[str] = ()
     ) -> tuple[int | None, Any, dict[str, Any], list[tuple[int, str]]]:
         """(step, state, meta, skipped) of the newest step that restores intact; `skipped`:
         (step, reason) of each newer step that did not (moved to ``<dir>/broken/`` when an
@@ -351,7 +372,7 @@ class Checkpointer:
         skipped: list[tuple[int, str]] = []
         for step in sorted(self.all_steps(), reverse=True):
             try:
-                state, meta = self.restore(abstract_state, step)
+                state, meta = self.restore(abstract_state, step, unread=unread)
             except CheckpointCorrupt as err:
                 skipped.append((step, str(err)))
                 log.warning("checkpoint step %d skipped: %s", step, err)

@@ -42,7 +42,7 @@ from flax import nnx
 from jaxseg.data.pipeline import StepData, resume_iterator
 from jaxseg.parallel.placement import place
 
-from .checkpoint import Checkpointer, CheckpointMismatch, abstract_like
+from .checkpoint import CheckpointCorrupt, Checkpointer, CheckpointMismatch, abstract_like
 from .faults import NonFiniteGuard
 from .lora import LoRAConfig, adapted, has_lora, merged_params
 from .objectness import AuxParam
@@ -175,8 +175,14 @@ class Learner:
                 ) from err
             (step, restored, meta, skipped), fresh = found
             tqdm.write(
-                f"resume: the checkpoint has no auxiliary head {', '.join(fresh)} (switched on "
-                "since it was written): it starts from its initial value"
+                "resume: the checkpoint's auxiliary heads differ from this run's: "
+                + (
+                    f"{', '.join(fresh)} (switched on since it was written) starts from its "
+                    "initial value; "
+                    if fresh
+                    else ""
+                )
+                + "heads it holds that this run does not have are left unread"
             )
         then = "starting the stage over" if step is None else f"resuming from step {step}"
         for bad, why in skipped:
@@ -267,17 +273,25 @@ def _without_aux(wrt) -> nnx.filterlib.Filter:
 
 
 def _without_new_heads(ckpt: Checkpointer, target: dict):
-    """((step, state, meta, skipped), names) restored with the target minus the auxiliary
-    heads `names` (their params and optimizer moments), for a checkpoint written before they
-    were switched on: the fewest heads left out that make it match; None if none does."""
+    """((step, state, meta, skipped), names) for a checkpoint whose auxiliary heads differ
+    from this run's: restored with the target minus the heads `names` (their params and
+    optimizer moments; switched on since it was written, or reshaped: they start fresh), the
+    fewest that make it match, leaving unread the heads it holds that `target` lacks. None
+    if nothing matches (the difference is not in the auxiliary heads)."""
+    step = ckpt.latest_step()
+    try:
+        saved = {p[0] for p in ckpt.saved_paths(step, "aux")} if step is not None else set()
+    except CheckpointCorrupt:
+        saved = set()
     heads = sorted(target.get("aux", {}))
-    for n in range(1, len(heads) + 1):
+    for n in range(len(heads) + 1):
         for names in itertools.combinations(heads, n):
             trimmed = _drop_keys(target, set(names))
             if not trimmed.get("aux"):
                 trimmed.pop("aux", None)
+            unread = (saved - set(trimmed.get("aux", {}))) | set(names)
             try:
-                return ckpt.restore_intact(abstract_like(trimmed)), names
+                return ckpt.restore_intact(abstract_like(trimmed), unread=unread), names
             except CheckpointMismatch:
                 continue
     return None

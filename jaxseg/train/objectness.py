@@ -65,18 +65,22 @@ held-out visual token's own column from the tower's output at R^2 0.05 (row 0.03
 draw 0.99), the named object's centre x from its final hidden states at 0.27, and from the
 position that writes the box's first digit at 0.30. `locate` adds the box regression a
 detector puts on its region features (DETR's L1 box term, Carion et al. 2020, arXiv
-2005.12872, §3.1): a linear head reads the normalised box b = (x1, y1, x2, y2) / S from the
-final hidden state of every visual token holding an object's centre (that object's box,
-the largest where several) and of the answer positions of an item that names exactly one
-object, up to the one that writes the answer's first digit (the named object's box; past it
-the written digits would give the box away),
+2005.12872, §3.1), on the path the answer reads the named object by: the values v_n of the
+attention-supervised head. A linear head reads the normalised box b = (x1, y1, x2, y2) / S
+from v_n at every visual token n holding an object's centre (that object's box, the largest
+where several), and from what the head brings to the answer, sum_n a_t(n) v_n, at the answer
+positions t of an item that names exactly one object, up to the one that writes the
+answer's first digit (the named object's box; past it the written digits would give the box
+away):
 
-    L_loc = sum_c |b_hat_c(h_n) - b_c|
+    L_loc = sum_c |b_hat_c(u) - b_c|,   u = v_n (object token) or sum_n a_t(n) v_n (answer)
 
-and the stage adds `locate` x the mean of L_loc over those positions. One head for both
-kinds of position asks the answer to hold the same code for the box as the object's own
-tokens do: what the supervised attention head brings over is what the answer must say. The
-head is auxiliary like the objectness scorer (`AuxParam`, never exported).
+and the stage adds `locate` x the mean of L_loc over those positions. One head for both asks
+the values to hold the box in the code the answer receives. Fitted at the final hidden states
+instead (the first version), the object tokens learnt their boxes but the answer position's
+own box stayed at IoU 0.03 held-out after 750 steps: the last layer's attention reads its
+values from the layer's input, not from its output. The head is auxiliary like the
+objectness scorer (`AuxParam`, never exported); `locate` needs `attend` (the captured head).
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ from .batch import PolicyBatch
 from .steps import forward_logits
 
 HEAD = "objectness_head"  # the attribute the head lives under while a stage trains it
-LOCATE_HEAD = "locate_head"  # the box regressor's attribute (`LocateHead`)
+LOCATE_HEAD = "locate_value_head"  # the box regressor's attribute (`LocateHead`)
 
 
 class AuxParam(nnx.Param):
@@ -120,9 +124,9 @@ class ObjectnessHead(nnx.Module):
 
 
 class LocateHead(nnx.Module):
-    """Linear box regressor over final hidden states `[..., D] -> [..., 4]`: the normalised
-    box (x1, y1, x2, y2) / S (zero weights: at first every position says the centred box of
-    half the frame's side)."""
+    """Linear box regressor over the supervised head's values `[..., Dh] -> [..., 4]`: the
+    normalised box (x1, y1, x2, y2) / S (zero weights: at first every position says the
+    centred box of half the frame's side)."""
 
     def __init__(self, width: int):
         self.w = AuxParam(jnp.zeros((width, 4), jnp.float32))
@@ -132,10 +136,21 @@ class LocateHead(nnx.Module):
         return hidden.astype(jnp.float32) @ self.w[...] + self.b[...]
 
 
+def locate_features(probs: jax.Array, values: jax.Array, visual: jax.Array) -> jax.Array:
+    """What `LocateHead` reads `[B, L, Dh]`: the captured head's own value `values [B, L, Dh]`
+    at visual tokens (`visual [B, L]` > 0), what it brings there, `probs [B, L, L]` @ values,
+    elsewhere."""
+    brought = jnp.einsum("bqk,bkd->bqd", probs, values.astype(jnp.float32))
+    return jnp.where(visual[..., None] > 0, values.astype(jnp.float32), brought)
+
+
 @nnx.jit
-def located_boxes(model: nnx.Module, batch: PolicyBatch) -> jax.Array:
-    """The attached `LocateHead`'s normalised box `[B, L, 4]` at every position of `batch`."""
-    return getattr(model, LOCATE_HEAD)(forward_logits(model, batch, return_hidden=True))
+def located_boxes(model: nnx.Module, batch: PolicyBatch, visual: jax.Array) -> jax.Array:
+    """The attached `LocateHead`'s normalised box `[B, L, 4]` at every position of `batch`
+    (inside `attention_capture`); `visual [B, L]`: 1 on visual tokens."""
+    forward = lambda m: forward_logits(m, batch, return_hidden=True)  # noqa: E731
+    _, probs, values = with_attention(forward, model, values=True)
+    return getattr(model, LOCATE_HEAD)(locate_features(probs, values, visual))
 
 
 @contextlib.contextmanager
@@ -288,6 +303,11 @@ class ObjectnessLoss:
     def __post_init__(self):
         if self.describe > 0 and not self.words:
             raise ValueError("ObjectnessLoss: describe > 0 needs the attribute words' token ids")
+        if self.locate > 0 and self.attend <= 0:
+            raise ValueError(
+                "ObjectnessLoss: locate > 0 reads the attention-supervised head's values; "
+                "it needs attend > 0"
+            )
 
     @classmethod
     def for_model(
@@ -423,8 +443,10 @@ class ObjectnessLoss:
     def objective(self, model, batch: ObjectnessBatch, denoms):
         p = batch.policy
         forward = lambda m: forward_logits(m, p, return_hidden=True)  # noqa: E731
-        if self.attend > 0:
-            hidden, probs = with_attention(forward, model)  # probs [B, L, L]
+        if self.locate > 0:  # probs [B, L, L], values [B, L, Dh]
+            hidden, probs, values = with_attention(forward, model, values=True)
+        elif self.attend > 0:
+            hidden, probs = with_attention(forward, model)
         else:
             hidden = forward(model)
         logits = model.compute_logits(hidden)
@@ -440,7 +462,8 @@ class ObjectnessLoss:
         if self.locate > 0:
             held = ~jnp.isnan(batch.locate[..., 0])  # [B, L]
             target = jnp.where(held[..., None], batch.locate, 0.0)
-            error = jnp.sum(jnp.abs(getattr(model, LOCATE_HEAD)(hidden) - target), -1) * held
+            boxes = getattr(model, LOCATE_HEAD)(locate_features(probs, values, batch.visual))
+            error = jnp.sum(jnp.abs(boxes - target), -1) * held
             out["locate"] = jnp.sum(error)
             out["locate_answer"] = jnp.sum(error * (batch.visual == 0))
             value = value + self.locate * out["locate"] / jnp.maximum(denoms[4], 1.0)

@@ -316,9 +316,9 @@ class Experiment:
             attend = float(c.base.get("attend", 0.0))
             describe = float(c.base.get("describe", 0.0))
             locate = float(c.base.get("locate", 0.0))
-            width = self.model.config.text.hidden_size
-            head = ObjectnessHead(width) if weight > 0 else None
-            boxes = LocateHead(width) if locate > 0 else None
+            text = self.model.config.text
+            head = ObjectnessHead(text.hidden_size) if weight > 0 else None
+            boxes = LocateHead(text.head_dim) if locate > 0 else None
             loss = None
             if weight > 0 or attend > 0 or describe > 0 or locate > 0:
                 loss = self._base_loss(weight, attend, describe, locate)
@@ -548,8 +548,9 @@ class Experiment:
             out["attend_named_uniform"] = float(np.mean(uniform))
         for name, _ in loss.words:
             out[f"describe_{name}"] = metrics[f"describe_{name}"]
-        if located is not None:
-            out["locate_iou"] = self._located_iou(items, examples, loss)
+        if located is not None and attend:
+            with attention_capture(self.model):
+                out["locate_iou"] = self._located_iou(items, examples, loss)
         return out
 
     def _located_iou(self, items, examples, loss) -> float:
@@ -563,7 +564,8 @@ class Experiment:
         for start in range(0, len(items), 16):
             chunk, rows = items[start : start + 16], examples[start : start + 16]
             batch = self.batches(rows, 16)[0]
-            boxes = np.asarray(located_boxes(self.model, batch))
+            visual = (np.asarray(batch.input_ids) == loss.image_token_id).astype(np.float32)
+            boxes = np.asarray(located_boxes(self.model, batch, visual))
             ids = np.asarray(batch.input_ids)
             for i, (it, e) in enumerate(zip(chunk, rows, strict=True)):
                 target = loss.example_boxes(e, it.objects, it.referent, it.image.shape[0])

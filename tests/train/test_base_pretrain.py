@@ -81,11 +81,11 @@ def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick
     last = max(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit())
     assert (ckpt_dir / str(last) / "aux").is_dir()
     with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
-        width = exp.model.config.text.hidden_size
+        width, dh = exp.model.config.text.hidden_size, exp.model.config.text.head_dim
         target = {
             "aux": {
                 HEAD: {"w": np.zeros(width, np.float32)},
-                LOCATE_HEAD: {"w": np.zeros((width, 4), np.float32), "b": np.zeros(4, np.float32)},
+                LOCATE_HEAD: {"w": np.zeros((dh, 4), np.float32), "b": np.zeros(4, np.float32)},
             }
         }
         _, saved, _, _ = ckpt.restore_intact(target)
@@ -94,7 +94,7 @@ def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick
     assert exp.load_stage("pretrain") == last  # `params` is the plain model's tree
 
     # a resume restores the heads with the policy and its optimizer state
-    head, boxes = ObjectnessHead(width), LocateHead(width)
+    head, boxes = ObjectnessHead(width), LocateHead(dh)
     with attached_head(exp.model, head), attached_head(exp.model, boxes, LOCATE_HEAD):
         c = exp.config.pretrain  # the stage's own optimizer (its state's structure)
         tx = make_optimizer(
@@ -113,10 +113,10 @@ def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick
         assert np.abs(np.asarray(boxes.w[...])).sum() > 0
 
     # a head switched on after the checkpoint was written starts fresh; the rest resumes
-    head, late = ObjectnessHead(width), LocateHead(width)
+    head, late = ObjectnessHead(width), LocateHead(dh)
     with (
         attached_head(exp.model, head),
-        attached_head(exp.model, LocateHead(width), LOCATE_HEAD),
+        attached_head(exp.model, LocateHead(dh), LOCATE_HEAD),
         attached_head(exp.model, late, "late_head"),
     ):
         optimizer = nnx.Optimizer(exp.model, tx, wrt=nnx.Param)
@@ -127,6 +127,23 @@ def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick
         np.testing.assert_array_equal(np.asarray(late.w[...]), 0.0)
         moments = nnx.to_pure_dict(nnx.state(optimizer, nnx.optimizer.OptState))
         assert "late_head" in str(moments)  # its optimizer state exists, from scratch
+
+    # a head the checkpoint holds but this run has not (retired) is left unread
+    head = ObjectnessHead(width)
+    with attached_head(exp.model, head):
+        optimizer = nnx.Optimizer(exp.model, tx, wrt=nnx.Param)
+        with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
+            next_step, _ = exp.learner.restore(ckpt, exp.model, optimizer)
+        assert next_step == exp.config.pretrain.steps
+        np.testing.assert_array_equal(np.asarray(head.w[...]), trained)
+    # a difference outside the auxiliary heads is still refused, naming the arrays
+    with attached_head(exp.model, ObjectnessHead(width)):
+        exp.model.extra = nnx.Linear(2, 2, rngs=nnx.Rngs(0))  # a policy parameter it lacks
+        optimizer = nnx.Optimizer(exp.model, tx, wrt=nnx.Param)
+        with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
+            with pytest.raises(ValueError, match="trainable parameters"):
+                exp.learner.restore(ckpt, exp.model, optimizer)
+        del exp.model.extra
 
 
 def test_stream_examples_carry_what_their_visual_tokens_must_name(quick_base):
@@ -179,7 +196,7 @@ def test_held_out_locate_iou_reads_the_head_at_the_last_fitted_answer_position(q
     exp, _ = quick_base
     item = eval_items(7, "base_heldout", 1, "box")[0]
     size = item.image.shape[0]
-    head = LocateHead(exp.model.config.text.hidden_size)
+    head = LocateHead(exp.model.config.text.head_dim)
     assert "locate_iou" not in exp._named_attention([item])
     with attached_head(exp.model, head, LOCATE_HEAD):
         head.b.set_value(np.asarray(item.referent[0] / size, np.float32))

@@ -23,6 +23,7 @@ from jaxseg.train.objectness import (
     centre_attributes,
     centre_boxes,
     centre_cells,
+    locate_features,
     token_target,
 )
 from jaxseg.train.steps import (
@@ -86,7 +87,7 @@ def test_locate_targets_sit_on_object_tokens_and_the_answer_positions(setup):
     content token (an anchor id) get that box, never one whose input holds the content;
     nothing else is supervised."""
     cfg, examples = setup
-    loss = ObjectnessLoss(0.0, IMG, locate=1.0, anchor_ids=(72, 73))
+    loss = ObjectnessLoss(0.0, IMG, attend=1.0, locate=1.0, anchor_ids=(72, 73))
     mask = np.zeros(examples[0]["input_ids"].size, np.float32)
     mask[-4:] = 1.0  # the answer: the last 4 tokens, "[[" 7 3 "]]" say
     ids = examples[0]["input_ids"].copy()
@@ -103,7 +104,8 @@ def test_locate_targets_sit_on_object_tokens_and_the_answer_positions(setup):
     held = ~np.isnan(out[:, 0])
     assert held.sum() == 2 + len(answer)
     # no content token in the answer: only the position predicting its first token
-    plain = ObjectnessLoss(0.0, IMG, locate=1.0).example_boxes(e, objects, objects[1:], 64)
+    plain = ObjectnessLoss(0.0, IMG, attend=1.0, locate=1.0)
+    plain = plain.example_boxes(e, objects, objects[1:], 64)
     assert np.flatnonzero(~np.isnan(plain[:, 0]))[-1] == mask.size - 5
     # two named objects (a plural) or none: only the visual tokens
     assert (~np.isnan(loss.example_boxes(e, objects, objects, 64)[:, 0])).sum() == 2
@@ -113,26 +115,32 @@ def test_locate_targets_sit_on_object_tokens_and_the_answer_positions(setup):
 
 
 def test_locate_fits_the_box_head_at_objects_and_answers(setup):
-    """L_loc starts at the zero head's error (the centred half-frame box), falls when
-    trained, through an auxiliary head that stays out of the policy's params; a missing
-    field is named."""
+    """L_loc (on the attention-supervised head's values) starts at the zero head's error
+    (the centred half-frame box), falls when trained, through an auxiliary head that stays
+    out of the policy's params; a missing field and a loss without `attend` are named."""
+    from jaxseg.models.family import attention_capture
+
     cfg, examples = setup
-    loss = ObjectnessLoss(0.0, IMG, locate=1.0)
+    with pytest.raises(ValueError, match="attend"):
+        ObjectnessLoss(0.0, IMG, locate=1.0)
+    loss = ObjectnessLoss(0.0, IMG, attend=1.0, locate=1.0)
     objects = [np.array([[0, 0, 20, 20]]), np.array([[36, 4, 60, 30]]), np.zeros((0, 4))]
     located = []
     for e, b in zip(examples, objects, strict=True):
         mask = np.zeros(e["input_ids"].size, np.float32)
         mask[-4:] = 1.0  # the answer: the last 4 tokens
-        e = dict(e, policy_mask=mask)
+        e = dict(e, policy_mask=mask, referent=loss.example_target(e, b, 64))
         located.append(dict(e, locate=loss.example_boxes(e, b, b, 64)))
     with pytest.raises(KeyError, match="locate"):
-        loss.collate(make_policy_batch(examples, config=cfg), examples)
+        unlocated = [dict(e, referent=x["referent"]) for e, x in zip(examples, located)]
+        loss.collate(make_policy_batch(unlocated, config=cfg), unlocated)
     batch = loss.collate(make_policy_batch(located, config=cfg), located)
     denoms = loss.weights(batch)
     assert denoms[4] > denoms[5] > 0  # positions located; of them answer positions
     model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
     before = set(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
-    with attached_head(model, LocateHead(cfg.text.hidden_size), LOCATE_HEAD):
+    head = LocateHead(cfg.text.head_dim)
+    with attached_head(model, head, LOCATE_HEAD), attention_capture(model):
         _, aux = loss.objective(model, batch, jnp.asarray(denoms, jnp.float32))
         first = loss.metrics({k: float(v) for k, v in aux.items()}, denoms)
         centred = np.array([0.25, 0.25, 0.75, 0.75])
@@ -147,6 +155,17 @@ def test_locate_fits_the_box_head_at_objects_and_answers(setup):
         assert set(nnx.to_pure_dict(nnx.state(model, AuxParam))) == {LOCATE_HEAD}
     assert not hasattr(model, LOCATE_HEAD)
     assert set(nnx.to_pure_dict(nnx.state(model, nnx.Param))) == before
+
+
+def test_locate_reads_values_at_visual_tokens_and_what_the_head_brings_elsewhere():
+    rng = np.random.default_rng(0)
+    probs = jax.nn.softmax(jnp.asarray(rng.normal(size=(2, 5, 5))), -1)
+    values = jnp.asarray(rng.normal(size=(2, 5, 3)), jnp.float32)
+    visual = jnp.asarray([[0, 1, 1, 0, 0], [1, 0, 0, 0, 0]], jnp.float32)
+    out = np.asarray(locate_features(probs, values, visual))
+    np.testing.assert_allclose(out[0, 1], values[0, 1])  # a visual token: its own value
+    brought = np.asarray(probs[0, 3]) @ np.asarray(values[0])
+    np.testing.assert_allclose(out[0, 3], brought, rtol=1e-5)  # the answer: the mixture
 
 
 def test_describe_teaches_the_visual_tokens_the_words_of_their_object(setup):

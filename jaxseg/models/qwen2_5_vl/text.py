@@ -51,7 +51,7 @@ class TextAttention(nnx.Module, AttentionCapture):
             v = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), start)
             new_kv = (k, v)
             k, v = k.astype(q.dtype), v.astype(q.dtype)
-        self.capture(q, k, mask, self.head_dim**-0.5, cached=cache_kv is not None)
+        self.capture(q, k, v, mask, self.head_dim**-0.5, cached=cache_kv is not None)
         out = grouped_attention(q, k, v, mask, self.head_dim**-0.5, prefix)
         return self.o_proj(out.reshape(b, length, -1)), new_kv
 
