@@ -189,6 +189,12 @@ class Checkpointer:
             self.directory, options=options, item_names=(*self.item_names, "meta")
         )
 
+    def _reader(self) -> ocp.CheckpointManager:
+        options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+        return ocp.CheckpointManager(
+            self.directory, options=options, item_names=(*self.item_names, "meta")
+        )
+
     def save(
         self,
         step: int,
@@ -286,12 +292,18 @@ class Checkpointer:
             args = {name: ocp.args.StandardRestore(tree) for name, tree in items.items()}
         args["meta"] = ocp.args.JsonRestore()
         where = f"{self.directory / str(step)}"
+        # a partial read binds the items to orbax's PyTree handler; this manager's saves use
+        # the Standard one, so the read goes through a reader of its own
+        manager = self._manager if not unread else self._reader()
         try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(**args))
+            restored = manager.restore(step, args=ocp.args.Composite(**args))
         except CheckpointMismatch:
             raise
         except Exception as err:  # orbax/tensorstore: missing or unreadable data files
             raise CheckpointCorrupt(f"{where}: reading the arrays failed ({_cause(err)})") from err
+        finally:
+            if manager is not self._manager:
+                manager.close()
         state = {name: restored[name] for name in items}
         meta = dict(restored["meta"] or {})
         sums = meta.pop(INTEGRITY, None)

@@ -112,6 +112,29 @@ def test_killed_save_leaves_previous_step(tmp_path):
             assert float(big["x63"][0, 0]) == 63.0
 
 
+def test_unread_arrays_are_named_and_the_run_saves_after_reading_past_them(tmp_path):
+    """`unread`: a step may hold arrays the target lacks only under those keys (a retired
+    auxiliary head); anything else is still a mismatch; saving works after such a read."""
+    from jaxseg.train.checkpoint import CheckpointMismatch
+
+    aux = {"kept": {"w": jnp.arange(3.0)}, "retired": {"w": jnp.ones(2)}}
+    with Checkpointer(tmp_path, item_names=("aux",)) as ckpt:
+        ckpt.save(0, {"aux": aux}, {"next_step": 1})
+    kept = {"aux": {"kept": aux["kept"]}}
+    with Checkpointer(tmp_path, item_names=("aux",)) as ckpt:
+        with pytest.raises(CheckpointMismatch, match="retired"):
+            ckpt.restore(abstract_like(kept))
+        with pytest.raises(CheckpointMismatch, match="retired"):
+            ckpt.restore(abstract_like(kept), unread={"other"})
+        restored, _ = ckpt.restore(abstract_like(kept), unread={"retired"})
+        _assert_tree_equal(restored["aux"], kept["aux"])
+        ckpt.save(1, kept, {"next_step": 2})  # the reader's handlers are not the saver's
+    with Checkpointer(tmp_path, item_names=("aux",)) as ckpt:
+        restored, meta = ckpt.restore(abstract_like(kept))
+        assert meta["next_step"] == 2
+        _assert_tree_equal(restored["aux"], kept["aux"])
+
+
 def test_named_items_restore_a_subset(tmp_path):
     params, opt = {"w": jnp.arange(3.0)}, {"mu": jnp.ones((2, 2))}
     with Checkpointer(tmp_path, item_names=("params", "opt")) as ckpt:
