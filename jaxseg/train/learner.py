@@ -166,7 +166,7 @@ class Learner:
         try:
             step, restored, meta, skipped = ckpt.restore_intact(abstract_like(target))
         except CheckpointMismatch as err:
-            found = _without_new_heads(ckpt, target)
+            found = _restore_across_heads(ckpt, target)
             if found is None:
                 raise ValueError(
                     f"{err}: it does not match this run's trainable parameters (was lora_rank "
@@ -272,7 +272,7 @@ def _without_aux(wrt) -> nnx.filterlib.Filter:
     return nnx.All(wrt, nnx.Not(AuxParam))
 
 
-def _without_new_heads(ckpt: Checkpointer, target: dict):
+def _restore_across_heads(ckpt: Checkpointer, target: dict):
     """((step, state, meta, skipped), names) for a checkpoint whose auxiliary heads differ
     from this run's: restored with the target minus the heads `names` (their params and
     optimizer moments; switched on since it was written, or reshaped: they start fresh), the
