@@ -32,8 +32,7 @@ the box says. Only that one position: once part of the answer is written, lookin
 object is easy (the answer says where), and fitting those positions taught the head nothing
 about the phrase (measured on the base: mass 0.66 over all answer positions in training,
 0.36 at the first on held-out items, what an even spread over the visible objects gives).
-Objectness makes the objects salient but the answer must
-still pick the named one among them; with the question after the image that is a two-step
+Objectness makes the objects salient but the answer must still pick the named one among them; with the question after the image that is a two-step
 circuit (bring the phrase to the answer position, then match it against the visual tokens)
 whose gradient vanishes until both steps exist: the binding plateau. Supervising where one
 head looks trains the match directly; supervised attention is how grounding models align
@@ -77,9 +76,9 @@ away):
 
 and the stage adds `locate` x the mean of L_loc over those positions. One head for both asks
 the values to hold the box in the code the answer receives. Fitted at the final hidden states
-instead (the first version), the object tokens learnt their boxes but the answer position's
-own box stayed at IoU 0.03 held-out after 750 steps: the last layer's attention reads its
-values from the layer's input, not from its output. The head is auxiliary like the
+instead, the object tokens learn their boxes but the answer position's own box stayed at
+IoU 0.03 held-out after 750 steps on the base: the last layer's attention reads its values
+from the layer's input, not from its output. The head is auxiliary like the
 objectness scorer (`AuxParam`, never exported); `locate` needs `attend` (the captured head).
 """
 
@@ -281,9 +280,9 @@ class ObjectnessLoss:
     jaxseg.train.steps `StepLoss`: denominators [answer tokens, images with an object, items
     naming an object, visual tokens described, positions located, answer positions located].
     With `locate > 0` the model carries a `LocateHead` (`attached_head(..., LOCATE_HEAD)`)
-    and examples `locate` `[L_i, 4]` (`example_boxes`). With `describe > 0` examples carry `describe` `[L_i, A]`
-    (`example_words`) and `words` lists each attribute's value words' token ids. With `weight > 0` the model
-    must carry an `ObjectnessHead` (`attached_head`) and examples their `objectness` target
+    and examples `locate` `[L_i, 4]` (`example_boxes`). With `describe > 0` examples carry
+    `describe` `[L_i, A]` (`example_words`) and `words` lists each attribute's value words'
+    token ids. With `weight > 0` the model must carry an `ObjectnessHead` (`attached_head`) and examples their `objectness` target
     `[L_i]`; with `attend > 0` the model runs inside `attention_capture` (the supervised
     head) and examples carry `referent` `[L_i]` (both from `example_target`). `merge`: the
     vision tower's spatial merge (visual tokens per side of a merged cell)."""

@@ -324,10 +324,11 @@ class Experiment:
                 loss = self._base_loss(weight, attend, describe, locate)
             stream = functools.partial(self._base_stream, loss)
             capture = attention_capture(self.model) if attend > 0 else contextlib.nullcontext()
-            heads = contextlib.ExitStack()
-            heads.enter_context(attached_head(self.model, head))
-            heads.enter_context(attached_head(self.model, boxes, LOCATE_HEAD))
-            with heads, capture:
+            with (
+                attached_head(self.model, head),
+                attached_head(self.model, boxes, LOCATE_HEAD),
+                capture,
+            ):
                 piece = SupervisedPiece(self, "pretrain", c, stream, loss=loss)
                 out = self.learner.run(piece)
             path = self.workdir / "pretrain" / "base_eval.json"
@@ -542,6 +543,8 @@ class Experiment:
         with capture:
             batches = self.batches(examples, 16, collate=loss.collate)
             metrics = evaluate_loss(self.model, batches, loss)
+            if located is not None and attend:
+                located_iou = self._located_iou(items, examples, batches, loss)
         out = {}
         if attend:
             out["attend_named"] = metrics["attend_mass"]
@@ -549,24 +552,22 @@ class Experiment:
         for name, _ in loss.words:
             out[f"describe_{name}"] = metrics[f"describe_{name}"]
         if located is not None and attend:
-            with attention_capture(self.model):
-                out["locate_iou"] = self._located_iou(items, examples, loss)
+            out["locate_iou"] = located_iou
         return out
 
-    def _located_iou(self, items, examples, loss) -> float:
+    def _located_iou(self, items, examples, batches, loss) -> float:
         """Mean IoU of the `LocateHead`'s box at each item's last answer position `locate`
-        is fitted at (`ObjectnessLoss.example_boxes`) with the item's named object's box."""
+        is fitted at (`ObjectnessLoss.example_boxes`) with the item's named object's box;
+        `batches`: the examples' `ObjectnessBatch`es of 16, in order (inside the capture)."""
         from jaxseg.eval.metrics import box_iou
 
         from .objectness import located_boxes
 
         ious = []
-        for start in range(0, len(items), 16):
+        for start, batch in zip(range(0, len(items), 16), batches, strict=True):
             chunk, rows = items[start : start + 16], examples[start : start + 16]
-            batch = self.batches(rows, 16)[0]
-            visual = (np.asarray(batch.input_ids) == loss.image_token_id).astype(np.float32)
-            boxes = np.asarray(located_boxes(self.model, batch, visual))
-            ids = np.asarray(batch.input_ids)
+            boxes = np.asarray(located_boxes(self.model, batch.policy, batch.visual))
+            ids = np.asarray(batch.policy.input_ids)
             for i, (it, e) in enumerate(zip(chunk, rows, strict=True)):
                 target = loss.example_boxes(e, it.objects, it.referent, it.image.shape[0])
                 fitted = np.flatnonzero(
