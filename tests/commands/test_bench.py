@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxseg.commands import bench
@@ -74,3 +75,22 @@ def test_device_smoke_cpu_subset_passes(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:]
     summary = (tmp_path / "summary.txt").read_text()
     assert summary.count(" ok ") == 3, summary
+
+
+def test_probe_answer_names_each_digit_by_coordinate_and_place(monkeypatch):
+    from transformers import AutoTokenizer
+
+    from jaxseg.models.family import shipped_base
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from probe_answer import answer_digits
+
+    tok = AutoTokenizer.from_pretrained(shipped_base())
+    ids = np.array([0] + tok.encode("[[23, 5, 107, 89]]", add_special_tokens=False))
+    mask = np.ones(len(ids) - 1)
+    got = [(k, d) for _, k, d in answer_digits(tok, ids, mask)]
+    assert got == [(0, 0), (0, 1), (1, 0), (2, 0), (2, 1), (2, 2), (3, 0), (3, 1)]
+    positions = [p for p, _, _ in answer_digits(tok, ids, mask)]
+    assert [tok.decode([int(ids[p + 1])]) for p in positions] == list("23510789")
+    mask[:2] = 0  # positions outside the answer (here the one predicting "2") are not read
+    assert [p for p, _, _ in answer_digits(tok, ids, mask)] == positions[1:]
