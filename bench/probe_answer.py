@@ -9,9 +9,10 @@ their answers written in (`[[x1, y1, x2, y2]]`, one token per digit):
    from what that position has: the attention-supervised head's attended values (what the
    `locate` objective reads) and the final hidden state (what the LM head reads), fitted on items
    of split `base_train`: whether the LM head uses what is there;
-3. **locate head** (a run trained with `pretrain.base.locate`): the head's box, IoU and mean
-   edge error in px, at the named object's centre tokens and at the answer position: how much
-   of the object's place the attention brings to the answer.
+3. **locate heads** (a run trained with `pretrain.base.locate`): the value head's box, IoU and
+   mean edge error in px, at the named object's centre tokens and at the answer position (how
+   much of the object's place the attention brings to the answer), and with
+   `pretrain.base.locate_hidden` the final-hidden head's at the answer position.
 
     python bench/probe_answer.py --run runs/base
     python bench/probe_answer.py --run runs/base --items 256 --fit 1536
@@ -58,7 +59,7 @@ def answer_digits(tok, ids: np.ndarray, mask: np.ndarray) -> list[tuple[int, int
 def passes(exp, loss, examples, locate: bool):
     """Per batch of 16: (batch, logits, final hidden, head features, locate boxes or None)."""
     from jaxseg.models.family import with_attention
-    from jaxseg.train.objectness import LOCATE_HEAD, locate_features
+    from jaxseg.train.objectness import LOCATE_HEAD, LOCATE_HIDDEN_HEAD, locate_features
     from jaxseg.train.steps import forward_logits
 
     for b in exp.batches(examples, 16, collate=loss.collate):
@@ -68,14 +69,18 @@ def passes(exp, loss, examples, locate: bool):
             values=True,
         )
         feats = locate_features(probs, values, b.visual)
-        boxes = getattr(exp.model, LOCATE_HEAD)(feats) if locate else None
+        boxes = None
+        if locate:
+            boxes = {"answer position": getattr(exp.model, LOCATE_HEAD)(feats)}
+            if hasattr(exp.model, LOCATE_HIDDEN_HEAD):
+                boxes["answer's final hidden"] = getattr(exp.model, LOCATE_HIDDEN_HEAD)(hidden)
         logits = exp.model.compute_logits(hidden)
         yield (
             b,
             np.asarray(logits),
             np.asarray(hidden),
             np.asarray(feats),
-            None if boxes is None else np.asarray(boxes),
+            None if boxes is None else {k: np.asarray(v) for k, v in boxes.items()},
         )
 
 
@@ -98,6 +103,7 @@ def main() -> int:
     from jaxseg.train.learner import ITEMS, abstract_like
     from jaxseg.train.objectness import (
         LOCATE_HEAD,
+        LOCATE_HIDDEN_HEAD,
         AuxParam,
         LocateHead,
         ObjectnessHead,
@@ -123,6 +129,11 @@ def main() -> int:
     with (
         attached_head(exp.model, objectness),
         attached_head(exp.model, LocateHead(text.head_dim) if locate else None, LOCATE_HEAD),
+        attached_head(
+            exp.model,
+            LocateHead(text.hidden_size) if LOCATE_HIDDEN_HEAD in heads else None,
+            LOCATE_HIDDEN_HEAD,
+        ),
         attention_capture(exp.model),
     ):
         if heads:  # the run's auxiliary heads, read from the same step
@@ -153,7 +164,7 @@ def main() -> int:
 
         hits: dict[tuple[int, int], list[bool]] = {}
         truth: dict[tuple[int, int], list[int]] = {}
-        located: dict[str, list] = {"named object's centre tokens": [], "answer position": []}
+        located: dict[str, list] = {}
 
         def keep(item, row, ids, logits, boxes, i, digits):
             for p, k, d in digits:
@@ -175,9 +186,12 @@ def main() -> int:
                 and np.allclose(row["locate"][p] * size, named, atol=1.0)
             ]
             answer = [p for p in fitted if ids[p] != loss.image_token_id][-1:]
-            for name, where in zip(located, (on, answer), strict=True):
+            wheres = [("named object's centre tokens", "answer position", on)]
+            wheres += [(name, name, answer) for name in boxes]
+            for name, head, where in wheres:
                 for p in where:
-                    box = boxes[i, p] * size
+                    box = boxes[head][i, p] * size
+                    located.setdefault(name, [])
                     located[name].append(
                         (box_iou(box[None], named[None])[0, 0], np.abs(box - named))
                     )

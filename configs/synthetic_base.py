@@ -94,13 +94,19 @@ def get_config(arg=None):
             # named object's cell at step 1500: 0.39 with it, 0.25 without; 0 turns it off
             describe=1.0,
             # weight of box regression (jaxseg.train.objectness's L_loc): a linear head reads
-            # the normalised box from the final hidden state of every visual token holding an
-            # object's centre and of the answer positions of an item naming one object, up
-            # to the one writing its first digit. On the step-16500 base nothing carried
-            # position any more (a visual token's own column from the tower's output: ridge
-            # R^2 0.05; the named object's x from the answer position: 0.30), so no box could
-            # follow the bound object; 0 turns it off
+            # the normalised box from the attention-supervised head's value at every visual
+            # token holding an object's centre, and from what that head brings to the answer
+            # positions of an item naming one object, up to the one writing its first digit.
+            # On the step-16500 base nothing carried position any more (a visual token's own
+            # column from the tower's output: ridge R^2 0.05; the named object's x from the
+            # answer position: 0.30), so no box could follow the bound object; 0 turns it off
             locate=1.0,
+            # weight of the same box regression on the answer positions' final hidden states
+            # (L_loc_h): on the step-19749 base the head brought the box to the answer (IoU
+            # 0.28) but the final hidden state, which the LM head reads, did not hold it
+            # (x1's first digit: ridge 0.13-0.23 from it, 0.25-0.34 from the head's output,
+            # LM 0.16, prior 0.16; bench/probe_answer.py); 0 turns it off
+            locate_hidden=1.0,
         )
     )
     return c

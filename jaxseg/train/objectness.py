@@ -80,6 +80,20 @@ instead, the object tokens learn their boxes but the answer position's own box s
 IoU 0.03 held-out after 750 steps on the base: the last layer's attention reads its values
 from the layer's input, not from its output. The head is auxiliary like the
 objectness scorer (`AuxParam`, never exported); `locate` needs `attend` (the captured head).
+
+Brought to the answer is not yet written by it: on the step-19749 base the value head reads
+the named box at the answer position at IoU 0.28 held out, a ridge readout of x1's first digit
+from the head's attended values scores 0.25-0.34 (prior 0.16), from the same position's final
+hidden state 0.13-0.23 and the LM head 0.16 (`bench/probe_answer.py`): the attention output
+reaches the residual stream through the head's output projection, trained when the values
+carried no box, and nothing downstream asks for it. `locate_hidden` fits a second linear
+head, on the final hidden state (what the LM head reads), to the same box at the same answer
+positions,
+
+    L_loc_h = sum_c |b_hat_c(h_t) - b_c|
+
+adding `locate_hidden` x its mean over those positions: the box must travel the output
+projection and the last MLP to where the digits are read. Also auxiliary; needs `locate`.
 """
 
 from __future__ import annotations
@@ -104,6 +118,7 @@ from .steps import forward_logits
 
 HEAD = "objectness_head"  # the attribute the head lives under while a stage trains it
 LOCATE_HEAD = "locate_value_head"  # the box regressor's attribute (`LocateHead`)
+LOCATE_HIDDEN_HEAD = "locate_hidden_head"  # the same at the answer's final hidden states
 
 
 class AuxParam(nnx.Param):
@@ -144,12 +159,17 @@ def locate_features(probs: jax.Array, values: jax.Array, visual: jax.Array) -> j
 
 
 @nnx.jit
-def located_boxes(model: nnx.Module, batch: PolicyBatch, visual: jax.Array) -> jax.Array:
-    """The attached `LocateHead`'s normalised box `[B, L, 4]` at every position of `batch`
-    (inside `attention_capture`); `visual [B, L]`: 1 on visual tokens."""
+def located_boxes(model: nnx.Module, batch: PolicyBatch, visual: jax.Array) -> dict[str, jax.Array]:
+    """Each attached box head's normalised box `[B, L, 4]` at every position of `batch`, by
+    attribute name (`LOCATE_HEAD` on the supervised head's values, `LOCATE_HIDDEN_HEAD` on
+    the final hidden states; inside `attention_capture`); `visual [B, L]`: 1 on visual
+    tokens."""
     forward = lambda m: forward_logits(m, batch, return_hidden=True)  # noqa: E731
-    _, probs, values = with_attention(forward, model, values=True)
-    return getattr(model, LOCATE_HEAD)(locate_features(probs, values, visual))
+    hidden, probs, values = with_attention(forward, model, values=True)
+    out = {LOCATE_HEAD: getattr(model, LOCATE_HEAD)(locate_features(probs, values, visual))}
+    if hasattr(model, LOCATE_HIDDEN_HEAD):
+        out[LOCATE_HIDDEN_HEAD] = getattr(model, LOCATE_HIDDEN_HEAD)(hidden)
+    return out
 
 
 @contextlib.contextmanager
@@ -298,6 +318,7 @@ class ObjectnessLoss:
     # first of them is predicted (the first answer token where the answer has none)
     anchor_ids: tuple[int, ...] = ()
     locate: float = 0.0
+    locate_hidden: float = 0.0
 
     def __post_init__(self):
         if self.describe > 0 and not self.words:
@@ -306,6 +327,11 @@ class ObjectnessLoss:
             raise ValueError(
                 "ObjectnessLoss: locate > 0 reads the attention-supervised head's values; "
                 "it needs attend > 0"
+            )
+        if self.locate_hidden > 0 and self.locate <= 0:
+            raise ValueError(
+                "ObjectnessLoss: locate_hidden > 0 fits the answer positions `locate` fits; "
+                "it needs locate > 0"
             )
 
     @classmethod
@@ -318,6 +344,7 @@ class ObjectnessLoss:
         words=(),
         anchor_ids=(),
         locate: float = 0.0,
+        locate_hidden: float = 0.0,
     ) -> ObjectnessLoss:
         """The loss for a policy of `config` (its image token id and spatial merge)."""
         return cls(
@@ -329,6 +356,7 @@ class ObjectnessLoss:
             words=tuple((str(a), tuple(int(i) for i in ids)) for a, ids in words),
             anchor_ids=tuple(int(i) for i in anchor_ids),
             locate=locate,
+            locate_hidden=locate_hidden,
         )
 
     def example_words(
@@ -466,6 +494,12 @@ class ObjectnessLoss:
             out["locate"] = jnp.sum(error)
             out["locate_answer"] = jnp.sum(error * (batch.visual == 0))
             value = value + self.locate * out["locate"] / jnp.maximum(denoms[4], 1.0)
+        if self.locate_hidden > 0:  # the same boxes at the answer's final hidden states
+            answer = held * (batch.visual == 0)
+            boxes = getattr(model, LOCATE_HIDDEN_HEAD)(hidden)
+            error = jnp.sum(jnp.abs(boxes - target), -1) * answer
+            out["locate_hidden"] = jnp.sum(error)
+            value = value + self.locate_hidden * out["locate_hidden"] / jnp.maximum(denoms[5], 1.0)
         if self.weight > 0:
             scores = getattr(model, HEAD)(hidden)  # [B, L]
             scores = jnp.where(batch.visual > 0, scores, -1e9)
@@ -529,6 +563,8 @@ class ObjectnessLoss:
         if "locate" in sums:  # mean L1 of the normalised box (4 coordinates summed)
             out["locate"] = sums["locate"] / max(float(denoms[4]), 1.0)
             out["locate_answer"] = sums["locate_answer"] / max(float(denoms[5]), 1.0)
+        if "locate_hidden" in sums:
+            out["locate_hidden"] = sums["locate_hidden"] / max(float(denoms[5]), 1.0)
         return out
 
     def place(self, batch: ObjectnessBatch, mesh) -> ObjectnessBatch:

@@ -310,23 +310,32 @@ class Experiment:
         if c.get("curriculum", "grounding") == "base":
             from jaxseg.models.family import attention_capture
 
-            from .objectness import LOCATE_HEAD, LocateHead, ObjectnessHead, attached_head
+            from .objectness import (
+                LOCATE_HEAD,
+                LOCATE_HIDDEN_HEAD,
+                LocateHead,
+                ObjectnessHead,
+                attached_head,
+            )
 
             weight = float(c.base.get("objectness", 0.0))
             attend = float(c.base.get("attend", 0.0))
             describe = float(c.base.get("describe", 0.0))
             locate = float(c.base.get("locate", 0.0))
+            locate_hidden = float(c.base.get("locate_hidden", 0.0))
             text = self.model.config.text
             head = ObjectnessHead(text.hidden_size) if weight > 0 else None
             boxes = LocateHead(text.head_dim) if locate > 0 else None
+            written = LocateHead(text.hidden_size) if locate_hidden > 0 else None
             loss = None
             if weight > 0 or attend > 0 or describe > 0 or locate > 0:
-                loss = self._base_loss(weight, attend, describe, locate)
+                loss = self._base_loss(weight, attend, describe, locate, locate_hidden)
             stream = functools.partial(self._base_stream, loss)
             capture = attention_capture(self.model) if attend > 0 else contextlib.nullcontext()
             with (
                 attached_head(self.model, head),
                 attached_head(self.model, boxes, LOCATE_HEAD),
+                attached_head(self.model, written, LOCATE_HIDDEN_HEAD),
                 capture,
             ):
                 piece = SupervisedPiece(self, "pretrain", c, stream, loss=loss)
@@ -368,7 +377,14 @@ class Experiment:
             image_sizes=tuple(b.image_sizes),
         )
 
-    def _base_loss(self, weight: float, attend: float, describe: float, locate: float = 0.0):
+    def _base_loss(
+        self,
+        weight: float,
+        attend: float,
+        describe: float,
+        locate: float = 0.0,
+        locate_hidden: float = 0.0,
+    ):
         """The base stage's `ObjectnessLoss` for this policy and tokenizer (its attribute
         words and attention anchors) with these weights."""
         from .objectness import ObjectnessLoss
@@ -381,6 +397,7 @@ class Experiment:
             words=self._attribute_words() if describe > 0 else (),
             anchor_ids=self._attend_anchors(),
             locate=locate,
+            locate_hidden=locate_hidden,
         )
 
     def _attend_anchors(self) -> tuple[int, ...]:
@@ -518,7 +535,9 @@ class Experiment:
         `locate`, while its head is attached (the stage's own evaluations): the IoU of the
         box the head reads at the last answer position it is fitted at (before any digit of
         the answer is written) with the named object's (`locate_iou`): whether the answer
-        position knows where the object is, whatever its digits say."""
+        position knows where the object is, whatever its digits say; with `locate_hidden`
+        also the same from its final hidden state (`locate_hidden_iou`): whether it reaches
+        where the LM head reads."""
         from jaxseg.models.family import attention_capture
 
         from .objectness import LOCATE_HEAD
@@ -552,21 +571,25 @@ class Experiment:
         for name, _ in loss.words:
             out[f"describe_{name}"] = metrics[f"describe_{name}"]
         if located is not None and attend:
-            out["locate_iou"] = located_iou
+            out.update(located_iou)
         return out
 
-    def _located_iou(self, items, examples, batches, loss) -> float:
-        """Mean IoU of the `LocateHead`'s box at each item's last answer position `locate`
-        is fitted at (`ObjectnessLoss.example_boxes`) with the item's named object's box;
-        `batches`: the examples' `ObjectnessBatch`es of 16, in order (inside the capture)."""
+    def _located_iou(self, items, examples, batches, loss) -> dict[str, float]:
+        """Mean IoU of each attached box head's box at each item's last answer position
+        `locate` is fitted at (`ObjectnessLoss.example_boxes`) with the item's named object's
+        box: `locate_iou` (`LOCATE_HEAD`, from what the supervised head brings) and, with
+        `locate_hidden`, `locate_hidden_iou` (`LOCATE_HIDDEN_HEAD`, from the final hidden
+        state the LM head reads); `batches`: the examples' `ObjectnessBatch`es of 16, in
+        order (inside the capture)."""
         from jaxseg.eval.metrics import box_iou
 
-        from .objectness import located_boxes
+        from .objectness import LOCATE_HEAD, LOCATE_HIDDEN_HEAD, located_boxes
 
-        ious = []
+        names = {LOCATE_HEAD: "locate_iou", LOCATE_HIDDEN_HEAD: "locate_hidden_iou"}
+        ious: dict[str, list[float]] = {}
         for start, batch in zip(range(0, len(items), 16), batches, strict=True):
             chunk, rows = items[start : start + 16], examples[start : start + 16]
-            boxes = np.asarray(located_boxes(self.model, batch.policy, batch.visual))
+            heads = located_boxes(self.model, batch.policy, batch.visual)
             ids = np.asarray(batch.policy.input_ids)
             for i, (it, e) in enumerate(zip(chunk, rows, strict=True)):
                 target = loss.example_boxes(e, it.objects, it.referent, it.image.shape[0])
@@ -576,10 +599,15 @@ class Experiment:
                 if len(it.referent) != 1 or len(fitted) == 0:
                     continue
                 size = it.image.shape[0]
-                ious.append(
-                    float(box_iou(boxes[i, fitted[-1]][None] * size, it.referent[:1])[0, 0])
-                )
-        return float(np.mean(ious)) if ious else float("nan")
+                for head, boxes in heads.items():
+                    box = np.asarray(boxes)[i, fitted[-1]][None] * size
+                    iou = float(box_iou(box, it.referent[:1])[0, 0])
+                    ious.setdefault(names[head], []).append(iou)
+        return (
+            {k: float(np.mean(v)) for k, v in ious.items()}
+            if ious
+            else {"locate_iou": float("nan")}
+        )
 
     def grounding_eval(self, count: int | None = None) -> dict[str, float]:
         """Greedy single-frame boxes of the current policy on held-out frames vs GT."""

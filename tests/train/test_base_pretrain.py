@@ -64,6 +64,7 @@ def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick
     from jaxseg.train.objectness import (
         HEAD,
         LOCATE_HEAD,
+        LOCATE_HIDDEN_HEAD,
         LocateHead,
         ObjectnessHead,
         attached_head,
@@ -86,6 +87,10 @@ def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick
             "aux": {
                 HEAD: {"w": np.zeros(width, np.float32)},
                 LOCATE_HEAD: {"w": np.zeros((dh, 4), np.float32), "b": np.zeros(4, np.float32)},
+                LOCATE_HIDDEN_HEAD: {
+                    "w": np.zeros((width, 4), np.float32),
+                    "b": np.zeros(4, np.float32),
+                },
             }
         }
         _, saved, _, _ = ckpt.restore_intact(target)
@@ -94,8 +99,12 @@ def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick
     assert exp.load_stage("pretrain") == last  # `params` is the plain model's tree
 
     # a resume restores the heads with the policy and its optimizer state
-    head, boxes = ObjectnessHead(width), LocateHead(dh)
-    with attached_head(exp.model, head), attached_head(exp.model, boxes, LOCATE_HEAD):
+    head, boxes, written = ObjectnessHead(width), LocateHead(dh), LocateHead(width)
+    with (
+        attached_head(exp.model, head),
+        attached_head(exp.model, boxes, LOCATE_HEAD),
+        attached_head(exp.model, written, LOCATE_HIDDEN_HEAD),
+    ):
         c = exp.config.pretrain  # the stage's own optimizer (its state's structure)
         tx = make_optimizer(
             OptimizerConfig(
@@ -111,12 +120,14 @@ def test_objectness_head_trains_with_the_stage_and_stays_out_of_its_params(quick
         assert next_step == exp.config.pretrain.steps
         np.testing.assert_array_equal(np.asarray(head.w[...]), trained)
         assert np.abs(np.asarray(boxes.w[...])).sum() > 0
+        assert np.abs(np.asarray(written.w[...])).sum() > 0
 
     # a head switched on after the checkpoint was written starts fresh; the rest resumes
     head, late = ObjectnessHead(width), LocateHead(dh)
     with (
         attached_head(exp.model, head),
         attached_head(exp.model, LocateHead(dh), LOCATE_HEAD),
+        attached_head(exp.model, LocateHead(width), LOCATE_HIDDEN_HEAD),
         attached_head(exp.model, late, "late_head"),
     ):
         optimizer = nnx.Optimizer(exp.model, tx, wrt=nnx.Param)
@@ -191,7 +202,12 @@ def test_held_out_locate_iou_reads_the_head_at_the_last_fitted_answer_position(q
     IoU with it; without the head there is no such metric."""
     from jaxseg.eval.metrics import box_iou
     from jaxseg.train.base_tasks import eval_items
-    from jaxseg.train.objectness import LOCATE_HEAD, LocateHead, attached_head
+    from jaxseg.train.objectness import (
+        LOCATE_HEAD,
+        LOCATE_HIDDEN_HEAD,
+        LocateHead,
+        attached_head,
+    )
 
     exp, _ = quick_base
     item = eval_items(7, "base_heldout", 1, "box")[0]
@@ -206,3 +222,11 @@ def test_held_out_locate_iou_reads_the_head_at_the_last_fitted_answer_position(q
         expected = float(box_iou(other[None], item.referent[:1])[0, 0])
         got = exp._named_attention([item])["locate_iou"]
         assert got == pytest.approx(expected, abs=1e-5) and got < 1.0
+        assert "locate_hidden_iou" not in exp._named_attention([item])
+        # the final-hidden head, scored the same way beside it
+        written = LocateHead(exp.model.config.text.hidden_size)
+        with attached_head(exp.model, written, LOCATE_HIDDEN_HEAD):
+            written.b.set_value(np.asarray(item.referent[0] / size, np.float32))
+            both = exp._named_attention([item])
+            assert both["locate_hidden_iou"] == pytest.approx(1.0, abs=1e-5)
+            assert both["locate_iou"] == pytest.approx(expected, abs=1e-5)

@@ -15,6 +15,7 @@ from jaxseg.train.batch import make_policy_batch
 from jaxseg.train.objectness import (
     HEAD,
     LOCATE_HEAD,
+    LOCATE_HIDDEN_HEAD,
     AuxParam,
     LocateHead,
     ObjectnessHead,
@@ -155,6 +156,47 @@ def test_locate_fits_the_box_head_at_objects_and_answers(setup):
         assert set(nnx.to_pure_dict(nnx.state(model, AuxParam))) == {LOCATE_HEAD}
     assert not hasattr(model, LOCATE_HEAD)
     assert set(nnx.to_pure_dict(nnx.state(model, nnx.Param))) == before
+
+
+def test_locate_hidden_fits_the_answer_positions_final_hidden_states(setup):
+    """L_loc_h (the same boxes from the final hidden states, answer positions only) starts at
+    the zero head's error there and falls when trained; it needs `locate`'s targets."""
+    from jaxseg.models.family import attention_capture
+
+    cfg, examples = setup
+    with pytest.raises(ValueError, match="locate > 0"):
+        ObjectnessLoss(0.0, IMG, attend=1.0, locate_hidden=1.0)
+    loss = ObjectnessLoss(0.0, IMG, attend=1.0, locate=1.0, locate_hidden=1.0)
+    objects = [np.array([[0, 0, 20, 20]]), np.array([[36, 4, 60, 30]]), np.zeros((0, 4))]
+    located = []
+    for e, b in zip(examples, objects, strict=True):
+        mask = np.zeros(e["input_ids"].size, np.float32)
+        mask[-4:] = 1.0
+        e = dict(e, policy_mask=mask, referent=loss.example_target(e, b, 64))
+        located.append(dict(e, locate=loss.example_boxes(e, b, b, 64)))
+    batch = loss.collate(make_policy_batch(located, config=cfg), located)
+    denoms = loss.weights(batch)
+    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
+    with (
+        attached_head(model, LocateHead(cfg.text.head_dim), LOCATE_HEAD),
+        attached_head(model, LocateHead(cfg.text.hidden_size), LOCATE_HIDDEN_HEAD),
+        attention_capture(model),
+    ):
+        _, aux = loss.objective(model, batch, jnp.asarray(denoms, jnp.float32))
+        first = loss.metrics({k: float(v) for k, v in aux.items()}, denoms)
+        targets = np.asarray(batch.locate)
+        answer = ~np.isnan(targets[..., 0]) & (np.asarray(batch.visual) == 0)
+        centred = np.array([0.25, 0.25, 0.75, 0.75])
+        want = np.abs(targets[answer] - centred).sum(-1).mean()
+        assert first["locate_hidden"] == pytest.approx(want, rel=1e-5)
+        assert first["locate_hidden"] == pytest.approx(first["locate_answer"], rel=1e-5)
+        tx = make_optimizer(OptimizerConfig(learning_rate=1e-2, schedule="constant"))
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        for _ in range(30):
+            last = train_step(model, optimizer, [batch], loss)
+        assert last["locate_hidden"] < 0.5 * first["locate_hidden"], (first, last)
+        heads = set(nnx.to_pure_dict(nnx.state(model, AuxParam)))
+        assert heads == {LOCATE_HEAD, LOCATE_HIDDEN_HEAD}
 
 
 def test_locate_reads_values_at_visual_tokens_and_what_the_head_brings_elsewhere():
