@@ -162,3 +162,33 @@ def test_remote_code_makes_a_saved_processor_load_with_autoprocessor(tmp_path, f
     # without trust_remote_code transformers keeps its own (torchvision) class
     with pytest.raises(ImportError, match="[Tt]orchvision"):
         AutoProcessor.from_pretrained(path)
+
+
+def test_an_export_ships_the_processor_module_its_config_names(tmp_path):
+    """A reference folder whose processor config names jaxseg's image-only class but lacks
+    the module (e.g. a run folder committed without it): the exported folder has it and
+    AutoProcessor loads it."""
+    import importlib.util
+
+    from transformers import AutoProcessor
+
+    from jaxseg.data.hf_processing import REMOTE_MODULE
+    from jaxseg.data.tokenizer import build_processor, build_tokenizer, save_processor
+    from jaxseg.models.hf_weights import _ship_processor_code
+
+    ref = save_processor(build_processor(build_tokenizer(), family="qwen3_vl"), tmp_path / "ref")
+    (ref / f"{REMOTE_MODULE}.py").unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    for f in ref.iterdir():
+        (out / f.name).write_bytes(f.read_bytes())
+    _ship_processor_code(out)
+    assert (out / f"{REMOTE_MODULE}.py").is_file()
+    if importlib.util.find_spec("torchvision") is None:
+        processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
+        assert type(processor).__name__ == "ImageOnlyQwen3VLProcessor"
+    plain = tmp_path / "plain"  # a folder without the auto_map entry is left alone
+    plain.mkdir()
+    (plain / "processor_config.json").write_text('{"processor_class": "Qwen3VLProcessor"}')
+    _ship_processor_code(plain)
+    assert not (plain / f"{REMOTE_MODULE}.py").exists()

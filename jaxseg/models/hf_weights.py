@@ -287,4 +287,19 @@ def save_pretrained(
         for src in Path(reference_dir).iterdir():
             if src.is_file() and src.name not in _REFERENCE_SKIP and src.suffix != ".safetensors":
                 shutil.copy2(src, out_dir / src.name)
+        _ship_processor_code(out_dir)
     return written
+
+
+def _ship_processor_code(out_dir: Path) -> None:
+    """A processor config whose `auto_map` names jaxseg's image-only processor module gets
+    that module written beside it (this install's copy), whether or not the reference folder
+    held it: without the file `AutoProcessor(..., trust_remote_code=True)` cannot load it."""
+    from jaxseg.data.hf_processing import REMOTE_MODULE, add_remote_code
+
+    config = out_dir / "processor_config.json"
+    if not config.is_file():
+        return
+    auto_map = json.loads(config.read_text()).get("auto_map", {})
+    if any(str(v).startswith(f"{REMOTE_MODULE}.") for v in auto_map.values()):
+        add_remote_code(out_dir)
