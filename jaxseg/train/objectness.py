@@ -296,7 +296,8 @@ class ObjectnessBatch:
 @dataclasses.dataclass(frozen=True)
 class ObjectnessLoss:
     """Token-mean NLL + `weight` x mean objectness cross-entropy + `attend` x mean attention
-    supervision + `describe` x mean L_desc + `locate` x mean L_loc (module docstring), as a
+    supervision + `describe` x mean L_desc + `locate` x mean L_loc + `locate_hidden` x mean
+    L_loc_h (module docstring; its head `attached_head(..., LOCATE_HIDDEN_HEAD)`), as a
     jaxseg.train.steps `StepLoss`: denominators [answer tokens, images with an object, items
     naming an object, visual tokens described, positions located, answer positions located].
     With `locate > 0` the model carries a `LocateHead` (`attached_head(..., LOCATE_HEAD)`)
