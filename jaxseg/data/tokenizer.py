@@ -312,7 +312,7 @@ def _processor_class(family: str):
 
 
 def _image_only_class(family: str = "qwen2_5_vl"):
-    from transformers.processing_utils import ProcessorMixin
+    from .hf_processing import _init_image_only
 
     base = _processor_class(family)
 
@@ -320,15 +320,7 @@ def _image_only_class(family: str = "qwen2_5_vl"):
         """The family's processor minus the video processor (which needs torchvision)."""
 
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
-            self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
-            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-            self.vision_start_token = "<|vision_start|>"
-            self.vision_end_token = "<|vision_end|>"
-            self.vision_start_token_id = tokenizer.convert_tokens_to_ids(self.vision_start_token)
-            self.vision_end_token_id = tokenizer.convert_tokens_to_ids(self.vision_end_token)
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+            _init_image_only(self, image_processor, tokenizer, chat_template)
 
     ImageOnlyProcessor.__name__ = f"ImageOnly{base.__name__}"
     return ImageOnlyProcessor
