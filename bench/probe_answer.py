@@ -102,6 +102,7 @@ def main() -> int:
     from jaxseg.train.checkpoint import Checkpointer
     from jaxseg.train.learner import ITEMS, abstract_like
     from jaxseg.train.objectness import (
+        HEAD,
         LOCATE_HEAD,
         LOCATE_HIDDEN_HEAD,
         AuxParam,
@@ -123,9 +124,10 @@ def main() -> int:
     locate = LOCATE_HEAD in heads
     tok = exp.processor.tokenizer
     loss = exp._base_loss(0.0, 1.0, 0.0, 1.0 if locate else 0.0)
-    fit_items = base_tasks.eval_items(7, "base_train", args.fit, "box")
-    test_items = base_tasks.eval_items(7, "base_heldout", args.items, "box")
-    objectness = ObjectnessHead(text.hidden_size) if "objectness_head" in heads else None
+    b = exp.config.pretrain.base
+    fit_items = base_tasks.eval_items(int(b.seed), b.train_split, args.fit, "box")
+    test_items = base_tasks.eval_items(int(b.seed), b.eval_split, args.items, "box")
+    objectness = ObjectnessHead(text.hidden_size) if HEAD in heads else None
     with (
         attached_head(exp.model, objectness),
         attached_head(exp.model, LocateHead(text.head_dim) if locate else None, LOCATE_HEAD),
