@@ -167,6 +167,27 @@ _CACHE: dict[str, PolicyFamily] = {}
 FAMILY_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
+def with_overrides(config: Any, *, vision=None, text=None) -> Any:
+    """`config` (a family's whole-model config) with the named fields of its vision tower and
+    language model replaced, e.g. ``vision={"depth": 4, "intermediate_size": 1024}`` on a
+    preset; a ValueError naming ``model.vision.<field>`` for a field the tower lacks."""
+    parts = {}
+    for part, overrides in (("vision", vision), ("text", text)):
+        if not overrides:
+            continue
+        sub = getattr(config, part)
+        names = {f.name for f in dataclasses.fields(sub)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(
+                f"model.{part}.{unknown[0]}: {type(sub).__name__} has no such field; "
+                f"choose among {', '.join(sorted(names))}"
+            )
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(overrides).items()}
+        parts[part] = dataclasses.replace(sub, **fields)
+    return dataclasses.replace(config, **parts) if parts else config
+
+
 def get_family(name: str) -> PolicyFamily:
     """The family registered under `name` (an HF model_type); a ValueError with the choices and
     the closest match otherwise."""

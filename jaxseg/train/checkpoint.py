@@ -372,6 +372,19 @@ class Checkpointer:
                 f"{path}: unreadable orbax metadata ({type(err).__name__}: {err})"
             ) from None
 
+    def saved_shapes(self, step: int, name: str) -> dict[tuple[str, ...], tuple[int, ...]]:
+        """{key path: shape} of the arrays item `name` of `step` holds (orbax's metadata, no
+        array read); `CheckpointCorrupt` when that metadata is missing or bad."""
+        path = self.directory / str(step) / name
+        try:
+            with ocp.StandardCheckpointer() as reader:
+                meta = reader.metadata(path)
+            tree = getattr(meta, "item_metadata", meta)
+            flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
+            return {tuple(_key(k) for k in p): tuple(v.shape) for p, v in flat[0]}
+        except Exception as err:  # orbax: missing or unreadable metadata
+            raise CheckpointCorrupt(f"{path}: unreadable array metadata ({_cause(err)})") from None
+
     def restore_intact(
         self, abstract_state: Any, *, quarantine: bool = True, unread: Collection[str] = ()
     ) -> tuple[int | None, Any, dict[str, Any], list[tuple[int, str]]]:

@@ -37,12 +37,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import grain
+import jax
+import numpy as np
 from flax import nnx
 
 from jaxseg.data.pipeline import StepData, resume_iterator
 from jaxseg.parallel.placement import place
 
-from .checkpoint import CheckpointCorrupt, Checkpointer, CheckpointMismatch, abstract_like
+from .checkpoint import (
+    CheckpointCorrupt,
+    Checkpointer,
+    CheckpointMismatch,
+    _key,
+    abstract_like,
+)
 from .faults import NonFiniteGuard
 from .lora import LoRAConfig, adapted, has_lora, merged_params
 from .objectness import AuxParam
@@ -167,23 +175,28 @@ class Learner:
             step, restored, meta, skipped = ckpt.restore_intact(abstract_like(target))
         except CheckpointMismatch as err:
             found = _restore_across_heads(ckpt, target)
-            if found is None:
-                raise ValueError(
-                    f"{err}: it does not match this run's trainable parameters (was lora_rank "
-                    "/ lora_targets, or an auxiliary head such as pretrain.base.objectness, "
-                    "changed since it was written?)"
-                ) from err
-            (step, restored, meta, skipped), fresh = found
-            tqdm.write(
-                "resume: the checkpoint's auxiliary heads differ from this run's: "
-                + (
-                    f"{', '.join(fresh)} (switched on since it was written) starts from its "
-                    "initial value; "
-                    if fresh
-                    else ""
+            if found is not None:
+                (step, restored, meta, skipped), fresh = found
+                tqdm.write(
+                    "resume: the checkpoint's auxiliary heads differ from this run's: "
+                    + (
+                        f"{', '.join(fresh)} (switched on since it was written) starts from its "
+                        "initial value; "
+                        if fresh
+                        else ""
+                    )
+                    + "heads it holds that this run does not have are left unread"
                 )
-                + "heads it holds that this run does not have are left unread"
-            )
+            else:
+                grown = _restore_grown(ckpt, target)
+                if grown is None:
+                    raise ValueError(
+                        f"{err}: it does not match this run's trainable parameters (was "
+                        "lora_rank / lora_targets, or an auxiliary head such as "
+                        "pretrain.base.objectness, changed since it was written? A model may "
+                        "only grow: blocks appended, MLPs widened)"
+                    ) from err
+                step, restored, meta, skipped = grown
         then = "starting the stage over" if step is None else f"resuming from step {step}"
         for bad, why in skipped:
             tqdm.write(f"resume: skipped checkpoint step {bad} ({why}); {then}")
@@ -295,6 +308,116 @@ def _restore_across_heads(ckpt: Checkpointer, target: dict):
             except CheckpointMismatch:
                 continue
     return None
+
+
+# where a model may grow without changing what it computes (function-preserving growth, as
+# Net2Net / bert2BERT): blocks appended to a stack, and MLPs' hidden units added; the modules
+# writing into the residual stream start at zero in what is new
+_STACKS = ("blocks", "layers")
+_MLP = ("linear_fc1", "linear_fc2", "gate_proj", "up_proj", "down_proj")
+_WRITERS = ("proj", "o_proj", "linear_fc2", "down_proj")
+
+
+def _restore_grown(ckpt: Checkpointer, target: dict):
+    """(step, state, meta, skipped) of the newest checkpoint restored into a model that has
+    grown since it was written, or None when `target` differs from it otherwise.
+
+    Growth that keeps the function: blocks appended to a stack (``blocks``/``layers``; their
+    params start at `target`'s initial values, their residual writers, attention output and
+    MLP down projections, at zero, so each new block is the identity) and MLP hidden units
+    added (the saved weights fill the leading rows/columns; the new units' down-projection
+    rows are zero). Optimizer moments of what is new are `target`'s (zero). Anything else
+    (a width, a vocabulary, a missing array) is not growth."""
+    step = ckpt.latest_step()
+    if step is None:
+        return None
+    try:
+        saved = {name: ckpt.saved_shapes(step, name) for name in target}
+    except CheckpointCorrupt:
+        return None
+    trimmed, layout, new_blocks, widened = {}, {}, set(), 0
+    for name, tree in target.items():
+        have = saved[name]
+        leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+        paths = {tuple(_key(k) for k in p): (p, v) for p, v in leaves}
+        if set(have) - set(paths):
+            return None  # the checkpoint holds an array the model lacks
+        kept = []
+        for path, (keys, value) in paths.items():
+            block = _new_block(path, have)
+            if path not in have:
+                if block is None:
+                    return None
+                if name == "params":
+                    new_blocks.add(block)
+                layout[name, path] = (None, keys, value)
+                continue
+            shape = have[path]
+            if shape != value.shape:
+                mlp = len(path) > 1 and path[-2] in _MLP and len(shape) == value.ndim
+                if not mlp or any(a > b for a, b in zip(shape, value.shape, strict=True)):
+                    return None
+                widened += name == "params"
+            kept.append((keys, jax.ShapeDtypeStruct(shape, value.dtype, sharding=value.sharding)))
+            layout[name, path] = (shape, keys, value)
+        trimmed[name] = _unflatten(kept)
+    if not new_blocks and not widened:
+        return None
+    step, restored, meta, skipped = ckpt.restore_intact(trimmed)
+    if step is None:
+        return step, restored, meta, skipped
+    out: dict[str, list] = {name: [] for name in target}
+    for (name, path), (shape, keys, value) in layout.items():
+        grown = np.array(jax.device_get(value))
+        if len(path) > 1 and path[-2] in _WRITERS and any(s in path for s in _STACKS):
+            grown[...] = 0  # what is new writes nothing into the residual stream
+        if shape is not None:
+            old = np.asarray(_get(restored[name], keys))
+            grown[tuple(slice(0, n) for n in shape)] = old
+        out[name].append((keys, jax.device_put(grown, value.sharding)))
+    tqdm.write(
+        f"resume: the model grew since step {step} was written ("
+        + ", ".join(
+            x
+            for x in (
+                f"{len(new_blocks)} blocks appended" if new_blocks else "",
+                f"{widened} MLP arrays widened" if widened else "",
+            )
+            if x
+        )
+        + "): what is new starts from its initial value, its residual writers at zero (the "
+        "same function), its optimizer moments at zero"
+    )
+    return step, {name: _unflatten(leaves) for name, leaves in out.items()}, meta, skipped
+
+
+def _new_block(path: tuple[str, ...], saved) -> tuple[str, ...] | None:
+    """The prefix naming the stack entry `path` lies in when the checkpoint has nothing under
+    it (an appended block), else None."""
+    for i, key in enumerate(path[:-1]):
+        if key in _STACKS and path[i + 1].isdigit():
+            prefix = path[: i + 2]
+            if not any(p[: i + 2] == prefix for p in saved):
+                return prefix
+    return None
+
+
+def _get(tree, keys):
+    for k in keys:
+        tree = tree[getattr(k, "key", getattr(k, "idx", k))]
+    return tree
+
+
+def _unflatten(leaves) -> dict:
+    """A nested dict from (key path, value) pairs (the paths' dict / sequence keys)."""
+    out: dict = {}
+    for keys, value in leaves:
+        node = out
+        for k in keys[:-1]:
+            node = node.setdefault(getattr(k, "key", getattr(k, "idx", k)), {})
+        last = keys[-1]
+        node[getattr(last, "key", getattr(last, "idx", last))] = value
+    return out
 
 
 def _drop_keys(tree, names: set):

@@ -51,7 +51,13 @@ from jaxseg.data.tokenizer import (
     save_processor,
     special_token_ids,
 )
-from jaxseg.models.family import get_family, load_pretrained, redraw_with_transformers, shipped_base
+from jaxseg.models.family import (
+    get_family,
+    load_pretrained,
+    redraw_with_transformers,
+    shipped_base,
+    with_overrides,
+)
 from jaxseg.models.remat import set_remat
 from jaxseg.parallel.distributed import initialize
 from jaxseg.parallel.hosts import Discard, barrier, is_writer, local_mesh, local_replica
@@ -167,7 +173,8 @@ class Experiment:
 
     def _model(self) -> nnx.Module:
         """The policy: `model.init` (an HF checkpoint dir, any family) or a random
-        `model.family` preset of `model.size` for the run's tokenizer, its weights drawn by
+        `model.family` preset of `model.size` for the run's tokenizer (`model.vision` /
+        `model.text`: overrides of its tower's fields, `with_overrides`), its weights drawn by
         our initialiser or, with `model.initializer = "transformers"`, by transformers'."""
         m = self.config.model
         dtype = jnp.dtype(m.dtype)
@@ -192,6 +199,7 @@ class Experiment:
             pad_token_id=ids["pad_token_id"],
             bos_token_id=ids["bos_token_id"],
         )
+        cfg = with_overrides(cfg, vision=m.get("vision"), text=m.get("text"))
         model = family.build(
             cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(int(self.config.seed))
         )

@@ -230,3 +230,101 @@ def test_held_out_locate_iou_reads_the_head_at_the_last_fitted_answer_position(q
             both = exp._named_attention([item])
             assert both["locate_hidden_iou"] == pytest.approx(1.0, abs=1e-5)
             assert both["locate_iou"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_run_resumes_into_a_grown_vision_tower_computing_the_same(quick_base):
+    """`model.vision` overrides the preset's tower; a checkpoint written before the tower grew
+    (blocks appended, MLPs widened) resumes into it with the same logits (new blocks are the
+    identity, new MLP units write zero), the new parts from their initial values and zero
+    optimizer moments; a change that is not growth (a width) is still refused."""
+    from flax import nnx
+
+    from jaxseg.config import load_config
+    from jaxseg.protocols.policy import without_meta
+    from jaxseg.train.base_tasks import eval_items
+    from jaxseg.train.checkpoint import Checkpointer
+    from jaxseg.train.learner import ITEMS, _restore_grown
+    from jaxseg.train.objectness import (
+        LOCATE_HEAD,
+        LOCATE_HIDDEN_HEAD,
+        LocateHead,
+        ObjectnessHead,
+        attached_head,
+    )
+    from jaxseg.train.steps import OptimizerConfig, forward_logits, make_optimizer
+    from jaxseg.train.trainer import Experiment
+
+    exp, workdir = quick_base
+    ckpt_dir = workdir / "pretrain" / "ckpt"
+    if not ckpt_dir.is_dir():
+        exp.pretrain()
+    old = exp.model.config.vision
+    items = eval_items(7, "base_heldout", 2, "box")
+    rows = [
+        exp.encoder.encode(without_meta(it.conversation(with_answer=True))).as_example()
+        for it in items
+    ]
+
+    def logits(e):
+        return np.asarray(forward_logits(e.model, e.batches(rows, 2)[0]))
+
+    def resumed(vision):
+        config = load_config("synthetic_base:quick")
+        config.model.vision = vision
+        grown = Experiment(config, workdir.parent / f"grown{len(vision)}", progress=False)
+        exp.learner.load("pretrain", exp.model, workdir=workdir)  # the trained policy
+        text = grown.model.config.text
+        with (  # the stage's auxiliary heads, as its checkpoint holds them
+            attached_head(grown.model, ObjectnessHead(text.hidden_size)),
+            attached_head(grown.model, LocateHead(text.head_dim), LOCATE_HEAD),
+            attached_head(grown.model, LocateHead(text.hidden_size), LOCATE_HIDDEN_HEAD),
+        ):
+            opt = nnx.Optimizer(
+                grown.model, make_optimizer(OptimizerConfig(learning_rate=1e-3)), wrt=nnx.Param
+            )
+            with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
+                step, _ = grown.learner.restore(ckpt, grown.model, opt)
+        return grown, opt, step
+
+    wider = old.intermediate_size * 4
+    grown, opt, step = resumed({"depth": old.depth + 1, "intermediate_size": wider})
+    v = grown.model.config.vision
+    assert (v.depth, v.intermediate_size) == (old.depth + 1, wider)
+    assert step == exp.config.pretrain.steps
+    np.testing.assert_allclose(logits(grown), logits(exp), atol=1e-5, rtol=1e-5)
+    new = grown.model.visual.blocks[old.depth]
+    assert np.all(np.asarray(new.attn.proj.kernel[...]) == 0)
+    assert np.all(np.asarray(new.mlp.linear_fc2.kernel[...]) == 0)
+    assert np.abs(np.asarray(new.attn.qkv.kernel[...])).sum() > 0  # its initial draw
+    first = grown.model.visual.blocks[0].mlp
+    trained = exp.model.visual.blocks[0].mlp
+    n = old.intermediate_size
+    np.testing.assert_array_equal(
+        np.asarray(first.linear_fc1.kernel[...])[:, :n], np.asarray(trained.linear_fc1.kernel[...])
+    )
+    assert np.abs(np.asarray(first.linear_fc1.kernel[...])[:, n:]).sum() > 0
+    assert np.all(np.asarray(first.linear_fc2.kernel[...])[n:] == 0)
+    moments = nnx.to_pure_dict(nnx.state(opt, nnx.optimizer.OptState))["opt_state"]
+    mu = [m for m in jax_leaves_named(moments, "mu")]
+    assert mu, "no first moments found"
+    for tree in mu:
+        kernel = np.asarray(tree["visual"]["blocks"][0]["mlp"]["linear_fc1"]["kernel"])
+        assert np.all(kernel[:, n:] == 0) and np.abs(kernel[:, :n]).sum() > 0
+
+    # a width is not growth: refused with the mismatch named
+    config = load_config("synthetic_base:quick")
+    config.model.vision = {"hidden_size": old.hidden_size * 2, "num_heads": old.num_heads * 2}
+    wide = Experiment(config, workdir.parent / "wide", progress=False)
+    with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
+        target = {"params": nnx.to_pure_dict(nnx.state(wide.model, nnx.Param))}
+        assert _restore_grown(ckpt, target) is None
+
+
+def jax_leaves_named(tree, name):
+    """The sub-trees stored under key `name` anywhere in a nested dict."""
+    if not isinstance(tree, dict):
+        return []
+    found = [tree[name]] if name in tree else []
+    for value in tree.values():
+        found += jax_leaves_named(value, name)
+    return found
