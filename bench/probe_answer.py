@@ -12,7 +12,9 @@ their answers written in (`[[x1, y1, x2, y2]]`, one token per digit):
 3. **locate heads** (a run trained with `pretrain.base.locate`): the value head's box, IoU and
    mean edge error in px, at the named object's centre tokens and at the answer position (how
    much of the object's place the attention brings to the answer), and with
-   `pretrain.base.locate_hidden` the final-hidden head's at the answer position.
+   `pretrain.base.locate_hidden` the final-hidden head's at the answer position; then the
+   same at the answer split by what the phrase names (colour, shape, size+shape, ...): a phrase
+   the visual tokens cannot match leaves the box at the prior.
 
     python bench/probe_answer.py --run runs/base
     python bench/probe_answer.py --run runs/base --items 256 --fit 1536
@@ -41,6 +43,19 @@ def encoded(exp, loss, items, locate: bool) -> list[dict]:
             e["locate"] = loss.example_boxes(e, it.objects, it.referent, size)
         out.append(e)
     return out
+
+
+def phrase_names(prompt: str) -> str:
+    """What a box prompt's phrase names, e.g. "size+shape" for 'the small circle'."""
+    from jaxseg.data.synth.world import COLOUR_NAMES, SHAPES, SIZE_NAMES
+
+    words = prompt.split('"')[1].split()
+    named = [
+        ("size", SIZE_NAMES),
+        ("colour", COLOUR_NAMES),
+        ("shape", SHAPES),
+    ]
+    return "+".join(k for k, vocab in named if any(w in vocab for w in words))
 
 
 def answer_digits(tok, ids: np.ndarray, mask: np.ndarray) -> list[tuple[int, int, int]]:
@@ -197,6 +212,9 @@ def main() -> int:
                     located[name].append(
                         (box_iou(box[None], named[None])[0, 0], np.abs(box - named))
                     )
+                    if where is answer:
+                        kind = f"{name}, phrase names {phrase_names(item.prompt)}"
+                        located.setdefault(kind, []).append(located[name][-1])
 
         f_fit, h_fit, y_fit = x1_first(fit_items, None)
         f_test, h_test, y_test = x1_first(test_items, keep)
@@ -217,11 +235,11 @@ def main() -> int:
     print(f"   {'the LM head':24s} {np.mean(hits[(0, 0)]):.3f}")
     if locate:
         print("3. locate head's box (IoU, IoU>0.5, mean |edge error| px x1 y1 x2 y2):")
-        for name, rows in located.items():
+        for name, rows in sorted(located.items(), key=lambda kv: ", phrase" in kv[0]):
             iou = np.array([r[0] for r in rows])
             err = np.mean([r[1] for r in rows], axis=0)
             print(
-                f"   {name:30s} {iou.mean():.3f}  {np.mean(iou > 0.5):.3f}  "
+                f"   {name:44s} {iou.mean():.3f}  {np.mean(iou > 0.5):.3f}  "
                 + " ".join(f"{e:.1f}" for e in err)
                 + f"  (n={len(rows)})"
             )
