@@ -94,18 +94,28 @@ def main() -> int:
     if args.plain:
         synth = dataclasses.replace(synth, objects=(2, 3), textured_prob=0.0)
     directory = args.checkpoint or shipped_base()
-    load = lambda: load_pretrained(directory, dtype=jnp.float32, param_dtype=jnp.float32)  # noqa: E731
-    model, fresh = load(), redraw_with_transformers(load(), 0)
-    if args.run:
+    if args.run:  # the recipe's policy (synthetic_base's tower), the run's newest weights
+        import tempfile
         from pathlib import Path
 
-        from jaxseg.train.learner import Learner
+        from jaxseg.config import load_config
+        from jaxseg.train.trainer import Experiment
 
-        run = Path(args.run)
-        step = Learner(run, mesh=None, seed=0, logger=None, progress=False).load("pretrain", model)
+        exp = Experiment(load_config("synthetic_base"), Path(tempfile.mkdtemp()), progress=False)
+        step = exp.learner.load("pretrain", exp.model, workdir=Path(args.run))
         if step is None:
             raise SystemExit(f"{args.run}: no pretrain checkpoint")
         directory = f"{args.run} (pretrain step {step})"
+        model = exp.model
+        fresh = redraw_with_transformers(
+            Experiment(
+                load_config("synthetic_base"), Path(tempfile.mkdtemp()), progress=False
+            ).model,
+            0,
+        )
+    else:
+        load = lambda: load_pretrained(directory, dtype=jnp.float32, param_dtype=jnp.float32)  # noqa: E731
+        model, fresh = load(), redraw_with_transformers(load(), 0)
     train_images, train_labels = frames("base_train", args.train, synth)
     test_images, test_labels = frames("base_heldout", args.test, synth)
     print(
