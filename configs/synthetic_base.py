@@ -99,8 +99,11 @@ def get_config(arg=None):
             # visual token holding an object's centre names its colour, shape and size through
             # the LM head, as a pretrained vision tower would let it. In the locate probe's
             # world scene (2-6 objects, textures; `bench/probe_locate.py --scene world`) the
-            # named object's cell at step 1500: 0.39 with it, 0.25 without; 0 turns it off
-            describe=1.0,
+            # named object's cell at step 1500: 0.39 with it, 0.25 without; 0 turns it off.
+            # 3.0 from step 25750 of the committed run: colour and size were named 0.97 / 0.87
+            # of the time, shape 0.39 and flat for 1250 steps after the tower grew, and a
+            # phrase naming a shape left its box at the prior
+            describe=3.0,
             # weight of box regression (jaxseg.train.objectness's L_loc): a linear head reads
             # the normalised box from the attention-supervised head's value at every visual
             # token holding an object's centre, and from what that head brings to the answer
