@@ -77,6 +77,30 @@ def wall_time(metrics_path: Path, gap: float = 120.0) -> float:
     return float(sum(b - a for a, b in zip(times, times[1:]) if 0 < b - a < gap))
 
 
+def recipe_changes(workdir: Path) -> list[dict]:
+    """The run's config changes (`<workdir>/config_history/`, each written at a resume with
+    `--allow-config-change`): [{"step": the first step trained after it (None if none was),
+    "changes": ["key: old -> new", ...]}], oldest first."""
+    from jaxseg.train.runconfig import HISTORY
+
+    history = sorted((workdir / HISTORY).glob("*.json")) if (workdir / HISTORY).is_dir() else []
+    if not history:
+        return []
+    times = []
+    metrics = workdir / "pretrain" / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("kind") == "train" and "time" in row:
+                times.append((float(row["time"]), int(row["step"])))
+    out = []
+    for path in history:
+        entry = json.loads(path.read_text())
+        after = [step for t, step in times if t >= float(entry["time"])]
+        out.append({"step": min(after) if after else None, "changes": list(entry["changes"])})
+    return out
+
+
 def card(info: dict) -> str:
     s = info["scores"]
     box = s["box"]
@@ -117,6 +141,7 @@ def card(info: dict) -> str:
             f"held-out: split `{info['eval_split']}`, never trained on)",
             f"- steps: {info['steps']} x batch {info['batch_size']}; training wall time "
             f"{info['wall_time_s'] / 3600:.2f} h on {info['machine']}",
+            *_history_lines(info.get("recipe_changes", [])),
             "",
             "Held-out scores (greedy decoding, "
             f"{info['eval_items']} items per task, in {info['dtype']}; "
@@ -132,6 +157,20 @@ def card(info: dict) -> str:
             "",
         ]
     )
+
+
+def _history_lines(changes: list[dict]) -> list[str]:
+    if not changes:
+        return []
+    lines = [
+        f"- the recipe changed {len(changes)} times during this run (each at a resume; "
+        "`config_history/` of the run), so `make base` from scratch trains the final recipe "
+        "from step 0, which this run did not:"
+    ]
+    for c in changes:
+        where = f"from step {c['step']}" if c["step"] is not None else "after its last step"
+        lines.append(f"  - {where}: " + "; ".join(f"`{x}`" for x in c["changes"]))
+    return lines
 
 
 def shipped_box_iou(out: Path) -> float | None:
@@ -198,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         "steps": step,
         "batch_size": int(config.pretrain.batch_size),
         "wall_time_s": wall_time(workdir / "pretrain" / "metrics.jsonl"),
+        "recipe_changes": recipe_changes(workdir),
         "machine": f"{platform.machine()} CPU",
         "eval_items": int(config.pretrain.eval_items),
         "dtype": args.dtype,
