@@ -144,16 +144,18 @@ def _cell(box) -> int:
     return CELLS.index(cell_of(box, 128))
 
 
-def patches(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Images [n, S, S, 3] -> pixel values [n * (S/16)^2, 3*2*16*16] in the Qwen3-VL processor's
-    order (2x2 merge blocks, each patch channels x time x rows x cols; mean = std = 0.5) and
-    grid_thw [n, 3]."""
+def patches(
+    images: np.ndarray, patch: int = PATCH, merge: int = MERGE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images [n, S, S, 3] -> pixel values [n * (S/patch)^2, 3*2*patch*patch] in the Qwen3-VL
+    processor's order (merge x merge blocks, each patch channels x time x rows x cols; mean =
+    std = 0.5) and grid_thw [n, 3]."""
     x = (images.astype(np.float32) / 255.0 - 0.5) / 0.5
     n, h, w, c = x.shape
-    gh, gw = h // PATCH, w // PATCH
+    gh, gw = h // patch, w // patch
     x = np.repeat(x.transpose(0, 3, 1, 2)[:, None], TEMPORAL, axis=1)  # n, T, C, H, W
-    x = x.reshape(n, TEMPORAL, c, gh // MERGE, MERGE, PATCH, gw // MERGE, MERGE, PATCH)
-    x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8).reshape(n * gh * gw, c * TEMPORAL * PATCH * PATCH)
+    x = x.reshape(n, TEMPORAL, c, gh // merge, merge, patch, gw // merge, merge, patch)
+    x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8).reshape(n * gh * gw, c * TEMPORAL * patch * patch)
     return np.ascontiguousarray(x), np.array([[1, gh, gw]] * n)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,33 @@ def test_probe_answer_names_what_a_box_phrase_names(monkeypatch):
         ({"size": "medium", "colour": "pink", "shape": "cross"}, "size+colour+shape"),
     ):
         assert phrase_names(BOX_PROMPT.format(phrase=_phrase(flt), S=112)) == want
+
+
+@pytest.mark.slow
+def test_probe_tower_trains_a_tower_and_reports_each_attribute():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "probe_tower.py"),
+            "--steps",
+            "2",
+            "--eval-every",
+            "2",
+            "--train-frames",
+            "40",
+            "--test-frames",
+            "40",
+            "--vision",
+            '{"patch_size": 8, "spatial_merge_size": 4}',
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "bench",
+        check=True,
+    ).stdout
+    assert "patch 8, merge 4" in out
+    assert [line.split(":")[0].split("(")[0].strip() for line in out.splitlines()[1:]] == [
+        "step     0",
+        "step     2",
+    ]
+    assert all(f"{name} " in out.splitlines()[-1] for name in ("colour", "shape", "size"))
