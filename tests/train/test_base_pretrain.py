@@ -305,7 +305,7 @@ def test_a_run_resumes_into_a_grown_vision_tower_computing_the_same(quick_base):
     assert np.abs(np.asarray(first.linear_fc1.kernel[...])[:, n:]).sum() > 0
     assert np.all(np.asarray(first.linear_fc2.kernel[...])[n:] == 0)
     moments = nnx.to_pure_dict(nnx.state(opt, nnx.optimizer.OptState))["opt_state"]
-    mu = [m for m in subtrees_named(moments, "mu")]
+    mu = subtrees_named(moments, "mu")
     assert mu, "no first moments found"
     for tree in mu:
         kernel = np.asarray(tree["visual"]["blocks"][0]["mlp"]["linear_fc1"]["kernel"])
