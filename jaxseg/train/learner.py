@@ -402,9 +402,14 @@ def _new_block(path: tuple[str, ...], saved) -> tuple[str, ...] | None:
     return None
 
 
+def _raw(k):
+    """The dict key or sequence index a tree path entry stands for."""
+    return getattr(k, "key", getattr(k, "idx", k))
+
+
 def _get(tree, keys):
     for k in keys:
-        tree = tree[getattr(k, "key", getattr(k, "idx", k))]
+        tree = tree[_raw(k)]
     return tree
 
 
@@ -414,9 +419,8 @@ def _unflatten(leaves) -> dict:
     for keys, value in leaves:
         node = out
         for k in keys[:-1]:
-            node = node.setdefault(getattr(k, "key", getattr(k, "idx", k)), {})
-        last = keys[-1]
-        node[getattr(last, "key", getattr(last, "idx", last))] = value
+            node = node.setdefault(_raw(k), {})
+        node[_raw(keys[-1])] = value
     return out
 
 
