@@ -45,8 +45,15 @@ def get_config(arg=None):
     # tokens named their object's shape 0.4 of the time (colour 0.97; 7 shapes). The run grew
     # its tower there (function-preserving, jaxseg.train.learner._restore_grown); a fresh run
     # starts with it. The translation-invariant shape of a 6-15 px object from 16 px patches
-    # is MLP work; the extra compute is ~5 GFLOP a step
-    c.model.vision = ConfigDict(dict(depth=4, intermediate_size=1024))
+    # is MLP work; the extra compute is ~5 GFLOP a step.
+    # Patches of 8 px merged 4x4 (a merged token still covers 32 px: the same 16 tokens per
+    # 128 px frame): with 16 px patches the tower alone, supervised directly, named shapes at
+    # chance after 1500 steps (0.22-0.24, majority 0.15) at depth 4 or width 256; with 8 px
+    # patches 0.46 at 1200 (bench/probe_tower.py, README). The committed run re-patched its
+    # tower at step 27000 (jaxseg.train.learner._repatch_rule)
+    c.model.vision = ConfigDict(
+        dict(depth=4, intermediate_size=1024, patch_size=8, spatial_merge_size=4)
+    )
     p = c.pretrain
     p.curriculum = "base"
     p.steps = 3 if a.quick else a.steps

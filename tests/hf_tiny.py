@@ -73,10 +73,13 @@ def tiny_hf_qwen3_config(
     deepstack=(0, 2),
     tie_word_embeddings: bool = False,
     num_position_embeddings: int = 36,
+    patch_size: int = 16,
+    spatial_merge_size: int = 2,
 ):
     """A tiny transformers Qwen3-VL: text 3 layers, width 64, head_dim 16, 4 heads / 2 KV heads,
-    interleaved M-RoPE sections (2, 3, 3); vision depth 3, width 32, patch 16, a 6x6 learned
-    position table (resampled to every grid), DeepStack after blocks `deepstack`."""
+    interleaved M-RoPE sections (2, 3, 3); vision depth 3, width 32, patch 16 merged 2x2 (or
+    `patch_size` / `spatial_merge_size`), a 6x6 learned position table (resampled to every
+    grid), DeepStack after blocks `deepstack`."""
     from transformers import Qwen3VLConfig
 
     return Qwen3VLConfig(
@@ -103,7 +106,8 @@ def tiny_hf_qwen3_config(
             intermediate_size=48,
             num_heads=2,
             out_hidden_size=64,
-            patch_size=16,
+            patch_size=patch_size,
+            spatial_merge_size=spatial_merge_size,
             num_position_embeddings=num_position_embeddings,
             deepstack_visual_indexes=list(deepstack),
         ),

@@ -253,20 +253,39 @@ def _family_image_settings(family: str) -> dict[str, Any]:
     return get_family(family).image_processor
 
 
-def _image_processor(min_pixels: int, max_pixels: int, family: str = "qwen2_5_vl"):
+def _patch_and_merge(family: str, patch_size: int | None, merge_size: int | None):
+    """(patch side, merge side) in pixels / patches: the family's processor's unless given
+    (a vision tower configured with another `patch_size` / `spatial_merge_size`)."""
+    settings = _family_image_settings(family)
+    patch = int(patch_size or settings["patch_size"])
+    merge = int(merge_size or 2)
+    if patch < 1 or merge < 1:
+        raise ValueError(f"patch_size {patch} / merge_size {merge}: both must be >= 1")
+    return patch, merge
+
+
+def _image_processor(
+    min_pixels: int,
+    max_pixels: int,
+    family: str = "qwen2_5_vl",
+    patch_size: int | None = None,
+    merge_size: int | None = None,
+):
     """The family's image processor (patch size, normalisation). Pixel bounds are given for
-    patch 14 (28 px merged tokens) and scaled to the family's merged-token side, so a frame
-    gets the same number of visual tokens in every family."""
+    patch 14 merged 2x2 (28 px merged tokens) and scaled to the merged-token side
+    (`patch_size * merge_size`), so a frame gets the same number of visual tokens in every
+    family and tower."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
         Qwen2VLImageProcessorPil,
     )
 
     settings = _family_image_settings(family)
-    patch = settings["patch_size"]
+    patch, merge = _patch_and_merge(family, patch_size, merge_size)
     return Qwen2VLImageProcessorPil(
-        min_pixels=min_pixels * (2 * patch) ** 2 // 28**2,
-        max_pixels=max_pixels * (2 * patch) ** 2 // 28**2,
+        min_pixels=min_pixels * (merge * patch) ** 2 // 28**2,
+        max_pixels=max_pixels * (merge * patch) ** 2 // 28**2,
         patch_size=patch,
+        merge_size=merge,
         image_mean=settings["image_mean"],
         image_std=settings["image_std"],
     )
@@ -276,10 +295,13 @@ def video_processor_config(
     min_pixels: int = VIDEO_MIN_PIXELS,
     max_pixels: int = VIDEO_MAX_PIXELS,
     family: str = "qwen2_5_vl",
+    patch_size: int | None = None,
+    merge_size: int | None = None,
 ):
     """What the family's video processor reads (video_preprocessor_config.json)."""
     settings = _family_image_settings(family)
-    side2 = (2 * settings["patch_size"]) ** 2
+    patch, merge = _patch_and_merge(family, patch_size, merge_size)
+    side2 = (merge * patch) ** 2
     min_pixels, max_pixels = min_pixels * side2 // 28**2, max_pixels * side2 // 28**2
     return {
         "video_processor_type": settings["video_processor_type"],
@@ -287,9 +309,9 @@ def video_processor_config(
         "size": {"shortest_edge": min_pixels, "longest_edge": max_pixels},
         "min_pixels": min_pixels,
         "max_pixels": max_pixels,
-        "patch_size": settings["patch_size"],
+        "patch_size": patch,
         "temporal_patch_size": 2,
-        "merge_size": 2,
+        "merge_size": merge,
         "image_mean": settings["image_mean"],
         "image_std": settings["image_std"],
         "do_resize": True,
@@ -334,13 +356,18 @@ def build_processor(
     video_min_pixels: int = VIDEO_MIN_PIXELS,
     video_max_pixels: int = VIDEO_MAX_PIXELS,
     family: str = "qwen2_5_vl",
+    patch_size: int | None = None,
+    merge_size: int | None = None,
 ):
     """The `family`'s processor (Qwen2_5_VLProcessor / Qwen3VLProcessor) for `tokenizer`: full
-    with torchvision, else image-only. Pixel bounds are for patch 14 and scale with the
-    family's patch size (`_image_processor`)."""
-    image_processor = _image_processor(image_min_pixels, image_max_pixels, family)
+    with torchvision, else image-only. `patch_size` / `merge_size`: the vision tower's
+    (`vision_config.patch_size` / `spatial_merge_size`; default the family's released ones).
+    Pixel bounds are for patch 14 merged 2x2 and scale with the merged-token side
+    (`_image_processor`)."""
+    patch = dict(patch_size=patch_size, merge_size=merge_size)
+    image_processor = _image_processor(image_min_pixels, image_max_pixels, family, **patch)
     template = tokenizer.chat_template or QWEN2_5_VL_CHAT_TEMPLATE
-    video_cfg = video_processor_config(video_min_pixels, video_max_pixels, family)
+    video_cfg = video_processor_config(video_min_pixels, video_max_pixels, family, **patch)
     if has_video_backend():  # pragma: no cover - torchvision is not installable here
         from transformers import AutoVideoProcessor
 
@@ -350,6 +377,25 @@ def build_processor(
     processor._video_config = video_cfg
     processor._family = family
     return processor
+
+
+def check_processor_matches(processor, config, where: str | Path = "processor") -> None:
+    """A ValueError naming both when the processor's patch / merge size is not the model's
+    (`config.vision.patch_size` / `spatial_merge_size`): the frames would be cut into patches
+    the tower was not built for, or the prompt would hold the wrong number of placeholders."""
+    improc = processor.image_processor
+    pairs = (
+        ("patch_size", "patch_size", improc.patch_size),
+        ("merge_size", "spatial_merge_size", getattr(improc, "merge_size", 2)),
+    )
+    for ours, theirs, value in pairs:
+        want = getattr(config.vision, theirs)
+        if int(value) != int(want):
+            raise ValueError(
+                f"{where}: image processor {ours}={value} but the model's "
+                f"vision_config.{theirs}={want}; build the processor for the model's tower "
+                f"(jaxseg.data.tokenizer.build_processor(..., patch_size, merge_size))"
+            )
 
 
 def save_processor(processor, path: str | Path) -> Path:
@@ -398,10 +444,16 @@ def load_processor(path: str | Path):
         image_cfg = json.loads((path / "preprocessor_config.json").read_text())
     try:
         size = image_cfg["size"]
-        patch = _family_image_settings(family)["patch_size"]
-        side2 = (2 * patch) ** 2  # saved bounds are in the family's pixels
+        patch, merge = _patch_and_merge(
+            family, image_cfg.get("patch_size"), image_cfg.get("merge_size")
+        )
+        side2 = (merge * patch) ** 2  # saved bounds are in the tower's merged-token pixels
         image_processor = _image_processor(
-            size["shortest_edge"] * 28**2 // side2, size["longest_edge"] * 28**2 // side2, family
+            size["shortest_edge"] * 28**2 // side2,
+            size["longest_edge"] * 28**2 // side2,
+            family,
+            patch_size=patch,
+            merge_size=merge,
         )
     except KeyError as err:
         raise ValueError(f"{path}: image processor config lacks size.{err.args[0]}") from None

@@ -320,7 +320,7 @@ class Checkpointer:
     ) -> None:
         """The precise reason a step's files cannot be what `restore` needs, before orbax
         gives a generic one: `CheckpointCorrupt`, or `CheckpointMismatch` for intact arrays
-        of another structure."""
+        of another structure or shape."""
         where = self.directory / str(step)
         if not where.is_dir() or not any(where.iterdir()):
             raise CheckpointCorrupt(f"{where}: {EMPTY}")
@@ -353,6 +353,19 @@ class Checkpointer:
                 )
             if not (item / "manifest.ocdbt").is_file() and not list(item.glob("*/.zarray")):
                 raise CheckpointCorrupt(f"{item}: the array data files are missing")
+            shapes = self.saved_shapes(step, name)
+            reshaped = sorted(
+                f"{'/'.join(path)} {shapes[path]} -> {tuple(value.shape)}"
+                for keys, value in jax.tree_util.tree_flatten_with_path(items[name])[0]
+                if (path := tuple(_key(k) for k in keys)) in shapes
+                and hasattr(value, "shape")
+                and tuple(shapes[path]) != tuple(value.shape)
+            )
+            if reshaped:
+                raise CheckpointMismatch(
+                    f"{where}: item {name!r} holds arrays of other shapes than this run's "
+                    f"({len(reshaped)}, e.g. {reshaped[:3]})"
+                )
 
     def saved_paths(self, step: int, name: str) -> set[tuple[str, ...]]:
         """The key paths of the arrays item `name` of `step` holds (from orbax's metadata,

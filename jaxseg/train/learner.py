@@ -188,13 +188,13 @@ class Learner:
                     + "heads it holds that this run does not have are left unread"
                 )
             else:
-                grown = _restore_grown(ckpt, target)
+                grown = _restore_grown(ckpt, target, _patch_size(module))
                 if grown is None:
                     raise ValueError(
                         f"{err}: it does not match this run's trainable parameters (was "
                         "lora_rank / lora_targets, or an auxiliary head such as "
                         "pretrain.base.objectness, changed since it was written? A model may "
-                        "only grow: blocks appended, MLPs widened)"
+                        "only grow: blocks appended, MLPs widened; or its vision patches shrink as its merge grows)"
                     ) from err
                 step, restored, meta, skipped = grown
         then = "starting the stage over" if step is None else f"resuming from step {step}"
@@ -281,6 +281,12 @@ class Learner:
         return {"stage": name, "step": c.steps}
 
 
+def _patch_size(module: nnx.Module) -> int | None:
+    """The vision tower's patch side of a policy (None for a module without one)."""
+    vision = getattr(getattr(module, "config", None), "vision", None)
+    return getattr(vision, "patch_size", None)
+
+
 def _without_aux(wrt) -> nnx.filterlib.Filter:
     return nnx.All(wrt, nnx.Not(AuxParam))
 
@@ -312,13 +318,17 @@ def _restore_across_heads(ckpt: Checkpointer, target: dict):
 
 # where a model may grow without changing what it computes (function-preserving growth, as
 # Net2Net / bert2BERT): blocks appended to a stack, and MLPs' hidden units added; the modules
-# writing into the residual stream start at zero in what is new
+# writing into the residual stream (or, for the patch mergers, into the language model's
+# input) start at zero in what is new
 _STACKS = ("blocks", "layers")
 _MLP = ("linear_fc1", "linear_fc2", "gate_proj", "up_proj", "down_proj")
 _WRITERS = ("proj", "o_proj", "linear_fc2", "down_proj")
+_MERGERS = ("merger", "deepstack_merger_list")
+_PATCH_EMBED = ("visual", "patch_embed", "kernel")
+_MERGER_FC1 = ("visual", "merger", "linear_fc1", "kernel")
 
 
-def _restore_grown(ckpt: Checkpointer, target: dict):
+def _restore_grown(ckpt: Checkpointer, target: dict, patch_size: int | None = None):
     """(step, state, meta, skipped) of the newest checkpoint restored into a model that has
     grown since it was written, or None when `target` differs from it otherwise.
 
@@ -326,8 +336,15 @@ def _restore_grown(ckpt: Checkpointer, target: dict):
     params start at `target`'s initial values, their residual writers, attention output and
     MLP down projections, at zero, so each new block is the identity) and MLP hidden units
     added (the saved weights fill the leading rows/columns; the new units' down-projection
-    rows are zero). Optimizer moments of what is new are `target`'s (zero). Anything else
-    (a width, a vocabulary, a missing array) is not growth."""
+    rows are zero). Optimizer moments of what is new are `target`'s (zero).
+
+    Re-patching, which keeps what a merged token covers but not the function: the vision
+    tower's patches cut f times smaller per side and its merge side grown f times (`patch_size`,
+    the tower's new patch side; `_repatched` says how each array carries over). The tower's
+    blocks, position table and the language model are kept; the re-patched arrays' optimizer
+    moments start at zero.
+
+    Anything else (a width, a vocabulary, a missing array) is not growth."""
     step = ckpt.latest_step()
     if step is None:
         return None
@@ -335,7 +352,8 @@ def _restore_grown(ckpt: Checkpointer, target: dict):
         saved = {name: ckpt.saved_shapes(step, name) for name in target}
     except CheckpointCorrupt:
         return None
-    trimmed, layout, new_blocks, widened = {}, {}, set(), 0
+    repatch = _repatch(saved.get("params", {}), target.get("params", {}), patch_size)
+    trimmed, layout, new_blocks, widened, repatched = {}, {}, set(), 0, 0
     for name, tree in target.items():
         have = saved[name]
         leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
@@ -354,14 +372,17 @@ def _restore_grown(ckpt: Checkpointer, target: dict):
                 continue
             shape = have[path]
             if shape != value.shape:
-                mlp = len(path) > 1 and path[-2] in _MLP and len(shape) == value.ndim
-                if not mlp or any(a > b for a, b in zip(shape, value.shape, strict=True)):
-                    return None
-                widened += name == "params"
+                if repatch is not None and _repatch_rule(path, shape, value.shape, repatch):
+                    repatched += name == "params"
+                else:
+                    mlp = len(path) > 1 and path[-2] in _MLP and len(shape) == value.ndim
+                    if not mlp or any(a > b for a, b in zip(shape, value.shape, strict=True)):
+                        return None
+                    widened += name == "params"
             kept.append((keys, jax.ShapeDtypeStruct(shape, value.dtype, sharding=value.sharding)))
             layout[name, path] = (shape, keys, value)
         trimmed[name] = _unflatten(kept)
-    if not new_blocks and not widened:
+    if not new_blocks and not widened and not repatched:
         return None
     step, restored, meta, skipped = ckpt.restore_intact(trimmed)
     if step is None:
@@ -369,26 +390,110 @@ def _restore_grown(ckpt: Checkpointer, target: dict):
     out: dict[str, list] = {name: [] for name in target}
     for (name, path), (shape, keys, value) in layout.items():
         grown = np.array(jax.device_get(value))
-        if len(path) > 1 and path[-2] in _WRITERS and any(s in path for s in _STACKS):
-            grown[...] = 0  # what is new writes nothing into the residual stream
-        if shape is not None:
-            old = np.asarray(_get(restored[name], keys))
-            grown[tuple(slice(0, n) for n in shape)] = old
+        old = None if shape is None else np.asarray(_get(restored[name], keys))
+        rule = None
+        if shape is not None and shape != value.shape and repatch is not None:
+            rule = _repatch_rule(path, shape, value.shape, repatch)
+        if rule is not None:
+            if name == "params":  # moments of a re-patched array: `target`'s (zero)
+                grown = rule(old, grown)
+        else:
+            if _writes_out(path):
+                grown[...] = 0  # what is new writes nothing into the residual stream
+            if old is not None:
+                grown[tuple(slice(0, n) for n in shape)] = old
         out[name].append((keys, jax.device_put(grown, value.sharding)))
     tqdm.write(
-        f"resume: the model grew since step {step} was written ("
+        f"resume: the model changed since step {step} was written ("
         + ", ".join(
             x
             for x in (
                 f"{len(new_blocks)} blocks appended" if new_blocks else "",
                 f"{widened} MLP arrays widened" if widened else "",
+                f"vision patches {repatch[0]}x smaller per side, merge side {repatch[0]}x "
+                f"larger ({repatched} arrays re-patched: not the same function, the tower "
+                "adapts)"
+                if repatched
+                else "",
             )
             if x
         )
-        + "): what is new starts from its initial value, its residual writers at zero (the "
-        "same function), its optimizer moments at zero"
+        + "): what is new starts from its initial value, its residual writers at zero, its "
+        "optimizer moments at zero"
     )
     return step, {name: _unflatten(leaves) for name, leaves in out.items()}, meta, skipped
+
+
+def _writes_out(path: tuple[str, ...]) -> bool:
+    """An array of a module writing into the residual stream or a merger's output."""
+    return len(path) > 1 and path[-2] in _WRITERS and any(s in path for s in _STACKS + _MERGERS)
+
+
+def _repatch(saved: dict, params: dict, patch_size: int | None):
+    """(f, old merge side, tower width, C*T) when the vision tower's patches were cut f times
+    smaller per side (f >= 2) and its merge side grown f times, so a merged token covers the
+    pixels it did (`patch_size` 16 -> 8 with `spatial_merge_size` 2 -> 4); None otherwise."""
+    if not patch_size:
+        return None
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    now = {tuple(_key(k) for k in p): v.shape for p, v in leaves}
+    if _PATCH_EMBED not in saved or _PATCH_EMBED not in now:
+        return None
+    (old_rows, width), (new_rows, width_now) = saved[_PATCH_EMBED], now[_PATCH_EMBED]
+    c_t = new_rows // (patch_size * patch_size)
+    f = int(round((old_rows / new_rows) ** 0.5))
+    if width != width_now or f < 2 or f * f * new_rows != old_rows or c_t < 1:
+        return None
+    merge = int(round((saved.get(_MERGER_FC1, (0,))[0] / width) ** 0.5))
+    if merge < 1 or now.get(_MERGER_FC1, (0,))[0] != (f * merge) ** 2 * width:
+        return None
+    return f, merge, width, c_t
+
+
+def _repatch_rule(path, old_shape, new_shape, repatch):
+    """How the re-patched tower's array at `path` is made from the saved one, `(old, init) ->
+    new`, or None for an array re-patching does not change this way.
+
+    The patch embedding of an f-times smaller patch is the sum of the old kernel's f x f
+    sub-kernels (a patch tiled f x f times embeds as the old one did). A merger's first layer
+    reads each new patch with its old patch's weights over f^2 (the f x f patches covering
+    an old patch's pixels, holding its hidden state, give the old pre-activation) into the
+    leading hidden units; its other units keep their initial draw and, like widened MLP
+    units, write nothing (`_writes_out`). A DeepStack merger's post-shuffle norm repeats its
+    old patch's scale and shift (the same mean and variance)."""
+    f, merge, width, c_t = repatch
+    if path[-3:] == _PATCH_EMBED:  # params, or an optimizer moment of them
+        return lambda old, init: _sum_subkernels(old, c_t, f)
+    if not any(m in path for m in _MERGERS) or old_shape[0] != merge * merge * width:
+        return None
+    if path[-2:] == ("linear_fc1", "kernel") and len(old_shape) == 2:
+
+        def fc1(old, init):
+            init[:, : old.shape[1]] = _merge_rows(old, f, merge, width) / (f * f)
+            return init
+
+        return fc1
+    if path[-2] == "norm" and len(old_shape) == 1:
+        return lambda old, init: _merge_rows(old, f, merge, width)
+    return None
+
+
+def _merge_rows(old: np.ndarray, f: int, merge: int, width: int) -> np.ndarray:
+    """A merger's input-indexed array `[merge^2 * width, ...]` (patches in row-major order
+    within the merge window) for merge side `f * merge`: each of the f x f patches now
+    covering one old patch's pixels reads that patch's rows."""
+    grid = old.reshape(merge, merge, width, *old.shape[1:])
+    grid = np.repeat(np.repeat(grid, f, axis=0), f, axis=1)
+    return grid.reshape((f * merge) ** 2 * width, *old.shape[1:])
+
+
+def _sum_subkernels(old: np.ndarray, c_t: int, f: int) -> np.ndarray:
+    """A patch embedding `[C*T*P*P, D]` (rows in (channel, time, row, column) order, as the
+    processor flattens a patch) for patches of side P / f: the sum of its f x f sub-kernels."""
+    side = int(round((old.shape[0] // c_t) ** 0.5))
+    p = side // f
+    grid = old.reshape(c_t, f, p, f, p, old.shape[1])
+    return grid.sum(axis=(1, 3)).reshape(c_t * p * p, old.shape[1])
 
 
 def _new_block(path: tuple[str, ...], saved) -> tuple[str, ...] | None:

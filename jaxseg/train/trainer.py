@@ -47,6 +47,7 @@ from jaxseg.data.chat import ChatEncoder
 from jaxseg.data.tokenizer import (
     build_processor,
     build_tokenizer,
+    check_processor_matches,
     load_processor,
     save_processor,
     special_token_ids,
@@ -77,7 +78,7 @@ from .evaluate import evaluate_policy
 from .learner import Learner
 from .metrics import MetricsLogger
 from .pieces import GRPOPiece, SupervisedPiece
-from .progress import bars
+from .progress import bars, tqdm
 from .rollouts import reward_summary, sft_example
 from .runconfig import resolve_workdir, save_run_config
 from .samples import SampleSource
@@ -120,6 +121,7 @@ class Experiment:
         self.mesh = run_mesh(config)  # None: one device; else params/opt/batches on the mesh
         remat = config.model.get("remat", "none")
         self.model = place(set_remat(self._model(), remat), self.mesh)
+        check_processor_matches(self.processor, self.model.config, self.workdir / "processor")
         self.protocol = make_protocol(config.protocol.name, **dict(config.protocol.config))
         # evaluation sees only what a user has: no GT-chosen frames
         self.eval_protocol = make_eval_protocol(
@@ -155,14 +157,35 @@ class Experiment:
 
     # ------------------------------------------------------------------ parts
     def _processor(self):
+        """The run's processor (`workdir/processor`, written on the first start): the synthetic
+        tokenizer's for the tower's patch / merge size (`model.vision`), or `model.processor`'s.
+        A synthetic one saved for another patch / merge size (the tower was re-patched since)
+        is rebuilt: it holds no learned state."""
         path = self.workdir / "processor"
         saved = (path / "tokenizer.json").is_file()
         barrier("processor")  # every host has looked before process 0 writes
-        if saved:
-            return load_processor(local_dir(path))
         src = resolve_model_dir(self.config.model.processor)
+        vision = self.config.model.get("vision") or {}
+        patch = dict(
+            patch_size=vision.get("patch_size"), merge_size=vision.get("spatial_merge_size")
+        )
+        if saved:
+            processor = load_processor(local_dir(path))
+            improc = processor.image_processor
+            stale = any(
+                v is not None and int(getattr(improc, k)) != int(v) for k, v in patch.items()
+            )
+            if not (stale and src == "synthetic"):
+                return processor
+            tqdm.write(
+                f"{path}: saved for patch {improc.patch_size} / merge {improc.merge_size}; "
+                f"rebuilding it for model.vision's patch {patch['patch_size']} / merge "
+                f"{patch['merge_size']}"
+            )
         processor = (
-            build_processor(build_tokenizer(), family=self.config.model.get("family", "qwen2_5_vl"))
+            build_processor(
+                build_tokenizer(), family=self.config.model.get("family", "qwen2_5_vl"), **patch
+            )
             if src == "synthetic"
             else load_processor(local_dir(src))
         )

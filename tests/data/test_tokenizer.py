@@ -22,6 +22,7 @@ from jaxseg.data.tokenizer import (  # noqa: E402
     VOCAB_LIMIT,
     build_processor,
     build_tokenizer,
+    check_processor_matches,
     load_processor,
     protocol_corpus,
     save_processor,
@@ -166,6 +167,35 @@ def test_processor_expands_image_pad_to_the_patch_count(tok, hw, resized, expect
     out2 = again(images=[image], text=[text], return_tensors="np")
     np.testing.assert_array_equal(out2["input_ids"], out["input_ids"])
     np.testing.assert_allclose(out2["pixel_values"], out["pixel_values"])
+
+
+def test_a_tower_of_8_px_patches_merged_4x4_gets_the_same_tokens_per_frame(tok, tmp_path):
+    """Qwen3-VL's 16 px patches merged 2x2 and 8 px patches merged 4x4 both make 32 px merged
+    tokens: the same placeholders per frame, four times the patch rows; saved and loaded, the
+    processor keeps its patch and merge size, and a model of another one is refused, named."""
+    from types import SimpleNamespace
+
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "q"}]}]
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    image = Image.fromarray(np.full((112, 140, 3), 90, np.uint8))
+    pad_id = special_token_ids(tok)["image_token_id"]
+    released = build_processor(tok, family="qwen3_vl")
+    fine = build_processor(tok, family="qwen3_vl", patch_size=8, merge_size=4)
+    a = released(images=[image], text=[text], return_tensors="np")
+    b = fine(images=[image], text=[text], return_tensors="np")
+    assert (a["input_ids"] == pad_id).sum() == (b["input_ids"] == pad_id).sum() == 16
+    assert b["image_grid_thw"].tolist() == [[1, 16, 16]]
+    assert b["pixel_values"].shape == (256, 3 * 2 * 8 * 8)
+
+    save_processor(fine, tmp_path)
+    again = load_processor(tmp_path)
+    assert (again.image_processor.patch_size, again.image_processor.merge_size) == (8, 4)
+    vision = SimpleNamespace(patch_size=8, spatial_merge_size=4)
+    check_processor_matches(again, SimpleNamespace(vision=vision))
+    with pytest.raises(ValueError, match="merge_size=2 but the model's vision_config"):
+        check_processor_matches(
+            released, SimpleNamespace(vision=SimpleNamespace(patch_size=16, spatial_merge_size=4))
+        )
 
 
 def test_load_processor_names_the_missing_file(tmp_path):

@@ -244,14 +244,7 @@ def test_a_run_resumes_into_a_grown_vision_tower_computing_the_same(quick_base):
     from jaxseg.train.base_tasks import eval_items
     from jaxseg.train.checkpoint import Checkpointer
     from jaxseg.train.learner import ITEMS, _restore_grown
-    from jaxseg.train.objectness import (
-        LOCATE_HEAD,
-        LOCATE_HIDDEN_HEAD,
-        LocateHead,
-        ObjectnessHead,
-        attached_head,
-    )
-    from jaxseg.train.steps import OptimizerConfig, forward_logits, make_optimizer
+    from jaxseg.train.steps import forward_logits
     from jaxseg.train.trainer import Experiment
 
     exp, workdir = quick_base
@@ -268,26 +261,8 @@ def test_a_run_resumes_into_a_grown_vision_tower_computing_the_same(quick_base):
     def logits(e):
         return np.asarray(forward_logits(e.model, e.batches(rows, 2)[0]))
 
-    def resumed(vision):
-        config = load_config("synthetic_base:quick")
-        config.model.vision = vision
-        grown = Experiment(config, workdir.parent / f"grown{len(vision)}", progress=False)
-        exp.learner.load("pretrain", exp.model, workdir=workdir)  # the trained policy
-        text = grown.model.config.text
-        with (  # the stage's auxiliary heads, as its checkpoint holds them
-            attached_head(grown.model, ObjectnessHead(text.hidden_size)),
-            attached_head(grown.model, LocateHead(text.head_dim), LOCATE_HEAD),
-            attached_head(grown.model, LocateHead(text.hidden_size), LOCATE_HIDDEN_HEAD),
-        ):
-            opt = nnx.Optimizer(
-                grown.model, make_optimizer(OptimizerConfig(learning_rate=1e-3)), wrt=nnx.Param
-            )
-            with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
-                step, _ = grown.learner.restore(ckpt, grown.model, opt)
-        return grown, opt, step
-
     wider = old.intermediate_size * 4
-    grown, opt, step = resumed({"depth": old.depth + 1, "intermediate_size": wider})
+    grown, opt, step = resumed(exp, workdir, {"depth": old.depth + 1, "intermediate_size": wider})
     v = grown.model.config.vision
     assert (v.depth, v.intermediate_size) == (old.depth + 1, wider)
     assert step == exp.config.pretrain.steps
@@ -318,6 +293,117 @@ def test_a_run_resumes_into_a_grown_vision_tower_computing_the_same(quick_base):
     with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
         target = {"params": nnx.to_pure_dict(nnx.state(wide.model, nnx.Param))}
         assert _restore_grown(ckpt, target) is None
+
+
+def resumed(exp, workdir, vision):
+    """(Experiment, optimizer, step): `synthetic_base:quick` with `vision` over its tower's
+    overrides,
+    its policy and optimizer restored from the quick run's pretrain checkpoint."""
+    from flax import nnx
+
+    from jaxseg.config import load_config
+    from jaxseg.train.checkpoint import Checkpointer
+    from jaxseg.train.learner import ITEMS
+    from jaxseg.train.objectness import (
+        LOCATE_HEAD,
+        LOCATE_HIDDEN_HEAD,
+        LocateHead,
+        ObjectnessHead,
+        attached_head,
+    )
+    from jaxseg.train.steps import OptimizerConfig, make_optimizer
+    from jaxseg.train.trainer import Experiment
+
+    config = load_config("synthetic_base:quick")
+    config.model.vision = {**dict(config.model.get("vision") or {}), **vision}
+    name = "_".join(f"{k}{v}" for k, v in sorted(vision.items()))
+    grown = Experiment(config, workdir.parent / f"resumed_{name}", progress=False)
+    exp.learner.load("pretrain", exp.model, workdir=workdir)  # the trained policy
+    text = grown.model.config.text
+    with (  # the stage's auxiliary heads, as its checkpoint holds them
+        attached_head(grown.model, ObjectnessHead(text.hidden_size)),
+        attached_head(grown.model, LocateHead(text.head_dim), LOCATE_HEAD),
+        attached_head(grown.model, LocateHead(text.hidden_size), LOCATE_HIDDEN_HEAD),
+    ):
+        opt = nnx.Optimizer(
+            grown.model, make_optimizer(OptimizerConfig(learning_rate=1e-3)), wrt=nnx.Param
+        )
+        ckpt_dir = workdir / "pretrain" / "ckpt"
+        with Checkpointer(ckpt_dir, item_names=ITEMS, read_only=True) as ckpt:
+            step, _ = grown.learner.restore(ckpt, grown.model, opt)
+    return grown, opt, step
+
+
+def test_a_run_resumes_into_a_tower_with_smaller_patches_and_a_larger_merge(quick_base):
+    """Patch 16 / merge 2 -> patch 8 / merge 4 (a merged token covers the same 32 px): the
+    processor follows the tower (the same placeholders per frame), the language model and
+    the tower's blocks carry over, a patch tiled 2x2 embeds as the old patch did, the
+    mergers map hidden states repeated over each old patch's 2x2 new patches to what they
+    did, the re-patched arrays' optimizer moments are zero, and the policy runs."""
+    from flax import nnx
+
+    from jaxseg.protocols.policy import without_meta
+    from jaxseg.train.base_tasks import eval_items
+    from jaxseg.train.steps import forward_logits
+
+    exp, workdir = quick_base
+    if not (workdir / "pretrain" / "ckpt").is_dir():
+        exp.pretrain()
+    old = exp.model.config.vision
+    assert (old.patch_size, old.spatial_merge_size) == (16, 2)
+    grown, opt, step = resumed(exp, workdir, {"patch_size": 8, "spatial_merge_size": 4})
+    new = grown.model.config.vision
+    assert (new.patch_size, new.spatial_merge_size) == (8, 4)
+    assert step == exp.config.pretrain.steps
+    improc = grown.processor.image_processor
+    assert (improc.patch_size, improc.merge_size) == (8, 4)
+
+    item = eval_items(7, "base_heldout", 1, "box")[0]
+    conversation = without_meta(item.conversation(with_answer=True))
+    before, after = exp.encoder.encode(conversation), grown.encoder.encode(conversation)
+    image = exp.ids["image_token_id"]
+    assert np.sum(before.input_ids == image) == np.sum(after.input_ids == image) > 0
+    logits = np.asarray(forward_logits(grown.model, grown.batches([after.as_example()], 1)[0]))
+    assert np.isfinite(logits).all()
+
+    np.testing.assert_array_equal(
+        np.asarray(grown.model.language_model.layers[0].mlp.up_proj.kernel[...]),
+        np.asarray(exp.model.language_model.layers[0].mlp.up_proj.kernel[...]),
+    )
+    np.testing.assert_array_equal(
+        np.asarray(grown.model.visual.blocks[0].attn.qkv.kernel[...]),
+        np.asarray(exp.model.visual.blocks[0].attn.qkv.kernel[...]),
+    )
+
+    rng = np.random.default_rng(0)
+    c_t = old.in_channels * old.temporal_patch_size
+    small = rng.standard_normal((c_t, 8, 8)).astype(np.float32)
+    tiled = np.tile(small, (1, 2, 2))  # [C*T, 16, 16]
+    k_old = np.asarray(exp.model.visual.patch_embed.kernel[...])
+    k_new = np.asarray(grown.model.visual.patch_embed.kernel[...])
+    np.testing.assert_allclose(
+        small.reshape(-1) @ k_new, tiled.reshape(-1) @ k_old, rtol=1e-4, atol=1e-4
+    )
+
+    width = old.hidden_size
+    hidden = rng.standard_normal((3, 2, 2, width)).astype(np.float32)  # 3 windows of 2x2
+    repeated = np.repeat(np.repeat(hidden, 2, axis=1), 2, axis=2)  # each -> its 4x4 window
+    pairs = [(grown.model.visual.merger, exp.model.visual.merger)] + list(
+        zip(grown.model.visual.deepstack_merger_list, exp.model.visual.deepstack_merger_list)
+    )
+    for merger_new, merger_old in pairs:
+        np.testing.assert_allclose(
+            np.asarray(merger_new(repeated.reshape(-1, width))),
+            np.asarray(merger_old(hidden.reshape(-1, width))),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+    moments = nnx.to_pure_dict(nnx.state(opt, nnx.optimizer.OptState))["opt_state"]
+    mu = subtrees_named(moments, "mu")
+    assert mu, "no first moments found"
+    for tree in mu:
+        assert np.all(np.asarray(tree["visual"]["patch_embed"]["kernel"]) == 0)
+        assert np.abs(np.asarray(tree["visual"]["blocks"][0]["attn"]["qkv"]["kernel"])).sum() > 0
 
 
 def subtrees_named(tree, name):

@@ -13,7 +13,17 @@ from jaxseg.models.family import family_of, get_family, load_pretrained, save_pr
 from jaxseg.models.hf_weights import WeightsError
 from jaxseg.models.qwen3_vl import Qwen3VLConfig, from_pretrained, get_rope_index
 
-from .conftest import IMAGE, VIDEO, hf_config, image_tokens, pixels, video_tokens
+from .conftest import (
+    IMAGE,
+    TIMESTAMP,
+    VE,
+    VIDEO,
+    VS,
+    hf_config,
+    image_tokens,
+    pixels,
+    video_tokens,
+)
 
 ATOL = 1e-4
 G_A, G_B, G_V = (1, 4, 6), (1, 6, 4), (3, 4, 4)
@@ -122,6 +132,38 @@ def test_deepstack_on_and_off(tmp_path, deepstack):
     ref = hf_forward(hf, ids, mask, images, videos)
     out = jax_forward(model, ids, mask, images, videos)
     np.testing.assert_allclose(out[valid], ref[valid], atol=ATOL, rtol=0)
+
+
+def test_patch_8_merged_4x4_matches_transformers(tmp_path):
+    """A tower of 8 px patches merged 4x4 (each merged token covers the 32 px it covers at
+    patch 16 merged 2x2): logits and M-RoPE positions equal transformers' for an image and a
+    video, left-padded in one batch, and the weights round-trip."""
+    import hf_tiny
+
+    hf = hf_tiny.build_hf_qwen3(hf_config(patch_size=8, spatial_merge_size=4), seed=5)
+    hf.save_pretrained(tmp_path)
+    model = from_pretrained(tmp_path)
+    assert (model.config.vision.patch_size, model.config.vision.spatial_merge_size) == (8, 4)
+    dim = 3 * 2 * 8 * 8
+    rng = np.random.default_rng(0)
+    g_i, g_v = (1, 8, 12), (2, 8, 8)
+    image = (rng.standard_normal((int(np.prod(g_i)), dim)).astype(np.float32), g_i)
+    video = (rng.standard_normal((int(np.prod(g_v)), dim)).astype(np.float32), g_v)
+    video_run = []
+    for _ in range(g_v[0]):
+        video_run += TIMESTAMP + [VS] + [VIDEO] * (g_v[1] * g_v[2] // 16) + [VE]
+    rows = [
+        [5] + [VS] + [IMAGE] * (g_i[1] * g_i[2] // 16) + [VE] + [6] + video_run + [7],
+        [8, 9, 10],
+    ]
+    ids, mask = left_pad(rows)
+    valid = mask.astype(bool)
+    ref = hf_forward(hf, ids, mask, (image,), (video,))
+    out = jax_forward(model, ids, mask, (image,), (video,))
+    np.testing.assert_allclose(out[valid], ref[valid], atol=ATOL, rtol=0)
+    save_pretrained(model, tmp_path / "out")
+    again = from_pretrained(tmp_path / "out")
+    np.testing.assert_array_equal(jax_forward(again, ids, mask, (image,), (video,)), out)
 
 
 def test_deepstack_features_change_the_logits(hf_dir, jax_model):
