@@ -334,7 +334,7 @@ def resumed(exp, workdir, vision):
     return grown, opt, step
 
 
-def test_a_run_resumes_into_a_tower_with_smaller_patches_and_a_larger_merge(quick_base):
+def test_a_run_resumes_into_a_tower_with_smaller_patches_and_a_larger_merge(tmp_path):
     """Patch 16 / merge 2 -> patch 8 / merge 4 (a merged token covers the same 32 px): the
     processor follows the tower (the same placeholders per frame), the language model and
     the tower's blocks carry over, a patch tiled 2x2 embeds as the old patch did, the
@@ -342,13 +342,17 @@ def test_a_run_resumes_into_a_tower_with_smaller_patches_and_a_larger_merge(quic
     did, the re-patched arrays' optimizer moments are zero, and the policy runs."""
     from flax import nnx
 
+    from jaxseg.config import load_config
     from jaxseg.protocols.policy import without_meta
     from jaxseg.train.base_tasks import eval_items
     from jaxseg.train.steps import forward_logits
+    from jaxseg.train.trainer import Experiment
 
-    exp, workdir = quick_base
-    if not (workdir / "pretrain" / "ckpt").is_dir():
-        exp.pretrain()
+    config = load_config("synthetic_base:quick")
+    config.model.vision.update(patch_size=16, spatial_merge_size=2)
+    workdir = tmp_path / "patch16"
+    exp = Experiment(config, workdir, progress=False)
+    exp.pretrain()
     old = exp.model.config.vision
     assert (old.patch_size, old.spatial_merge_size) == (16, 2)
     grown, opt, step = resumed(exp, workdir, {"patch_size": 8, "spatial_merge_size": 4})
