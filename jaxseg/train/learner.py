@@ -194,7 +194,8 @@ class Learner:
                         f"{err}: it does not match this run's trainable parameters (was "
                         "lora_rank / lora_targets, or an auxiliary head such as "
                         "pretrain.base.objectness, changed since it was written? A model may "
-                        "only grow: blocks appended, MLPs widened; or its vision patches shrink as its merge grows)"
+                        "only grow: blocks appended, MLPs widened; or its vision patches shrink "
+                        "as its merge grows)"
                     ) from err
                 step, restored, meta, skipped = grown
         then = "starting the stage over" if step is None else f"resuming from step {step}"
@@ -340,7 +341,7 @@ def _restore_grown(ckpt: Checkpointer, target: dict, patch_size: int | None = No
 
     Re-patching, which keeps what a merged token covers but not the function: the vision
     tower's patches cut f times smaller per side and its merge side grown f times (`patch_size`,
-    the tower's new patch side; `_repatched` says how each array carries over). The tower's
+    the tower's new patch side; `_repatch_rule` says how each array carries over). The tower's
     blocks, position table and the language model are kept; the re-patched arrays' optimizer
     moments start at zero.
 
@@ -368,11 +369,12 @@ def _restore_grown(ckpt: Checkpointer, target: dict, patch_size: int | None = No
                     return None
                 if name == "params":
                     new_blocks.add(block)
-                layout[name, path] = (None, keys, value)
+                layout[name, path] = (None, keys, value, None)
                 continue
-            shape = have[path]
+            shape, rule = have[path], None
             if shape != value.shape:
-                if repatch is not None and _repatch_rule(path, shape, value.shape, repatch):
+                rule = None if repatch is None else _repatch_rule(path, shape, repatch)
+                if rule is not None:
                     repatched += name == "params"
                 else:
                     mlp = len(path) > 1 and path[-2] in _MLP and len(shape) == value.ndim
@@ -380,7 +382,7 @@ def _restore_grown(ckpt: Checkpointer, target: dict, patch_size: int | None = No
                         return None
                     widened += name == "params"
             kept.append((keys, jax.ShapeDtypeStruct(shape, value.dtype, sharding=value.sharding)))
-            layout[name, path] = (shape, keys, value)
+            layout[name, path] = (shape, keys, value, rule)
         trimmed[name] = _unflatten(kept)
     if not new_blocks and not widened and not repatched:
         return None
@@ -388,12 +390,9 @@ def _restore_grown(ckpt: Checkpointer, target: dict, patch_size: int | None = No
     if step is None:
         return step, restored, meta, skipped
     out: dict[str, list] = {name: [] for name in target}
-    for (name, path), (shape, keys, value) in layout.items():
+    for (name, path), (shape, keys, value, rule) in layout.items():
         grown = np.array(jax.device_get(value))
         old = None if shape is None else np.asarray(_get(restored[name], keys))
-        rule = None
-        if shape is not None and shape != value.shape and repatch is not None:
-            rule = _repatch_rule(path, shape, value.shape, repatch)
         if rule is not None:
             if name == "params":  # moments of a re-patched array: `target`'s (zero)
                 grown = rule(old, grown)
@@ -450,7 +449,7 @@ def _repatch(saved: dict, params: dict, patch_size: int | None):
     return f, merge, width, c_t
 
 
-def _repatch_rule(path, old_shape, new_shape, repatch):
+def _repatch_rule(path, old_shape, repatch):
     """How the re-patched tower's array at `path` is made from the saved one, `(old, init) ->
     new`, or None for an array re-patching does not change this way.
 
