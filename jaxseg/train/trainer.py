@@ -354,13 +354,14 @@ class Experiment:
             describe = float(c.base.get("describe", 0.0))
             locate = float(c.base.get("locate", 0.0))
             locate_hidden = float(c.base.get("locate_hidden", 0.0))
+            digits = float(c.base.get("digits", 0.0))
             text = self.model.config.text
             head = ObjectnessHead(text.hidden_size) if weight > 0 else None
             boxes = LocateHead(text.head_dim) if locate > 0 else None
             written = LocateHead(text.hidden_size) if locate_hidden > 0 else None
             loss = None
-            if weight > 0 or attend > 0 or describe > 0 or locate > 0:
-                loss = self._base_loss(weight, attend, describe, locate, locate_hidden)
+            if weight > 0 or attend > 0 or describe > 0 or locate > 0 or digits > 0:
+                loss = self._base_loss(weight, attend, describe, locate, locate_hidden, digits)
             stream = functools.partial(self._base_stream, loss)
             capture = attention_capture(self.model) if attend > 0 else contextlib.nullcontext()
             with (
@@ -415,9 +416,10 @@ class Experiment:
         describe: float,
         locate: float = 0.0,
         locate_hidden: float = 0.0,
+        digits: float = 0.0,
     ):
         """The base stage's `ObjectnessLoss` for this policy and tokenizer (its attribute
-        words and attention anchors) with these weights."""
+        words, attention anchors and digit tokens) with these weights."""
         from .objectness import ObjectnessLoss
 
         return ObjectnessLoss.for_model(
@@ -429,6 +431,8 @@ class Experiment:
             anchor_ids=self._attend_anchors(),
             locate=locate,
             locate_hidden=locate_hidden,
+            digits=digits,
+            digit_ids=self._digit_ids() if digits > 0 else (),
         )
 
     def _attend_anchors(self) -> tuple[int, ...]:

@@ -373,6 +373,40 @@ def test_attention_supervision_sits_where_the_answer_content_starts(setup):
     assert float(aux["attend_mass"]) == pytest.approx(float(np.sum(expected)), rel=1e-5)
 
 
+def test_digits_weight_counts_the_digit_tokens_again_in_the_token_mean(setup):
+    """With `digits = w`, the objective is the token-mean NLL plus w x the NLL of the answer
+    tokens that are in `digit_ids` over the same answer-token count, and `digits_nll` their
+    mean, both equal to per-token log-probabilities picked by hand; without digit ids it
+    refuses."""
+    from jaxseg.rl.logprobs import next_token_logprobs
+    from jaxseg.train.steps import forward_logits
+
+    cfg, examples = setup
+    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
+    p = make_policy_batch(examples, config=cfg)
+    ids, mask = np.asarray(p.input_ids), np.asarray(p.loss_mask)
+    answer0 = np.flatnonzero(mask[0])
+    chosen = (int(ids[0, answer0[1] + 1]), int(ids[0, answer0[-1] + 1]))
+    plain = ObjectnessLoss(0.0, IMG)
+    weighted = ObjectnessLoss(0.0, IMG, digits=2.0, digit_ids=chosen)
+    batch = plain.collate(p, examples)
+    denoms = jnp.asarray(plain.weights(batch), jnp.float32)
+    base, _ = plain.objective(model, batch, denoms)
+    value, aux = weighted.objective(model, batch, denoms)
+    hidden = forward_logits(model, p, return_hidden=True)
+    logp = np.asarray(next_token_logprobs(model.compute_logits(hidden), p.input_ids))
+    on = (mask > 0) & np.isin(ids[:, 1:], chosen)
+    assert on.sum() >= 2  # the chosen tokens are answer tokens of row 0 at least
+    picked = -float(np.sum(logp[on]))
+    assert float(aux["digits_nll"]) == pytest.approx(picked, rel=1e-5)
+    assert float(value) == pytest.approx(float(base) + 2.0 * picked / float(denoms[0]), rel=1e-5)
+    sums = {k: float(v) for k, v in aux.items()}
+    metrics = weighted.metrics(sums, np.asarray(denoms))
+    assert metrics["digits_nll"] == pytest.approx(picked / on.sum(), rel=1e-5)
+    with pytest.raises(ValueError, match="digit"):
+        ObjectnessLoss(0.0, IMG, digits=1.0)
+
+
 def test_attention_capture_nests_and_undoes_itself(setup):
     from jaxseg.models.family import attention_capture
 
