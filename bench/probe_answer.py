@@ -45,19 +45,6 @@ def encoded(exp, loss, items, locate: bool) -> list[dict]:
     return out
 
 
-def phrase_names(prompt: str) -> str:
-    """What a box prompt's phrase names, e.g. "size+shape" for 'the small circle'."""
-    from jaxseg.data.synth.world import COLOUR_NAMES, SHAPES, SIZE_NAMES
-
-    words = prompt.split('"')[1].split()
-    named = [
-        ("size", SIZE_NAMES),
-        ("colour", COLOUR_NAMES),
-        ("shape", SHAPES),
-    ]
-    return "+".join(k for k, vocab in named if any(w in vocab for w in words))
-
-
 def answer_digits(tok, ids: np.ndarray, mask: np.ndarray) -> list[tuple[int, int, int]]:
     """(position predicting it, coordinate index, digit index in its number) for each digit
     of one row's answer; `mask [L-1]` target-aligned."""
@@ -213,7 +200,7 @@ def main() -> int:
                         (box_iou(box[None], named[None])[0, 0], np.abs(box - named))
                     )
                     if where is answer:
-                        kind = f"{name}, phrase names {phrase_names(item.prompt)}"
+                        kind = f"{name}, phrase names {base_tasks.phrase_names(item.prompt)}"
                         located.setdefault(kind, []).append(located[name][-1])
 
         f_fit, h_fit, y_fit = x1_first(fit_items, None)

@@ -498,9 +498,22 @@ def _matched_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return total / max(len(pred), len(gt))
 
 
+def phrase_names(prompt: str) -> str:
+    """What the quoted phrase of a prompt names its object by, in phrase order ("size",
+    "colour", "shape" joined by "+"), e.g. "size+shape" for '... "the small circle" ...';
+    "" where the prompt quotes no phrase."""
+    quoted = prompt.split('"')
+    words = quoted[1].split() if len(quoted) > 2 else []
+    named = (("size", SIZE_NAMES), ("colour", COLOUR_NAMES), ("shape", SHAPES))
+    return "+".join(k for k, vocab in named if any(w in vocab for w in words))
+
+
 def score(task: str, texts: Sequence[str | None], items: Sequence[BaseItem]) -> dict[str, float]:
     """Held-out metrics of one task, with the prior a policy that ignores the image reaches
-    (box: always the mean GT box; count/colour: always the most frequent answer)."""
+    (box: always the mean GT box; count/colour: always the most frequent answer). Box also
+    splits its IoU by what the phrase names (`phrase_names`): `iou@colour` over the items
+    whose phrase names the object's colour, `iou@shape` over those naming its shape (and
+    maybe size) but not its colour: binding by colour vs by shape."""
     if task in ("box", "boxes", "absent"):
         ious, parsed = [], 0
         for text, item in zip(texts, items, strict=True):
@@ -510,6 +523,13 @@ def score(task: str, texts: Sequence[str | None], items: Sequence[BaseItem]) -> 
         out = {"iou": float(np.mean(ious)), "parse_ok": parsed / len(items)}
         if task == "box":
             out["iou>0.5"] = float(np.mean(np.asarray(ious) > 0.5))
+            named = [phrase_names(it.prompt).split("+") for it in items]
+            for key, keep in (
+                ("iou@colour", [("colour" in n) for n in named]),
+                ("iou@shape", [("shape" in n and "colour" not in n) for n in named]),
+            ):
+                if any(keep):
+                    out[key] = float(np.mean(np.asarray(ious)[np.asarray(keep)]))
             mean_box = np.mean([it.boxes[0] for it in items], axis=0)[None]
             prior = [float(box_iou(mean_box, it.boxes[:1])[0, 0]) for it in items]
             out["prior_mean_box_iou"] = float(np.mean(prior))

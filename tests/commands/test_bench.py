@@ -97,22 +97,6 @@ def test_probe_answer_names_each_digit_by_coordinate_and_place(monkeypatch):
     assert [p for p, _, _ in answer_digits(tok, ids, mask)] == positions[1:]
 
 
-def test_probe_answer_names_what_a_box_phrase_names(monkeypatch):
-    from jaxseg.train.base_tasks import BOX_PROMPT, _phrase
-
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    from probe_answer import phrase_names
-
-    for flt, want in (
-        ({"colour": "red"}, "colour"),
-        ({"shape": "circle"}, "shape"),
-        ({"size": "small", "shape": "star"}, "size+shape"),
-        ({"size": "large", "colour": "cyan"}, "size+colour"),
-        ({"size": "medium", "colour": "pink", "shape": "cross"}, "size+colour+shape"),
-    ):
-        assert phrase_names(BOX_PROMPT.format(phrase=_phrase(flt), S=112)) == want
-
-
 @pytest.mark.slow
 def test_probe_tower_trains_a_tower_and_reports_each_attribute():
     out = subprocess.run(

@@ -164,6 +164,31 @@ def test_scoring_perfect_answers_and_priors():
     assert row["accuracy"] == 1.0 and 0 < row["prior_majority"] <= 1
 
 
+def test_phrase_names_says_what_a_box_phrase_names():
+    for flt, want in (
+        ({"colour": "red"}, "colour"),
+        ({"shape": "circle"}, "shape"),
+        ({"size": "small", "shape": "star"}, "size+shape"),
+        ({"size": "large", "colour": "cyan"}, "size+colour"),
+        ({"size": "medium", "colour": "pink", "shape": "cross"}, "size+colour+shape"),
+    ):
+        assert bt.phrase_names(bt.BOX_PROMPT.format(phrase=bt._phrase(flt), S=112)) == want
+    assert bt.phrase_names("How many circles are in the image?") == ""
+
+
+def test_box_iou_splits_by_what_the_phrase_names():
+    items = bt.eval_items(11, "base_heldout", 40, "box")
+    named = [bt.phrase_names(x.prompt) for x in items]
+    by_colour = ["colour" in n for n in named]
+    by_shape = ["shape" in n and "colour" not in n for n in named]
+    assert any(by_colour) and any(by_shape)
+    # right on the colour-named items only: 1 there, 0 on the shape-named ones
+    texts = [x.answer if c else "no target" for x, c in zip(items, by_colour, strict=True)]
+    row = bt.score("box", texts, items)
+    assert row["iou@colour"] == pytest.approx(1.0) and row["iou@shape"] == 0.0
+    assert row["iou"] == pytest.approx(np.mean(by_colour))
+
+
 def test_parse_boxes():
     assert bt.parse_boxes("[[1, 2, 3, 4], [5, 6, 7, 8]]").shape == (2, 4)
     assert bt.parse_boxes("no target").shape == (0, 4)
