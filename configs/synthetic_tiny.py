@@ -116,6 +116,9 @@ def get_config(arg=None):
     c.sft.max_nonfinite = 3
     # LoRA (jaxseg.train.lora): rank 0 = full fine-tuning; alpha None = 2 x rank
     c.sft.lora_rank = a.lora
+    # the vision tower (and its mergers) left as the base has it: no backward pass through
+    # it (jaxseg.train.learner.trainable); VideoSEG-O3's SFT stages freeze the vision encoder
+    c.sft.freeze_vision = False
     c.sft.lora_alpha = None
     c.sft.lora_targets = (
         "q_proj",
@@ -153,6 +156,7 @@ def get_config(arg=None):
     c.grpo.keep = 2
     c.grpo.max_nonfinite = 3
     c.grpo.lora_rank = a.lora
+    c.grpo.freeze_vision = False  # as sft.freeze_vision (VideoSEG-O3's RL trains the tower)
     c.grpo.lora_alpha = None
     c.grpo.lora_targets = c.sft.lora_targets
 

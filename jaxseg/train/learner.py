@@ -102,17 +102,29 @@ class Outside:
         return isinstance(value, nnx.Param) and tuple(path[: len(self.prefix)]) != self.prefix
 
 
-def trainable(module: nnx.Module, lora_model: nnx.Module) -> nnx.filterlib.Filter:
+def trainable(
+    module: nnx.Module, lora_model: nnx.Module, freeze_vision: bool = False
+) -> nnx.filterlib.Filter:
     """The variables a stage trains: every Param; with LoRA adapters on `lora_model`, the
-    adapters and the Params of `module` outside it (e.g. the [SEG] route's decoder heads)."""
+    adapters and the Params of `module` outside it (e.g. the [SEG] route's decoder heads).
+    `freeze_vision`: none of the vision towers' (every submodule named `visual`, with its
+    mergers): their features are constants of the loss, so the backward pass skips the
+    tower (VideoSEG-O3's SFT stages freeze the vision encoder)."""
     if not has_lora(lora_model):
-        return nnx.Param  # AuxParams too (a subclass)
-    if lora_model is module:
-        return nnx.Any(nnx.LoRAParam, AuxParam)
-    prefix = next((p for p, m in nnx.iter_modules(module) if m is lora_model), None)
-    if prefix is None:
-        raise ValueError("the piece's lora_model is not part of its module")
-    return nnx.Any(nnx.LoRAParam, AuxParam, Outside(tuple(prefix)))
+        wrt = nnx.Param  # AuxParams too (a subclass)
+    elif lora_model is module:
+        wrt = nnx.Any(nnx.LoRAParam, AuxParam)
+    else:
+        prefix = next((p for p, m in nnx.iter_modules(module) if m is lora_model), None)
+        if prefix is None:
+            raise ValueError("the piece's lora_model is not part of its module")
+        wrt = nnx.Any(nnx.LoRAParam, AuxParam, Outside(tuple(prefix)))
+    if not freeze_vision:
+        return wrt
+    towers = [tuple(p) for p, _ in nnx.iter_modules(module) if p and p[-1] == "visual"]
+    if not towers:
+        raise ValueError("freeze_vision: the stage's module has no vision tower (`visual`)")
+    return nnx.All(wrt, *(Outside(p) for p in towers))
 
 
 class Learner:
@@ -246,7 +258,7 @@ class Learner:
             self.logger(stage) as log,
         ):
             module = place(piece.module, self.mesh)  # LoRA adapters were just added
-            wrt = trainable(module, piece.lora_model)
+            wrt = trainable(module, piece.lora_model, bool(c.get("freeze_vision", False)))
             optimizer = place(nnx.Optimizer(module, make_optimizer(opt_cfg), wrt=wrt), self.mesh)
             start, resumed = self.restore(ckpt, module, optimizer)  # onto these shardings
             if start >= c.steps:

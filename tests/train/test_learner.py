@@ -53,6 +53,17 @@ class Toy(nnx.Module):
         return self.head(jnp.tanh(self.qwen.language_model.q_proj(x)))[:, 0]
 
 
+class ToyVLM(Toy):
+    """Toy with a vision tower (`visual`) in front of its language model."""
+
+    def __init__(self, seed=0):
+        super().__init__(seed)
+        self.visual = _linear(4, 4, nnx.Rngs(seed + 1))
+
+    def __call__(self, x):
+        return super().__call__(jnp.tanh(self.visual(x)))
+
+
 @dataclasses.dataclass(frozen=True)
 class SquaredError:
     """A StepLoss: sum of squared errors over the step's rows."""
@@ -117,9 +128,9 @@ def _config(**kw):
     return ConfigDict({**c, **kw})
 
 
-def _run(workdir, config, stop_at=-1):
+def _run(workdir, config, stop_at=-1, model=Toy):
     learner = Learner(workdir, mesh=None, seed=0, logger=MetricsLogger, progress=False)
-    piece = ToyPiece(Toy(), config, stop_at)
+    piece = ToyPiece(model(), config, stop_at)
     try:
         learner.run(piece)
     except Stopped:
@@ -188,3 +199,24 @@ def test_lora_on_a_part_trains_its_adapters_and_the_rest(tmp_path):
     shutil.rmtree(tmp_path / "cut" / "toy" / "ckpt" / "2")
     with pytest.raises(ValueError, match="lora_rank"):  # a LoRA stage resumed as full
         _run(tmp_path / "cut", _config(steps=3, lora_rank=0))
+
+
+@pytest.mark.parametrize("lora_rank", [0, 2])
+def test_freeze_vision_keeps_the_tower_and_trains_the_rest(tmp_path, lora_rank):
+    """`freeze_vision`: the tower's parameters stay as they were (full fine-tuning or LoRA on
+    the language model), the rest trains, and a stopped stage resumes to the same weights;
+    a module without a tower is refused."""
+    config = _config(steps=3, lora_rank=lora_rank, lora_targets=("q_proj",), freeze_vision=True)
+    before = _params(ToyVLM())
+    whole = _run(tmp_path / "whole", config, model=ToyVLM)
+    after = _params(whole.module)
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert not any("visual" in k for k in changed)
+    assert any("head" in k for k in changed) and any("q_proj']['kernel" in k for k in changed)
+    _run(tmp_path / "cut", config, stop_at=2, model=ToyVLM)
+    resumed = _run(tmp_path / "cut", config, model=ToyVLM)
+    assert resumed.read == [2]
+    for k, v in _params(resumed.module).items():
+        np.testing.assert_allclose(v, after[k], atol=1e-7, err_msg=k)
+    with pytest.raises(ValueError, match="no vision tower"):
+        _run(tmp_path / "toy", config)
