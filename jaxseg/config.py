@@ -67,7 +67,10 @@ def _fields(node: Any, prefix: str = "") -> list[str]:
 
 
 def parse_value(text: str) -> Any:
-    """`'3' -> 3`, `'1e-4' -> 1e-4`, `'(2,4)' -> (2, 4)`, `'True' -> True`, else the string."""
+    """`'3' -> 3`, `'1e-4' -> 1e-4`, `'(2,4)' -> (2, 4)`, `'True'` or `'true' -> True`
+    (`false` alike, as YAML and JSON spell them), else the string."""
+    if text.strip() in ("true", "false"):
+        return text.strip() == "true"
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

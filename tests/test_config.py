@@ -37,6 +37,8 @@ def test_arg_knobs_and_overrides(config_path):
     c = cfg.load_config(f"{config_path}:size=small,group=8", ["rl.beta=0.1", "rl.mesh=(2,2,2)"])
     assert c.model.size == "small" and c.rl.group_size == 8
     assert c.rl.beta == 0.1 and tuple(c.rl.mesh) == (2, 2, 2)
+    assert cfg.parse_value("true") is True and cfg.parse_value("False") is False
+    assert cfg.parse_value("truth") == "truth"
 
 
 def test_unknown_arg_and_field_are_named(config_path):
