@@ -275,6 +275,9 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.sft.traces = "oracle"  # or a `jaxseg data cot --teacher` JSONL (the seeds' teacher CoT)
     c.sft.tasks = (s or {}).get("tasks", "")  # "" = the protocol's own episodes
     c.sft.lora_targets = TEXT_TARGETS
+    # the vision tower is not trained in any seed's SFT (VideoSEG-O3: "LLM and vision encoder
+    # frozen"; the LoRA cold starts adapt the language model only)
+    c.sft.freeze_vision = True
     c.sft.checkpoint_every = 50
     c.sft.keep = 3
     c.sft.eval_every = 0  # held-out evaluation during the stage (0 = off)
@@ -300,6 +303,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.grpo.lora_rank = 0
     c.grpo.lora_alpha = None
     c.grpo.lora_targets = TEXT_TARGETS
+    c.grpo.freeze_vision = False  # VideoSEG-O3's RL trains the whole Qwen3-VL, tower included
     c.grpo.checkpoint_every = 25
     c.grpo.keep = 3
     c.grpo.max_nonfinite = 3
