@@ -116,9 +116,6 @@ def get_config(arg=None):
     c.sft.max_nonfinite = 3
     # LoRA (jaxseg.train.lora): rank 0 = full fine-tuning; alpha None = 2 x rank
     c.sft.lora_rank = a.lora
-    # the vision tower (and its mergers) left as the base has it: no backward pass through
-    # it (jaxseg.train.learner.trainable); VideoSEG-O3's SFT stages freeze the vision encoder
-    c.sft.freeze_vision = False
     c.sft.lora_alpha = None
     c.sft.lora_targets = (
         "q_proj",
@@ -129,6 +126,9 @@ def get_config(arg=None):
         "up_proj",
         "down_proj",
     )
+    # the vision tower (and its mergers) left as the base has it: no backward pass through
+    # it (jaxseg.train.learner.trainable); VideoSEG-O3's SFT stages freeze the vision encoder
+    c.sft.freeze_vision = False
 
     # Stage 2: GRPO (Veason-R1 defaults: PPO clip 0.2, k3 KL; VideoSEG-O3: policy_loss=on_policy)
     c.grpo = ConfigDict()
@@ -156,9 +156,9 @@ def get_config(arg=None):
     c.grpo.keep = 2
     c.grpo.max_nonfinite = 3
     c.grpo.lora_rank = a.lora
-    c.grpo.freeze_vision = False  # as sft.freeze_vision (VideoSEG-O3's RL trains the tower)
     c.grpo.lora_alpha = None
     c.grpo.lora_targets = c.sft.lora_targets
+    c.grpo.freeze_vision = False  # as sft.freeze_vision (VideoSEG-O3's RL trains the tower)
 
     if a.protocol == "revseg":  # ReVSeg trains RL from the base, no cold start (arXiv
         # 2512.02835): its ladder is base vs base+GRPO

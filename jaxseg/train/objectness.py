@@ -305,6 +305,12 @@ class ObjectnessBatch:
     locate: jax.Array  # [B, L, 4] normalised box regressed at each position, NaN where none
 
 
+def _answer_tokens_in(p: PolicyBatch, token_ids: tuple[int, ...]) -> jax.Array:
+    """`[B, L-1]` 1 where the position predicts an answer token (`loss_mask`'s alignment)
+    whose id is one of `token_ids`."""
+    return p.loss_mask * jnp.isin(p.input_ids[:, 1:], jnp.asarray(token_ids))
+
+
 @dataclasses.dataclass(frozen=True)
 class ObjectnessLoss:
     """Token-mean NLL + `weight` x mean objectness cross-entropy + `attend` x mean attention
@@ -505,7 +511,7 @@ class ObjectnessLoss:
         value = nll.total / denoms[0]
         out = {"nll": nll.total}
         if self.digits > 0:  # the answer's digit tokens again, over the same token count
-            on_digit = p.loss_mask * jnp.isin(p.input_ids[:, 1:], jnp.asarray(self.digit_ids))
+            on_digit = _answer_tokens_in(p, self.digit_ids)
             out["digits_nll"] = -jnp.sum(logp * on_digit)
             out["digit_tokens"] = jnp.sum(on_digit)
             value = value + self.digits * out["digits_nll"] / denoms[0]
@@ -547,7 +553,7 @@ class ObjectnessLoss:
             before = jnp.pad(p.loss_mask[:, :-1], ((0, 0), (1, 0)))
             first = p.loss_mask * (1.0 - before)
             if self.anchor_ids:
-                anchor = p.loss_mask * jnp.isin(p.input_ids[:, 1:], jnp.asarray(self.anchor_ids))
+                anchor = _answer_tokens_in(p, self.anchor_ids)
                 anchor = anchor * (jnp.cumsum(anchor, axis=1) == 1)  # the first anchor
                 first = jnp.where(anchor.sum(-1, keepdims=True) > 0, anchor, first)
             where = first * (on_referent.sum(-1) > 0)[:, None]
