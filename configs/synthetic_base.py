@@ -84,7 +84,7 @@ def get_config(arg=None):
             phases=tuple((k, dict(v)) for k, v in CurriculumConfig().phases),
             scenes=tuple((k, dict(v)) for k, v in CurriculumConfig().scenes),
             text_first=CurriculumConfig().text_first,  # (first step, P(question first))
-            eval_tasks=("square", "cell", "box", "boxes", "absent", "count", "colour"),
+            eval_tasks=("square", "cell", "box", "boxes", "absent", "count", "colour", "restate"),
             # weight of the objectness loss (jaxseg.train.objectness): a linear scorer on the
             # visual tokens' final hidden states fitted to the tokens holding the asked-for
             # object's centre (question first) or every object's; 0 turns it off. In the

@@ -18,7 +18,13 @@ the benchmark's videos) with these single-frame tasks:
   -> every box, left to right;
 * ``absent``: the same prompt for a phrase no visible object matches -> ``no target``;
 * ``count``: 'How many circles are in the image?' -> a digit;
-* ``colour``: 'What colour is the small star?' -> a colour word.
+* ``colour``: 'What colour is the small star?' -> a colour word;
+* ``restate``: 'Query: "the shape that stops moving". Repeat the query word for word.' -> the
+  query: one of the synthetic benchmark's own query forms (referring, reasoning, null) drawn
+  from the frame's video, copied from the prompt. Every seed's reasoning restates the query
+  before resolving it; a base that never read text back cannot (a step-33000 base fine-tuned on
+  veason's traces copied 74% of the query's tokens teacher-forced and none of its content
+  words greedily, restating another query and boxing another object).
 
 Boxes are the visible mask's extent in the shown S x S image (S drawn from `image_sizes`,
 the sides the protocols show), written as the protocols write them. The answer format of
@@ -27,7 +33,7 @@ a policy that already speaks it.
 
 A curriculum (`CurriculumConfig`) changes the task mix and the scenes over steps: location
 first (``square``, then ``cell`` on single-object frames), then ``cell`` among a few objects,
-then boxes, then the full mix on full scenes. Location is the plateau:
+then boxes, then the full mix on full scenes, later with ``restate``. Location is the plateau:
 a from-scratch policy's answer token first attends to all visual tokens alike, and their mean
 carries no position, so a one-token location answer (the densest signal there is) comes
 before multi-token boxes. Every batch
@@ -51,7 +57,7 @@ from jaxseg.eval.metrics import box_iou
 from jaxseg.protocols.annotations import box_of, resize_image, scale_boxes
 from jaxseg.protocols.policy import Message, image_part, message, text_part
 
-TASKS = ("square", "cell", "box", "boxes", "absent", "count", "colour")
+TASKS = ("square", "cell", "box", "boxes", "absent", "count", "colour", "restate")
 BOX_PROMPT = (
     'Query: "the {phrase}". Box every match in the {S}x{S} image as [[x1, y1, x2, y2], ...], '
     "or answer no target."
@@ -64,6 +70,7 @@ CELLS = "ABCDEFGHIJKLMNOP"
 SQUARE_PROMPT = "Which 4x4 grid cell (A-P) holds the square?"
 COUNT_PROMPT = "How many {plural} are in the image? Answer with a number."
 COLOUR_PROMPT = "What colour is the {phrase}? Answer with one word."
+RESTATE_PROMPT = 'Query: "{query}". Repeat the query word for word.'
 NO_TARGET = "no target"
 # the attributes a phrase names an object by, each with its values (the world's words)
 ATTRIBUTES = (("colour", COLOUR_NAMES), ("shape", SHAPES), ("size", SIZE_NAMES))
@@ -123,7 +130,7 @@ class CurriculumConfig:
     tiny Qwen3-VL sits on its plateau depends on the initial draw, README), then `cell` on
     single-object world frames, then
     `cell` among 2-3 objects (the phrase now picks one: binding), then boxes, then the full mix
-    on full scenes.
+    on full scenes, from step 33000 with `restate` (the committed run added it there).
     """
 
     phases: tuple[tuple[int, dict[str, float]], ...] = (
@@ -134,6 +141,18 @@ class CurriculumConfig:
         (
             6000,
             {"cell": 0.1, "box": 0.5, "boxes": 0.1, "absent": 0.1, "count": 0.1, "colour": 0.1},
+        ),
+        (
+            33000,
+            {
+                "cell": 0.1,
+                "box": 0.5,
+                "boxes": 0.1,
+                "absent": 0.1,
+                "count": 0.1,
+                "colour": 0.1,
+                "restate": 0.15,
+            },
         ),
     )
     scenes: tuple[tuple[int, dict[str, Any]], ...] = (
@@ -375,6 +394,13 @@ def _frame_item(rng, video, t, task, size, key, objs, shown) -> BaseItem | None:
         return BaseItem(
             image, task, prompt, target["colour"], none, key, referent=shown(target["box"])
         )
+    if task == "restate":
+        queries = [q["exp"] for q in video.queries]
+        if not queries:
+            return None
+        query = queries[int(rng.integers(len(queries)))]
+        none = np.zeros((0, 4), np.int64)
+        return BaseItem(image, task, RESTATE_PROMPT.format(query=query), query, none, key)
     raise ValueError(f"unknown base task {task!r}; choose from {TASKS}")
 
 
@@ -538,8 +564,20 @@ def score(task: str, texts: Sequence[str | None], items: Sequence[BaseItem]) -> 
     answers = [(t or "").strip().lower() for t in texts]
     gold = [it.answer.lower() for it in items]
     values, counts = np.unique(gold, return_counts=True)
-    return {
+    out = {
         "accuracy": float(np.mean([a == g for a, g in zip(answers, gold, strict=True)])),
         "prior_majority": float(counts.max() / len(gold)),
         "majority_answer": str(values[counts.argmax()]),
     }
+    if task == "restate":  # partial copies too: the share of the query's words in place
+        out["word_accuracy"] = float(
+            np.mean([_words_in_place(a, g) for a, g in zip(answers, gold)])
+        )
+    return out
+
+
+def _words_in_place(answer: str, gold: str) -> float:
+    """Share of `gold`'s words that `answer` has at the same word index (extra words in the
+    answer count against it through the denominator)."""
+    a, g = answer.split(), gold.split()
+    return sum(x == y for x, y in zip(a, g)) / max(len(a), len(g), 1)

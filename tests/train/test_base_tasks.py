@@ -52,12 +52,15 @@ def test_every_task_answer_is_true_of_its_frame(video):
                 assert item.answer.isdigit()
             elif task == "colour":
                 assert item.answer in {o["colour"] for o in objs}
+            elif task == "restate":  # one of the video's own queries, quoted in the prompt
+                assert item.answer in {q["exp"] for q in video.queries}
+                assert f'"{item.answer}"' in item.prompt and len(item.referent) == 0
             elif task == "cell":
                 (box,) = item.boxes
                 cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
                 col, row = divmod(bt.CELLS.index(item.answer), 4)[::-1]
                 assert col * 28 <= cx <= (col + 1) * 28 and row * 28 <= cy <= (row + 1) * 28
-    assert {"cell", "box", "count", "colour"} <= seen
+    assert {"cell", "box", "count", "colour", "restate"} <= seen
 
 
 def test_cell_letters_cover_the_grid_row_major():
@@ -164,6 +167,29 @@ def test_scoring_perfect_answers_and_priors():
     assert row["accuracy"] == 1.0 and 0 < row["prior_majority"] <= 1
 
 
+def test_restate_scores_exact_copies_and_words_in_place():
+    items = bt.eval_items(11, "base_heldout", 8, "restate")
+    assert len({x.answer for x in items}) > 1  # not one query over and over
+    perfect = bt.score("restate", [x.answer for x in items], items)
+    assert perfect["accuracy"] == 1.0 and perfect["word_accuracy"] == 1.0
+    # the first word dropped: no exact copy, and every later word now out of place
+    shifted = bt.score("restate", [x.answer.split(" ", 1)[1] for x in items], items)
+    assert shifted["accuracy"] == 0.0 and shifted["word_accuracy"] < 0.5
+    # the last word wrong: one word of n lost
+    one_off = [x.answer.rsplit(" ", 1)[0] + " banana" for x in items]
+    got = bt.score("restate", one_off, items)["word_accuracy"]
+    want = np.mean([1 - 1 / len(x.answer.split()) for x in items])
+    assert got == pytest.approx(want)
+
+
+def test_restate_joins_the_mix_at_its_phase_only():
+    c = bt.CurriculumConfig()
+    assert "restate" not in c.weights_at(32999) and c.weights_at(33000)["restate"] > 0
+    stream = bt.BaseStream(5, "base_train", c)
+    tasks = [x.task for x in stream.batch(33000, 32)]
+    assert "restate" in tasks and "box" in tasks
+
+
 def test_phrase_names_says_what_a_box_phrase_names():
     for flt, want in (
         ({"colour": "red"}, "colour"),
@@ -234,9 +260,9 @@ def test_question_first_items_put_the_text_before_the_image_and_mark_the_asked_o
     assert curriculum.text_first_at(0) == 1.0 and curriculum.text_first_at(6000) == 0.5
     assert curriculum.text_first_at(10**6) == 0.0  # in the end, the protocols' order only
     stream = bt.BaseStream(seed=5, split="base_train", curriculum=curriculum)
-    items = stream.batch(curriculum.phases[-1][0], 32)
+    items = stream.batch(6000, 32)
     first = [x for x in items if x.text_first]
-    assert 0 < len(first) < len(items)  # half and half in the last task phase
+    assert 0 < len(first) < len(items)  # half and half from the full mix's first phase
     assert not any(x.text_first for x in stream.batch(11000, 8))
     for item in items:
         kinds = [part["type"] for part in item.conversation(with_answer=False)[0]["content"]]
