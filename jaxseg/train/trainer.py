@@ -432,7 +432,7 @@ class Experiment:
             locate=locate,
             locate_hidden=locate_hidden,
             digits=digits,
-            digit_ids=self._digit_ids() if digits > 0 else (),
+            digit_ids=self._digit_ids if digits > 0 else (),
         )
 
     def _attend_anchors(self) -> tuple[int, ...]:
@@ -442,11 +442,13 @@ class Experiment:
         at = self.config.pretrain.base.get("attend_at", "content")
         if at not in ("content", "first"):
             raise ValueError(f"pretrain.base.attend_at={at!r}: choose 'content' or 'first'")
-        return self._digit_ids() if at == "content" else ()
+        return self._digit_ids if at == "content" else ()
 
+    @functools.cached_property
     def _digit_ids(self) -> tuple[int, ...]:
         """Token ids made of ASCII digits only (with or without the tokenizer's space
-        mark): where a box answer's content starts (ObjectnessLoss.anchor_ids)."""
+        mark): where a box answer's content starts (ObjectnessLoss.anchor_ids); one scan
+        of the vocabulary per experiment."""
         vocab = self.processor.tokenizer.get_vocab()
         digits = set("0123456789")
         out = []

@@ -172,7 +172,7 @@ def test_stream_examples_carry_what_their_visual_tokens_must_name(quick_base):
     tok = exp.processor.tokenizer
     for (_, ids), (_, values) in zip(words, ATTRIBUTES, strict=True):
         assert [tok.decode([i]).strip() for i in ids] == list(values)
-    digits = [tok.decode([i]).strip() for i in exp._digit_ids()]  # where box content starts
+    digits = [tok.decode([i]).strip() for i in exp._digit_ids]  # where box content starts
     assert set("0123456789") <= set(digits) and all(d.isdigit() and d.isascii() for d in digits)
     loss = ObjectnessLoss.for_model(
         exp.model.config, 1.0, 1.0, describe=1.0, words=words, locate=1.0
