@@ -97,6 +97,34 @@ def test_probe_answer_names_each_digit_by_coordinate_and_place(monkeypatch):
     assert [p for p, _, _ in answer_digits(tok, ids, mask)] == positions[1:]
 
 
+def test_probe_trace_sorts_a_traces_tokens_into_query_copy_digits_and_the_rest(monkeypatch):
+    from transformers import AutoTokenizer
+
+    from jaxseg.models.family import shipped_base
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from probe_trace import regions
+
+    tok = AutoTokenizer.from_pretrained(shipped_base())
+    query = "the shape that the diamond collides with"
+    trace = (
+        f'<think>The query asks for "{query}", which is the small shape; so that is the '
+        "keyframe.</think>"
+        '<answer>{"keyframe_timestamp": 3, "bbox_2d_list": [[12, 40, 30, 58]]}</answer>'
+    )
+    pieces = [tok.decode([i]) for i in tok.encode(trace, add_special_tokens=False)]
+    assert "".join(pieces) == trace
+    where = regions(pieces, query)
+    by = {r: "".join(p for p, w in zip(pieces, where, strict=True) if w == r) for r in set(where)}
+    # "the", "shape", "that" are written elsewhere in the trace: template, not copied content
+    assert by["query words"].split() == ["diamond", "collides", "with"]
+    assert by["query"].split() == ["the", "shape", "that", "the"]
+    assert by["digits"] == "1240305" + "8"  # the box's digits, not the keyframe's 3
+    assert "3" in by["rest"] and "which is the small shape" in by["rest"]
+    # a trace that never restates the query has no query region
+    assert set(regions(pieces[-10:], query)) <= {"digits", "rest"}
+
+
 @pytest.mark.slow
 def test_probe_tower_trains_a_tower_and_reports_each_attribute():
     out = subprocess.run(
