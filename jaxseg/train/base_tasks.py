@@ -130,7 +130,8 @@ class CurriculumConfig:
     tiny Qwen3-VL sits on its plateau depends on the initial draw, README), then `cell` on
     single-object world frames, then
     `cell` among 2-3 objects (the phrase now picks one: binding), then boxes, then the full mix
-    on full scenes, from step 33000 with `restate` (the committed run added it there).
+    on full scenes, from step 33000 with `restate` (the committed run added it there at 0.15 of
+    the mix, raised to 0.4 at 34000: after 1000 steps it copied 2% of held-out queries exactly).
     """
 
     phases: tuple[tuple[int, dict[str, float]], ...] = (
@@ -152,6 +153,18 @@ class CurriculumConfig:
                 "count": 0.1,
                 "colour": 0.1,
                 "restate": 0.15,
+            },
+        ),
+        (
+            34000,
+            {
+                "cell": 0.1,
+                "box": 0.5,
+                "boxes": 0.1,
+                "absent": 0.1,
+                "count": 0.1,
+                "colour": 0.1,
+                "restate": 0.4,
             },
         ),
     )
