@@ -1,5 +1,6 @@
 """The grounded base: a tiny Qwen3-VL pretrained from scratch on the synthetic world's base
-skills (referring boxes, plurals, "no target", counting, colours; jaxseg.train.base_tasks),
+skills (referring boxes, plurals, "no target", counting, colours,
+restating a query; jaxseg.train.base_tasks),
 on fresh frames from its own generator seed and split, never the benchmark's videos.
 
     make base                     # = jaxseg base: train (resumable), evaluate, ship
