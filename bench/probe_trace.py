@@ -69,12 +69,11 @@ def main() -> int:
     if not (run / "config.json").is_file():
         raise SystemExit(f"{run}: not a jaxseg run directory (no config.json)")
     exp = Experiment.from_workdir(run, progress=False)
-    config = exp.config
     step = exp.load_stage(args.stage)
     if step is None:
         raise SystemExit(f"{run}: no {args.stage} checkpoint")
     tok = exp.processor.tokenizer
-    split = str(config.data.eval_split)
+    split = str(exp.config.data.eval_split)
     pairs = list(exp.cold_start_episodes(split, args.samples))
     examples = [sft_example(episode, exp.encoder) for _, episode in pairs]
     print(f"{run}: {args.stage} step {step}; {len(examples)} held-out oracle traces ({split})")

@@ -119,6 +119,10 @@ class BaseItem:
         return self.objects
 
 
+# every single-frame skill on full scenes: the curriculum's last phases, `restate` added on top
+FULL_MIX = {"cell": 0.1, "box": 0.5, "boxes": 0.1, "absent": 0.1, "count": 0.1, "colour": 0.1}
+
+
 @dataclasses.dataclass(frozen=True)
 class CurriculumConfig:
     """phases: (first step, task -> sampling weight), sorted by step. scenes: (first step,
@@ -139,34 +143,9 @@ class CurriculumConfig:
         (750, {"square": 0.3, "cell": 0.7}),
         (2000, {"cell": 0.7, "colour": 0.15, "count": 0.15}),
         (3500, {"cell": 0.3, "box": 0.5, "colour": 0.1, "count": 0.1}),
-        (
-            6000,
-            {"cell": 0.1, "box": 0.5, "boxes": 0.1, "absent": 0.1, "count": 0.1, "colour": 0.1},
-        ),
-        (
-            33000,
-            {
-                "cell": 0.1,
-                "box": 0.5,
-                "boxes": 0.1,
-                "absent": 0.1,
-                "count": 0.1,
-                "colour": 0.1,
-                "restate": 0.15,
-            },
-        ),
-        (
-            34000,
-            {
-                "cell": 0.1,
-                "box": 0.5,
-                "boxes": 0.1,
-                "absent": 0.1,
-                "count": 0.1,
-                "colour": 0.1,
-                "restate": 0.4,
-            },
-        ),
+        (6000, dict(FULL_MIX)),
+        (33000, {**FULL_MIX, "restate": 0.15}),
+        (34000, {**FULL_MIX, "restate": 0.4}),
     )
     scenes: tuple[tuple[int, dict[str, Any]], ...] = (
         (0, {"objects": (1, 1), "textured_prob": 0.0}),
