@@ -23,8 +23,8 @@ the benchmark's videos) with these single-frame tasks:
   query: one of the synthetic benchmark's own query forms (referring, reasoning, null) drawn
   from the frame's video, copied from the prompt. Every seed's reasoning restates the query
   before resolving it; a base that never read text back cannot (a step-33000 base fine-tuned on
-  veason's traces copied 74% of the query's tokens teacher-forced and none of its content
-  words greedily, restating another query and boxing another object).
+  veason's traces got the query's content words right 37% of the time teacher-forced,
+  `bench/probe_trace.py`, and greedily restated another query and boxed another object).
 
 Boxes are the visible mask's extent in the shown S x S image (S drawn from `image_sizes`,
 the sides the protocols show), written as the protocols write them. The answer format of
