@@ -132,6 +132,14 @@ def get_config(arg=None):
             # greedy digits reached 0.15, and the NLL was a tenth of the loss; 0 turns it off.
             # 2.0 from step 30749 of the committed run
             digits=2.0,
+            # weight of copy supervision (jaxseg.train.objectness's L_copy): on `restate`
+            # items the attention-supervised head, from each answer position, is fitted to
+            # look at the prompt token the answer writes next (an induction head's pattern).
+            # The copy is what the demo's traces lacked (`bench/probe_trace.py`: the restated
+            # query's content words 0.37 teacher-forced after SFT) and `restate` alone taught
+            # it slowly (words in place 0.32 -> 0.57 over 2500 steps at 0.4 of the mix);
+            # 0 turns it off. 1.0 from step 36500 of the committed run
+            copy=1.0,
         )
     )
     return c

@@ -25,6 +25,8 @@ the benchmark's videos) with these single-frame tasks:
   before resolving it; a base that never read text back cannot (a step-33000 base fine-tuned on
   veason's traces got the query's content words right 37% of the time teacher-forced,
   `bench/probe_trace.py`, and greedily restated another query and boxed another object).
+  With `pretrain.base.copy` the attention-supervised head is fitted to look at the prompt
+  token each answer position copies (jaxseg.train.objectness, L_copy).
 
 Boxes are the visible mask's extent in the shown S x S image (S drawn from `image_sizes`,
 the sides the protocols show), written as the protocols write them. The answer format of

@@ -355,13 +355,16 @@ class Experiment:
             locate = float(c.base.get("locate", 0.0))
             locate_hidden = float(c.base.get("locate_hidden", 0.0))
             digits = float(c.base.get("digits", 0.0))
+            copy = float(c.base.get("copy", 0.0))
             text = self.model.config.text
             head = ObjectnessHead(text.hidden_size) if weight > 0 else None
             boxes = LocateHead(text.head_dim) if locate > 0 else None
             written = LocateHead(text.hidden_size) if locate_hidden > 0 else None
             loss = None
             if weight > 0 or attend > 0 or describe > 0 or locate > 0 or digits > 0:
-                loss = self._base_loss(weight, attend, describe, locate, locate_hidden, digits)
+                loss = self._base_loss(
+                    weight, attend, describe, locate, locate_hidden, digits, copy=copy
+                )
             stream = functools.partial(self._base_stream, loss)
             capture = attention_capture(self.model) if attend > 0 else contextlib.nullcontext()
             with (
@@ -417,6 +420,7 @@ class Experiment:
         locate: float = 0.0,
         locate_hidden: float = 0.0,
         digits: float = 0.0,
+        copy: float = 0.0,
     ):
         """The base stage's `ObjectnessLoss` for this policy and tokenizer (its attribute
         words, attention anchors and digit tokens) with these weights."""
@@ -433,6 +437,7 @@ class Experiment:
             locate_hidden=locate_hidden,
             digits=digits,
             digit_ids=self._digit_ids if digits > 0 else (),
+            copy=copy,
         )
 
     def _attend_anchors(self) -> tuple[int, ...]:
@@ -518,6 +523,13 @@ class Experiment:
                     example["locate"] = objectness.example_boxes(
                         example, items[i].objects, items[i].referent, size
                     )
+                if objectness is not None and objectness.copy > 0:  # what a restate copies
+                    copied = items[i].task == "restate"
+                    example["copy"] = (
+                        objectness.example_copy(example)
+                        if copied
+                        else np.full(np.shape(example["input_ids"]), -1, np.int32)
+                    )
                 out.append(example)
             return out
 
@@ -558,6 +570,8 @@ class Experiment:
             supervised = any(float(b.get(k, 0.0)) > 0 for k in ("attend", "describe"))
             if supervised and name in ("cell", "box", "colour"):
                 out[name].update(self._named_attention(items))
+            if name == "restate" and float(b.get("copy", 0.0)) > 0 and float(b.attend) > 0:
+                out[name].update(self._named_attention(items))
         return out
 
     def _named_attention(self, items) -> dict[str, float]:
@@ -574,7 +588,9 @@ class Experiment:
         the answer is written) with the named object's (`locate_iou`): whether the answer
         position knows where the object is, whatever its digits say; with `locate_hidden`
         also the same from its final hidden state (`locate_hidden_iou`): whether it reaches
-        where the LM head reads."""
+        where the LM head reads. With `copy`, on items whose answer repeats the prompt
+        (`restate`): the head's mean mass on the prompt token each answer position copies
+        (`copy_mass`; ObjectnessLoss.example_copy)."""
         from jaxseg.models.family import attention_capture
 
         from .objectness import LOCATE_HEAD
@@ -582,13 +598,17 @@ class Experiment:
         b = self.config.pretrain.base
         attend = float(b.get("attend", 0.0)) > 0
         describe = float(b.get("describe", 0.0)) > 0
-        loss = self._base_loss(0.0, float(attend), float(describe))
+        copying = attend and float(b.get("copy", 0.0)) > 0
+        copying = copying and all(it.task == "restate" for it in items)
+        loss = self._base_loss(0.0, float(attend), float(describe), copy=float(copying))
         located = getattr(self.model, LOCATE_HEAD, None)
         examples, uniform = [], []
         for it in items:
             e = self.encoder.encode(without_meta(it.conversation(with_answer=True))).as_example()
             size = it.image.shape[0]
             e["referent"] = loss.example_target(e, it.referent, size)
+            if copying:
+                e["copy"] = loss.example_copy(e)
             if describe:
                 e["describe"] = loss.example_words(e, it.objects, it.object_attributes, size)
             objects = int(np.sum(loss.example_target(e, it.objects, size) > 0))
@@ -599,6 +619,8 @@ class Experiment:
         with capture:
             batches = self.batches(examples, 16, collate=loss.collate)
             metrics = evaluate_loss(self.model, batches, loss)
+            if copying:  # restate items name no object: only the copy is measured
+                return {"copy_mass": metrics["copy_mass"]}
             if located is not None and attend:
                 located_iou = self._located_iou(items, examples, batches, loss)
         out = {}

@@ -421,3 +421,85 @@ def test_attention_capture_nests_and_undoes_itself(setup):
     with pytest.raises(ValueError, match="head 9"):
         with attention_capture(model, head=9):
             pass
+
+
+def _copying_example(rng, cfg, words: int = 5):
+    """[prompt: 2 text, `words` query tokens, image, 2 text][answer: the query tokens, an end
+    token]: an answer that repeats a span of its prompt, as a `restate` item's does."""
+    query = rng.integers(1, 50, words)
+    image = [cfg.vision_start_token_id, *[cfg.image_token_id] * 4, cfg.vision_end_token_id]
+    prompt = np.concatenate([rng.integers(50, 58, 2), query, image, rng.integers(50, 58, 2)])
+    ids = np.concatenate([prompt, query, [59]])  # (ids from 60 on are the vision tokens)
+    mask = np.zeros(ids.size, np.float32)
+    mask[prompt.size :] = 1
+    return dict(
+        input_ids=ids,
+        policy_mask=mask,
+        pixel_values=rng.normal(size=(16, cfg.vision.patch_dim)).astype(np.float32),
+        image_grid_thw=np.array([[1, 4, 4]]),
+    )
+
+
+def test_example_copy_points_each_answer_position_at_the_prompt_token_it_repeats():
+    """The position predicting the answer's k-th token is pointed at the prompt position of
+    the span's k-th token; tokens the span does not match (the end token, a changed last
+    token) and positions outside the answer are -1; an answer with under `min_tokens`
+    tokens in place copies nothing."""
+    cfg = tiny_config()
+    e = _copying_example(np.random.default_rng(1), cfg)
+    out = ObjectnessLoss.example_copy(e)
+    ids, start = e["input_ids"], int(np.flatnonzero(e["policy_mask"])[0])
+    held = np.flatnonzero(out >= 0)
+    assert held.tolist() == list(range(start - 1, start + 4))  # the 5 query tokens
+    assert out[held].tolist() == list(range(2, 7))  # the query's span in the prompt
+    assert (ids[out[held]] == ids[held + 1]).all()
+    changed = dict(e, input_ids=ids.copy())
+    changed["input_ids"][start + 4] = 58  # the last query token, written otherwise
+    assert (ObjectnessLoss.example_copy(changed) >= 0).sum() == 4
+    other = dict(e, input_ids=ids.copy())
+    other["input_ids"][start:-1] = 58  # an answer that repeats nothing
+    assert (ObjectnessLoss.example_copy(other) < 0).all()
+
+
+def test_copy_supervision_pulls_the_head_to_the_token_it_copies(setup):
+    """`copy`: the loss's `copy_mass` is the captured head's attention, summed over the
+    positions `example_copy` points, at the pointed prompt token (picked by hand); training
+    raises it (the gradient reaches the policy's own attention); rows that copy nothing are
+    out of the mean; it needs `attend`."""
+    from jaxseg.models.family import attention_capture, with_attention
+    from jaxseg.train.steps import forward_logits
+
+    cfg, plain = setup
+    rng = np.random.default_rng(2)
+    copying = [_copying_example(rng, cfg) for _ in range(2)]
+    examples = [dict(e, referent=np.zeros(e["input_ids"].size, np.float32)) for e in copying]
+    examples = [dict(e, copy=ObjectnessLoss.example_copy(e)) for e in examples]
+    examples.append(  # a row naming nothing and copying nothing
+        dict(
+            plain[0],
+            referent=np.zeros(plain[0]["input_ids"].size, np.float32),
+            copy=np.full(plain[0]["input_ids"].size, -1, np.int32),
+        )
+    )
+    with pytest.raises(ValueError, match="attend"):
+        ObjectnessLoss(0.0, IMG, copy=1.0)
+    loss = ObjectnessLoss(0.0, IMG, attend=1.0, copy=1.0)
+    p = make_policy_batch(examples, config=cfg)
+    batch = loss.collate(p, examples)
+    denoms = loss.weights(batch)
+    assert denoms[6] == 10 and denoms[2] == 0  # 5 copied tokens in each of 2 rows
+    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
+    with attention_capture(model):
+        _, aux = loss.objective(model, batch, jnp.asarray(denoms, jnp.float32))
+        _, probs = with_attention(lambda m: forward_logits(m, p, return_hidden=True), model)
+        source = np.asarray(batch.copy)
+        b, t = np.nonzero(source >= 0)
+        picked = np.asarray(probs)[b, t, source[b, t]]
+        assert float(aux["copy_mass"]) == pytest.approx(float(picked.sum()), rel=1e-5)
+        assert float(aux["copy"]) == pytest.approx(float(-np.log(picked + 1e-6).sum()), rel=1e-5)
+        tx = make_optimizer(OptimizerConfig(learning_rate=1e-2, schedule="constant"))
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        first = train_step(model, optimizer, [batch], loss)["copy_mass"]
+        for _ in range(15):
+            last = train_step(model, optimizer, [batch], loss)["copy_mass"]
+    assert last > max(3 * first, 0.4), (first, last)
