@@ -361,7 +361,7 @@ class Experiment:
             boxes = LocateHead(text.head_dim) if locate > 0 else None
             written = LocateHead(text.hidden_size) if locate_hidden > 0 else None
             loss = None
-            if weight > 0 or attend > 0 or describe > 0 or locate > 0 or digits > 0:
+            if any(w > 0 for w in (weight, attend, describe, locate, digits, copy)):
                 loss = self._base_loss(
                     weight, attend, describe, locate, locate_hidden, digits, copy=copy
                 )
@@ -570,7 +570,8 @@ class Experiment:
             supervised = any(float(b.get(k, 0.0)) > 0 for k in ("attend", "describe"))
             if supervised and name in ("cell", "box", "colour"):
                 out[name].update(self._named_attention(items))
-            if name == "restate" and float(b.get("copy", 0.0)) > 0 and float(b.attend) > 0:
+            copying = all(float(b.get(k, 0.0)) > 0 for k in ("copy", "attend"))
+            if name == "restate" and copying:
                 out[name].update(self._named_attention(items))
         return out
 
