@@ -15,6 +15,7 @@ content words wrong; then everything after it is conditioned on another query.
 
     python bench/probe_trace.py --run runs/demo
     python bench/probe_trace.py --run runs/demo --stage grpo --samples 48 --show 3
+    python bench/probe_trace.py --run runs/demo --stage base   # the base, before SFT
 """
 
 from __future__ import annotations
@@ -56,7 +57,11 @@ def regions(text_pieces: list[str], query: str) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", required=True, help="a demo/train workdir (its config.json)")
-    ap.add_argument("--stage", default="sft", help="whose checkpoint: sft | grpo")
+    ap.add_argument(
+        "--stage",
+        default="sft",
+        help="whose checkpoint: sft | grpo | base (the run's starting weights, before fine-tuning)",
+    )
     ap.add_argument("--samples", type=int, default=24, help="held-out samples (oracle traces)")
     ap.add_argument("--show", type=int, default=2, help="traces printed, misses as [want|got]")
     args = ap.parse_args()
@@ -69,7 +74,7 @@ def main() -> int:
     if not (run / "config.json").is_file():
         raise SystemExit(f"{run}: not a jaxseg run directory (no config.json)")
     exp = Experiment.from_workdir(run, progress=False)
-    step = exp.load_stage(args.stage)
+    step = "-" if args.stage == "base" else exp.load_stage(args.stage)
     if step is None:
         raise SystemExit(f"{run}: no {args.stage} checkpoint")
     tok = exp.processor.tokenizer
