@@ -324,6 +324,14 @@ class ObjectnessBatch:
     copy: jax.Array  # [B, L] prompt position the head is fitted to look at from each, -1: none
 
 
+def _policy_mask(example: dict, length: int) -> np.ndarray:
+    """An encoded example's `policy_mask` `[L]`, checked against its `length` tokens."""
+    mask = np.asarray(example["policy_mask"]).reshape(-1)
+    if mask.size != length:
+        raise ValueError(f"objectness: policy_mask has {mask.size} entries for {length} tokens")
+    return mask
+
+
 def _answer_tokens_in(p: PolicyBatch, token_ids: tuple[int, ...]) -> jax.Array:
     """`[B, L-1]` 1 where the position predicts an answer token (`loss_mask`'s alignment)
     whose id is one of `token_ids`."""
@@ -457,11 +465,7 @@ class ObjectnessLoss:
         out[where] = np.tile(centre_boxes(boxes, size, rows, cols), (t, 1))
         referent = np.asarray(referent, np.float64).reshape(-1, 4)
         if len(referent) == 1:
-            mask = np.asarray(example["policy_mask"]).reshape(-1)
-            if mask.size != ids.size:
-                raise ValueError(
-                    f"objectness: policy_mask has {mask.size} entries for {ids.size} tokens"
-                )
+            mask = _policy_mask(example, ids.size)
             answer = np.flatnonzero(mask[1:] > 0)  # positions predicting answer tokens
             content = np.flatnonzero(np.isin(ids[answer + 1], self.anchor_ids))
             last = content[0] if len(content) else 0
@@ -478,11 +482,7 @@ class ObjectnessLoss:
         quoted query's tokens differ at most at its end ('?".' against '?'), and only
         matching tokens are fitted."""
         ids = np.asarray(example["input_ids"]).reshape(-1)
-        mask = np.asarray(example["policy_mask"]).reshape(-1)
-        if mask.size != ids.size:
-            raise ValueError(
-                f"objectness: policy_mask has {mask.size} entries for {ids.size} tokens"
-            )
+        mask = _policy_mask(example, ids.size)
         out = np.full(ids.shape, -1, np.int32)
         written = np.flatnonzero(mask > 0)
         if written.size == 0 or written[0] == 0:

@@ -572,7 +572,7 @@ class Experiment:
                 out[name].update(self._named_attention(items))
             copying = all(float(b.get(k, 0.0)) > 0 for k in ("copy", "attend"))
             if name == "restate" and copying:
-                out[name].update(self._named_attention(items))
+                out[name]["copy_mass"] = self._copy_attention(items)
         return out
 
     def _named_attention(self, items) -> dict[str, float]:
@@ -589,9 +589,7 @@ class Experiment:
         the answer is written) with the named object's (`locate_iou`): whether the answer
         position knows where the object is, whatever its digits say; with `locate_hidden`
         also the same from its final hidden state (`locate_hidden_iou`): whether it reaches
-        where the LM head reads. With `copy`, on items whose answer repeats the prompt
-        (`restate`): the head's mean mass on the prompt token each answer position copies
-        (`copy_mass`; ObjectnessLoss.example_copy)."""
+        where the LM head reads."""
         from jaxseg.models.family import attention_capture
 
         from .objectness import LOCATE_HEAD
@@ -599,17 +597,13 @@ class Experiment:
         b = self.config.pretrain.base
         attend = float(b.get("attend", 0.0)) > 0
         describe = float(b.get("describe", 0.0)) > 0
-        copying = attend and float(b.get("copy", 0.0)) > 0
-        copying = copying and all(it.task == "restate" for it in items)
-        loss = self._base_loss(0.0, float(attend), float(describe), copy=float(copying))
+        loss = self._base_loss(0.0, float(attend), float(describe))
         located = getattr(self.model, LOCATE_HEAD, None)
         examples, uniform = [], []
         for it in items:
             e = self.encoder.encode(without_meta(it.conversation(with_answer=True))).as_example()
             size = it.image.shape[0]
             e["referent"] = loss.example_target(e, it.referent, size)
-            if copying:
-                e["copy"] = loss.example_copy(e)
             if describe:
                 e["describe"] = loss.example_words(e, it.objects, it.object_attributes, size)
             objects = int(np.sum(loss.example_target(e, it.objects, size) > 0))
@@ -620,8 +614,6 @@ class Experiment:
         with capture:
             batches = self.batches(examples, 16, collate=loss.collate)
             metrics = evaluate_loss(self.model, batches, loss)
-            if copying:  # restate items name no object: only the copy is measured
-                return {"copy_mass": metrics["copy_mass"]}
             if located is not None and attend:
                 located_iou = self._located_iou(items, examples, batches, loss)
         out = {}
@@ -633,6 +625,23 @@ class Experiment:
         if located is not None and attend:
             out.update(located_iou)
         return out
+
+    def _copy_attention(self, items) -> float:
+        """The supervised attention head's mean mass, from each answer position of held-out
+        `items` whose answer repeats the prompt (`restate`), on the prompt token it copies
+        (the loss's own `copy_mass`; ObjectnessLoss.example_copy)."""
+        from jaxseg.models.family import attention_capture
+
+        loss = self._base_loss(0.0, 1.0, 0.0, copy=1.0)
+        examples = []
+        for it in items:
+            e = self.encoder.encode(without_meta(it.conversation(with_answer=True))).as_example()
+            e["referent"] = np.zeros(np.shape(e["input_ids"]), np.float32)  # names no object
+            e["copy"] = loss.example_copy(e)
+            examples.append(e)
+        with attention_capture(self.model):
+            batches = self.batches(examples, 16, collate=loss.collate)
+            return float(evaluate_loss(self.model, batches, loss)["copy_mass"])
 
     def _located_iou(self, items, examples, batches, loss) -> dict[str, float]:
         """Mean IoU of each attached box head's box at each item's last answer position
