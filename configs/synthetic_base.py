@@ -85,7 +85,9 @@ def get_config(arg=None):
             phases=tuple((k, dict(v)) for k, v in CurriculumConfig().phases),
             scenes=tuple((k, dict(v)) for k, v in CurriculumConfig().scenes),
             text_first=CurriculumConfig().text_first,  # (first step, P(question first))
-            eval_tasks=("square", "cell", "box", "boxes", "absent", "count", "colour", "restate"),
+            eval_tasks=(
+                "square", "cell", "box", "boxes", "absent", "count", "colour", "restate", "quote"
+            ),
             # weight of the objectness loss (jaxseg.train.objectness): a linear scorer on the
             # visual tokens' final hidden states fitted to the tokens holding the asked-for
             # object's centre (question first) or every object's; 0 turns it off. In the
@@ -138,7 +140,8 @@ def get_config(arg=None):
             # The copy is what the demo's traces lacked (`bench/probe_trace.py`: the restated
             # query's content words 0.37 teacher-forced after SFT) and `restate` alone taught
             # it slowly (words in place 0.32 -> 0.57 over 2500 steps at 0.4 of the mix);
-            # 0 turns it off. 1.0 from step 36500 of the committed run
+            # 0 turns it off. 1.0 from step 36500 of the committed run; from step 38000 also
+            # on `quote` items (the copy inside a trace's first sentence)
             copy=1.0,
         )
     )

@@ -27,6 +27,11 @@ the benchmark's videos) with these single-frame tasks:
   `bench/probe_trace.py`, and greedily restated another query and boxed another object).
   With `pretrain.base.copy` the attention-supervised head is fitted to look at the prompt
   token each answer position copies (jaxseg.train.objectness, L_copy).
+* ``quote``: the same query, asked 'Begin your reasoning by restating it.' -> the sentence every
+  protocol's trace opens with, ``<think>The query asks for "the shape that stops moving".``:
+  the copy mid-answer, after the opening quote, where a trace makes it. A base taught only
+  ``restate`` copied a query that opens its answer and not one inside a trace (query words
+  0.00 teacher-forced on veason's traces, `bench/probe_trace.py --stage base`).
 
 Boxes are the visible mask's extent in the shown S x S image (S drawn from `image_sizes`,
 the sides the protocols show), written as the protocols write them. The answer format of
@@ -59,7 +64,7 @@ from jaxseg.eval.metrics import box_iou
 from jaxseg.protocols.annotations import box_of, resize_image, scale_boxes
 from jaxseg.protocols.policy import Message, image_part, message, text_part
 
-TASKS = ("square", "cell", "box", "boxes", "absent", "count", "colour", "restate")
+TASKS = ("square", "cell", "box", "boxes", "absent", "count", "colour", "restate", "quote")
 BOX_PROMPT = (
     'Query: "the {phrase}". Box every match in the {S}x{S} image as [[x1, y1, x2, y2], ...], '
     "or answer no target."
@@ -73,6 +78,10 @@ SQUARE_PROMPT = "Which 4x4 grid cell (A-P) holds the square?"
 COUNT_PROMPT = "How many {plural} are in the image? Answer with a number."
 COLOUR_PROMPT = "What colour is the {phrase}? Answer with one word."
 RESTATE_PROMPT = 'Query: "{query}". Repeat the query word for word.'
+# worded apart from the answer's opening, so the longest span the answer repeats is the query
+QUOTE_PROMPT = 'Query: "{query}". Begin your reasoning by restating it.'
+# the opening of every protocol's trace (jaxseg.protocols: veason, rcot, revseg)
+QUOTE_ANSWER = "<think>The query asks for {quoted}."
 NO_TARGET = "no target"
 # the attributes a phrase names an object by, each with its values (the world's words)
 ATTRIBUTES = (("colour", COLOUR_NAMES), ("shape", SHAPES), ("size", SIZE_NAMES))
@@ -137,7 +146,8 @@ class CurriculumConfig:
     single-object world frames, then
     `cell` among 2-3 objects (the phrase now picks one: binding), then boxes, then the full mix
     on full scenes, from step 33000 with `restate` (the committed run added it there at 0.15 of
-    the mix, raised to 0.4 at 34000: after 1000 steps it copied 2% of held-out queries exactly).
+    the mix, raised to 0.4 at 34000: after 1000 steps it copied 2% of held-out queries exactly),
+    and from step 38000 `quote` (the copy inside a trace's opening sentence).
     """
 
     phases: tuple[tuple[int, dict[str, float]], ...] = (
@@ -148,6 +158,7 @@ class CurriculumConfig:
         (6000, dict(FULL_MIX)),
         (33000, {**FULL_MIX, "restate": 0.15}),
         (34000, {**FULL_MIX, "restate": 0.4}),
+        (38000, {**FULL_MIX, "restate": 0.15, "quote": 0.35}),
     )
     scenes: tuple[tuple[int, dict[str, Any]], ...] = (
         (0, {"objects": (1, 1), "textured_prob": 0.0}),
@@ -388,12 +399,15 @@ def _frame_item(rng, video, t, task, size, key, objs, shown) -> BaseItem | None:
         return BaseItem(
             image, task, prompt, target["colour"], none, key, referent=shown(target["box"])
         )
-    if task == "restate":
+    if task in ("restate", "quote"):
         queries = [q["exp"] for q in video.queries]
         if not queries:
             return None
         query = queries[int(rng.integers(len(queries)))]
         none = np.zeros((0, 4), np.int64)
+        if task == "quote":
+            answer = QUOTE_ANSWER.format(quoted=json.dumps(query))
+            return BaseItem(image, task, QUOTE_PROMPT.format(query=query), answer, none, key)
         return BaseItem(image, task, RESTATE_PROMPT.format(query=query), query, none, key)
     raise ValueError(f"unknown base task {task!r}; choose from {TASKS}")
 
@@ -563,7 +577,7 @@ def score(task: str, texts: Sequence[str | None], items: Sequence[BaseItem]) -> 
         "prior_majority": float(counts.max() / len(gold)),
         "majority_answer": str(values[counts.argmax()]),
     }
-    if task == "restate":  # partial copies too: the share of the query's words in place
+    if task in ("restate", "quote"):  # partial copies too: the share of words in place
         out["word_accuracy"] = float(
             np.mean([_words_in_place(a, g) for a, g in zip(answers, gold)])
         )

@@ -121,9 +121,9 @@ answer's k-th token, the head is fitted to look at the prompt position s_k holdi
     L_copy = - log a_t(s_k)
 
 and the stage adds `copy` x its mean over those positions. The head's value at s_k then
-carries the token to be written. Items without a copied span (every task but `restate`) add
-nothing; a box item's binding is fitted at other positions (its first digit's), where a
-restate item names no object.
+carries the token to be written. Items without a copied span (every task but `restate` and
+`quote`) add nothing; a box item's binding is fitted at other positions (its first digit's),
+where a restate or quote item names no object.
 """
 
 from __future__ import annotations
@@ -475,12 +475,13 @@ class ObjectnessLoss:
     @staticmethod
     def example_copy(example: dict, *, min_tokens: int = 2) -> np.ndarray:
         """The `copy` field `[L]` of an encoded `example` whose answer repeats a span of its
-        prompt (a `restate` item): at each position predicting an answer token (`policy_mask`
-        shifted by one) that the span holds, the prompt position of that token; -1 elsewhere.
-        The span is the prompt offset o that matches the most answer tokens in place (answer
-        token k against prompt token o + k), kept when at least `min_tokens` match; a
-        quoted query's tokens differ at most at its end ('?".' against '?'), and only
-        matching tokens are fitted."""
+        prompt (a `restate` or `quote` item): at each position predicting an answer token
+        (`policy_mask` shifted by one) inside that span, the prompt position of the token it
+        writes; -1 elsewhere. The span is the longest run of consecutive answer tokens equal
+        to consecutive prompt tokens (the earliest of equal runs), kept when at least
+        `min_tokens` long, wherever it sits in the answer: a restatement opens with it, a
+        trace's first sentence quotes it ('The query asks for "..."'). A quoted query's
+        tokens differ at most at its end ('?".' against '?'), where the run stops."""
         ids = np.asarray(example["input_ids"]).reshape(-1)
         mask = _policy_mask(example, ids.size)
         out = np.full(ids.shape, -1, np.int32)
@@ -488,19 +489,19 @@ class ObjectnessLoss:
         if written.size == 0 or written[0] == 0:
             return out
         start = int(written[0])  # the answer's first token; the prompt is ids[:start]
-        answer = ids[written]
-        best, offset = 0, -1
-        for o in range(max(start - 1, 0)):
-            n = min(answer.size, start - o)
-            hits = int(np.sum(ids[o : o + n] == answer[:n]))
-            if hits > best:
-                best, offset = hits, o
+        equal = ids[written][:, None] == ids[None, :start]  # [A, P]
+        run = np.zeros(start, np.int64)  # run[s]: matched tokens ending at (answer k, prompt s)
+        best, end_k, end_s = 0, -1, -1
+        for k in range(written.size):
+            run = np.where(equal[k], np.concatenate([[0], run[:-1]]) + 1, 0)
+            s = int(np.argmax(run))
+            if run[s] > best:
+                best, end_k, end_s = int(run[s]), k, s
         if best < min_tokens:
             return out
-        for k, t in enumerate(written):
-            s = offset + k
-            if s < start and ids[s] == ids[t]:
-                out[t - 1] = s  # position t-1 predicts the answer token at t
+        for j in range(best):
+            t = written[end_k - j]
+            out[t - 1] = end_s - j  # position t-1 predicts the answer token at t
         return out
 
     def example_target(self, example: dict, boxes: np.ndarray, size: int) -> np.ndarray:

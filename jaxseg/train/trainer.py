@@ -523,8 +523,8 @@ class Experiment:
                     example["locate"] = objectness.example_boxes(
                         example, items[i].objects, items[i].referent, size
                     )
-                if objectness is not None and objectness.copy > 0:  # what a restate copies
-                    copied = items[i].task == "restate"
+                if objectness is not None and objectness.copy > 0:  # the query it repeats
+                    copied = items[i].task in ("restate", "quote")
                     example["copy"] = (
                         objectness.example_copy(example)
                         if copied
@@ -571,7 +571,7 @@ class Experiment:
             if supervised and name in ("cell", "box", "colour"):
                 out[name].update(self._named_attention(items))
             copying = all(float(b.get(k, 0.0)) > 0 for k in ("copy", "attend"))
-            if name == "restate" and copying:
+            if name in ("restate", "quote") and copying:
                 out[name]["copy_mass"] = self._copy_attention(items)
         return out
 
@@ -628,8 +628,8 @@ class Experiment:
 
     def _copy_attention(self, items) -> float:
         """The supervised attention head's mean mass, from each answer position of held-out
-        `items` whose answer repeats the prompt (`restate`), on the prompt token it copies
-        (the loss's own `copy_mass`; ObjectnessLoss.example_copy)."""
+        `items` whose answer repeats the prompt (`restate`, `quote`), on the prompt token it
+        copies (the loss's own `copy_mass`; ObjectnessLoss.example_copy)."""
         from jaxseg.models.family import attention_capture
 
         loss = self._base_loss(0.0, 1.0, 0.0, copy=1.0)

@@ -54,7 +54,9 @@ def test_pretrain_runs_the_curriculum_and_reports_the_phase_scenes(quick_base):
     for attribute in ("colour", "shape", "size"):
         assert 0.0 <= late["box"][f"describe_{attribute}"] <= 1.0
     # where the head looks from a restatement's positions: at the prompt token each copies
-    assert exp.config.pretrain.base.copy > 0 and 0.0 < late["restate"]["copy_mass"] < 1.0
+    assert exp.config.pretrain.base.copy > 0
+    for task in ("restate", "quote"):
+        assert 0.0 < late[task]["copy_mass"] < 1.0
     assert exp.model.language_model.layers[-1].self_attn.capture_head is None
 
 
@@ -198,31 +200,37 @@ def test_stream_examples_carry_what_their_visual_tokens_must_name(quick_base):
     assert answered > 0
 
 
-def test_restate_examples_point_their_answer_at_the_prompt_span_they_copy(quick_base):
+def test_restate_and_quote_examples_point_their_answer_at_the_query_they_copy(quick_base):
     """With `copy`, each `restate` example of the stream (its prompt asks for the query
-    word for word) points the positions predicting its answer's tokens at prompt positions
-    holding the same tokens, all of the answer's query words among them; every other
-    example copies nothing (all -1)."""
+    word for word) and each `quote` example (its answer opens a trace: 'The query asks for
+    "..."') points the positions predicting its answer's tokens at prompt positions holding
+    the same tokens, all of the query's words among them; every other example copies
+    nothing (all -1)."""
     from jaxseg.train.objectness import ObjectnessLoss
 
     exp, _ = quick_base
     loss = ObjectnessLoss.for_model(exp.model.config, 0.0, 1.0, copy=1.0)
     stream = exp._base_stream(loss)
     tok = exp.processor.tokenizer
-    restated = 0
-    for e in (e for step in range(10**6, 10**6 + 3) for e in stream(step, list(range(4)))):
+    seen = {"word for word": 0, "restating it": 0}
+    for e in (e for step in range(10**6, 10**6 + 6) for e in stream(step, list(range(4)))):
         ids, source = e["input_ids"], e["copy"]
         t = np.flatnonzero(source >= 0)
         start = int(np.flatnonzero(e["policy_mask"])[0])
-        if "word for word" not in tok.decode(ids[:start]):
+        prompt = tok.decode(ids[:start])
+        asked = [k for k in seen if k in prompt]
+        if not asked:
             assert t.size == 0
             continue
-        restated += 1
+        seen[asked[0]] += 1
         assert (e["policy_mask"][t + 1] > 0).all() and (source[t] < start).all()
         assert (ids[source[t]] == ids[t + 1]).all()
-        answer = tok.decode(ids[start:]).replace("<|im_end|>", "").strip()
-        assert t.size >= len(answer.split()) - 1  # all but a trailing "?" differs at most
-    assert restated > 0
+        query = prompt.split('Query: "', 1)[1].rsplit('"', 1)[0]
+        if asked[0] == "restating it":  # the fitted span sits after the trace's opening
+            assert t[0] > start
+        # the fitted tokens spell the query (all but a trailing "?" differs at most)
+        assert query.rstrip("?") in tok.decode(ids[t + 1])
+    assert min(seen.values()) > 0, seen
 
 
 def test_held_out_locate_iou_reads_the_head_at_the_last_fitted_answer_position(quick_base):

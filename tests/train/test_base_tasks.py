@@ -188,6 +188,22 @@ def test_restate_joins_the_mix_at_its_phase_only():
     stream = bt.BaseStream(5, "base_train", c)
     tasks = [x.task for x in stream.batch(33000, 32)]
     assert "restate" in tasks and "box" in tasks
+    assert "quote" not in c.weights_at(37999) and c.weights_at(38000)["quote"] > 0
+
+
+def test_quote_answers_open_a_protocol_trace_with_the_query():
+    """A `quote` item's answer is the first sentence of the protocols' traces for its query,
+    the same query its prompt quotes; exact and word scores as for `restate`."""
+    import json
+
+    items = bt.eval_items(11, "base_heldout", 8, "quote")
+    for x in items:
+        query = x.prompt.split('Query: "', 1)[1].rsplit('"', 1)[0]
+        assert x.answer == f"<think>The query asks for {json.dumps(query)}."
+    perfect = bt.score("quote", [x.answer for x in items], items)
+    assert perfect["accuracy"] == 1.0 and perfect["word_accuracy"] == 1.0
+    opening = bt.score("quote", ['<think>The query asks for "the circle".'] * 8, items)
+    assert opening["accuracy"] <= 0.25 and 0.4 < opening["word_accuracy"] < 1.0
 
 
 def test_phrase_names_says_what_a_box_phrase_names():

@@ -461,6 +461,25 @@ def test_example_copy_points_each_answer_position_at_the_prompt_token_it_repeats
     assert (ObjectnessLoss.example_copy(other) < 0).all()
 
 
+def test_example_copy_finds_the_longest_repeated_span_inside_the_answer():
+    """A trace quotes its query mid-answer ('<think>The query asks for "..."'): the span is
+    found wherever the answer holds it, and of two repeated runs (the answer's opening
+    repeats 2 prompt tokens, the quote 5) only the longest is fitted."""
+    cfg = tiny_config()
+    e = _copying_example(np.random.default_rng(1), cfg)
+    ids, start = e["input_ids"], int(np.flatnonzero(e["policy_mask"])[0])
+    query = ids[start : start + 5]
+    opening = ids[:2]  # the prompt's first two tokens, repeated before the quote
+    answer = np.concatenate([opening, [59, 59], query, [59]])
+    quoted = dict(e, input_ids=np.concatenate([ids[:start], answer]))
+    quoted["policy_mask"] = np.concatenate([e["policy_mask"][:start], np.ones(answer.size)])
+    out = ObjectnessLoss.example_copy(quoted)
+    held = np.flatnonzero(out >= 0)
+    assert held.tolist() == list(range(start + 3, start + 8))  # predicting the quoted tokens
+    assert out[held].tolist() == list(range(2, 7))
+    assert (quoted["input_ids"][out[held]] == quoted["input_ids"][held + 1]).all()
+
+
 def test_copy_supervision_pulls_the_head_to_the_token_it_copies(setup):
     """`copy`: the loss's `copy_mass` is the captured head's attention, summed over the
     positions `example_copy` points, at the pointed prompt token (picked by hand); training
