@@ -114,6 +114,10 @@ def get_config(arg=None):
     c.sft.eval_every = 0
     c.sft.keep = 2
     c.sft.max_nonfinite = 3
+    # weight of copy supervision on the trace's restated query (jaxseg.train.objectness's
+    # L_copy, Experiment.sft): attention head 0 of the last layer, from each position writing
+    # the quoted query, is fitted to the prompt token it repeats; 0 turns it off
+    c.sft.copy = 0.0
     # LoRA (jaxseg.train.lora): rank 0 = full fine-tuning; alpha None = 2 x rank
     c.sft.lora_rank = a.lora
     c.sft.lora_alpha = None

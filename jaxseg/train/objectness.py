@@ -130,6 +130,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Iterator, Sequence
 
 import jax
@@ -338,6 +339,24 @@ def _answer_tokens_in(p: PolicyBatch, token_ids: tuple[int, ...]) -> jax.Array:
     return p.loss_mask * jnp.isin(p.input_ids[:, 1:], jnp.asarray(token_ids))
 
 
+def quoted_query_tokens(pieces: Sequence[str], query: str) -> tuple[int, int] | None:
+    """Indices [k0, k1) of the answer tokens `pieces` (each decoded alone, in order) whose
+    text overlaps `query` inside its first quotation (`json.dumps(query)`, the quote marks
+    themselves excluded): where a trace restates its query; None when it never quotes it."""
+    full = "".join(pieces)
+    quoted = json.dumps(query)
+    at = full.find(quoted)
+    if at < 0:
+        return None
+    lo, hi = at + 1, at + len(quoted) - 1
+    inside, pos = [], 0
+    for k, piece in enumerate(pieces):
+        if pos < hi and pos + len(piece) > lo:
+            inside.append(k)
+        pos += len(piece)
+    return (inside[0], inside[-1] + 1) if inside else None
+
+
 @dataclasses.dataclass(frozen=True)
 class ObjectnessLoss:
     """Token-mean NLL + `weight` x mean objectness cross-entropy + `attend` x mean attention
@@ -473,7 +492,9 @@ class ObjectnessLoss:
         return out
 
     @staticmethod
-    def example_copy(example: dict, *, min_tokens: int = 2) -> np.ndarray:
+    def example_copy(
+        example: dict, *, min_tokens: int = 2, answer_range: tuple[int, int] | None = None
+    ) -> np.ndarray:
         """The `copy` field `[L]` of an encoded `example` whose answer repeats a span of its
         prompt (a `restate` or `quote` item): at each position predicting an answer token
         (`policy_mask` shifted by one) inside that span, the prompt position of the token it
@@ -481,7 +502,10 @@ class ObjectnessLoss:
         to consecutive prompt tokens (the earliest of equal runs), kept when at least
         `min_tokens` long, wherever it sits in the answer: a restatement opens with it, a
         trace's first sentence quotes it ('The query asks for "..."'). A quoted query's
-        tokens differ at most at its end ('?".' against '?'), where the run stops."""
+        tokens differ at most at its end ('?".' against '?'), where the run stops.
+        `answer_range` (positions [t0, t1) of `input_ids`): only answer tokens there may
+        copy (a trace also repeats its prompt's answer format, a longer run than a short
+        query; the caller knows where the query is quoted)."""
         ids = np.asarray(example["input_ids"]).reshape(-1)
         mask = _policy_mask(example, ids.size)
         out = np.full(ids.shape, -1, np.int32)
@@ -490,6 +514,9 @@ class ObjectnessLoss:
             return out
         start = int(written[0])  # the answer's first token; the prompt is ids[:start]
         equal = ids[written][:, None] == ids[None, :start]  # [A, P]
+        if answer_range is not None:
+            inside = (written >= answer_range[0]) & (written < answer_range[1])
+            equal &= inside[:, None]
         run = np.zeros(start, np.int64)  # run[s]: matched tokens ending at (answer k, prompt s)
         best, end_k, end_s = 0, -1, -1
         for k in range(written.size):

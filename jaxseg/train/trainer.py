@@ -694,11 +694,56 @@ class Experiment:
         return grounding.grounding_iou(texts, items)
 
     def sft(self) -> dict[str, Any]:
+        """Cold-start SFT on the protocol's traces. With `sft.copy` > 0 also copy supervision
+        on the trace's restated query (jaxseg.train.objectness, L_copy): the policy's
+        attention head 0 of the last layer, from each position writing the quoted query, is
+        fitted to the prompt token it repeats (`sft_copy_examples`)."""
         if (self.workdir / "pretrain" / "ckpt").is_dir():
             self.load_stage("pretrain")  # SFT starts from the grounding-pretrained base
         c = self.config.sft
-        examples = lambda: self.sft_examples(self.config.data.train_split, c.num_examples)  # noqa: E731
-        return self.learner.run(SupervisedPiece(self, "sft", c, examples))
+        split = self.config.data.train_split
+        copy = float(c.get("copy", 0.0))
+        if copy <= 0:
+            examples = lambda: self.sft_examples(split, c.num_examples)  # noqa: E731
+            return self.learner.run(SupervisedPiece(self, "sft", c, examples))
+        from jaxseg.models.family import attention_capture
+
+        from .objectness import ObjectnessLoss
+
+        # attend = 1 only turns the head's capture on: no SFT example names an object
+        loss = ObjectnessLoss.for_model(self.model.config, 0.0, 1.0, copy=copy)
+        examples = lambda: self.sft_copy_examples(split, c.num_examples, loss)  # noqa: E731
+        with attention_capture(self.model):
+            return self.learner.run(SupervisedPiece(self, "sft", c, examples, loss=loss))
+
+    def sft_copy_examples(self, split: str, count: int, loss) -> list[dict]:
+        """`sft_examples` of the oracle traces, each with `copy` `[L]` (`loss.example_copy`
+        limited to the answer tokens inside the trace's first quotation of its query:
+        `quoted_query_tokens`; all -1 where it never quotes it) and an empty `referent`."""
+        from .objectness import quoted_query_tokens
+
+        c = self.config.sft
+        if str(c.get("traces", "oracle") or "oracle") != "oracle" or c.get("tasks"):
+            raise ValueError(
+                "sft.copy > 0 reads the oracle traces of the run's protocol; it does not "
+                "support sft.traces (a teacher's JSONL) or sft.tasks"
+            )
+        tok = self.processor.tokenizer
+        out = []
+        for sample, episode in self.cold_start_episodes(split, count):
+            e = sft_example(episode, self.encoder)
+            ids = np.asarray(e["input_ids"]).reshape(-1)
+            written = np.flatnonzero(np.asarray(e["policy_mask"]) > 0)
+            pieces = [tok.decode([int(i)]) for i in ids[written]]
+            span = quoted_query_tokens(pieces, sample.query)
+            e["referent"] = np.zeros(ids.shape, np.float32)
+            e["copy"] = (
+                loss.example_copy(e, answer_range=(written[span[0]], written[span[1] - 1] + 1))
+                if span is not None
+                else np.full(ids.shape, -1, np.int32)
+            )
+            out.append(e)
+        return out
 
     # ------------------------------------------------------------------ GRPO
     def grpo(self) -> dict[str, Any]:
