@@ -86,7 +86,16 @@ def get_config(arg=None):
             scenes=tuple((k, dict(v)) for k, v in CurriculumConfig().scenes),
             text_first=CurriculumConfig().text_first,  # (first step, P(question first))
             eval_tasks=(
-                "square", "cell", "box", "boxes", "absent", "count", "colour", "restate", "quote"
+                "square",
+                "cell",
+                "box",
+                "boxes",
+                "absent",
+                "count",
+                "colour",
+                "restate",
+                "quote",
+                "frames",
             ),
             # weight of the objectness loss (jaxseg.train.objectness): a linear scorer on the
             # visual tokens' final hidden states fitted to the tokens holding the asked-for

@@ -27,6 +27,12 @@ the benchmark's videos) with these single-frame tasks:
   `bench/probe_trace.py`, and greedily restated another query and boxed another object).
   With `pretrain.base.copy` the attention-supervised head is fitted to look at the prompt
   token each answer position copies (jaxseg.train.objectness, L_copy).
+* ``frames``: four frames of one video, each after its index as the protocols show them
+  ('Frame 3: <image>'), then 'Query: "the red circle". Box every match in frame 9 of the SxS
+  images ...' -> the boxes in that frame: grounding in the frame a trace picked (its
+  keyframe), among frames of the same objects. A base taught on single frames boxed at IoU
+  0.25 on them, while the fine-tuned veason policy's boxes on its keyframe scored a spatial
+  reward of ~0.02 (GRPO rollouts of the demo).
 * ``quote``: the same query, asked 'Begin your reasoning by restating it.' -> the sentence every
   protocol's trace opens with, ``<think>The query asks for "the shape that stops moving".``:
   the copy mid-answer, after the opening quote, where a trace makes it. A base taught only
@@ -64,7 +70,18 @@ from jaxseg.eval.metrics import box_iou
 from jaxseg.protocols.annotations import box_of, resize_image, scale_boxes
 from jaxseg.protocols.policy import Message, image_part, message, text_part
 
-TASKS = ("square", "cell", "box", "boxes", "absent", "count", "colour", "restate", "quote")
+TASKS = (
+    "square",
+    "cell",
+    "box",
+    "boxes",
+    "absent",
+    "count",
+    "colour",
+    "restate",
+    "quote",
+    "frames",
+)
 BOX_PROMPT = (
     'Query: "the {phrase}". Box every match in the {S}x{S} image as [[x1, y1, x2, y2], ...], '
     "or answer no target."
@@ -78,6 +95,11 @@ SQUARE_PROMPT = "Which 4x4 grid cell (A-P) holds the square?"
 COUNT_PROMPT = "How many {plural} are in the image? Answer with a number."
 COLOUR_PROMPT = "What colour is the {phrase}? Answer with one word."
 RESTATE_PROMPT = 'Query: "{query}". Repeat the query word for word.'
+FRAMES_PROMPT = (
+    'Query: "the {phrase}". Box every match in frame {k} of the {S}x{S} images as '
+    "[[x1, y1, x2, y2], ...], or answer no target."
+)
+FRAMES_SHOWN = 4  # frames a `frames` item shows (the protocols show 4-8)
 # worded apart from the answer's opening, so the longest span the answer repeats is the query
 QUOTE_PROMPT = 'Query: "{query}". Begin your reasoning by restating it.'
 # the opening of every protocol's trace (jaxseg.protocols: veason, rcot, revseg)
@@ -112,10 +134,18 @@ class BaseItem:
     object_attributes: np.ndarray = dataclasses.field(
         default_factory=lambda: np.zeros((0, 3), np.int64)
     )
+    # a multi-frame item (`frames`): (frame index, image [S, S, 3]) per shown frame, in order,
+    # `image` being the asked-about one; the supervised heads' targets are single-image, so
+    # such an item carries none (jaxseg.train.objectness)
+    frames: tuple[tuple[int, np.ndarray], ...] = ()
 
     def conversation(self, *, with_answer: bool) -> list[Message]:
-        parts = [image_part(self.image), text_part(self.prompt)]
-        msgs = [message("user", parts[::-1] if self.text_first else parts)]
+        if self.frames:  # the protocols' layout: 'Frame <index>: ' before each frame
+            shown = [p for i, f in self.frames for p in (text_part(f"Frame {i}: "), image_part(f))]
+        else:
+            shown = [image_part(self.image)]
+        text = [text_part(self.prompt)]
+        msgs = [message("user", text + shown if self.text_first else shown + text)]
         if with_answer:
             msgs.append(message("assistant", [text_part(self.answer)]))
         return msgs
@@ -147,7 +177,8 @@ class CurriculumConfig:
     `cell` among 2-3 objects (the phrase now picks one: binding), then boxes, then the full mix
     on full scenes, from step 33000 with `restate` (the committed run added it there at 0.15 of
     the mix, raised to 0.4 at 34000: after 1000 steps it copied 2% of held-out queries exactly),
-    and from step 38000 `quote` (the copy inside a trace's opening sentence).
+    and from step 38000 `quote` (the copy inside a trace's opening sentence), from 38500
+    `frames` (boxing in one frame of four).
     """
 
     phases: tuple[tuple[int, dict[str, float]], ...] = (
@@ -159,6 +190,7 @@ class CurriculumConfig:
         (33000, {**FULL_MIX, "restate": 0.15}),
         (34000, {**FULL_MIX, "restate": 0.4}),
         (38000, {**FULL_MIX, "restate": 0.15, "quote": 0.35}),
+        (38500, {**FULL_MIX, "box": 0.3, "frames": 0.4, "restate": 0.1, "quote": 0.2}),
     )
     scenes: tuple[tuple[int, dict[str, Any]], ...] = (
         (0, {"objects": (1, 1), "textured_prob": 0.0}),
@@ -327,6 +359,20 @@ def _frame_item(rng, video, t, task, size, key, objs, shown) -> BaseItem | None:
     """make_item's world-frame tasks, on the frame's visible `objs`."""
     image = resize_image(video.frames[t], size)
 
+    if task == "frames":
+        if not objs:
+            return None
+        target = objs[int(rng.integers(len(objs)))]
+        flt = _unique_filter(rng, objs, target)
+        n = video.frames.shape[0]
+        if flt is None or n < FRAMES_SHOWN:
+            return None
+        others = rng.choice([i for i in range(n) if i != t], FRAMES_SHOWN - 1, replace=False)
+        order = sorted([t, *(int(i) for i in others)])
+        frames = tuple((i, image if i == t else resize_image(video.frames[i], size)) for i in order)
+        boxes = shown(target["box"])
+        prompt = FRAMES_PROMPT.format(phrase=_phrase(flt), k=t, S=size)
+        return BaseItem(image, task, prompt, _box_text(boxes), boxes, key, frames=frames)
     if task in ("box", "cell"):
         if not objs:
             return None
@@ -548,14 +594,14 @@ def score(task: str, texts: Sequence[str | None], items: Sequence[BaseItem]) -> 
     splits its IoU by what the phrase names (`phrase_names`): `iou@colour` over the items
     whose phrase names the object's colour, `iou@shape` over those naming its shape (and
     maybe size) but not its colour: binding by colour vs by shape."""
-    if task in ("box", "boxes", "absent"):
+    if task in ("box", "boxes", "absent", "frames"):
         ious, parsed = [], 0
         for text, item in zip(texts, items, strict=True):
             pred = parse_boxes(text)
             parsed += pred is not None
             ious.append(0.0 if pred is None else _matched_iou(pred, item.boxes))
         out = {"iou": float(np.mean(ious)), "parse_ok": parsed / len(items)}
-        if task == "box":
+        if task in ("box", "frames"):
             out["iou>0.5"] = float(np.mean(np.asarray(ious) > 0.5))
             named = [phrase_names(it.prompt).split("+") for it in items]
             for key, keep in (

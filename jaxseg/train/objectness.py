@@ -531,6 +531,24 @@ class ObjectnessLoss:
             out[t - 1] = end_s - j  # position t-1 predicts the answer token at t
         return out
 
+    def blank_targets(self, example: dict) -> dict[str, np.ndarray]:
+        """Every field this loss reads, for an encoded `example` it supervises nothing of
+        (only the NLL: e.g. a multi-image item, whose targets are single-image): zeros for
+        `objectness` / `referent`, -1 for `describe` / `copy`, NaN for `locate`."""
+        n = np.asarray(example["input_ids"]).reshape(-1).size
+        out = {}
+        if self.weight > 0:
+            out["objectness"] = np.zeros(n, np.float32)
+        if self.attend > 0:
+            out["referent"] = np.zeros(n, np.float32)
+        if self.describe > 0:
+            out["describe"] = np.full((n, len(self.words)), -1, np.int32)
+        if self.locate > 0:
+            out["locate"] = np.full((n, 4), np.nan, np.float32)
+        if self.copy > 0:
+            out["copy"] = np.full(n, -1, np.int32)
+        return out
+
     def example_target(self, example: dict, boxes: np.ndarray, size: int) -> np.ndarray:
         """The `objectness` field `[L]` of an encoded single-image `example` whose image (an
         `size` px square) holds `boxes [M, 4]`: `token_target` with this loss's token id."""

@@ -104,8 +104,10 @@ class SupervisedPiece:
         out = {"loss": f"{metrics['loss']:.3f}"}
         if "objectness_hit" in metrics:
             out["obj_hit"] = f"{metrics['objectness_hit']:.2f}"
-        if "attend_mass" in metrics:  # attention on the named object (jaxseg.train.objectness)
+        if metrics.get("attend_mass"):  # attention on the named object (jaxseg.train.objectness)
             out["att"] = f"{metrics['attend_mass']:.2f}"
+        if "copy_mass" in metrics:  # attention on the prompt token an answer copies
+            out["copy"] = f"{metrics['copy_mass']:.2f}"
         return out
 
 

@@ -505,6 +505,10 @@ class Experiment:
                     without_meta(items[i].conversation(with_answer=True))
                 ).as_example()
                 size = items[i].image.shape[0]
+                if objectness is not None and items[i].frames:  # several images: no targets
+                    example.update(objectness.blank_targets(example))
+                    out.append(example)
+                    continue
                 if objectness is not None and objectness.weight > 0:  # objects' tokens
                     example["objectness"] = objectness.example_target(
                         example, items[i].salient_boxes, size

@@ -233,6 +233,33 @@ def test_restate_and_quote_examples_point_their_answer_at_the_query_they_copy(qu
     assert min(seen.values()) > 0, seen
 
 
+def test_frames_examples_show_four_indexed_frames_and_carry_no_head_targets(quick_base):
+    """A `frames` item is encoded with its four frames (one image grid each, each after
+    'Frame <index>: ') and is supervised by its answer alone: every auxiliary target blank
+    (the heads' targets are single-image)."""
+    from jaxseg.train.base_tasks import BaseStream
+
+    exp, _ = quick_base
+    b = exp.config.pretrain.base
+    loss = exp._base_loss(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, copy=1.0)
+    stream = exp._base_stream(loss)
+    seen = 0
+    for step in range(10**6, 10**6 + 4):
+        items = BaseStream(int(b.seed), b.train_split, exp._base_curriculum()).batch(step, 4)
+        for item, e in zip(items, stream(step, list(range(4))), strict=True):
+            if item.task != "frames":
+                continue
+            seen += 1
+            assert len(e["image_grid_thw"]) == 4
+            text = exp.processor.tokenizer.decode(e["input_ids"])
+            for i, _ in item.frames:
+                assert f"Frame {i}: " in text
+            assert not e["objectness"].any() and not e["referent"].any()
+            assert (e["describe"] < 0).all() and (e["copy"] < 0).all()
+            assert np.isnan(e["locate"]).all()
+    assert seen > 0
+
+
 def test_held_out_locate_iou_reads_the_head_at_the_last_fitted_answer_position(quick_base):
     """`locate_iou` (the stage's evaluations, head attached): a head that says the named
     object's own normalised box everywhere scores 1; one that says another box scores its
