@@ -27,7 +27,7 @@ the benchmark's videos) with these single-frame tasks:
   `bench/probe_trace.py`, and greedily restated another query and boxed another object).
   With `pretrain.base.copy` the attention-supervised head is fitted to look at the prompt
   token each answer position copies (jaxseg.train.objectness, L_copy).
-* ``frames``: four frames of one video, each after its index as the protocols show them
+* ``frames``: 4-8 frames of one video, each after its index as the protocols show them
   ('Frame 3: <image>'), then 'Query: "the red circle". Box every match in frame 9 of the SxS
   images ...' -> the boxes in that frame: grounding in the frame a trace picked (its
   keyframe), among frames of the same objects. A base taught on single frames boxed at IoU
@@ -99,7 +99,7 @@ FRAMES_PROMPT = (
     'Query: "the {phrase}". Box every match in frame {k} of the {S}x{S} images as '
     "[[x1, y1, x2, y2], ...], or answer no target."
 )
-FRAMES_SHOWN = 4  # frames a `frames` item shows (the protocols show 4-8)
+FRAMES_SHOWN = (4, 8)  # how many frames a `frames` item shows, at least / at most (veason 8)
 # worded apart from the answer's opening, so the longest span the answer repeats is the query
 QUOTE_PROMPT = 'Query: "{query}". Begin your reasoning by restating it.'
 # the opening of every protocol's trace (jaxseg.protocols: veason, rcot, revseg)
@@ -178,7 +178,7 @@ class CurriculumConfig:
     on full scenes, from step 33000 with `restate` (the committed run added it there at 0.15 of
     the mix, raised to 0.4 at 34000: after 1000 steps it copied 2% of held-out queries exactly),
     and from step 38000 `quote` (the copy inside a trace's opening sentence), from 38500
-    `frames` (boxing in one frame of four).
+    `frames` (boxing in one frame of several).
     """
 
     phases: tuple[tuple[int, dict[str, float]], ...] = (
@@ -365,9 +365,10 @@ def _frame_item(rng, video, t, task, size, key, objs, shown) -> BaseItem | None:
         target = objs[int(rng.integers(len(objs)))]
         flt = _unique_filter(rng, objs, target)
         n = video.frames.shape[0]
-        if flt is None or n < FRAMES_SHOWN:
+        shown_count = min(int(rng.integers(FRAMES_SHOWN[0], FRAMES_SHOWN[1] + 1)), n)
+        if flt is None or shown_count < FRAMES_SHOWN[0]:
             return None
-        others = rng.choice([i for i in range(n) if i != t], FRAMES_SHOWN - 1, replace=False)
+        others = rng.choice([i for i in range(n) if i != t], shown_count - 1, replace=False)
         order = sorted([t, *(int(i) for i in others)])
         frames = tuple((i, image if i == t else resize_image(video.frames[i], size)) for i in order)
         boxes = shown(target["box"])
