@@ -29,7 +29,8 @@ the benchmark's videos) with these single-frame tasks:
   token each answer position copies (jaxseg.train.objectness, L_copy).
 * ``frames``: 4-8 frames of one video, each after its index as the protocols show them
   ('Frame 3: <image>'), then 'Query: "the red circle". Box every match in frame 9 of the SxS
-  images ...' -> the boxes in that frame: grounding in the frame a trace picked (its
+  images ...' -> the boxes in that frame (attention supervision binds the answer to the named
+  object's tokens in that frame, jaxseg.train.objectness): grounding in the frame a trace picked (its
   keyframe), among frames of the same objects. A base taught on single frames boxed at IoU
   0.25 on them, while the fine-tuned veason policy's boxes on its keyframe scored a spatial
   reward of ~0.02 (GRPO rollouts of the demo).
@@ -138,6 +139,7 @@ class BaseItem:
     # `image` being the asked-about one; the supervised heads' targets are single-image, so
     # such an item carries none (jaxseg.train.objectness)
     frames: tuple[tuple[int, np.ndarray], ...] = ()
+    frame_position: int = 0  # which of `frames` is `image`, the asked-about one
 
     def conversation(self, *, with_answer: bool) -> list[Message]:
         if self.frames:  # the protocols' layout: 'Frame <index>: ' before each frame
@@ -373,7 +375,16 @@ def _frame_item(rng, video, t, task, size, key, objs, shown) -> BaseItem | None:
         frames = tuple((i, image if i == t else resize_image(video.frames[i], size)) for i in order)
         boxes = shown(target["box"])
         prompt = FRAMES_PROMPT.format(phrase=_phrase(flt), k=t, S=size)
-        return BaseItem(image, task, prompt, _box_text(boxes), boxes, key, frames=frames)
+        return BaseItem(
+            image,
+            task,
+            prompt,
+            _box_text(boxes),
+            boxes,
+            key,
+            frames=frames,
+            frame_position=order.index(t),
+        )
     if task in ("box", "cell"):
         if not objs:
             return None

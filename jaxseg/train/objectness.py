@@ -274,21 +274,27 @@ def _centre_owner(boxes: np.ndarray, size: int, rows: int, cols: int) -> np.ndar
     return out
 
 
-def _visual_grid(input_ids, image_grid_thw, image_token_id: int, merge: int):
+def _visual_grid(input_ids, image_grid_thw, image_token_id: int, merge: int, image=None):
     """(positions of the visual tokens [N], frames t, rows, cols) of one single-image
-    example."""
+    example, or with `image` = j of the j-th image of a multi-image one (its visual tokens
+    are the j-th run of image-pad positions, the images' in order)."""
     ids = np.asarray(input_ids).reshape(-1)
     grid = np.asarray(image_grid_thw).reshape(-1, 3)
-    if len(grid) != 1:
+    if image is None and len(grid) != 1:
         raise ValueError(f"objectness needs one image per example, got {len(grid)}")
-    t, h, w = (int(v) for v in grid[0])
-    rows, cols = h // merge, w // merge
+    if image is not None and not 0 <= image < len(grid):
+        raise ValueError(f"objectness: image {image} of an example with {len(grid)} images")
+    counts = [int(t) * (int(h) // merge) * (int(w) // merge) for t, h, w in grid]
     where = np.flatnonzero(ids == image_token_id)
-    if where.size != t * rows * cols:
+    if where.size != sum(counts):
         raise ValueError(
-            f"objectness: {where.size} image tokens in input_ids for a {t}x{rows}x{cols} grid"
+            f"objectness: {where.size} image tokens in input_ids for grids {grid.tolist()} "
+            f"({sum(counts)} merged tokens)"
         )
-    return where, t, rows, cols
+    j = 0 if image is None else int(image)
+    t, h, w = (int(v) for v in grid[j])
+    start = sum(counts[:j])
+    return where[start : start + counts[j]], t, h // merge, w // merge
 
 
 def token_target(
@@ -299,11 +305,12 @@ def token_target(
     *,
     image_token_id: int,
     merge: int,
+    image: int | None = None,
 ) -> np.ndarray:
-    """The objectness target `[L]` of one encoded single-image example: `centre_cells` over
-    the image's merged grid, placed at its visual tokens (the image-pad positions, in
-    order); zeros elsewhere."""
-    where, t, rows, cols = _visual_grid(input_ids, image_grid_thw, image_token_id, merge)
+    """The objectness target `[L]` of one encoded single-image example (or of its `image`-th
+    image: `_visual_grid`): `centre_cells` over the image's merged grid, placed at its visual
+    tokens (the image-pad positions, in order); zeros elsewhere."""
+    where, t, rows, cols = _visual_grid(input_ids, image_grid_thw, image_token_id, merge, image)
     out = np.zeros(np.asarray(input_ids).reshape(-1).shape, np.float32)
     out[where] = np.tile(centre_cells(boxes, size, rows, cols), t) / t
     return out
@@ -549,9 +556,12 @@ class ObjectnessLoss:
             out["copy"] = np.full(n, -1, np.int32)
         return out
 
-    def example_target(self, example: dict, boxes: np.ndarray, size: int) -> np.ndarray:
+    def example_target(
+        self, example: dict, boxes: np.ndarray, size: int, image: int | None = None
+    ) -> np.ndarray:
         """The `objectness` field `[L]` of an encoded single-image `example` whose image (an
-        `size` px square) holds `boxes [M, 4]`: `token_target` with this loss's token id."""
+        `size` px square) holds `boxes [M, 4]`: `token_target` with this loss's token id;
+        with `image` = j, on the j-th image of a multi-image example only."""
         return token_target(
             example["input_ids"],
             example["image_grid_thw"],
@@ -559,6 +569,7 @@ class ObjectnessLoss:
             size,
             image_token_id=self.image_token_id,
             merge=self.merge,
+            image=image,
         )
 
     def collate(self, batch: PolicyBatch, examples: Sequence[dict]) -> ObjectnessBatch:

@@ -505,8 +505,14 @@ class Experiment:
                     without_meta(items[i].conversation(with_answer=True))
                 ).as_example()
                 size = items[i].image.shape[0]
-                if objectness is not None and items[i].frames:  # several images: no targets
+                if objectness is not None and items[i].frames:  # several images
+                    # the heads' targets are single-image; binding alone is fitted, to the
+                    # named object's tokens in the asked-about frame
                     example.update(objectness.blank_targets(example))
+                    if objectness.attend > 0:
+                        example["referent"] = objectness.example_target(
+                            example, items[i].referent, size, image=items[i].frame_position
+                        )
                     out.append(example)
                     continue
                 if objectness is not None and objectness.weight > 0:  # objects' tokens

@@ -235,8 +235,8 @@ def test_restate_and_quote_examples_point_their_answer_at_the_query_they_copy(qu
 
 def test_frames_examples_show_indexed_frames_and_carry_no_head_targets(quick_base):
     """A `frames` item is encoded with its 4-8 frames (one image grid each, each after
-    'Frame <index>: ') and is supervised by its answer alone: every auxiliary target blank
-    (the heads' targets are single-image)."""
+    'Frame <index>: '); of the heads' targets (single-image) only binding is set, on the
+    named object's tokens in the asked-about frame; the rest are blank."""
     from jaxseg.train.base_tasks import BaseStream
 
     exp, _ = quick_base
@@ -254,7 +254,13 @@ def test_frames_examples_show_indexed_frames_and_carry_no_head_targets(quick_bas
             text = exp.processor.tokenizer.decode(e["input_ids"])
             for i, _ in item.frames:
                 assert f"Frame {i}: " in text
-            assert not e["objectness"].any() and not e["referent"].any()
+            assert not e["objectness"].any()
+            # binding: only the asked-about frame's visual tokens, where its object is
+            visual = np.flatnonzero(e["input_ids"] == exp.model.config.image_token_id)
+            per_image = visual.size // len(item.frames)
+            asked = visual[item.frame_position * per_image : (item.frame_position + 1) * per_image]
+            marked = np.flatnonzero(e["referent"] > 0)
+            assert marked.size > 0 and np.isin(marked, asked).all()
             assert (e["describe"] < 0).all() and (e["copy"] < 0).all()
             assert np.isnan(e["locate"]).all()
     assert seen > 0
