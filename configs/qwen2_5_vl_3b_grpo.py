@@ -283,6 +283,9 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.sft.eval_every = 0  # held-out evaluation during the stage (0 = off)
     # non-finite loss/grad steps are skipped; more than this many in a row abort (train.faults)
     c.sft.max_nonfinite = 3
+    # copy supervision on the trace's restated query (jaxseg.train.objectness's L_copy): none
+    # of the seeds has it; a from-scratch tiny policy needed it to copy (README)
+    c.sft.copy = 0.0
 
     # GRPO: full fine-tuning in every seed (LoRA only in their cold starts)
     c.grpo = ConfigDict(g)

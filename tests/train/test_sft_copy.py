@@ -10,6 +10,9 @@ import pytest
 
 from jaxseg.train.objectness import quoted_query_tokens
 
+# conftest.QUICK_DEMO's run (another conftest may own the module name in a full session)
+QUICK = ["sft.steps=2", "sft.num_examples=8", "eval.max_expressions=4", "sft.copy=1.0"]
+
 
 def test_quoted_query_tokens_covers_the_query_inside_its_first_quotation():
     pieces = ["<think>", "The", " query", " asks", " for", ' "', "the", " red", " circle", '",']
@@ -22,12 +25,10 @@ def test_quoted_query_tokens_covers_the_query_inside_its_first_quotation():
 
 @pytest.fixture(scope="module")
 def copying_sft(quick_demo_run, tmp_path_factory):
-    from conftest import QUICK_DEMO
-
     from jaxseg.config import load_config
     from jaxseg.train.trainer import Experiment
 
-    overrides = [f"data.root={quick_demo_run / 'data'}", *QUICK_DEMO, "sft.copy=1.0"]
+    overrides = [f"data.root={quick_demo_run / 'data'}", *QUICK]
     workdir = tmp_path_factory.mktemp("sft_copy")
     return Experiment(load_config("demo:quick", overrides), workdir, progress=False), workdir
 
@@ -71,13 +72,11 @@ def test_sft_with_copy_trains_and_records_the_heads_copy_mass(copying_sft):
 
 
 def test_sft_copy_refuses_a_teachers_traces(quick_demo_run, tmp_path):
-    from conftest import QUICK_DEMO
-
     from jaxseg.config import load_config
     from jaxseg.train.objectness import ObjectnessLoss
     from jaxseg.train.trainer import Experiment
 
-    overrides = [f"data.root={quick_demo_run / 'data'}", *QUICK_DEMO, "sft.copy=1.0"]
+    overrides = [f"data.root={quick_demo_run / 'data'}", *QUICK]
     exp = Experiment(load_config("demo:quick", overrides), tmp_path, progress=False)
     exp.config.sft.traces = str(tmp_path / "cot.jsonl")
     loss = ObjectnessLoss.for_model(exp.model.config, 0.0, 1.0, copy=1.0)

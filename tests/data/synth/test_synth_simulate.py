@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from jaxseg.data.synth import SynthConfig, generate_video
@@ -27,12 +27,19 @@ def _scene_and_footprints(cfg: SynthConfig, seed: int):
     return sc, rendered
 
 
+def _touches_border(footprint: np.ndarray) -> bool:
+    return bool(
+        footprint[0].any() or footprint[-1].any() or footprint[:, 0].any() or footprint[:, -1].any()
+    )
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
     difficulty=st.sampled_from(["easy", "medium", "hard"]),
     size=st.sampled_from([64, 128]),
 )
+@example(seed=495, difficulty="medium", size=64)  # an object 1 px in view, then 5 px
 def test_objects_move_at_most_the_max_speed(seed, difficulty, size):
     cfg = SynthConfig.preset(difficulty, size=size)
     sc, rendered = _scene_and_footprints(cfg, seed)
@@ -49,6 +56,8 @@ def test_objects_move_at_most_the_max_speed(seed, difficulty, size):
             a, b = full[i, t], full[i, t + 1]
             if not (a.any() and b.any()):
                 continue
+            if _touches_border(a) or _touches_border(b):  # clipped: the in-frame part's
+                continue  # centroid moves with how much of it is in view (seed 495, medium, 64)
             ya, xa = np.nonzero(a)
             yb, xb = np.nonzero(b)
             moved = np.hypot(xb.mean() - xa.mean(), yb.mean() - ya.mean())
