@@ -14,7 +14,7 @@ batches is a pure function of (seed, step), so a resumed run sees what an unbrok
 from ml_collections import ConfigDict
 
 from jaxseg.config import load_config, parse_arg
-from jaxseg.train.base_tasks import CurriculumConfig
+from jaxseg.train.base_tasks import TASKS, CurriculumConfig
 
 
 def get_config(arg=None):
@@ -85,18 +85,7 @@ def get_config(arg=None):
             phases=tuple((k, dict(v)) for k, v in CurriculumConfig().phases),
             scenes=tuple((k, dict(v)) for k, v in CurriculumConfig().scenes),
             text_first=CurriculumConfig().text_first,  # (first step, P(question first))
-            eval_tasks=(
-                "square",
-                "cell",
-                "box",
-                "boxes",
-                "absent",
-                "count",
-                "colour",
-                "restate",
-                "quote",
-                "frames",
-            ),
+            eval_tasks=TASKS,  # every task of the curriculum, held out
             # weight of the objectness loss (jaxseg.train.objectness): a linear scorer on the
             # visual tokens' final hidden states fitted to the tokens holding the asked-for
             # object's centre (question first) or every object's; 0 turns it off. In the
