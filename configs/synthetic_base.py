@@ -85,6 +85,8 @@ def get_config(arg=None):
             phases=tuple((k, dict(v)) for k, v in CurriculumConfig().phases),
             scenes=tuple((k, dict(v)) for k, v in CurriculumConfig().scenes),
             text_first=CurriculumConfig().text_first,  # (first step, P(question first))
+            # (first step, (fewest, most) frames a `frames` item shows)
+            frames_shown=CurriculumConfig().frames_shown,
             eval_tasks=TASKS,  # every task of the curriculum, held out
             # weight of the objectness loss (jaxseg.train.objectness): a linear scorer on the
             # visual tokens' final hidden states fitted to the tokens holding the asked-for

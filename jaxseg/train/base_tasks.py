@@ -181,6 +181,14 @@ class CurriculumConfig:
     the mix, raised to 0.4 at 34000: after 1000 steps it copied 2% of held-out queries exactly),
     and from step 38000 `quote` (the copy inside a trace's opening sentence), from 38500
     `frames` (boxing in one frame of several).
+
+    frames_shown: (first step, (fewest, most) frames a `frames` item shows). The committed
+    run showed 4-8 from 38500; at step 39249 its `frames` answers were stereotyped boxes at
+    no object (held-out IoU 0.008, mean-box prior 0.022), and even one frame under its
+    'Frame k: ' label, or the `box` prompt with that label before the image, fell to the
+    prior (0.002-0.02) where the same frames under the `box` prompt alone scored 0.195: text
+    before the image was what the base had never seen. So from 39250 one or two frames (the
+    `box` skill under the label, then a second frame to tell apart).
     """
 
     phases: tuple[tuple[int, dict[str, float]], ...] = (
@@ -211,12 +219,17 @@ class CurriculumConfig:
     # phrase (held-out, image first, at step 11000: its mass on the named object 0.35, an even
     # spread over the visible objects 0.37)
     text_first: tuple[tuple[int, float], ...] = ((0, 1.0), (2000, 0.7), (3500, 0.5), (11000, 0.0))
+    frames_shown: tuple[tuple[int, tuple[int, int]], ...] = ((0, FRAMES_SHOWN), (39250, (1, 2)))
 
     def weights_at(self, step: int) -> dict[str, float]:
         return _phase_at(self.phases, step)
 
     def text_first_at(self, step: int) -> float:
         return float(_phase_at(self.text_first, step)) if self.text_first else 0.0
+
+    def frames_shown_at(self, step: int) -> tuple[int, int]:
+        lo, hi = _phase_at(self.frames_shown, step) if self.frames_shown else FRAMES_SHOWN
+        return int(lo), int(hi)
 
     def synth_at(self, step: int, synth: SynthConfig) -> SynthConfig:
         """`synth` with the overrides of the scene phase `step` is in."""
@@ -332,9 +345,11 @@ def _absent_filter(rng, objs: list[dict], video) -> dict[str, str] | None:
     return None
 
 
-def make_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | None:
+def make_item(
+    rng, video, t: int, task: str, size: int, key: str, shown_frames: tuple[int, int] = FRAMES_SHOWN
+) -> BaseItem | None:
     """One item of `task` on frame t of `video` shown at `size` px, or None when the frame
-    does not support it."""
+    does not support it. shown_frames: (fewest, most) frames a `frames` item shows."""
     if task == "square":
         return square_item(rng, size, key)
     objs = _frame_objects(video, t)
@@ -344,7 +359,7 @@ def make_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | 
         b = scale_boxes(np.asarray(boxes).reshape(-1, 4), hw, (size, size))
         return np.round(b).astype(np.int64)
 
-    item = _frame_item(rng, video, t, task, size, key, objs, shown)
+    item = _frame_item(rng, video, t, task, size, key, objs, shown, shown_frames)
     if item is None:
         return None
     named = item.referent if len(item.referent) else item.boxes  # location tasks: the answer
@@ -357,7 +372,7 @@ def make_item(rng, video, t: int, task: str, size: int, key: str) -> BaseItem | 
     )
 
 
-def _frame_item(rng, video, t, task, size, key, objs, shown) -> BaseItem | None:
+def _frame_item(rng, video, t, task, size, key, objs, shown, shown_frames) -> BaseItem | None:
     """make_item's world-frame tasks, on the frame's visible `objs`."""
     image = resize_image(video.frames[t], size)
 
@@ -367,8 +382,8 @@ def _frame_item(rng, video, t, task, size, key, objs, shown) -> BaseItem | None:
         target = objs[int(rng.integers(len(objs)))]
         flt = _unique_filter(rng, objs, target)
         n = video.frames.shape[0]
-        shown_count = min(int(rng.integers(FRAMES_SHOWN[0], FRAMES_SHOWN[1] + 1)), n)
-        if flt is None or shown_count < FRAMES_SHOWN[0]:
+        shown_count = min(int(rng.integers(shown_frames[0], shown_frames[1] + 1)), n)
+        if flt is None or shown_count < shown_frames[0]:
             return None
         others = rng.choice([i for i in range(n) if i != t], shown_count - 1, replace=False)
         order = sorted([t, *(int(i) for i in others)])
@@ -493,6 +508,7 @@ class BaseStream:
         p /= p.sum()
         synth = c.synth_at(step, self.synth)
         text_first = c.text_first_at(step)
+        shown_frames = c.frames_shown_at(step)
         items: list[BaseItem] = []
         frames: list[tuple[Any, int, str]] = []  # world frames not yet used: (video, t, key)
         v = step * self.videos_per_batch(batch_size)
@@ -517,7 +533,7 @@ class BaseStream:
             for attempt in range(4):  # a frame that cannot serve the drawn task: draw again
                 if attempt:
                     task = tasks[int(rng.choice(len(tasks), p=p))]
-                item = make_item(rng, video, t, task, size, key)
+                item = make_item(rng, video, t, task, size, key, shown_frames)
                 if item is not None:
                     items.append(dataclasses.replace(item, text_first=first))
                     break
@@ -532,9 +548,11 @@ def eval_items(
     size: int = 112,
     synth: SynthConfig | None = None,
     text_first: bool = False,
+    shown_frames: tuple[int, int] = FRAMES_SHOWN,
 ) -> list[BaseItem]:
     """`count` held-out items of one task from videos of `split` (full scenes unless `synth`
-    says otherwise), image first unless `text_first`."""
+    says otherwise), image first unless `text_first`; `frames` items show `shown_frames`
+    (fewest, most) frames."""
     rng = np.random.default_rng([seed, 7919])
     synth = synth or SynthConfig()
     items: list[BaseItem] = []
@@ -542,7 +560,7 @@ def eval_items(
     while len(items) < count:
         video = generate_video(seed, split, v, synth)
         t = int(rng.integers(video.frames.shape[0]))
-        item = make_item(rng, video, t, task, size, f"{split}/{v}@{t}")
+        item = make_item(rng, video, t, task, size, f"{split}/{v}@{t}", shown_frames)
         if item is not None:
             items.append(dataclasses.replace(item, text_first=text_first))
         v += 1

@@ -410,6 +410,10 @@ class Experiment:
             scenes=tuple((int(k), dict(v)) for k, v in b.scenes),
             text_first=tuple((int(k), float(v)) for k, v in b.get("text_first", ((0, 0.0),))),
             image_sizes=tuple(b.image_sizes),
+            frames_shown=tuple(
+                (int(k), (int(lo), int(hi)))
+                for k, (lo, hi) in b.get("frames_shown", CurriculumConfig.frames_shown)
+            ),
         )
 
     def _base_loss(
@@ -551,8 +555,9 @@ class Experiment:
         prior, image first (the protocols' order). Given the training `step`: while the
         curriculum still shows simpler scenes, also `cell@scenes` (the cell task on held-out
         frames drawn like that step's, in the order most of its items have: progress inside
-        an early phase, which full scenes do not show), and while it asks questions first,
-        `square@text_first`."""
+        an early phase, which full scenes do not show), while it asks questions first,
+        `square@text_first`, and while `frames` items show fewer frames than the protocols'
+        4-8, `frames@shown` (as many as training shows now)."""
         from jaxseg.data.synth.world import SynthConfig
 
         from . import base_tasks
@@ -561,19 +566,29 @@ class Experiment:
         b = c.base
         n = int(count or c.eval_items)
         policy = self.policy(sampling=SamplingParams(temperature=0.0), max_new_tokens=64, seed=0)
-        runs = [(task, task, None, False) for task in b.eval_tasks]
+        full = base_tasks.FRAMES_SHOWN
+        runs = [(task, task, None, False, full) for task in b.eval_tasks]
         if step is not None:
             curriculum = self._base_curriculum()
             scenes = curriculum.synth_at(step, SynthConfig())
             share = curriculum.text_first_at(step)
             if scenes != SynthConfig():  # in the order most items have now
-                runs.append(("cell@scenes", "cell", scenes, share >= 0.5))
+                runs.append(("cell@scenes", "cell", scenes, share >= 0.5, full))
             if share > 0:
-                runs.append(("square@text_first", "square", None, True))
+                runs.append(("square@text_first", "square", None, True, full))
+            shown = curriculum.frames_shown_at(step)
+            if "frames" in b.eval_tasks and shown != full:  # as many frames as training shows
+                runs.append(("frames@shown", "frames", None, False, shown))
         out: dict[str, Any] = {}
-        for name, task, synth, first in runs:
+        for name, task, synth, first, shown in runs:
             items = base_tasks.eval_items(
-                int(b.seed), b.eval_split, n, task, synth=synth, text_first=first
+                int(b.seed),
+                b.eval_split,
+                n,
+                task,
+                synth=synth,
+                text_first=first,
+                shown_frames=shown,
             )
             texts = policy.respond(policy.start([x.conversation(with_answer=False) for x in items]))
             out[name] = base_tasks.score(task, texts, items)

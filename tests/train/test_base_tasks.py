@@ -145,6 +145,25 @@ def test_scene_phases_set_what_the_frames_show():
     assert listed.synth_at(0, SynthConfig()).objects == (2, 3)
 
 
+def test_frames_items_show_as_many_frames_as_asked_the_asked_one_included():
+    curriculum = bt.CurriculumConfig()
+    first, _ = curriculum.frames_shown[0]
+    assert curriculum.frames_shown_at(first) == bt.FRAMES_SHOWN
+    assert curriculum.frames_shown_at(10**6) == curriculum.frames_shown[-1][1]
+    for shown in ((1, 1), (2, 2), (4, 8)):
+        items = bt.eval_items(7, "base_heldout", 6, "frames", shown_frames=shown)
+        for item in items:
+            assert shown[0] <= len(item.frames) <= shown[1]
+            index, image = item.frames[item.frame_position]
+            assert image is item.image and f"in frame {index} of" in item.prompt
+            ids = [i for i, _ in item.frames]
+            assert ids == sorted(set(ids))  # distinct frames in video order
+            parts = item.conversation(with_answer=False)[0]["content"]
+            labels = [p["text"] for p in parts[:-1:2]]
+            assert labels == [f"Frame {i}: " for i in ids]  # each frame after its label
+            assert [p["type"] for p in parts[1:-1:2]] == ["image"] * len(ids)
+
+
 def test_held_out_videos_are_not_training_videos():
     cfg = SynthConfig()
     train = [generate_video(7, "base_train", i, cfg).frames[0] for i in range(6)]
