@@ -509,9 +509,10 @@ class Experiment:
                     without_meta(items[i].conversation(with_answer=True))
                 ).as_example()
                 size = items[i].image.shape[0]
-                if objectness is not None and items[i].frames:  # several images
+                if objectness is not None and len(items[i].frames) > 1:  # several images
                     # the heads' targets are single-image; binding alone is fitted, to the
-                    # named object's tokens in the asked-about frame
+                    # named object's tokens in the asked-about frame (a one-frame item is a
+                    # single image under its label: every head, as any other)
                     example.update(objectness.blank_targets(example))
                     if objectness.attend > 0:
                         example["referent"] = objectness.example_target(

@@ -238,17 +238,17 @@ def test_restate_and_quote_examples_point_their_answer_at_the_query_they_copy(qu
 
 def test_frames_examples_show_indexed_frames_and_carry_no_head_targets(quick_base):
     """A `frames` item is encoded with its frames (as many as the curriculum shows at that
-    step; one image grid each, each after
-    'Frame <index>: '); of the heads' targets (single-image) only binding is set, on the
-    named object's tokens in the asked-about frame; the rest are blank."""
+    step; one image grid each, each after 'Frame <index>: '). With several, of the heads'
+    targets (single-image) only binding is set, on the named object's tokens in the
+    asked-about frame; the rest are blank. With one, every head's target is set."""
     from jaxseg.train.base_tasks import BaseStream
 
     exp, _ = quick_base
     b = exp.config.pretrain.base
     loss = exp._base_loss(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, copy=1.0)
     stream = exp._base_stream(loss)
-    seen = 0
-    for step in range(10**6, 10**6 + 4):
+    seen = multi = 0
+    for step in range(10**6, 10**6 + 8):
         curriculum = exp._base_curriculum()
         lo, hi = curriculum.frames_shown_at(step)
         items = BaseStream(int(b.seed), b.train_split, curriculum).batch(step, 4)
@@ -260,6 +260,14 @@ def test_frames_examples_show_indexed_frames_and_carry_no_head_targets(quick_bas
             text = exp.processor.tokenizer.decode(e["input_ids"])
             for i, _ in item.frames:
                 assert f"Frame {i}: " in text
+            size = item.image.shape[0]
+            if len(item.frames) == 1:  # a single image under its label: every head's target
+                want = loss.example_target(e, item.salient_boxes, size)
+                assert want.any() and np.array_equal(e["objectness"], want)
+                assert np.array_equal(e["referent"], loss.example_target(e, item.referent, size))
+                assert (e["describe"] >= 0).any() and not np.isnan(e["locate"]).all()
+                continue
+            multi += 1
             assert not e["objectness"].any()
             # binding: only the asked-about frame's visual tokens, where its object is
             visual = np.flatnonzero(e["input_ids"] == exp.model.config.image_token_id)
@@ -269,7 +277,7 @@ def test_frames_examples_show_indexed_frames_and_carry_no_head_targets(quick_bas
             assert marked.size > 0 and np.isin(marked, asked).all()
             assert (e["describe"] < 0).all() and (e["copy"] < 0).all()
             assert np.isnan(e["locate"]).all()
-    assert seen > 0
+    assert seen > multi > 0
 
 
 def test_held_out_locate_iou_reads_the_head_at_the_last_fitted_answer_position(quick_base):
