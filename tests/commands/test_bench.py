@@ -153,3 +153,27 @@ def test_probe_tower_trains_a_tower_and_reports_each_attribute():
         "step     2",
     ]
     assert all(f"{name} " in out.splitlines()[-1] for name in ("colour", "shape", "size"))
+
+
+def test_probe_layout_adds_one_difference_at_a_time(monkeypatch):
+    from jaxseg.train import base_tasks
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from probe_layout import _box_prompt, layouts
+
+    item = base_tasks.eval_items(7, "base_heldout", 1, "frames")[0]
+    k, image = item.frames[item.frame_position]
+    box = _box_prompt(base_tasks, item)
+    assert box.startswith('Query: "the ') and "in the 112x112 image" in box
+    shown = {}
+    for name, conv in layouts(item, box):
+        (msg,) = conv
+        parts = msg["content"]
+        shown[name] = [p["text"] if p["type"] == "text" else "<img>" for p in parts]
+        images = [p["image"] for p in parts if p["type"] == "image"]
+        assert any(x is image for x in images), name  # the asked frame is always shown
+    assert shown["box"] == ["<img>", box]
+    assert shown["label+box"] == [f"Frame {k}: ", "<img>", box]
+    assert shown["frames/1"] == [f"Frame {k}: ", "<img>", item.prompt]
+    assert len(shown["frames/2"]) == 5 and f"Frame {k}: " in shown["frames/2"]
+    assert len(shown["frames"]) == 2 * len(item.frames) + 1
