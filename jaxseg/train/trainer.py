@@ -315,7 +315,13 @@ class Experiment:
                 pairs = self.cold_start_episodes(split, n, protocol)
                 out += [sft_example(ep, self.encoder) for _, ep in pairs]
             return out
-        return [sft_example(ep, self.encoder) for _, ep in self.cold_start_episodes(split, count)]
+        return [e for _, e in self.oracle_examples(split, count)]
+
+    def oracle_examples(self, split: str, count: int):
+        """(sample, its oracle trace encoded as an SFT example) for the first `count` samples
+        of `split` (cycling), under the run's protocol."""
+        for sample, episode in self.cold_start_episodes(split, count):
+            yield sample, sft_example(episode, self.encoder)
 
     def cold_start_episodes(self, split: str, count: int, protocol=None):
         """(sample, oracle episode) for the first `count` samples of `split` (cycling); the
@@ -756,8 +762,7 @@ class Experiment:
             )
         tok = self.processor.tokenizer
         out = []
-        for sample, episode in self.cold_start_episodes(split, count):
-            e = sft_example(episode, self.encoder)
+        for sample, e in self.oracle_examples(split, count):
             ids = np.asarray(e["input_ids"]).reshape(-1)
             written = np.flatnonzero(np.asarray(e["policy_mask"]) > 0)
             pieces = [tok.decode([int(i)]) for i in ids[written]]
