@@ -34,6 +34,7 @@ import functools
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -556,7 +557,9 @@ class Experiment:
 
         return examples_at
 
-    def base_eval(self, count: int | None = None, step: int | None = None) -> dict[str, Any]:
+    def base_eval(
+        self, count: int | None = None, step: int | None = None, tasks: Sequence[str] | None = None
+    ) -> dict[str, Any]:
         """Greedy answers of the current policy on held-out base items (videos of the base's
         eval split, never trained on, full scenes), per task, next to each task's trivial
         prior, image first (the protocols' order). Given the training `step`: while the
@@ -564,7 +567,8 @@ class Experiment:
         frames drawn like that step's, in the order most of its items have: progress inside
         an early phase, which full scenes do not show), while it asks questions first,
         `square@text_first`, and while `frames` items show fewer frames than the protocols'
-        4-8, `frames@shown` (as many as training shows now)."""
+        4-8, `frames@shown` (as many as training shows now). `tasks`: only these (default
+        `pretrain.base.eval_tasks`)."""
         from jaxseg.data.synth.world import SynthConfig
 
         from . import base_tasks
@@ -574,7 +578,7 @@ class Experiment:
         n = int(count or c.eval_items)
         policy = self.policy(sampling=SamplingParams(temperature=0.0), max_new_tokens=64, seed=0)
         full = base_tasks.FRAMES_SHOWN
-        runs = [(task, task, None, False, full) for task in b.eval_tasks]
+        runs = [(task, task, None, False, full) for task in (tasks or b.eval_tasks)]
         if step is not None:
             curriculum = self._base_curriculum()
             scenes = curriculum.synth_at(step, SynthConfig())

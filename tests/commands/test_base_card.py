@@ -31,3 +31,23 @@ def test_card_lists_each_config_change_from_the_step_it_took_effect(tmp_path):
         "  - after its last step: `b: (absent) -> 3`",
     ]
     assert recipe_changes(tmp_path / "elsewhere") == [] and _history_lines([]) == []
+
+
+def test_a_base_ships_only_when_its_grounding_beats_the_shipped_one_on_the_same_tasks():
+    from jaxseg.commands.base import ship_decision
+
+    def scores(box, frames=None):
+        out = {"box": {"iou": box}, "count": {"accuracy": 0.9}}
+        if frames is not None:
+            out["frames"] = {"iou": frames}
+        return out
+
+    assert ship_decision(scores(0.1), None)[0]  # nothing shipped yet
+    # the mean of box and frames: a frames gain can pay for a smaller box loss, not a larger one
+    ship, why = ship_decision(scores(0.21, 0.10), scores(0.25, 0.0))
+    assert ship and "box 0.210 vs 0.250" in why and "frames 0.100 vs 0.000" in why
+    assert not ship_decision(scores(0.10, 0.10), scores(0.25, 0.0))[0]
+    assert not ship_decision(scores(0.25, 0.0), scores(0.25, 0.0))[0]  # a tie keeps the old one
+    # a task only one side was scored on does not count
+    assert ship_decision(scores(0.26, 0.0), scores(0.25))[0]
+    assert not ship_decision(scores(0.24, 0.9), scores(0.25))[0]

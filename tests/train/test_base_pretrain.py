@@ -43,6 +43,8 @@ def test_pretrain_runs_the_curriculum_and_reports_the_phase_scenes(quick_base):
     assert "cell@scenes/accuracy" in record
     late = exp.base_eval(count=4, step=10**6)  # full scenes: nothing extra to report
     assert "cell@scenes" not in late
+    # but `frames` items still show fewer frames than the protocols: scored as trained too
+    assert exp._base_curriculum().frames_shown_at(10**6) != (4, 8) and "frames@shown" in late
     # the attention-supervised head's mass on the named object, next to an even spread over
     # the visible objects; the stage's capture is gone after it, the eval's own too
     assert exp.config.pretrain.base.attend > 0
@@ -502,3 +504,30 @@ def subtrees_named(tree, name):
     for value in tree.values():
         found += subtrees_named(value, name)
     return found
+
+
+def test_ship_writes_a_base_then_replaces_it_only_when_it_grounds_better(
+    quick_base, tmp_path, capsys
+):
+    """`jaxseg base --steps 0`: an empty `--out` gets the checkpoint; shipping the same
+    checkpoint again evaluates the shipped files (float16, the public loader) on the same
+    items, finds no gain, and leaves them alone unless `--force`."""
+    import argparse
+
+    from jaxseg.commands import base
+
+    exp, workdir = quick_base
+    if exp.load_stage("pretrain") is None:
+        exp.pretrain()
+    parser = argparse.ArgumentParser()
+    base.add_arguments(parser)
+    out = tmp_path / "shipped"
+    argv = ["--config", "synthetic_base:quick", "--workdir", str(workdir), "--steps", "0"]
+    argv += ["--out", str(out), "--eval-items", "4", "--no-progress"]
+    assert base.run(parser.parse_args(argv)) == 0
+    assert "shipping: nothing shipped yet" in capsys.readouterr().out
+    written = (out / "model.safetensors").stat().st_mtime_ns
+    assert base.run(parser.parse_args(argv)) == 0
+    said = capsys.readouterr().out
+    assert "not shipped: mean IoU" in said and "frames" in said, said[-500:]
+    assert (out / "model.safetensors").stat().st_mtime_ns == written
