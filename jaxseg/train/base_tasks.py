@@ -188,7 +188,9 @@ class CurriculumConfig:
     'Frame k: ' label, or the `box` prompt with that label before the image, fell to the
     prior (0.002-0.02) where the same frames under the `box` prompt alone scored 0.195: text
     before the image was what the base had never seen. So from 39250 one or two frames (the
-    `box` skill under the label, then a second frame to tell apart).
+    `box` skill under the label, then a second frame to tell apart); at 40249
+    (`bench/probe_layout.py`, 32 items) one labelled frame scored 0.180 (`box` 0.242), two
+    0.074, 4-8 0.001, so from 40500 one to four.
     """
 
     phases: tuple[tuple[int, dict[str, float]], ...] = (
@@ -219,7 +221,11 @@ class CurriculumConfig:
     # phrase (held-out, image first, at step 11000: its mass on the named object 0.35, an even
     # spread over the visible objects 0.37)
     text_first: tuple[tuple[int, float], ...] = ((0, 1.0), (2000, 0.7), (3500, 0.5), (11000, 0.0))
-    frames_shown: tuple[tuple[int, tuple[int, int]], ...] = ((0, FRAMES_SHOWN), (39250, (1, 2)))
+    frames_shown: tuple[tuple[int, tuple[int, int]], ...] = (
+        (0, FRAMES_SHOWN),
+        (39250, (1, 2)),
+        (40500, (1, 4)),
+    )
 
     def weights_at(self, step: int) -> dict[str, float]:
         return _phase_at(self.phases, step)
