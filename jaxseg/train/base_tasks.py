@@ -136,10 +136,12 @@ class BaseItem:
         default_factory=lambda: np.zeros((0, 3), np.int64)
     )
     # a multi-frame item (`frames`): (frame index, image [S, S, 3]) per shown frame, in order,
-    # `image` being the asked-about one; the supervised heads' targets are single-image, so
-    # such an item carries none (jaxseg.train.objectness)
+    # `image` being the asked-about one
     frames: tuple[tuple[int, np.ndarray], ...] = ()
     frame_position: int = 0  # which of `frames` is `image`, the asked-about one
+    # per shown frame, its visible objects' (boxes [M, 4] there, attributes [M, 3]): the
+    # supervised heads' targets in every frame (ObjectnessLoss.frames_targets)
+    frame_objects: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
     def conversation(self, *, with_answer: bool) -> list[Message]:
         if self.frames:  # the protocols' layout: 'Frame <index>: ' before each frame
@@ -190,7 +192,11 @@ class CurriculumConfig:
     before the image was what the base had never seen. So from 39250 one or two frames (the
     `box` skill under the label, then a second frame to tell apart); at 40249
     (`bench/probe_layout.py`, 32 items) one labelled frame scored 0.180 (`box` 0.242), two
-    0.074, 4-8 0.001, so from 40500 one to four.
+    0.074, 4-8 0.001, so from 40500 one to four. A `frames` item carries every head's target
+    in every frame it shows (`ObjectnessLoss.frames_targets`): the dense signal that taught the
+    labelled single frame. (The committed run fitted multi-frame items' binding alone from
+    39000 to 41249 and nothing of them before: at 40999 two frames boxed 0.054 and the boxes
+    of 4-8 hit no object in any frame, 0.033.)
     """
 
     phases: tuple[tuple[int, dict[str, float]], ...] = (
@@ -369,12 +375,25 @@ def make_item(
     if item is None:
         return None
     named = item.referent if len(item.referent) else item.boxes  # location tasks: the answer
-    attributes = [[names.index(o[a]) for a, names in ATTRIBUTES] for o in objs]
+
+    def described(frame_objs):  # (boxes [M, 4] shown, attributes [M, 3])
+        attributes = [[names.index(o[a]) for a, names in ATTRIBUTES] for o in frame_objs]
+        return (
+            shown([o["box"] for o in frame_objs]),
+            np.asarray(attributes, np.int64).reshape(-1, len(ATTRIBUTES)),
+        )
+
+    boxes, attributes = described(objs)
+    per_frame = tuple(
+        (boxes, attributes) if i == t else described(_frame_objects(video, i))
+        for i, _ in item.frames
+    )
     return dataclasses.replace(
         item,
-        objects=shown([o["box"] for o in objs]),
+        objects=boxes,
         referent=named,
-        object_attributes=np.asarray(attributes, np.int64).reshape(-1, len(ATTRIBUTES)),
+        object_attributes=attributes,
+        frame_objects=per_frame,
     )
 
 

@@ -451,12 +451,17 @@ class ObjectnessLoss:
         )
 
     def example_words(
-        self, example: dict, boxes: np.ndarray, attributes: np.ndarray, size: int
+        self,
+        example: dict,
+        boxes: np.ndarray,
+        attributes: np.ndarray,
+        size: int,
+        image: int | None = None,
     ) -> np.ndarray:
         """The `describe` field `[L, A]` of an encoded single-image `example` whose image (an
         `size` px square) holds objects `boxes [M, 4]` with `attributes [M, A]` (class
         indices into `words`): `centre_attributes` placed at the visual tokens, -1
-        elsewhere (and everywhere when M = 0)."""
+        elsewhere (and everywhere when M = 0); with `image` = j, at the j-th image's."""
         a = len(self.words)
         attributes = np.asarray(attributes, np.int64).reshape(-1, a)
         if len(attributes) != len(np.asarray(boxes).reshape(-1, 4)):
@@ -466,18 +471,23 @@ class ObjectnessLoss:
             )
         ids = example["input_ids"]
         where, t, rows, cols = _visual_grid(
-            ids, example["image_grid_thw"], self.image_token_id, self.merge
+            ids, example["image_grid_thw"], self.image_token_id, self.merge, image
         )
         out = np.full((np.asarray(ids).reshape(-1).size, a), -1, np.int64)
         out[where] = np.tile(centre_attributes(boxes, attributes, size, rows, cols), (t, 1))
         return out
 
     def example_boxes(
-        self, example: dict, boxes: np.ndarray, referent: np.ndarray, size: int
+        self,
+        example: dict,
+        boxes: np.ndarray,
+        referent: np.ndarray,
+        size: int,
+        image: int | None = None,
     ) -> np.ndarray:
         """The `locate` field `[L, 4]` of an encoded single-image `example` whose image (an
-        `size` px square) holds objects `boxes [M, 4]`: `centre_boxes` at the visual tokens,
-        and where the question names exactly one object (`referent [1, 4]`) its normalised
+        `size` px square) holds objects `boxes [M, 4]`: `centre_boxes` at the visual tokens
+        (with `image` = j, at the j-th image's), and where the question names exactly one object (`referent [1, 4]`) its normalised
         box at each position that predicts an answer token (`policy_mask` shifted by one) up
         to the one predicting the first of `anchor_ids` (a box's first digit; the first
         answer token where the answer has none); NaN elsewhere. Not past it: once a digit
@@ -485,7 +495,7 @@ class ObjectnessLoss:
         about where the object is."""
         ids = np.asarray(example["input_ids"]).reshape(-1)
         where, t, rows, cols = _visual_grid(
-            ids, example["image_grid_thw"], self.image_token_id, self.merge
+            ids, example["image_grid_thw"], self.image_token_id, self.merge, image
         )
         out = np.full((ids.size, 4), np.nan, np.float32)
         out[where] = np.tile(centre_boxes(boxes, size, rows, cols), (t, 1))
@@ -538,20 +548,51 @@ class ObjectnessLoss:
             out[t - 1] = end_s - j  # position t-1 predicts the answer token at t
         return out
 
-    def blank_targets(self, example: dict) -> dict[str, np.ndarray]:
-        """Every field this loss reads, for an encoded `example` it supervises nothing of
-        (only the NLL: e.g. a multi-image item, whose targets are single-image): zeros for
-        `objectness` / `referent`, -1 for `describe` / `copy`, NaN for `locate`."""
+    def frames_targets(
+        self,
+        example: dict,
+        frame_objects: Sequence[tuple[np.ndarray, np.ndarray]],
+        asked: int,
+        referent: np.ndarray,
+        size: int,
+    ) -> dict[str, np.ndarray]:
+        """Every field this loss reads, for an encoded multi-image `example` (its images all
+        `size` px squares, the j-th holding objects `frame_objects[j]` = (boxes [M_j, 4],
+        attributes [M_j, A])) whose question names `referent [R, 4]` in image `asked`:
+        `objectness` one distribution over every image's object tokens (the images with
+        objects weigh alike), `describe` / `locate` each image's own, `referent` and the
+        answer positions' box from the asked image; no `copy`. One image: the single-image
+        fields."""
+        if len(frame_objects) != len(np.asarray(example["image_grid_thw"]).reshape(-1, 3)):
+            raise ValueError(
+                f"objectness: {len(frame_objects)} frames' objects for "
+                f"{len(np.asarray(example['image_grid_thw']).reshape(-1, 3))} images"
+            )
         n = np.asarray(example["input_ids"]).reshape(-1).size
+        none = np.zeros((0, 4), np.int64)
         out = {}
         if self.weight > 0:
-            out["objectness"] = np.zeros(n, np.float32)
+            per = [
+                self.example_target(example, b, size, image=j)
+                for j, (b, _) in enumerate(frame_objects)
+            ]
+            held = sum(1 for t in per if t.any())
+            out["objectness"] = (sum(per) / max(held, 1)).astype(np.float32)
         if self.attend > 0:
-            out["referent"] = np.zeros(n, np.float32)
+            out["referent"] = self.example_target(example, referent, size, image=asked)
         if self.describe > 0:
-            out["describe"] = np.full((n, len(self.words)), -1, np.int32)
+            words = np.full((n, len(self.words)), -1, np.int64)
+            for j, (b, a) in enumerate(frame_objects):
+                w = self.example_words(example, b, a, size, image=j)
+                words = np.where(w >= 0, w, words)
+            out["describe"] = words
         if self.locate > 0:
-            out["locate"] = np.full((n, 4), np.nan, np.float32)
+            boxes = np.full((n, 4), np.nan, np.float32)
+            for j, (b, _) in enumerate(frame_objects):
+                named = referent if j == asked else none
+                located = self.example_boxes(example, b, named, size, image=j)
+                boxes = np.where(np.isnan(located), boxes, located)
+            out["locate"] = boxes
         if self.copy > 0:
             out["copy"] = np.full(n, -1, np.int32)
         return out

@@ -516,15 +516,13 @@ class Experiment:
                     without_meta(items[i].conversation(with_answer=True))
                 ).as_example()
                 size = items[i].image.shape[0]
-                if objectness is not None and len(items[i].frames) > 1:  # several images
-                    # the heads' targets are single-image; binding alone is fitted, to the
-                    # named object's tokens in the asked-about frame (a one-frame item is a
-                    # single image under its label: every head, as any other)
-                    example.update(objectness.blank_targets(example))
-                    if objectness.attend > 0:
-                        example["referent"] = objectness.example_target(
-                            example, items[i].referent, size, image=items[i].frame_position
+                if objectness is not None and items[i].frames:  # every frame's objects
+                    it = items[i]
+                    example.update(
+                        objectness.frames_targets(
+                            example, it.frame_objects, it.frame_position, it.referent, size
                         )
+                    )
                     out.append(example)
                     continue
                 if objectness is not None and objectness.weight > 0:  # objects' tokens

@@ -238,17 +238,19 @@ def test_restate_and_quote_examples_point_their_answer_at_the_query_they_copy(qu
     assert min(seen.values()) > 0, seen
 
 
-def test_frames_examples_show_indexed_frames_and_carry_no_head_targets(quick_base):
+def test_frames_examples_show_indexed_frames_and_fit_every_frames_objects(quick_base):
     """A `frames` item is encoded with its frames (as many as the curriculum shows at that
-    step; one image grid each, each after 'Frame <index>: '). With several, of the heads'
-    targets (single-image) only binding is set, on the named object's tokens in the
-    asked-about frame; the rest are blank. With one, every head's target is set."""
+    step; one image grid each, each after 'Frame <index>: '). Its heads' targets cover every
+    frame: objectness one distribution over all frames' object tokens, each frame's tokens
+    named and located from its own objects; binding and the answer's box from the asked
+    frame only. One frame: exactly the single-image targets."""
     from jaxseg.train.base_tasks import BaseStream
 
     exp, _ = quick_base
     b = exp.config.pretrain.base
     loss = exp._base_loss(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, copy=1.0)
     stream = exp._base_stream(loss)
+    visual_id = exp.model.config.image_token_id
     seen = multi = 0
     for step in range(10**6, 10**6 + 8):
         curriculum = exp._base_curriculum()
@@ -259,26 +261,40 @@ def test_frames_examples_show_indexed_frames_and_carry_no_head_targets(quick_bas
                 continue
             seen += 1
             assert lo <= len(e["image_grid_thw"]) == len(item.frames) <= hi
+            assert len(item.frame_objects) == len(item.frames)
             text = exp.processor.tokenizer.decode(e["input_ids"])
             for i, _ in item.frames:
                 assert f"Frame {i}: " in text
             size = item.image.shape[0]
-            if len(item.frames) == 1:  # a single image under its label: every head's target
+            visual = np.flatnonzero(e["input_ids"] == visual_id)
+            per_image = visual.size // len(item.frames)
+            frame_tokens = [
+                visual[j * per_image : (j + 1) * per_image] for j in range(len(item.frames))
+            ]
+            asked = frame_tokens[item.frame_position]
+            if len(item.frames) == 1:  # a single image under its label: the single-image targets
                 want = loss.example_target(e, item.salient_boxes, size)
                 assert want.any() and np.array_equal(e["objectness"], want)
                 assert np.array_equal(e["referent"], loss.example_target(e, item.referent, size))
-                assert (e["describe"] >= 0).any() and not np.isnan(e["locate"]).all()
+                words = loss.example_words(e, item.objects, item.object_attributes, size)
+                assert np.array_equal(e["describe"], words)
+                located = loss.example_boxes(e, item.objects, item.referent, size)
+                assert np.array_equal(e["locate"], located, equal_nan=True)
                 continue
             multi += 1
-            assert not e["objectness"].any()
-            # binding: only the asked-about frame's visual tokens, where its object is
-            visual = np.flatnonzero(e["input_ids"] == exp.model.config.image_token_id)
-            per_image = visual.size // len(item.frames)
-            asked = visual[item.frame_position * per_image : (item.frame_position + 1) * per_image]
-            marked = np.flatnonzero(e["referent"] > 0)
+            assert np.isclose(e["objectness"].sum(), 1.0)  # one distribution over all frames
+            for j, (boxes, attributes) in enumerate(item.frame_objects):
+                own = frame_tokens[j]
+                assert (e["objectness"][own] > 0).any() == (len(boxes) > 0)
+                assert ((e["describe"][own] >= 0).any()) == (len(boxes) > 0)
+                assert not np.isnan(e["locate"][own]).all() or len(boxes) == 0
+            marked = np.flatnonzero(e["referent"] > 0)  # binding: the asked frame's object
             assert marked.size > 0 and np.isin(marked, asked).all()
-            assert (e["describe"] < 0).all() and (e["copy"] < 0).all()
-            assert np.isnan(e["locate"]).all()
+            answer = np.flatnonzero(~np.isnan(e["locate"][:, 0]))
+            answer = answer[~np.isin(answer, visual)]  # the answer positions' box: the asked one
+            assert answer.size > 0
+            assert np.allclose(e["locate"][answer], item.referent[0] / size)
+            assert (e["copy"] < 0).all()
     assert seen > multi > 0
 
 

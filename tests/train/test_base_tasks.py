@@ -158,6 +158,13 @@ def test_frames_items_show_as_many_frames_as_asked_the_asked_one_included():
             assert image is item.image and f"in frame {index} of" in item.prompt
             ids = [i for i, _ in item.frames]
             assert ids == sorted(set(ids))  # distinct frames in video order
+            # every shown frame's objects, the asked one's being the item's own
+            assert len(item.frame_objects) == len(ids)
+            boxes, attributes = item.frame_objects[item.frame_position]
+            assert np.array_equal(boxes, item.objects)
+            assert np.array_equal(attributes, item.object_attributes)
+            for boxes, attributes in item.frame_objects:
+                assert boxes.shape[1:] == (4,) and attributes.shape == (len(boxes), 3)
             parts = item.conversation(with_answer=False)[0]["content"]
             labels = [p["text"] for p in parts[:-1:2]]
             assert labels == [f"Frame {i}: " for i in ids]  # each frame after its label
