@@ -283,7 +283,7 @@ def test_frames_examples_show_indexed_frames_and_fit_every_frames_objects(quick_
                 continue
             multi += 1
             assert np.isclose(e["objectness"].sum(), 1.0)  # one distribution over all frames
-            for j, (boxes, attributes) in enumerate(item.frame_objects):
+            for j, (boxes, _) in enumerate(item.frame_objects):
                 own = frame_tokens[j]
                 assert (e["objectness"][own] > 0).any() == (len(boxes) > 0)
                 assert ((e["describe"][own] >= 0).any()) == (len(boxes) > 0)
