@@ -522,6 +522,7 @@ def subtrees_named(tree, name):
     return found
 
 
+@pytest.mark.slow  # two ships of the quick base, each evaluating every task twice (~1-2 min)
 def test_ship_writes_a_base_then_replaces_it_only_when_it_grounds_better(
     quick_base, tmp_path, capsys
 ):
