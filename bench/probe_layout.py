@@ -13,7 +13,9 @@ difference at a time and prints the box IoU of each next to the mean-box prior:
 - `frames`: all the item's frames (4-8, the protocols' count).
 
 A base that boxes under `box` and not under `label+box` has learnt a layout, not a skill:
-text before the image moves what its visual tokens hold.
+text before the image moves what its visual tokens hold. Next to each IoU, `any object`: the
+IoU of the answer's first box with the visible object it overlaps most in any frame the
+layout shows (boxing *an* object, perhaps in the wrong frame, vs boxing nothing).
 
     python bench/probe_layout.py --run runs/base
     python bench/probe_layout.py --run runs/base --items 128
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import time
+
+import numpy as np
 
 
 def layouts(item, box_prompt: str):
@@ -66,14 +70,38 @@ def main() -> int:
     per_item = [layouts(x, _box_prompt(base_tasks, x)) for x in items]
     for j, (name, _) in enumerate(per_item[0]):
         t0 = time.perf_counter()
-        texts = policy.respond(policy.start([row[j][1] for row in per_item]))
+        convs = [row[j][1] for row in per_item]
+        texts = policy.respond(policy.start(convs))
         s = base_tasks.score("frames", texts, items)
+        hit = np.mean(
+            [any_object_iou(t, x, c) for t, x, c in zip(texts, items, convs, strict=True)]
+        )
         print(
-            f"{name:10s} IoU {s['iou']:.3f}  IoU>0.5 {s['iou>0.5']:.3f}  parsed {s['parse_ok']:.2f}"
-            f"  (prior {s['prior_mean_box_iou']:.3f})  {time.perf_counter() - t0:.0f} s",
+            f"{name:10s} IoU {s['iou']:.3f}  IoU>0.5 {s['iou>0.5']:.3f}  any object {hit:.3f}"
+            f"  parsed {s['parse_ok']:.2f}  (prior {s['prior_mean_box_iou']:.3f})"
+            f"  {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
     return 0
+
+
+def any_object_iou(text, item, conversation) -> float:
+    """The IoU of `text`'s first box with the object it overlaps most among those visible in
+    the frames `conversation` shows (0 when it writes no box)."""
+    from jaxseg.eval.metrics import box_iou
+    from jaxseg.train import base_tasks
+
+    boxes = base_tasks.parse_boxes(text)
+    if boxes is None or len(boxes) == 0:
+        return 0.0
+    shown = [p["image"] for p in conversation[0]["content"] if p["type"] == "image"]
+    objects = [
+        b
+        for (_, image), (b, _) in zip(item.frames, item.frame_objects, strict=True)
+        if any(image is s for s in shown)
+    ]
+    objects = np.concatenate(objects) if objects else np.zeros((0, 4))
+    return float(box_iou(boxes[:1], objects).max(initial=0.0))
 
 
 def _box_prompt(base_tasks, item) -> str:

@@ -177,3 +177,27 @@ def test_probe_layout_adds_one_difference_at_a_time(monkeypatch):
     assert shown["frames/1"] == [f"Frame {k}: ", "<img>", item.prompt]
     assert len(shown["frames/2"]) == 5 and f"Frame {k}: " in shown["frames/2"]
     assert len(shown["frames"]) == 2 * len(item.frames) + 1
+
+
+def test_probe_layout_any_object_is_the_best_overlap_among_the_frames_shown(monkeypatch):
+    from jaxseg.train import base_tasks
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from probe_layout import _box_prompt, any_object_iou, layouts
+
+    def answer(box):
+        return "[[" + ", ".join(str(int(v)) for v in box) + "]]"
+
+    checked = 0
+    for item in base_tasks.eval_items(7, "base_heldout", 8, "frames"):
+        convs = dict(layouts(item, _box_prompt(base_tasks, item)))
+        asked = item.frame_objects[item.frame_position][0]
+        assert any_object_iou(answer(asked[0]), item, convs["box"]) == 1.0
+        assert any_object_iou("no target", item, convs["frames"]) == 0.0
+        for j, (boxes, _) in enumerate(item.frame_objects):
+            for box in boxes:  # an object seen only in another frame counts where it is shown
+                if j != item.frame_position and not (asked == box).all(-1).any():
+                    assert any_object_iou(answer(box), item, convs["frames"]) == 1.0
+                    assert any_object_iou(answer(box), item, convs["box"]) < 1.0
+                    checked += 1
+    assert checked > 0
