@@ -48,6 +48,9 @@ def test_a_base_ships_only_when_its_grounding_beats_the_shipped_one_on_the_same_
     assert ship and "box 0.210 vs 0.250" in why and "frames 0.100 vs 0.000" in why
     assert not ship_decision(scores(0.10, 0.10), scores(0.25, 0.0))[0]
     assert not ship_decision(scores(0.25, 0.0), scores(0.25, 0.0))[0]  # a tie keeps the old one
+    # within the margin too: noise between checkpoints does not earn a copy in git
+    assert not ship_decision(scores(0.221, 0.030), scores(0.249, 0.0))[0]
+    assert ship_decision(scores(0.221, 0.030), scores(0.249, 0.0), min_gain=0.0)[0]
     # a task only one side was scored on does not count
-    assert ship_decision(scores(0.26, 0.0), scores(0.25))[0]
+    assert ship_decision(scores(0.27, 0.0), scores(0.25))[0]
     assert not ship_decision(scores(0.24, 0.9), scores(0.25))[0]
