@@ -24,28 +24,30 @@ layout shows (boxing *an* object, perhaps in the wrong frame, vs boxing nothing)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
 
 
 def layouts(item, box_prompt: str):
-    """(name, conversation) per layout of one `frames` item."""
-    from jaxseg.protocols.policy import image_part, message, text_part
-
-    k, image = item.frames[item.frame_position]
-    asked = (text_part(f"Frame {k}: "), image_part(image))
+    """(name, conversation) per layout of one `frames` item, each drawn by
+    `BaseItem.conversation` (the one place that lays frames out)."""
+    asked = item.frames[item.frame_position]
     nxt = item.frames[(item.frame_position + 1) % len(item.frames)]
-    two = sorted([(k, image), nxt], key=lambda f: f[0])
-    two_parts = [p for i, f in two for p in (text_part(f"Frame {i}: "), image_part(f))]
-    question = text_part(item.prompt)
-    user = lambda parts: [message("user", list(parts))]  # noqa: E731
+    two = tuple(sorted([asked, nxt], key=lambda f: f[0]))
+
+    def shown(frames, prompt=item.prompt):
+        position = next(j for j, f in enumerate(frames) if f is asked) if frames else 0
+        x = dataclasses.replace(item, frames=frames, frame_position=position, prompt=prompt)
+        return x.conversation(with_answer=False)
+
     return [
-        ("box", user([image_part(image), text_part(box_prompt)])),
-        ("label+box", user([*asked, text_part(box_prompt)])),
-        ("frames/1", user([*asked, question])),
-        ("frames/2", user([*two_parts, question])),
-        ("frames", item.conversation(with_answer=False)),
+        ("box", shown((), box_prompt)),
+        ("label+box", shown((asked,), box_prompt)),
+        ("frames/1", shown((asked,))),
+        ("frames/2", shown(two)),
+        ("frames", shown(item.frames)),
     ]
 
 

@@ -487,10 +487,11 @@ class ObjectnessLoss:
     ) -> np.ndarray:
         """The `locate` field `[L, 4]` of an encoded single-image `example` whose image (an
         `size` px square) holds objects `boxes [M, 4]`: `centre_boxes` at the visual tokens
-        (with `image` = j, at the j-th image's), and where the question names exactly one object (`referent [1, 4]`) its normalised
-        box at each position that predicts an answer token (`policy_mask` shifted by one) up
-        to the one predicting the first of `anchor_ids` (a box's first digit; the first
-        answer token where the answer has none); NaN elsewhere. Not past it: once a digit
+        (with `image` = j, at the j-th image's), and where the question names exactly one
+        object (`referent [1, 4]`) its normalised box at each position that predicts an
+        answer token (`policy_mask` shifted by one) up to the one predicting the first of
+        `anchor_ids` (a box's first digit; the first answer token where the answer has
+        none); NaN elsewhere. Not past it: once a digit
         is written (in training, the true one), reading the box back from it says nothing
         about where the object is."""
         ids = np.asarray(example["input_ids"]).reshape(-1)
