@@ -122,5 +122,7 @@ def test_overlapped_sampler_rollouts_equal_the_serial_ones(samples):
         assert len(a.turn_info) == len(b.turn_info)
         for ta, tb in zip(a.turn_info, b.turn_info, strict=True):
             assert list(ta["token_ids"]) == list(tb["token_ids"])
-            np.testing.assert_allclose(ta["logprobs"], tb["logprobs"], atol=1e-5, rtol=0)
+            # A part is a smaller batch: XLA may tile its matmuls differently, so float32
+            # log-probs agree to ~1e-5 (CI saw 1.0e-5 on a -1.42), not bit for bit.
+            np.testing.assert_allclose(ta["logprobs"], tb["logprobs"], atol=1e-4, rtol=0)
         assert a.trace.reward == b.trace.reward
