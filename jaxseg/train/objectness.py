@@ -598,6 +598,45 @@ class ObjectnessLoss:
             out["copy"] = np.full(n, -1, np.int32)
         return out
 
+    def item_targets(self, example: dict, item) -> dict[str, np.ndarray]:
+        """Every field this loss reads, for the encoded `example` of a base item
+        (`jaxseg.train.base_tasks.BaseItem`): a multi-frame one's `frames_targets`; else
+        `objectness` on its salient boxes, `referent` on the named object(s), `describe` /
+        `locate` on its objects, `copy` where it repeats its prompt (`restate`, `quote`)."""
+        size = item.image.shape[0]
+        if item.frames:
+            return self.frames_targets(
+                example, item.frame_objects, item.frame_position, item.referent, size
+            )
+        out = {}
+        if self.weight > 0:
+            out["objectness"] = self.example_target(example, item.salient_boxes, size)
+        if self.attend > 0:
+            out["referent"] = self.example_target(example, item.referent, size)
+        if self.describe > 0:  # not for the square task's objects (no attributes)
+            boxes = item.objects if len(item.object_attributes) else item.objects[:0]
+            out["describe"] = self.example_words(example, boxes, item.object_attributes, size)
+        if self.locate > 0:
+            out["locate"] = self.example_boxes(example, item.objects, item.referent, size)
+        if self.copy > 0:
+            out["copy"] = (
+                self.example_copy(example)
+                if item.task in ("restate", "quote")
+                else np.full(np.shape(example["input_ids"]), -1, np.int32)
+            )
+        return out
+
+    def image_tokens(self, example: dict, image: int | None = None) -> np.ndarray:
+        """`[L]` 1.0 at the visual tokens of an encoded example's only image (or of its
+        `image`-th), 0.0 elsewhere: an attention target over a whole frame."""
+        ids = np.asarray(example["input_ids"]).reshape(-1)
+        where, *_ = _visual_grid(
+            ids, example["image_grid_thw"], self.image_token_id, self.merge, image
+        )
+        out = np.zeros(ids.shape, np.float32)
+        out[where] = 1.0
+        return out
+
     def example_target(
         self, example: dict, boxes: np.ndarray, size: int, image: int | None = None
     ) -> np.ndarray:

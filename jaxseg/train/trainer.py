@@ -30,6 +30,7 @@ and holds the merged result.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import shutil
@@ -515,41 +516,8 @@ class Experiment:
                 example = self.encoder.encode(
                     without_meta(items[i].conversation(with_answer=True))
                 ).as_example()
-                size = items[i].image.shape[0]
-                if objectness is not None and items[i].frames:  # every frame's objects
-                    it = items[i]
-                    example.update(
-                        objectness.frames_targets(
-                            example, it.frame_objects, it.frame_position, it.referent, size
-                        )
-                    )
-                    out.append(example)
-                    continue
-                if objectness is not None and objectness.weight > 0:  # objects' tokens
-                    example["objectness"] = objectness.example_target(
-                        example, items[i].salient_boxes, size
-                    )
-                if objectness is not None and objectness.attend > 0:  # the named object's
-                    example["referent"] = objectness.example_target(
-                        example, items[i].referent, size
-                    )
-                if objectness is not None and objectness.describe > 0:  # what each one is
-                    it = items[i]
-                    boxes = it.objects if len(it.object_attributes) else it.objects[:0]
-                    example["describe"] = objectness.example_words(
-                        example, boxes, it.object_attributes, size
-                    )
-                if objectness is not None and objectness.locate > 0:  # where each one is
-                    example["locate"] = objectness.example_boxes(
-                        example, items[i].objects, items[i].referent, size
-                    )
-                if objectness is not None and objectness.copy > 0:  # the query it repeats
-                    copied = items[i].task in ("restate", "quote")
-                    example["copy"] = (
-                        objectness.example_copy(example)
-                        if copied
-                        else np.full(np.shape(example["input_ids"]), -1, np.int32)
-                    )
+                if objectness is not None:
+                    example.update(objectness.item_targets(example, items[i]))
                 out.append(example)
             return out
 
@@ -602,7 +570,7 @@ class Experiment:
             texts = policy.respond(policy.start([x.conversation(with_answer=False) for x in items]))
             out[name] = base_tasks.score(task, texts, items)
             supervised = any(float(b.get(k, 0.0)) > 0 for k in ("attend", "describe"))
-            if supervised and name in ("cell", "box", "colour"):
+            if supervised and name in ("cell", "box", "colour", "frames", "frames@shown"):
                 out[name].update(self._named_attention(items))
             copying = all(float(b.get(k, 0.0)) > 0 for k in ("copy", "attend"))
             if name in ("restate", "quote") and copying:
@@ -615,7 +583,10 @@ class Experiment:
         the position it is supervised at (`attend_at`): its mass on the named object's
         tokens (`attend_named`, the loss's own `attend_mass`), and the mass a head spread
         evenly over the visible objects' tokens would put there (`attend_named_uniform`:
-        finding the objects without binding the phrase). With `describe`: the share of
+        finding the objects without binding the phrase); on multi-frame items (`frames`)
+        over every frame's objects, and its mass on the asked frame's tokens
+        (`attend_frame`) next to an even spread over the frames (`attend_frame_uniform`:
+        finding the frame the question names). With `describe`: the share of
         visual tokens holding an object's centre whose colour / shape / size word the LM
         head ranks first among that attribute's words (`describe_colour`, ...). With
         `locate`, while its head is attached (the stage's own evaluations): the IoU of the
@@ -633,15 +604,21 @@ class Experiment:
         describe = float(b.get("describe", 0.0)) > 0
         loss = self._base_loss(0.0, float(attend), float(describe))
         located = getattr(self.model, LOCATE_HEAD, None)
-        examples, uniform = [], []
+        examples, uniform, frames = [], [], []
         for it in items:
             e = self.encoder.encode(without_meta(it.conversation(with_answer=True))).as_example()
+            e.update(loss.item_targets(e, it))
             size = it.image.shape[0]
-            e["referent"] = loss.example_target(e, it.referent, size)
-            if describe:
-                e["describe"] = loss.example_words(e, it.objects, it.object_attributes, size)
-            objects = int(np.sum(loss.example_target(e, it.objects, size) > 0))
+            if not attend:  # collate reads only the fields the loss fits
+                e["referent"] = loss.example_target(e, it.referent, size)
+            held = [b for b, _ in it.frame_objects] if it.frames else [it.objects]
+            objects = sum(
+                int(np.sum(loss.example_target(e, b, size, image=j if it.frames else None) > 0))
+                for j, b in enumerate(held)
+            )
             uniform.append(float(np.sum(e["referent"] > 0)) / max(objects, 1))
+            if it.frames:
+                frames.append({**e, "referent": loss.image_tokens(e, it.frame_position)})
             examples.append(e)
 
         capture = attention_capture(self.model) if attend else contextlib.nullcontext()
@@ -650,10 +627,17 @@ class Experiment:
             metrics = evaluate_loss(self.model, batches, loss)
             if located is not None and attend:
                 located_iou = self._located_iou(items, examples, batches, loss)
+            if frames and attend:  # the head's mass on the asked frame's tokens
+                on_frame = evaluate_loss(
+                    self.model, self.batches(frames, 16, collate=loss.collate), loss
+                )
         out = {}
         if attend:
             out["attend_named"] = metrics["attend_mass"]
             out["attend_named_uniform"] = float(np.mean(uniform))
+        if frames and attend:
+            out["attend_frame"] = on_frame["attend_mass"]
+            out["attend_frame_uniform"] = float(np.mean([1.0 / len(it.frames) for it in items]))
         for name, _ in loss.words:
             out[f"describe_{name}"] = metrics[f"describe_{name}"]
         if located is not None and attend:
@@ -689,13 +673,14 @@ class Experiment:
         from .objectness import LOCATE_HEAD, LOCATE_HIDDEN_HEAD, located_boxes
 
         names = {LOCATE_HEAD: "locate_iou", LOCATE_HIDDEN_HEAD: "locate_hidden_iou"}
+        boxes_loss = dataclasses.replace(loss, locate=1.0)
         ious: dict[str, list[float]] = {}
         for start, batch in zip(range(0, len(items), 16), batches, strict=True):
             chunk, rows = items[start : start + 16], examples[start : start + 16]
             heads = located_boxes(self.model, batch.policy, batch.visual)
             ids = np.asarray(batch.policy.input_ids)
             for i, (it, e) in enumerate(zip(chunk, rows, strict=True)):
-                target = loss.example_boxes(e, it.objects, it.referent, it.image.shape[0])
+                target = boxes_loss.item_targets(e, it)["locate"]
                 fitted = np.flatnonzero(
                     ~np.isnan(target[:, 0]) & (ids[i, : len(target)] != loss.image_token_id)
                 )

@@ -50,6 +50,7 @@ def test_pretrain_runs_the_curriculum_and_reports_the_phase_scenes(quick_base):
     assert exp.config.pretrain.base.attend > 0
     assert 0.0 <= late["box"]["attend_named"] <= 1.0
     assert 0.0 < late["box"]["attend_named_uniform"] <= 1.0
+    assert 0.0 <= late["frames"]["attend_frame"] <= 1.0  # and whether it finds the asked frame
     assert "attend" in rows[0] and "attend_mass" in rows[0]
     # what the visual tokens name of their objects (L_desc), per attribute, held-out
     assert exp.config.pretrain.base.describe > 0 and "describe" in rows[0]
@@ -332,6 +333,30 @@ def test_held_out_locate_iou_reads_the_head_at_the_last_fitted_answer_position(q
             both = exp._named_attention([item])
             assert both["locate_hidden_iou"] == pytest.approx(1.0, abs=1e-5)
             assert both["locate_iou"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_held_out_frames_items_report_the_heads_mass_on_the_asked_frame(quick_base):
+    """On `frames` items the supervised head is scored against the asked frame: its mass on
+    the named object there (within its mass on that frame's tokens) next to an even spread
+    over every frame's objects, its mass on the frame next to 1/frames, and the box head's
+    target is the asked frame's object (a head saying that box scores IoU 1)."""
+    from jaxseg.train.base_tasks import eval_items
+    from jaxseg.train.objectness import LOCATE_HEAD, LocateHead, attached_head
+
+    exp, _ = quick_base
+    items = eval_items(7, "base_heldout", 3, "frames", shown_frames=(2, 4))
+    assert all(len(it.frames) >= 2 for it in items)
+    out = exp._named_attention(items)
+    assert 0.0 <= out["attend_named"] <= out["attend_frame"] + 1e-6 <= 1.0 + 1e-6
+    spread = np.mean([1.0 / len(it.frames) for it in items])
+    assert out["attend_frame_uniform"] == pytest.approx(spread)
+    assert 0.0 < out["attend_named_uniform"] < 1.0
+    item = items[0]
+    head = LocateHead(exp.model.config.text.head_dim)
+    with attached_head(exp.model, head, LOCATE_HEAD):
+        head.b.set_value(np.asarray(item.referent[0] / item.image.shape[0], np.float32))
+        assert exp._named_attention([item])["locate_iou"] == pytest.approx(1.0, abs=1e-5)
+    assert "attend_frame" not in exp._named_attention(eval_items(7, "base_heldout", 1, "box"))
 
 
 def test_a_run_resumes_into_a_grown_vision_tower_computing_the_same(quick_base):
