@@ -364,14 +364,22 @@ class Experiment:
             locate_hidden = float(c.base.get("locate_hidden", 0.0))
             digits = float(c.base.get("digits", 0.0))
             copy = float(c.base.get("copy", 0.0))
+            frame_label = float(c.base.get("frame_label", 0.0))
             text = self.model.config.text
             head = ObjectnessHead(text.hidden_size) if weight > 0 else None
             boxes = LocateHead(text.head_dim) if locate > 0 else None
             written = LocateHead(text.hidden_size) if locate_hidden > 0 else None
             loss = None
-            if any(w > 0 for w in (weight, attend, describe, locate, digits, copy)):
+            if any(w > 0 for w in (weight, attend, describe, locate, digits, copy, frame_label)):
                 loss = self._base_loss(
-                    weight, attend, describe, locate, locate_hidden, digits, copy=copy
+                    weight,
+                    attend,
+                    describe,
+                    locate,
+                    locate_hidden,
+                    digits,
+                    copy=copy,
+                    frame_label=frame_label,
                 )
             stream = functools.partial(self._base_stream, loss)
             capture = attention_capture(self.model) if attend > 0 else contextlib.nullcontext()
@@ -433,9 +441,10 @@ class Experiment:
         locate_hidden: float = 0.0,
         digits: float = 0.0,
         copy: float = 0.0,
+        frame_label: float = 0.0,
     ):
         """The base stage's `ObjectnessLoss` for this policy and tokenizer (its attribute
-        words, attention anchors and digit tokens) with these weights."""
+        words, attention anchors, digit tokens and numerals) with these weights."""
         from .objectness import ObjectnessLoss
 
         return ObjectnessLoss.for_model(
@@ -450,7 +459,21 @@ class Experiment:
             digits=digits,
             digit_ids=self._digit_ids if digits > 0 else (),
             copy=copy,
+            frame_label=frame_label,
+            numerals=self._numerals() if frame_label > 0 else (),
         )
+
+    def _numerals(self) -> tuple[int, ...]:
+        """Token ids of "0" ... "9", each one token as a prompt's numbers are written (the
+        Qwen tokenizers split numbers into single digits)."""
+        tokenizer = self.processor.tokenizer
+        out = []
+        for d in "0123456789":
+            ids = tokenizer.encode(d, add_special_tokens=False)
+            if len(ids) != 1:
+                raise ValueError(f"the tokenizer writes the numeral {d!r} as {ids}, not one token")
+            out.append(int(ids[0]))
+        return tuple(out)
 
     def _attend_anchors(self) -> tuple[int, ...]:
         """`pretrain.base.attend_at`: "content" (the default) supervises attention where the
@@ -586,7 +609,9 @@ class Experiment:
         finding the objects without binding the phrase); on multi-frame items (`frames`)
         over every frame's objects, and its mass on the asked frame's tokens
         (`attend_frame`) next to an even spread over the frames (`attend_frame_uniform`:
-        finding the frame the question names). With `describe`: the share of
+        finding the frame the question names); with `frame_label`, the share of their
+        visual tokens whose top numeral is a digit of their frame's label (`frame_named`).
+        With `describe`: the share of
         visual tokens holding an object's centre whose colour / shape / size word the LM
         head ranks first among that attribute's words (`describe_colour`, ...). With
         `locate`, while its head is attached (the stage's own evaluations): the IoU of the
@@ -602,7 +627,8 @@ class Experiment:
         b = self.config.pretrain.base
         attend = float(b.get("attend", 0.0)) > 0
         describe = float(b.get("describe", 0.0)) > 0
-        loss = self._base_loss(0.0, float(attend), float(describe))
+        frame_label = float(b.get("frame_label", 0.0))
+        loss = self._base_loss(0.0, float(attend), float(describe), frame_label=frame_label)
         located = getattr(self.model, LOCATE_HEAD, None)
         examples, uniform, frames = [], [], []
         for it in items:
@@ -640,6 +666,8 @@ class Experiment:
             out["attend_frame_uniform"] = float(np.mean([1.0 / len(it.frames) for it in items]))
         for name, _ in loss.words:
             out[f"describe_{name}"] = metrics[f"describe_{name}"]
+        if frames and frame_label > 0:  # visual tokens naming a digit of their frame's label
+            out["frame_named"] = metrics["frame_label_hit"]
         if located is not None and attend:
             out.update(located_iou)
         return out

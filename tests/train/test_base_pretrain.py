@@ -249,8 +249,9 @@ def test_frames_examples_show_indexed_frames_and_fit_every_frames_objects(quick_
 
     exp, _ = quick_base
     b = exp.config.pretrain.base
-    loss = exp._base_loss(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, copy=1.0)
+    loss = exp._base_loss(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, copy=1.0, frame_label=1.0)
     stream = exp._base_stream(loss)
+    tokenizer = exp.processor.tokenizer
     visual_id = exp.model.config.image_token_id
     seen = multi = 0
     for step in range(10**6, 10**6 + 8):
@@ -263,7 +264,7 @@ def test_frames_examples_show_indexed_frames_and_fit_every_frames_objects(quick_
             seen += 1
             assert lo <= len(e["image_grid_thw"]) == len(item.frames) <= hi
             assert len(item.frame_objects) == len(item.frames)
-            text = exp.processor.tokenizer.decode(e["input_ids"])
+            text = tokenizer.decode(e["input_ids"])
             for i, _ in item.frames:
                 assert f"Frame {i}: " in text
             size = item.image.shape[0]
@@ -273,6 +274,12 @@ def test_frames_examples_show_indexed_frames_and_fit_every_frames_objects(quick_
                 visual[j * per_image : (j + 1) * per_image] for j in range(len(item.frames))
             ]
             asked = frame_tokens[item.frame_position]
+            for (i, _), own in zip(item.frames, frame_tokens, strict=True):
+                # every token of a frame names its label's digits, as the prompt writes them
+                digits = tokenizer.encode(str(i), add_special_tokens=False)
+                want = digits + [-1] * (2 - len(digits))
+                assert (e["frame"][own] == want).all()
+            assert (e["frame"][~np.isin(np.arange(len(e["frame"])), visual)] == -1).all()
             if len(item.frames) == 1:  # a single image under its label: the single-image targets
                 want = loss.example_target(e, item.salient_boxes, size)
                 assert want.any() and np.array_equal(e["objectness"], want)
@@ -351,6 +358,7 @@ def test_held_out_frames_items_report_the_heads_mass_on_the_asked_frame(quick_ba
     spread = np.mean([1.0 / len(it.frames) for it in items])
     assert out["attend_frame_uniform"] == pytest.approx(spread)
     assert 0.0 < out["attend_named_uniform"] < 1.0
+    assert exp.config.pretrain.base.frame_label > 0 and 0.0 <= out["frame_named"] <= 1.0
     item = items[0]
     head = LocateHead(exp.model.config.text.head_dim)
     with attached_head(exp.model, head, LOCATE_HEAD):

@@ -246,6 +246,44 @@ def test_describe_teaches_the_visual_tokens_the_words_of_their_object(setup):
     assert last["describe_colour"] == last["describe_shape"] == 1.0
 
 
+def test_frame_label_teaches_each_frames_tokens_the_digits_of_its_label(setup):
+    """`frame_label`: every visual token of an image shown after 'Frame <n>: ' is fitted to
+    name n's digits through the LM head (a bag of them for two digits); an unlabelled image
+    adds nothing. The targets sit on the visual tokens only, bad labels are named, and a
+    few steps teach every token a digit of its label."""
+    cfg, examples = setup
+    numerals = tuple(range(50, 60))
+    loss = ObjectnessLoss(0.0, IMG, frame_label=1.0, numerals=numerals)
+    with pytest.raises(ValueError, match="numerals"):
+        ObjectnessLoss(0.0, IMG, frame_label=1.0)
+    labelled = [
+        dict(e, frame=loss.example_frames(e, labels))
+        for e, labels in zip(examples, ((7,), (12,), ()), strict=True)
+    ]
+    visual = examples[1]["input_ids"] == IMG
+    assert (labelled[1]["frame"][visual] == [51, 52]).all()  # "12": the numerals 1 and 2
+    assert (labelled[1]["frame"][~visual] == -1).all()
+    assert (labelled[0]["frame"][examples[0]["input_ids"] == IMG] == [57, -1]).all()
+    assert (labelled[2]["frame"] == -1).all()
+    with pytest.raises(ValueError, match="outside 0-99"):
+        loss.example_frames(examples[0], (100,))
+    with pytest.raises(ValueError, match="2 frame labels for 1 images"):
+        loss.example_frames(examples[0], (1, 2))
+    batch = loss.collate(make_policy_batch(labelled, config=cfg), labelled)
+    denoms = loss.weights(batch)
+    assert denoms[7] == int(visual.sum() + (examples[0]["input_ids"] == IMG).sum())
+    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
+    _, aux = loss.objective(model, batch, jnp.asarray(denoms, jnp.float32))
+    first = loss.metrics({k: float(v) for k, v in aux.items()}, denoms)
+    assert first["frame_label"] == pytest.approx(np.log(cfg.text.vocab_size), rel=0.2)
+    tx = make_optimizer(OptimizerConfig(learning_rate=1e-2, schedule="constant"))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    for _ in range(20):
+        last = train_step(model, optimizer, [batch], loss)
+    assert last["frame_label"] < 0.5 * first["frame_label"], (first, last)
+    assert last["frame_label_hit"] == 1.0
+
+
 @pytest.fixture(scope="module")
 def setup():
     cfg = tiny_config()
