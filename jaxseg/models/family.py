@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -283,31 +282,47 @@ def attention_capture(model: nnx.Module, layer: int = -1, head: int = 0) -> Iter
     attention probabilities `[B, L, L]` of query head `head` of text layer `layer`;
     `with_attention` runs a forward and returns them.
     For auxiliary losses on where the policy looks (jaxseg.train.objectness)."""
+    with _set_head(model, "capture_head", layer, head, "attention_capture"):
+        yield
+
+
+@contextlib.contextmanager
+def route_capture(model: nnx.Module, layer: int = -2, head: int = 0) -> Iterator[None]:
+    """As `attention_capture`, a second head's probabilities (`with_attention(...,
+    route=True)`): by default head 0 of the layer before the last, whose output the last
+    layer's queries read (jaxseg.train.objectness's routing supervision)."""
+    with _set_head(model, "route_head", layer, head, "route_capture"):
+        yield
+
+
+@contextlib.contextmanager
+def _set_head(model: nnx.Module, name: str, layer: int, head: int, who: str) -> Iterator[None]:
     lm = model.language_model
     if getattr(lm, "remat", "none") != "none":
-        raise ValueError("attention_capture: not with remat (a rematerialised block sows nothing)")
+        raise ValueError(f"{who}: not with remat (a rematerialised block sows nothing)")
     attn = lm.layers[layer].self_attn
     if not 0 <= head < attn.num_heads:
-        raise ValueError(f"attention_capture: head {head} of {attn.num_heads}")
-    before = vars(attn).get("capture_head")  # nested blocks restore the outer one's head
-    attn.capture_head = head
+        raise ValueError(f"{who}: head {head} of {attn.num_heads}")
+    before = vars(attn).get(name)  # nested blocks restore the outer one's head
+    setattr(attn, name, head)
     try:
         yield
     finally:
         if before is None:
-            del attn.capture_head
+            delattr(attn, name)
         else:
-            attn.capture_head = before
+            setattr(attn, name, before)
 
 
 def with_attention(
-    fn: Callable[[nnx.Module], Any], model: nnx.Module, *, values: bool = False
-) -> tuple[Any, jax.Array] | tuple[Any, jax.Array, jax.Array]:
+    fn: Callable[[nnx.Module], Any], model: nnx.Module, *, values: bool = False, route: bool = False
+) -> tuple[Any, ...]:
     """`fn(model)` (one teacher-forced forward, inside `attention_capture`) and the
     probabilities `[B, L, L]` it recorded (`nnx.capture`: nothing stays on the model); with
-    `values`, also the values `[B, L, Dh]` the captured head reads."""
+    `values`, also the values `[B, L, Dh]` the captured head reads; with `route` (inside
+    `route_capture` too), last the route head's probabilities `[B, L, L]`."""
     out, state = nnx.capture(fn, nnx.Intermediate)(model)
-    records: dict[str, list] = {"attention_probs": [], "attention_values": []}
+    records: dict[str, list] = {"attention_probs": [], "attention_values": [], "route_probs": []}
     for path, v in nnx.to_flat_state(state):
         v = v.get_value() if hasattr(v, "get_value") else v
         records[str(path[-1])].extend(v if isinstance(v, tuple) else (v,))
@@ -316,6 +331,14 @@ def with_attention(
             f"with_attention: {len(records['attention_probs'])} attention records (one "
             "forward inside attention_capture expected)"
         )
+    got = (out, records["attention_probs"][0])
     if values:
-        return out, records["attention_probs"][0], records["attention_values"][0]
-    return out, records["attention_probs"][0]
+        got += (records["attention_values"][0],)
+    if route:
+        if len(records["route_probs"]) != 1:
+            raise RuntimeError(
+                f"with_attention: {len(records['route_probs'])} route records (one forward "
+                "inside route_capture expected)"
+            )
+        got += (records["route_probs"][0],)
+    return got

@@ -143,9 +143,11 @@ class AttentionCapture:
     """Mixin of a text attention module: while `capture_head` is set (by
     jaxseg.models.family.attention_capture), each cache-free pass sows that head's
     probabilities `[B, L, L]` as the `nnx.Intermediate` "attention_probs" and the values it
-    reads `[B, L, Dh]` (its KV head's) as "attention_values"."""
+    reads `[B, L, Dh]` (its KV head's) as "attention_values"; while `route_head` is set (by
+    `route_capture`), that head's probabilities as "route_probs"."""
 
     capture_head: int | None = None
+    route_head: int | None = None
 
     def capture(
         self,
@@ -165,6 +167,9 @@ class AttentionCapture:
             )
             group = q.shape[2] // v.shape[2]
             self.sow(nnx.Intermediate, "attention_values", v[:, :, head // group])
+        if self.route_head is not None and not cached:
+            probs = head_attention_probs(q, k, mask, scale, self.route_head)
+            self.sow(nnx.Intermediate, "route_probs", probs)
 
 
 def masked_softmax_attention(

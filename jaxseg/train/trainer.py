@@ -347,7 +347,7 @@ class Experiment:
         if c is None or c.steps <= 0:
             return {"stage": "pretrain", "skipped": True, "step": 0}
         if c.get("curriculum", "grounding") == "base":
-            from jaxseg.models.family import attention_capture
+            from jaxseg.models.family import attention_capture, route_capture
 
             from .objectness import (
                 LOCATE_HEAD,
@@ -365,6 +365,7 @@ class Experiment:
             digits = float(c.base.get("digits", 0.0))
             copy = float(c.base.get("copy", 0.0))
             frame_label = float(c.base.get("frame_label", 0.0))
+            route = float(c.base.get("route", 0.0))
             text = self.model.config.text
             head = ObjectnessHead(text.hidden_size) if weight > 0 else None
             boxes = LocateHead(text.head_dim) if locate > 0 else None
@@ -380,10 +381,13 @@ class Experiment:
                     digits,
                     copy=copy,
                     frame_label=frame_label,
+                    route=route,
                 )
             stream = functools.partial(self._base_stream, loss)
             capture = attention_capture(self.model) if attend > 0 else contextlib.nullcontext()
+            routing = route_capture(self.model) if route > 0 else contextlib.nullcontext()
             with (
+                routing,
                 attached_head(self.model, head),
                 attached_head(self.model, boxes, LOCATE_HEAD),
                 attached_head(self.model, written, LOCATE_HIDDEN_HEAD),
@@ -442,6 +446,7 @@ class Experiment:
         digits: float = 0.0,
         copy: float = 0.0,
         frame_label: float = 0.0,
+        route: float = 0.0,
     ):
         """The base stage's `ObjectnessLoss` for this policy and tokenizer (its attribute
         words, attention anchors, digit tokens and numerals) with these weights."""
@@ -460,7 +465,8 @@ class Experiment:
             digit_ids=self._digit_ids if digits > 0 else (),
             copy=copy,
             frame_label=frame_label,
-            numerals=self._numerals() if frame_label > 0 else (),
+            numerals=self._numerals() if frame_label > 0 or route > 0 else (),
+            route=route,
         )
 
     def _numerals(self) -> tuple[int, ...]:
@@ -610,7 +616,8 @@ class Experiment:
         over every frame's objects, and its mass on the asked frame's tokens
         (`attend_frame`) next to an even spread over the frames (`attend_frame_uniform`:
         finding the frame the question names); with `frame_label`, the share of their
-        visual tokens whose top numeral is a digit of their frame's label (`frame_named`).
+        visual tokens whose top numeral is a digit of their frame's label (`frame_named`);
+        with `route`, the route head's mass on the question's frame number (`route_mass`).
         With `describe`: the share of
         visual tokens holding an object's centre whose colour / shape / size word the LM
         head ranks first among that attribute's words (`describe_colour`, ...). With
@@ -620,7 +627,7 @@ class Experiment:
         position knows where the object is, whatever its digits say; with `locate_hidden`
         also the same from its final hidden state (`locate_hidden_iou`): whether it reaches
         where the LM head reads."""
-        from jaxseg.models.family import attention_capture
+        from jaxseg.models.family import attention_capture, route_capture
 
         from .objectness import LOCATE_HEAD
 
@@ -628,7 +635,10 @@ class Experiment:
         attend = float(b.get("attend", 0.0)) > 0
         describe = float(b.get("describe", 0.0)) > 0
         frame_label = float(b.get("frame_label", 0.0))
-        loss = self._base_loss(0.0, float(attend), float(describe), frame_label=frame_label)
+        route = float(b.get("route", 0.0)) if attend else 0.0
+        loss = self._base_loss(
+            0.0, float(attend), float(describe), frame_label=frame_label, route=route
+        )
         located = getattr(self.model, LOCATE_HEAD, None)
         examples, uniform, frames = [], [], []
         for it in items:
@@ -648,7 +658,8 @@ class Experiment:
             examples.append(e)
 
         capture = attention_capture(self.model) if attend else contextlib.nullcontext()
-        with capture:
+        routing = route_capture(self.model) if route > 0 else contextlib.nullcontext()
+        with capture, routing:
             batches = self.batches(examples, 16, collate=loss.collate)
             metrics = evaluate_loss(self.model, batches, loss)
             if located is not None and attend:
@@ -668,6 +679,8 @@ class Experiment:
             out[f"describe_{name}"] = metrics[f"describe_{name}"]
         if frames and frame_label > 0:  # visual tokens naming a digit of their frame's label
             out["frame_named"] = metrics["frame_label_hit"]
+        if frames and route > 0:  # the route head's mass on the question's frame number
+            out["route_mass"] = metrics["route_mass"]
         if located is not None and attend:
             out.update(located_iou)
         return out

@@ -249,7 +249,7 @@ def test_frames_examples_show_indexed_frames_and_fit_every_frames_objects(quick_
 
     exp, _ = quick_base
     b = exp.config.pretrain.base
-    loss = exp._base_loss(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, copy=1.0, frame_label=1.0)
+    loss = exp._base_loss(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, copy=1.0, frame_label=1.0, route=1.0)
     stream = exp._base_stream(loss)
     tokenizer = exp.processor.tokenizer
     visual_id = exp.model.config.image_token_id
@@ -280,6 +280,11 @@ def test_frames_examples_show_indexed_frames_and_fit_every_frames_objects(quick_
                 want = digits + [-1] * (2 - len(digits))
                 assert (e["frame"][own] == want).all()
             assert (e["frame"][~np.isin(np.arange(len(e["frame"])), visual)] == -1).all()
+            # the route head's target: the question's frame number, after the last image
+            routed = np.flatnonzero(e["route"] > 0)
+            assert routed.size and routed.min() > visual.max()
+            label = item.frames[item.frame_position][0]
+            assert tokenizer.decode(e["input_ids"][routed]) == str(label)
             if len(item.frames) == 1:  # a single image under its label: the single-image targets
                 want = loss.example_target(e, item.salient_boxes, size)
                 assert want.any() and np.array_equal(e["objectness"], want)
@@ -359,6 +364,7 @@ def test_held_out_frames_items_report_the_heads_mass_on_the_asked_frame(quick_ba
     assert out["attend_frame_uniform"] == pytest.approx(spread)
     assert 0.0 < out["attend_named_uniform"] < 1.0
     assert exp.config.pretrain.base.frame_label > 0 and 0.0 <= out["frame_named"] <= 1.0
+    assert exp.config.pretrain.base.route > 0 and 0.0 < out["route_mass"] < 1.0
     item = items[0]
     head = LocateHead(exp.model.config.text.head_dim)
     with attached_head(exp.model, head, LOCATE_HEAD):

@@ -284,6 +284,63 @@ def test_frame_label_teaches_each_frames_tokens_the_digits_of_its_label(setup):
     assert last["frame_label_hit"] == 1.0
 
 
+def test_example_route_marks_the_questions_frame_number_not_a_label_or_a_size():
+    """The route target is the first number after the last image that is the asked label:
+    not the same digits in a frame's label before it, nor inside a longer number (the
+    frame size) after it; a question that never names the frame is an error."""
+    numerals = tuple(range(50, 60))
+    loss = ObjectnessLoss(0.0, IMG, attend=1.0, route=1.0, numerals=numerals)
+    with pytest.raises(ValueError, match="attend"):
+        ObjectnessLoss(0.0, IMG, route=1.0, numerals=numerals)
+    one, two = numerals[1], numerals[2]
+    # 'Frame 1: <img> Frame 12: <img> ... frame 1 of the 112x112 images'
+    ids = np.array([9, one, 8, IMG, IMG, 9, one, two, 8, IMG, IMG, 7, 6, one, 5, one, one, two, 4])
+    target = loss.example_route({"input_ids": ids}, 1)
+    assert np.flatnonzero(target).tolist() == [13]
+    with pytest.raises(ValueError, match="never names frame 12"):  # only inside "112"
+        loss.example_route({"input_ids": ids}, 12)
+    ids = np.concatenate([ids[:13], [one, two], ids[14:]])  # '... frame 12 of the 112x112'
+    assert np.flatnonzero(loss.example_route({"input_ids": ids}, 12)).tolist() == [13, 14]
+
+
+def test_route_supervision_pulls_the_earlier_layers_head_to_the_frame_number(setup):
+    """`route`: head 0 of the layer before the last, at the position where binding is
+    supervised, is fitted to look at the marked question tokens; its mass there rises when
+    trained, rows without a frame question are out of the mean, and a forward outside
+    `route_capture` is named."""
+    from jaxseg.models.family import attention_capture, route_capture, with_attention
+    from jaxseg.train.steps import forward_logits
+
+    cfg, examples = setup
+    numerals = tuple(range(50, 60))
+    rows = []
+    for i, e in enumerate(examples):
+        route = np.zeros(e["input_ids"].size, np.float32)
+        if i < 2:  # a prompt token the supervised position sees: the question's number
+            route[2] = 1.0
+        rows.append(dict(e, referent=e["objectness"], route=route))
+    loss = ObjectnessLoss(0.0, IMG, attend=1.0, route=1.0, numerals=numerals)
+    batch = loss.collate(make_policy_batch(rows, config=cfg), rows)
+    denoms = loss.weights(batch)
+    assert denoms[8] == 2
+    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
+    forward = lambda m: forward_logits(m, batch.policy, return_hidden=True)  # noqa: E731
+    with attention_capture(model), pytest.raises(RuntimeError, match="route records"):
+        with_attention(forward, model, route=True)
+    tx = make_optimizer(OptimizerConfig(learning_rate=1e-2, schedule="constant"))
+    with attention_capture(model), route_capture(model):
+        _, aux = loss.objective(model, batch, jnp.asarray(denoms, jnp.float32))
+        metrics = loss.metrics({k: float(v) for k, v in aux.items()}, denoms)
+        assert 0.0 < metrics["route_mass"] < 1.0
+        assert metrics["route"] >= -np.log(metrics["route_mass"])  # Jensen
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        first = train_step(model, optimizer, [batch], loss)["route_mass"]
+        for _ in range(15):
+            last = train_step(model, optimizer, [batch], loss)["route_mass"]
+    assert last > max(4 * first, 0.4), (first, last)
+    assert model.language_model.layers[-2].self_attn.route_head is None
+
+
 @pytest.fixture(scope="module")
 def setup():
     cfg = tiny_config()
