@@ -156,7 +156,7 @@ def get_config(arg=None):
             # question's frame number, the hop that brings it to the supervised head's query.
             # 500 steps of frame_label took that head's mass on the asked frame of 4-8 from
             # 0.21 to 0.24 (even spread 0.17) with the tokens naming their label 0.91; 0
-            # turns it off. 1.0 from step 43500 of the committed run
+            # turns it off. 1.0 from step 43750 of the committed run
             route=1.0,
         )
     )
