@@ -210,6 +210,19 @@ def test_locate_reads_values_at_visual_tokens_and_what_the_head_brings_elsewhere
     np.testing.assert_allclose(out[0, 3], brought, rtol=1e-5)  # the answer: the mixture
 
 
+def _fit_from_scratch(cfg, loss, batch, denoms, steps: int = 20):
+    """(metrics of a fresh policy of `cfg` on `batch`, those of its last of `steps` train
+    steps at AdamW 1e-2)."""
+    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
+    _, aux = loss.objective(model, batch, jnp.asarray(denoms, jnp.float32))
+    first = loss.metrics({k: float(v) for k, v in aux.items()}, denoms)
+    tx = make_optimizer(OptimizerConfig(learning_rate=1e-2, schedule="constant"))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    for _ in range(steps):
+        last = train_step(model, optimizer, [batch], loss)
+    return first, last
+
+
 def test_describe_teaches_the_visual_tokens_the_words_of_their_object(setup):
     """`describe`: each visual token holding an object's centre is fitted to put its
     attributes' words first through the policy's own LM head (no auxiliary parameter);
@@ -234,14 +247,8 @@ def test_describe_teaches_the_visual_tokens_the_words_of_their_object(setup):
     batch = loss.collate(make_policy_batch(described, config=cfg), described)
     denoms = loss.weights(batch)
     assert denoms[3] == 2  # the third image names nothing
-    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
-    _, aux = loss.objective(model, batch, jnp.asarray(denoms, jnp.float32))
-    first = loss.metrics({k: float(v) for k, v in aux.items()}, denoms)
+    first, last = _fit_from_scratch(cfg, loss, batch, denoms)
     assert first["describe"] == pytest.approx(np.log(cfg.text.vocab_size), rel=0.2)
-    tx = make_optimizer(OptimizerConfig(learning_rate=1e-2, schedule="constant"))
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-    for _ in range(20):
-        last = train_step(model, optimizer, [batch], loss)
     assert last["describe"] < 0.5 * first["describe"], (first, last)
     assert last["describe_colour"] == last["describe_shape"] == 1.0
 
@@ -272,14 +279,8 @@ def test_frame_label_teaches_each_frames_tokens_the_digits_of_its_label(setup):
     batch = loss.collate(make_policy_batch(labelled, config=cfg), labelled)
     denoms = loss.weights(batch)
     assert denoms[7] == int(visual.sum() + (examples[0]["input_ids"] == IMG).sum())
-    model = Qwen2_5_VLForConditionalGeneration(cfg, rngs=nnx.Rngs(0))
-    _, aux = loss.objective(model, batch, jnp.asarray(denoms, jnp.float32))
-    first = loss.metrics({k: float(v) for k, v in aux.items()}, denoms)
+    first, last = _fit_from_scratch(cfg, loss, batch, denoms)
     assert first["frame_label"] == pytest.approx(np.log(cfg.text.vocab_size), rel=0.2)
-    tx = make_optimizer(OptimizerConfig(learning_rate=1e-2, schedule="constant"))
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-    for _ in range(20):
-        last = train_step(model, optimizer, [batch], loss)
     assert last["frame_label"] < 0.5 * first["frame_label"], (first, last)
     assert last["frame_label_hit"] == 1.0
 
