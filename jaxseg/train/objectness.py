@@ -676,7 +676,9 @@ class ObjectnessLoss:
         out = np.zeros(ids.shape, np.float32)
         for s in range(start, ids.size - len(digits) + 1):
             run = ids[s : s + len(digits)].tolist() == digits
-            alone = not numeral[s - 1] and (s + len(digits) == ids.size or not numeral[s + len(digits)])
+            alone = not numeral[s - 1] and (
+                s + len(digits) == ids.size or not numeral[s + len(digits)]
+            )
             if run and alone:
                 out[s : s + len(digits)] = 1.0
                 return out
@@ -780,9 +782,7 @@ class ObjectnessLoss:
             ("route", self.route > 0),
         )
         fields = [f for f, on in wanted if on]
-        padded = {
-            f: np.zeros((b, length), np.float32) for f in ("objectness", "referent", "route")
-        }
+        padded = {f: np.zeros((b, length), np.float32) for f in ("objectness", "referent", "route")}
         padded["describe"] = np.full((b, length, max(len(self.words), 1)), -1, np.int32)
         padded["locate"] = np.full((b, length, 4), np.nan, np.float32)
         padded["copy"] = np.full((b, length), -1, np.int32)
@@ -837,9 +837,7 @@ class ObjectnessLoss:
         forward = lambda m: forward_logits(m, p, return_hidden=True)  # noqa: E731
         routed = self.route > 0
         if self.locate > 0:  # probs [B, L, L], values [B, L, Dh]
-            hidden, probs, values, *rest = with_attention(
-                forward, model, values=True, route=routed
-            )
+            hidden, probs, values, *rest = with_attention(forward, model, values=True, route=routed)
         elif self.attend > 0:  # (copy and route need attend > 0)
             hidden, probs, *rest = with_attention(forward, model, route=routed)
         else:
